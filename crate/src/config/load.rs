@@ -1,0 +1,201 @@
+//! Parsing configs from YAML, JSON or an already-parsed value, with errors that name the field.
+
+use super::Config;
+use crate::error::{KilnError, Result};
+use serde_json::Value;
+
+/// The embedded default config: an MLP on the embedded digits data set.
+pub const DEFAULT_CONFIG_YAML: &str = include_str!("../../configs/default.yaml");
+
+impl Config {
+    /// The embedded default: an MLP 64→128→10 on digits, Adam 1e-3, batch 32, 20 passes.
+    pub fn embedded_default() -> Result<Self> {
+        Self::from_yaml_str(DEFAULT_CONFIG_YAML)
+    }
+
+    /// Parses and validates a config written in YAML (JSON is valid YAML too).
+    pub fn from_yaml_str(text: &str) -> Result<Self> {
+        let value: Value = serde_yaml::from_str(text).map_err(|e| {
+            let at = e
+                .location()
+                .map(|l| format!(" at line {}, column {}", l.line(), l.column()))
+                .unwrap_or_default();
+            KilnError::Config(format!("malformed YAML{at}: {}", strip_location(&e.to_string())))
+        })?;
+        Self::from_value(value)
+    }
+
+    /// Parses and validates a config written in JSON.
+    pub fn from_json_str(text: &str) -> Result<Self> {
+        let value: Value = serde_json::from_str(text).map_err(|e| {
+            KilnError::Config(format!(
+                "malformed JSON at line {}, column {}: {e}",
+                e.line(),
+                e.column()
+            ))
+        })?;
+        Self::from_value(value)
+    }
+
+    /// Parses a config from text, as JSON when it starts with `{`, otherwise as YAML.
+    pub fn from_str_auto(text: &str) -> Result<Self> {
+        if text.trim_start().starts_with('{') {
+            Self::from_json_str(text)
+        } else {
+            Self::from_yaml_str(text)
+        }
+    }
+
+    /// Reads, parses and validates a config file (`.json` as JSON, anything else as YAML).
+    pub fn from_file(path: &std::path::Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| KilnError::io(format!("cannot read config {}", path.display()), e))?;
+        let is_json = path.extension().is_some_and(|ext| ext == "json");
+        if is_json {
+            Self::from_json_str(&text)
+        } else {
+            Self::from_yaml_str(&text)
+        }
+    }
+
+    /// Builds and validates a config from a parsed JSON value (a JS object, say).
+    /// A `null` or missing section takes its defaults.
+    pub fn from_value(value: Value) -> Result<Self> {
+        let value = match value {
+            Value::Null => Value::Object(Default::default()),
+            other => other,
+        };
+        let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            KilnError::Config(describe_serde_error(&path, &e.into_inner().to_string()))
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The JSON Schema of the config file format.
+    pub fn json_schema() -> Value {
+        serde_json::to_value(schemars::schema_for!(Config)).unwrap_or(Value::Null)
+    }
+}
+
+/// serde_yaml appends " at line L column C" itself; we print the location once, up front.
+fn strip_location(message: &str) -> String {
+    match message.find(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+/// Turns a serde message into "path: what is wrong; did you mean ...".
+fn describe_serde_error(path: &str, message: &str) -> String {
+    let location = if path.is_empty() || path == "." {
+        "(top level)".to_string()
+    } else {
+        path.to_string()
+    };
+    for (marker, noun) in [("unknown field `", "key"), ("unknown variant `", "value")] {
+        if let Some(rest) = message.strip_prefix(marker) {
+            let given = rest.split('`').next().unwrap_or_default();
+            let allowed = backticked_names(message.split_once("expected").map_or("", |x| x.1));
+            let hint = did_you_mean(given, &allowed)
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+            let list = if allowed.is_empty() {
+                "none".to_string()
+            } else {
+                allowed.join(", ")
+            };
+            return format!("{location}: unknown {noun} `{given}`{hint} (allowed: {list})");
+        }
+    }
+    format!("{location}: {message}")
+}
+
+/// The names between backticks in a serde "expected one of `a`, `b`" list.
+fn backticked_names(list: &str) -> Vec<String> {
+    list.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect()
+}
+
+/// The closest allowed name, when it is close enough to be a plausible typo.
+pub(crate) fn did_you_mean(given: &str, allowed: &[String]) -> Option<String> {
+    allowed
+        .iter()
+        .map(|name| (strsim::normalized_damerau_levenshtein(given, name), name))
+        .filter(|(score, _)| *score >= 0.5)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, name)| name.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        match Config::from_yaml_str(text) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("expected an error for {text}"),
+        }
+    }
+
+    #[test]
+    fn default_config_parses() {
+        let config = Config::embedded_default().unwrap();
+        assert_eq!(config.training.batch_size, 32);
+    }
+
+    #[test]
+    fn unknown_key_suggests_the_close_one() {
+        let e = err("training:\n  weight_optimization:\n    lerning_rate: 0.1\n");
+        assert!(
+            e.contains("training.weight_optimization.lerning_rate"),
+            "{e}"
+        );
+        assert!(e.contains("did you mean `learning_rate`"), "{e}");
+    }
+
+    #[test]
+    fn unknown_variant_suggests_the_close_one() {
+        let e = err("training:\n  weight_optimization:\n    optimization_method: adm\n");
+        assert!(e.contains("did you mean `adam`"), "{e}");
+    }
+
+    #[test]
+    fn malformed_yaml_names_line_and_column() {
+        let e = err("training:\n  batch_size: [1, 2\n");
+        assert!(e.contains("malformed YAML at line"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_path() {
+        let e = err("training:\n  batch_size: lots\n");
+        assert!(e.contains("training.batch_size"), "{e}");
+    }
+
+    #[test]
+    fn epochs_is_an_alias_for_num_passes() {
+        let config = Config::from_yaml_str("training:\n  epochs: 3\n").unwrap();
+        assert_eq!(config.training.num_passes, 3);
+    }
+
+    #[test]
+    fn json_is_accepted() {
+        let config = Config::from_json_str(r#"{"training": {"batch_size": 8}}"#).unwrap();
+        assert_eq!(config.training.batch_size, 8);
+        let e = Config::from_json_str("{\"training\": ").unwrap_err().to_string();
+        assert!(e.contains("malformed JSON at line 1"), "{e}");
+    }
+
+    #[test]
+    fn every_distinguishes_steps_from_epochs() {
+        use super::super::Every;
+        let steps = Config::from_yaml_str("validation:\n  every: 50\n").unwrap();
+        assert_eq!(steps.validation.every, Every::Steps(50));
+        let epochs = Config::from_yaml_str("validation:\n  every: 0.5\n").unwrap();
+        assert_eq!(epochs.validation.every, Every::Epochs(0.5));
+    }
+}

@@ -1,0 +1,320 @@
+//! Semantic checks run before any work starts. Every message names the field path, the value
+//! and what is allowed.
+
+use super::schema::*;
+use crate::error::{KilnError, Result};
+
+/// Collects the first problem found, phrased as `path: must be ..., got ...`.
+fn fail(path: &str, rule: &str, got: impl std::fmt::Display) -> KilnError {
+    KilnError::Config(format!("{path}: {rule}, got {got}"))
+}
+
+fn positive(path: &str, value: f64) -> Result<()> {
+    if value.is_finite() && value > 0.0 {
+        Ok(())
+    } else {
+        Err(fail(path, "must be > 0", value))
+    }
+}
+
+fn non_negative(path: &str, value: f64) -> Result<()> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(())
+    } else {
+        Err(fail(path, "must be >= 0", value))
+    }
+}
+
+fn at_least_one(path: &str, value: usize) -> Result<()> {
+    if value >= 1 {
+        Ok(())
+    } else {
+        Err(fail(path, "must be >= 1", value))
+    }
+}
+
+fn probability(path: &str, value: f64) -> Result<()> {
+    if value.is_finite() && (0.0..1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(fail(path, "must be in [0, 1)", value))
+    }
+}
+
+impl Config {
+    /// Checks every value against its allowed range and the sections against each other.
+    pub fn validate(&self) -> Result<()> {
+        if self.name.trim().is_empty() {
+            return Err(fail("name", "must not be empty", "\"\""));
+        }
+        self.validate_data()?;
+        self.validate_model()?;
+        self.validate_training()?;
+        self.validate_validation()?;
+        self.validate_early_stopping()?;
+        self.validate_checkpoint()
+    }
+
+    fn validate_data(&self) -> Result<()> {
+        let data = &self.data;
+        for (i, fraction) in data.split.iter().enumerate() {
+            if !fraction.is_finite() || !(0.0..=1.0).contains(fraction) {
+                return Err(fail(&format!("data.split[{i}]"), "must be in [0, 1]", fraction));
+            }
+        }
+        let sum: f64 = data.split.iter().sum();
+        if (sum - 1.0).abs() > 1e-6 {
+            return Err(fail(
+                "data.split",
+                "[train, val, test] fractions must sum to 1",
+                format!("{:?} (sum {sum})", data.split),
+            ));
+        }
+        if data.split[0] <= 0.0 {
+            return Err(fail("data.split[0]", "the train fraction must be > 0", data.split[0]));
+        }
+        match data.source {
+            DataSource::Csv if data.path.is_none() => Err(KilnError::Config(
+                "data.path: required when data.source is `csv` (the CSV file to read)".into(),
+            )),
+            DataSource::Idx if data.images.is_none() || data.labels.is_none() => {
+                Err(KilnError::Config(
+                    "data.images and data.labels: both required when data.source is `idx`".into(),
+                ))
+            }
+            _ => Ok(()),
+        }?;
+        if let Some(limit) = data.limit {
+            at_least_one("data.limit", limit)?;
+        }
+        Ok(())
+    }
+
+    fn validate_model(&self) -> Result<()> {
+        let model = &self.model;
+        if model.layers.is_empty() {
+            if model.preset.is_none() {
+                return Err(KilnError::Config(
+                    "model: give either `preset` (mlp | cnn) or a non-empty `layers` list".into(),
+                ));
+            }
+            for (i, width) in model.hidden.iter().enumerate() {
+                at_least_one(&format!("model.hidden[{i}]"), *width)?;
+            }
+            probability("model.dropout", model.dropout)?;
+        }
+        for (i, layer) in model.layers.iter().enumerate() {
+            let at = |field: &str| format!("model.layers[{i}].{field}");
+            match layer {
+                LayerSpec::Linear { out: Some(out), .. } => at_least_one(&at("out"), *out)?,
+                LayerSpec::Linear { out: None, .. } if i + 1 != model.layers.len() => {
+                    let is_last_linear = model.layers[i + 1..]
+                        .iter()
+                        .all(|l| !matches!(l, LayerSpec::Linear { .. }));
+                    if !is_last_linear {
+                        return Err(KilnError::Config(format!(
+                            "{}: required on every linear layer but the last (only the last one \
+                             may leave it out to get the number of outputs)",
+                            at("out")
+                        )));
+                    }
+                }
+                LayerSpec::Conv2d {
+                    channels,
+                    kernel,
+                    stride,
+                    ..
+                } => {
+                    at_least_one(&at("channels"), *channels)?;
+                    at_least_one(&at("kernel"), *kernel)?;
+                    at_least_one(&at("stride"), *stride)?;
+                }
+                LayerSpec::MaxPool2d { kernel, stride } => {
+                    at_least_one(&at("kernel"), *kernel)?;
+                    if let Some(stride) = stride {
+                        at_least_one(&at("stride"), *stride)?;
+                    }
+                }
+                LayerSpec::Dropout { prob } => probability(&at("prob"), *prob)?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_training(&self) -> Result<()> {
+        let t = &self.training;
+        at_least_one("training.num_passes", t.num_passes)?;
+        at_least_one("training.batch_size", t.batch_size)?;
+        at_least_one(
+            "training.gradient_accumulation_steps",
+            t.gradient_accumulation_steps,
+        )?;
+        at_least_one("training.log_every_steps", t.log_every_steps)?;
+        non_negative("training.gradient_max_norm", t.gradient_max_norm)?;
+        let w = &t.weight_optimization;
+        positive("training.weight_optimization.learning_rate", w.learning_rate)?;
+        non_negative("training.weight_optimization.weight_decay", w.weight_decay)?;
+        probability("training.weight_optimization.momentum", w.momentum)?;
+        for (i, beta) in w.betas.iter().enumerate() {
+            probability(&format!("training.weight_optimization.betas[{i}]"), *beta)?;
+        }
+        match &t.lr_scheduler {
+            LrScheduler::Constant => Ok(()),
+            LrScheduler::Step { step_size, gamma } => {
+                at_least_one("training.lr_scheduler.step_size", *step_size)?;
+                if !(gamma.is_finite() && *gamma > 0.0 && *gamma <= 1.0) {
+                    return Err(fail("training.lr_scheduler.gamma", "must be in (0, 1]", gamma));
+                }
+                Ok(())
+            }
+            LrScheduler::Cosine { min_lr } => {
+                non_negative("training.lr_scheduler.min_lr", *min_lr)?;
+                if *min_lr > w.learning_rate {
+                    return Err(fail(
+                        "training.lr_scheduler.min_lr",
+                        "must not exceed training.weight_optimization.learning_rate",
+                        min_lr,
+                    ));
+                }
+                Ok(())
+            }
+            LrScheduler::LinearWarmup { warmup_steps } => {
+                at_least_one("training.lr_scheduler.warmup_steps", *warmup_steps)
+            }
+        }
+    }
+
+    fn validate_validation(&self) -> Result<()> {
+        match self.validation.every {
+            Every::Steps(n) if n == 0 => return Err(fail("validation.every", "must be >= 1", n)),
+            Every::Epochs(x) => positive("validation.every", x)?,
+            Every::Steps(_) => {}
+        }
+        for (i, metric) in self.validation.metrics.iter().enumerate() {
+            if !metric.fits(self.task) {
+                let allowed: Vec<_> = Metric::ALL
+                    .iter()
+                    .filter(|m| m.fits(self.task))
+                    .map(|m| m.name())
+                    .collect();
+                return Err(KilnError::Config(format!(
+                    "validation.metrics[{i}]: `{}` does not apply to task `{}` (allowed: {})",
+                    metric.name(),
+                    task_name(self.task),
+                    allowed.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The metric names that early stopping and checkpoint ranking may refer to.
+    pub fn watchable_metrics(&self) -> Vec<String> {
+        let mut names = vec!["train_loss".to_string()];
+        for metric in &self.validation.metrics {
+            if *metric != Metric::ConfusionMatrix {
+                names.push(format!("val_{}", metric.name()));
+            }
+        }
+        if !self.validation.metrics.contains(&Metric::Loss) {
+            names.push("val_loss".into());
+        }
+        names
+    }
+
+    fn check_watchable(&self, path: &str, name: &str) -> Result<()> {
+        let allowed = self.watchable_metrics();
+        if allowed.iter().any(|m| m == name) {
+            return Ok(());
+        }
+        let hint = super::load::did_you_mean(name, &allowed)
+            .map(|s| format!("; did you mean `{s}`?"))
+            .unwrap_or_default();
+        Err(KilnError::Config(format!(
+            "{path}: unknown metric `{name}`{hint} (allowed: {}; add others to validation.metrics)",
+            allowed.join(", ")
+        )))
+    }
+
+    fn validate_early_stopping(&self) -> Result<()> {
+        let Some(es) = &self.early_stopping else {
+            return Ok(());
+        };
+        if es.tasks.is_empty() {
+            return Err(KilnError::Config(
+                "early_stopping.tasks: must list at least one metric to watch".into(),
+            ));
+        }
+        at_least_one("early_stopping.patience", es.patience)?;
+        for (i, task) in es.tasks.iter().enumerate() {
+            let at = format!("early_stopping.tasks[{i}]");
+            self.check_watchable(&format!("{at}.metric"), &task.metric)?;
+            non_negative(&format!("{at}.delta"), task.delta)?;
+            if task.metric.starts_with("val_") && self.data.split[1] <= 0.0 {
+                return Err(KilnError::Config(format!(
+                    "{at}.metric: `{}` needs a validation split, but data.split[1] is 0",
+                    task.metric
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_checkpoint(&self) -> Result<()> {
+        let main = &self.checkpoint.main_metric;
+        self.check_watchable("checkpoint.main_metric", main)
+    }
+}
+
+/// The task's name as written in configs.
+pub fn task_name(task: Task) -> &'static str {
+    match task {
+        Task::Classification => "classification",
+        Task::Regression => "regression",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(yaml: &str) -> String {
+        Config::from_yaml_str(yaml).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn negative_learning_rate_names_path_and_value() {
+        let e = err("training:\n  weight_optimization:\n    learning_rate: -1\n");
+        assert!(
+            e.contains("training.weight_optimization.learning_rate: must be > 0, got -1"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn split_must_sum_to_one() {
+        let e = err("data:\n  split: [0.5, 0.1, 0.1]\n");
+        assert!(e.contains("data.split"), "{e}");
+    }
+
+    #[test]
+    fn classification_metric_rejected_for_regression() {
+        let e = err("task: regression\nvalidation:\n  metrics: [loss, accuracy]\ncheckpoint:\n  main_metric: val_loss\n");
+        assert!(e.contains("validation.metrics[1]"), "{e}");
+    }
+
+    #[test]
+    fn early_stopping_metric_must_be_known() {
+        let e = err(
+            "early_stopping:\n  tasks:\n    - metric: val_acuracy\n      mode: max\n",
+        );
+        assert!(e.contains("did you mean `val_accuracy`"), "{e}");
+    }
+
+    #[test]
+    fn csv_needs_a_path() {
+        let e = err("data:\n  source: csv\n");
+        assert!(e.contains("data.path"), "{e}");
+    }
+}

@@ -1,0 +1,135 @@
+//! IDX files (the MNIST family's format), plain or gzip-compressed.
+
+use super::dataset::{Dataset, Targets};
+use crate::error::{KilnError, Result};
+use std::io::Read;
+use std::path::Path;
+
+/// The default location of Debian's `dataset-fashion-mnist` package.
+pub const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
+
+fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
+    let raw = std::fs::read(path)
+        .map_err(|e| KilnError::io(format!("cannot read IDX file {}", path.display()), e))?;
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(raw.as_slice())
+            .read_to_end(&mut out)
+            .map_err(|e| {
+                KilnError::Data(format!("{}: corrupt gzip data: {e}", path.display()))
+            })?;
+        Ok(out)
+    } else {
+        Ok(raw)
+    }
+}
+
+/// Parses an unsigned-byte IDX buffer: returns its dimensions and values.
+pub fn parse_idx_u8(bytes: &[u8], what: &str) -> Result<(Vec<usize>, Vec<u8>)> {
+    if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
+        return Err(KilnError::Data(format!("{what}: not an IDX file (bad magic number)")));
+    }
+    if bytes[2] != 0x08 {
+        return Err(KilnError::Data(format!(
+            "{what}: only unsigned-byte IDX data is supported, type code is {:#04x}",
+            bytes[2]
+        )));
+    }
+    let rank = bytes[3] as usize;
+    let header = 4 + 4 * rank;
+    if rank == 0 || bytes.len() < header {
+        return Err(KilnError::Data(format!("{what}: truncated IDX header")));
+    }
+    let dims: Vec<usize> = (0..rank)
+        .map(|i| {
+            let at = 4 + 4 * i;
+            u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as usize
+        })
+        .collect();
+    let count: usize = dims.iter().product();
+    let body = &bytes[header..];
+    if body.len() != count {
+        return Err(KilnError::Data(format!(
+            "{what}: header promises {count} values for dimensions {dims:?}, file holds {}",
+            body.len()
+        )));
+    }
+    Ok((dims, body.to_vec()))
+}
+
+/// Loads an images file and a labels file as a classification data set of `[1, H, W]` images
+/// with pixels scaled to [0, 1].
+pub fn load_idx_pair(images: &Path, labels: &Path) -> Result<Dataset> {
+    let (dims, pixels) = parse_idx_u8(&read_maybe_gz(images)?, &images.display().to_string())?;
+    let (label_dims, label_bytes) =
+        parse_idx_u8(&read_maybe_gz(labels)?, &labels.display().to_string())?;
+    if label_dims.len() != 1 || label_dims[0] != dims[0] {
+        return Err(KilnError::Data(format!(
+            "{} holds {:?} labels but {} holds {} images",
+            labels.display(),
+            label_dims,
+            images.display(),
+            dims[0]
+        )));
+    }
+    let sample_shape = match dims.len() {
+        3 => vec![1, dims[1], dims[2]],
+        2 => vec![dims[1]],
+        _ => {
+            return Err(KilnError::Data(format!(
+                "{}: expected images of rank 2 or 3, got dimensions {dims:?}",
+                images.display()
+            )));
+        }
+    };
+    let classes: Vec<u32> = label_bytes.iter().map(|&b| u32::from(b)).collect();
+    let num_classes = classes.iter().max().map_or(0, |m| *m as usize + 1);
+    let features = pixels.iter().map(|&p| f32::from(p) / 255.0).collect();
+    Dataset::new(features, Targets::Classes(classes), sample_shape, num_classes)
+}
+
+/// Loads Fashion-MNIST's official train and test sets from `dir`.
+pub fn load_fashion_mnist(dir: &Path) -> Result<(Dataset, Dataset)> {
+    let file = |name: &str| dir.join(format!("{name}.gz"));
+    let missing = |name: &str| !file(name).exists() && !dir.join(name).exists();
+    if missing("train-images-idx3-ubyte") {
+        return Err(KilnError::Data(format!(
+            "Fashion-MNIST not found in {}: install it with `apt-get install \
+             dataset-fashion-mnist`, or set data.path to a directory holding the four IDX files",
+            dir.display()
+        )));
+    }
+    let pick = |name: &str| {
+        if file(name).exists() {
+            file(name)
+        } else {
+            dir.join(name)
+        }
+    };
+    let train = load_idx_pair(
+        &pick("train-images-idx3-ubyte"),
+        &pick("train-labels-idx1-ubyte"),
+    )?;
+    let test = load_idx_pair(&pick("t10k-images-idx3-ubyte"), &pick("t10k-labels-idx1-ubyte"))?;
+    Ok((train, test))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_small_idx() {
+        let mut bytes = vec![0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 3];
+        bytes.extend([1, 2, 3, 4, 5, 6]);
+        let (dims, values) = parse_idx_u8(&bytes, "t").unwrap();
+        assert_eq!(dims, vec![2, 3]);
+        assert_eq!(values, vec![1, 2, 3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn rejects_truncated_body() {
+        let bytes = vec![0, 0, 8, 1, 0, 0, 0, 5, 1, 2];
+        assert!(parse_idx_u8(&bytes, "t").is_err());
+    }
+}

@@ -1,0 +1,290 @@
+//! Jobs: every training run has an id, a status, the latest progress and a result.
+
+use crate::config::Config;
+use crate::data::Splits;
+use crate::error::{KilnError, Result};
+use crate::model::{ModelHeader, SavedModel};
+use crate::store::{ModelStore, save_model};
+use crate::train::{
+    CancelToken, CheckpointSink, HistoryEntry, Progress, ResumePoint, TrainEvent, TrainRequest,
+    train,
+};
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Created, not started.
+    Queued,
+    /// Training.
+    Processing,
+    /// Finished; the model is in the store.
+    Completed,
+    /// Stopped by an error (see the job's error).
+    Failed,
+    /// Stopped by `cancel`.
+    Cancelled,
+}
+
+impl JobStatus {
+    /// The status as written in APIs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Processing => "processing",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether the job has ended.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+    }
+}
+
+/// The result of a completed job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrainRunInfo {
+    /// The job that produced it.
+    pub job_id: String,
+    /// The saved model's id (a GUID) in the model store.
+    pub model_id: String,
+    /// The run's name.
+    pub name: String,
+    /// The backend it trained on.
+    pub backend: String,
+    /// Metrics at the best evaluation (by `checkpoint.main_metric`).
+    pub best_metrics: BTreeMap<String, f64>,
+    /// Epoch of the best evaluation, 1-based.
+    pub best_epoch: Option<usize>,
+    /// Latest validation metrics and the saved model's test metrics (`test_*`).
+    pub final_metrics: BTreeMap<String, f64>,
+    /// The test split's confusion matrix, when requested.
+    pub confusion_matrix: Option<Vec<Vec<u64>>>,
+    /// The best model's file, when the run wrote one.
+    pub best_model_path: Option<String>,
+    /// Metrics at every evaluation.
+    pub history: Vec<HistoryEntry>,
+    /// Whether early stopping ended the run.
+    pub stopped_early: bool,
+    /// Epochs completed.
+    pub epochs_run: usize,
+    /// Batches processed.
+    pub steps: u64,
+    /// Training time in seconds.
+    pub duration_secs: f64,
+}
+
+#[derive(Debug)]
+struct JobState {
+    status: JobStatus,
+    progress: Option<Progress>,
+    result: Option<TrainRunInfo>,
+    error: Option<String>,
+}
+
+/// A handle on a training job; clones share the same job.
+#[derive(Debug, Clone)]
+pub struct Job {
+    id: String,
+    state: Arc<Mutex<JobState>>,
+    cancel: CancelToken,
+}
+
+impl Default for Job {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Job {
+    /// A new queued job with id `trainingjob-<uuid>`.
+    pub fn new() -> Self {
+        Self {
+            id: format!("trainingjob-{}", uuid::Uuid::new_v4()),
+            state: Arc::new(Mutex::new(JobState {
+                status: JobStatus::Queued,
+                progress: None,
+                result: None,
+                error: None,
+            })),
+            cancel: CancelToken::new(),
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut JobState) -> T) -> T {
+        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard)
+    }
+
+    /// The job id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The current status.
+    pub fn status(&self) -> JobStatus {
+        self.with(|s| s.status)
+    }
+
+    /// The latest progress report.
+    pub fn progress(&self) -> Option<Progress> {
+        self.with(|s| s.progress.clone())
+    }
+
+    /// The result, once completed.
+    pub fn result(&self) -> Option<TrainRunInfo> {
+        self.with(|s| s.result.clone())
+    }
+
+    /// Why the job failed or was cancelled.
+    pub fn error(&self) -> Option<String> {
+        self.with(|s| s.error.clone())
+    }
+
+    /// Requests cancellation; the loop stops before its next step.
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// The token the training loop checks.
+    pub fn cancel_token(&self) -> CancelToken {
+        self.cancel.clone()
+    }
+
+    /// Marks the job failed with a reason (used when it cannot even start).
+    pub fn fail(&self, error: &KilnError) {
+        self.finish(Err(error));
+    }
+
+    fn finish(&self, outcome: std::result::Result<&TrainRunInfo, &KilnError>) {
+        self.with(|s| match outcome {
+            Ok(info) => {
+                s.status = JobStatus::Completed;
+                s.result = Some(info.clone());
+            }
+            Err(KilnError::Cancelled) => {
+                s.status = JobStatus::Cancelled;
+                s.error = Some("the job was cancelled".into());
+            }
+            Err(e) => {
+                s.status = JobStatus::Failed;
+                s.error = Some(e.to_string());
+            }
+        });
+    }
+}
+
+/// Everything a job run needs besides the job itself.
+pub struct JobRun<'a> {
+    /// The validated config.
+    pub config: &'a Config,
+    /// The prepared splits.
+    pub splits: &'a Splits,
+    /// The device to train on.
+    pub device: Device,
+    /// A name for the backend, recorded in the result.
+    pub backend: String,
+    /// Where the trained model is saved.
+    pub store: &'a dyn ModelStore,
+    /// Checkpoint destination, if any.
+    pub checkpoints: Option<&'a mut dyn CheckpointSink>,
+    /// Resume from here.
+    pub resume: Option<ResumePoint>,
+    /// Also receives every event.
+    pub on_event: &'a mut dyn FnMut(&TrainEvent),
+    /// Recorded as the result's `best_model_path`.
+    pub best_model_path: Option<String>,
+}
+
+/// Runs a job to its end: trains, saves the best model to the store, and records the outcome
+/// on the job. The returned error (if any) is also the job's error.
+pub async fn run_job(job: &Job, run: JobRun<'_>) -> Result<(TrainRunInfo, SavedModel)> {
+    job.with(|s| s.status = JobStatus::Processing);
+    let outcome = run_inner(job, run).await;
+    job.finish(outcome.as_ref().map(|(info, _)| info));
+    outcome
+}
+
+async fn run_inner(job: &Job, run: JobRun<'_>) -> Result<(TrainRunInfo, SavedModel)> {
+    let JobRun {
+        config,
+        splits,
+        device,
+        backend,
+        store,
+        checkpoints,
+        resume,
+        on_event,
+        best_model_path,
+    } = run;
+    let progress_job = job.clone();
+    let mut events = |event: TrainEvent| {
+        if let TrainEvent::Progress(p) = &event {
+            progress_job.with(|s| s.progress = Some(p.clone()));
+        }
+        on_event(&event);
+    };
+    let outcome = train(TrainRequest {
+        config,
+        splits,
+        device,
+        events: &mut events,
+        cancel: job.cancel_token(),
+        checkpoints,
+        resume,
+    })
+    .await?;
+    let model_id = uuid::Uuid::new_v4().to_string();
+    let saved = SavedModel {
+        header: ModelHeader {
+            model_id: model_id.clone(),
+            name: config.name.clone(),
+            created_unix_ms: now_unix_ms(),
+            kiln_version: env!("CARGO_PKG_VERSION").into(),
+            config: config.clone(),
+            input_shape: splits.train.sample_shape.clone(),
+            num_outputs: splits.train.num_outputs,
+            normalization: splits.normalization.clone(),
+            metrics: outcome.final_metrics.clone(),
+        },
+        weights: outcome.best_weights.clone(),
+    };
+    save_model(store, &saved).await?;
+    let info = TrainRunInfo {
+        job_id: job.id().to_string(),
+        model_id,
+        name: config.name.clone(),
+        backend,
+        best_metrics: outcome
+            .best
+            .as_ref()
+            .map(|b| b.metrics.clone())
+            .unwrap_or_default(),
+        best_epoch: outcome.best.as_ref().map(|b| b.epoch),
+        final_metrics: outcome.final_metrics,
+        confusion_matrix: outcome.test_confusion_matrix,
+        best_model_path,
+        history: outcome.history,
+        stopped_early: outcome.stopped_early,
+        epochs_run: outcome.epochs_run,
+        steps: outcome.steps,
+        duration_secs: outcome.duration_secs,
+    };
+    Ok((info, saved))
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_unix_ms() -> u64 {
+    web_time::SystemTime::now()
+        .duration_since(web_time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,17 @@
+//! Kiln: a config-driven training runtime for burn models — one async training loop for the
+//! browser (WebGPU), the edge (CPU wasm) and native GPU servers (wgpu, CUDA).
+#![warn(missing_docs)]
+
+pub mod backend;
+pub mod config;
+pub mod data;
+pub mod error;
+pub mod jobs;
+pub mod metrics;
+pub mod model;
+pub mod store;
+pub mod train;
+
+pub use config::Config;
+pub use error::{KilnError, Result};
+pub use jobs::{Job, JobStatus, TrainRunInfo};

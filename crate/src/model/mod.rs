@@ -1,0 +1,13 @@
+//! The model: layers from the config, weights import/export, saved-model format, inference.
+
+mod network;
+mod predict;
+mod saved;
+mod shape;
+mod weights;
+
+pub use network::{Flatten, Layer, Network};
+pub use predict::{Predictor, argmax_rows};
+pub use saved::{MODEL_MAGIC, ModelHeader, SavedModel};
+pub use shape::{SampleShape, infer_shapes, resolve_layers};
+pub use weights::{export_weights, import_weights};

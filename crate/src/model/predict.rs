@@ -1,0 +1,83 @@
+//! Inference with a saved model: standardise, forward, softmax.
+
+use super::network::Network;
+use super::saved::SavedModel;
+use crate::config::Task;
+use crate::error::{KilnError, Result};
+use burn::module::Module;
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Tensor, TensorData};
+
+/// A loaded model ready to predict.
+#[derive(Debug)]
+pub struct Predictor {
+    /// The model's metadata and weights as loaded.
+    pub saved: SavedModel,
+    network: Network,
+    device: Device,
+}
+
+impl Predictor {
+    /// Loads a saved model onto `device` (without autodiff).
+    pub fn new(saved: SavedModel, device: &Device) -> Result<Self> {
+        let network = saved.load_network(device)?.valid();
+        Ok(Self {
+            saved,
+            network,
+            device: device.clone(),
+        })
+    }
+
+    /// Number of values in one input sample.
+    pub fn sample_len(&self) -> usize {
+        self.saved.header.input_shape.iter().product()
+    }
+
+    /// Predicts a batch of row-major samples. Returns `rows × num_outputs` values: class
+    /// probabilities for classification, predicted values for regression.
+    pub async fn predict(&self, features: &[f32]) -> Result<Vec<f32>> {
+        let n = self.sample_len();
+        if features.is_empty() || features.len() % n != 0 {
+            return Err(KilnError::InvalidArgument(format!(
+                "expected a multiple of {n} feature values (input shape {:?}), got {}",
+                self.saved.header.input_shape,
+                features.len()
+            )));
+        }
+        if features.iter().any(|x| !x.is_finite()) {
+            return Err(KilnError::InvalidArgument(
+                "features must be finite numbers (found NaN or infinity)".into(),
+            ));
+        }
+        let rows = features.len() / n;
+        let mut input = features.to_vec();
+        if let Some(norm) = &self.saved.header.normalization {
+            norm.apply(&mut input);
+        }
+        let x = Tensor::<2>::from_data(TensorData::new(input, [rows, n]), &self.device);
+        let out = self.network.forward(x);
+        let out = match self.saved.task() {
+            Task::Classification => softmax(out, 1),
+            Task::Regression => out,
+        };
+        let data = out
+            .into_data_async()
+            .await
+            .map_err(|e| KilnError::Internal(format!("reading predictions failed: {e:?}")))?;
+        data.try_into_vec::<f32>()
+            .map_err(|e| KilnError::Internal(format!("unexpected prediction data: {e:?}")))
+    }
+}
+
+/// The index of the largest value in each row of `rows × width` values.
+pub fn argmax_rows(values: &[f32], width: usize) -> Vec<usize> {
+    values
+        .chunks_exact(width.max(1))
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map_or(0, |(i, _)| i)
+        })
+        .collect()
+}

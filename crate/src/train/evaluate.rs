@@ -1,0 +1,75 @@
+//! Evaluating a model on a split: every batch on the device, one read at the end.
+
+use super::batch::{BatchTargets, batch_loss, make_batch};
+use crate::config::{Metric, Task};
+use crate::data::{Dataset, Targets};
+use crate::error::{KilnError, Result};
+use crate::metrics::{EvalReport, classification_report, regression_report};
+use crate::model::Network;
+use burn::tensor::{Device, Transaction};
+
+/// Evaluates `model` (already in validation mode) on `data` in batches of `batch_size`,
+/// at most `max_batches` of them. Reads predictions and the loss in a single transaction.
+pub async fn evaluate(
+    model: &Network,
+    data: &Dataset,
+    batch_size: usize,
+    metrics: &[Metric],
+    device: &Device,
+    max_batches: Option<usize>,
+) -> Result<EvalReport> {
+    let indices: Vec<usize> = (0..data.len()).collect();
+    let chunks: Vec<&[usize]> = indices
+        .chunks(batch_size.max(1))
+        .take(max_batches.unwrap_or(usize::MAX))
+        .collect();
+    let evaluated: usize = chunks.iter().map(|c| c.len()).sum();
+    let mut transaction = Transaction::default();
+    let mut loss_sum = None;
+    for chunk in &chunks {
+        let (x, y) = make_batch(data, chunk, device);
+        let out = model.forward(x);
+        let task_output = match &y {
+            BatchTargets::Classes(_) => out.clone().argmax(1).float(),
+            BatchTargets::Values(_) => out.clone(),
+        };
+        transaction = transaction.register(task_output);
+        let weighted = batch_loss(out, y) * (chunk.len() as f32);
+        loss_sum = Some(match loss_sum {
+            Some(sum) => sum + weighted,
+            None => weighted,
+        });
+    }
+    let Some(loss_sum) = loss_sum else {
+        return Err(KilnError::Data("cannot evaluate an empty split".into()));
+    };
+    let mut values = transaction
+        .register(loss_sum)
+        .execute_async()
+        .await
+        .map_err(|e| KilnError::Training(format!("reading evaluation results failed: {e:?}")))?;
+    let loss_data = values
+        .pop()
+        .ok_or_else(|| KilnError::Internal("evaluation returned no loss".into()))?;
+    let loss = loss_data.iter::<f64>().next().unwrap_or(f64::NAN) / evaluated as f64;
+    let outputs: Vec<f32> = values.iter().flat_map(|d| d.iter::<f32>()).collect();
+    let shown: Vec<usize> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+    Ok(match (&data.targets, task_of(&data.targets)) {
+        (Targets::Classes(classes), _) => {
+            let truth: Vec<u32> = shown.iter().map(|&i| classes[i]).collect();
+            let predicted: Vec<u32> = outputs.iter().map(|&p| p as u32).collect();
+            classification_report(metrics, loss, &truth, &predicted, data.num_outputs)
+        }
+        (Targets::Values(v), _) => {
+            let truth: Vec<f32> = shown.iter().map(|&i| v[i]).collect();
+            regression_report(metrics, loss, &truth, &outputs)
+        }
+    })
+}
+
+fn task_of(targets: &Targets) -> Task {
+    match targets {
+        Targets::Classes(_) => Task::Classification,
+        Targets::Values(_) => Task::Regression,
+    }
+}

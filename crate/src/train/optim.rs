@@ -1,0 +1,92 @@
+//! Building burn's optimiser from the config, and global gradient-norm clipping.
+
+use crate::config::{OptimizationMethod, WeightOptimization};
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::tensor::Tensor;
+
+/// The optimiser the config asks for (PyTorch's defaults where burn's differ: Adam epsilon
+/// 1e-8, momentum without dampening).
+pub fn build_optimizer(w: &WeightOptimization) -> ModuleOptimizer {
+    let decay = (w.weight_decay > 0.0).then(|| WeightDecayConfig::new(w.weight_decay as f32));
+    match w.optimization_method {
+        OptimizationMethod::Sgd => SgdConfig::new().with_weight_decay(decay).init(),
+        OptimizationMethod::Momentum => SgdConfig::new()
+            .with_weight_decay(decay)
+            .with_momentum(Some(
+                MomentumConfig::new()
+                    .with_momentum(w.momentum)
+                    .with_dampening(0.0),
+            ))
+            .init(),
+        OptimizationMethod::Adam => AdamConfig::new()
+            .with_beta_1(w.betas[0] as f32)
+            .with_beta_2(w.betas[1] as f32)
+            .with_epsilon(1e-8)
+            .with_weight_decay(decay)
+            .init(),
+        OptimizationMethod::Adamw => AdamWConfig::new()
+            .with_beta_1(w.betas[0] as f32)
+            .with_beta_2(w.betas[1] as f32)
+            .with_epsilon(1e-8)
+            .with_weight_decay(w.weight_decay as f32)
+            .init(),
+    }
+}
+
+/// Sums the squares of every parameter's gradient, on the device.
+struct SquaredNorm<'a> {
+    grads: &'a GradientsParams,
+    total: Option<Tensor<1>>,
+}
+
+impl ModuleVisitor for SquaredNorm<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(grad) = self.grads.get::<D>(param.id) {
+            let squares = grad.square().sum();
+            self.total = Some(match self.total.take() {
+                Some(total) => total + squares,
+                None => squares,
+            });
+        }
+    }
+}
+
+/// The global L2 norm of all gradients, as a one-element tensor (no device read).
+pub fn global_grad_norm<M: Module>(module: &M, grads: &GradientsParams) -> Option<Tensor<1>> {
+    let mut visitor = SquaredNorm {
+        grads,
+        total: None,
+    };
+    module.visit(&mut visitor);
+    visitor.total.map(Tensor::sqrt)
+}
+
+/// Multiplies every gradient by a one-element scale tensor.
+struct ScaleGrads<'a> {
+    grads: &'a mut GradientsParams,
+    scale: Tensor<1>,
+}
+
+impl ModuleVisitor for ScaleGrads<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(grad) = self.grads.remove::<D>(param.id) {
+            let scale = self.scale.clone().to_device(&grad.device()).reshape([1usize; D]);
+            self.grads.register(param.id, grad * scale);
+        }
+    }
+}
+
+/// Scales gradients so that their global norm is at most `max_norm` (like PyTorch's
+/// `clip_grad_norm_`), computed entirely on the device.
+pub fn clip_global_norm<M: Module>(
+    module: &M,
+    grads: &mut GradientsParams,
+    norm: &Tensor<1>,
+    max_norm: f64,
+) {
+    let scale = (norm.clone().add_scalar(1e-6).recip() * max_norm).clamp_max(1.0);
+    module.visit(&mut ScaleGrads { grads, scale });
+}
