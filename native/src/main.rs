@@ -1,1 +1,73 @@
-fn main(){}
+//! The `kiln` command-line trainer. Exit codes: 0 ok, 2 bad input, 1 internal failure.
+
+mod cli;
+mod models_cmd;
+mod run_dir;
+mod train_cmd;
+
+use clap::Parser;
+use cli::{Cli, Command};
+use kiln::{Config, KilnError, Result};
+use std::process::ExitCode;
+
+fn run(cli: Cli) -> Result<()> {
+    let store = run_dir::default_store(cli.store);
+    match cli.command {
+        Command::Train {
+            config,
+            backend,
+            out,
+            resume,
+            json,
+        } => train_cmd::run(
+            train_cmd::TrainArgs {
+                config,
+                backend,
+                out,
+                resume,
+                json,
+            },
+            &store,
+        ),
+        Command::Eval {
+            model,
+            data,
+            backend,
+        } => models_cmd::eval(&store, &model, data, &backend),
+        Command::Predict {
+            model,
+            input,
+            output,
+            backend,
+        } => models_cmd::predict(&store, &model, &input, output, &backend),
+        Command::Models { action } => models_cmd::models(&store, action),
+        Command::Schema => {
+            let schema = serde_json::to_string_pretty(&Config::json_schema())
+                .map_err(|e| KilnError::Internal(format!("cannot encode schema: {e}")))?;
+            println!("{schema}");
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match std::panic::catch_unwind(|| run(cli)) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("kiln: error: {e}");
+            ExitCode::from(if e.is_user_error() { 2 } else { 1 })
+        }
+        Err(_) => {
+            eprintln!("kiln: internal error (a panic); please report it with the command you ran");
+            ExitCode::from(1)
+        }
+    }
+}

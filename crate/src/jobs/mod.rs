@@ -206,14 +206,25 @@ pub struct JobRun<'a> {
 
 /// Runs a job to its end: trains, saves the best model to the store, and records the outcome
 /// on the job. The returned error (if any) is also the job's error.
-pub async fn run_job(job: &Job, run: JobRun<'_>) -> Result<(TrainRunInfo, SavedModel)> {
+pub async fn run_job(job: &Job, run: JobRun<'_>) -> Result<JobOutput> {
     job.with(|s| s.status = JobStatus::Processing);
     let outcome = run_inner(job, run).await;
-    job.finish(outcome.as_ref().map(|(info, _)| info));
+    job.finish(outcome.as_ref().map(|out| &out.info));
     outcome
 }
 
-async fn run_inner(job: &Job, run: JobRun<'_>) -> Result<(TrainRunInfo, SavedModel)> {
+/// What a completed job produced.
+#[derive(Debug, Clone)]
+pub struct JobOutput {
+    /// The result summary.
+    pub info: TrainRunInfo,
+    /// The saved (best) model, as stored.
+    pub model: SavedModel,
+    /// The weights at the end of training (burnpack).
+    pub final_weights: Vec<u8>,
+}
+
+async fn run_inner(job: &Job, run: JobRun<'_>) -> Result<JobOutput> {
     let JobRun {
         config,
         splits,
@@ -269,16 +280,20 @@ async fn run_inner(job: &Job, run: JobRun<'_>) -> Result<(TrainRunInfo, SavedMod
             .map(|b| b.metrics.clone())
             .unwrap_or_default(),
         best_epoch: outcome.best.as_ref().map(|b| b.epoch),
-        final_metrics: outcome.final_metrics,
-        confusion_matrix: outcome.test_confusion_matrix,
+        final_metrics: outcome.final_metrics.clone(),
+        confusion_matrix: outcome.test_confusion_matrix.clone(),
         best_model_path,
-        history: outcome.history,
+        history: outcome.history.clone(),
         stopped_early: outcome.stopped_early,
         epochs_run: outcome.epochs_run,
         steps: outcome.steps,
         duration_secs: outcome.duration_secs,
     };
-    Ok((info, saved))
+    Ok(JobOutput {
+        info,
+        model: saved,
+        final_weights: outcome.final_weights,
+    })
 }
 
 /// Milliseconds since the Unix epoch (0 if the clock is before it).

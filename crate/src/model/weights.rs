@@ -29,7 +29,7 @@ impl ModuleVisitor for ParamCollector {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         self.names.push((self.path.join("."), param.id.val()));
         let transaction = std::mem::take(&mut self.transaction);
-        self.transaction = transaction.register(param.val());
+        self.transaction = transaction.register(param.val().without_autodiff());
     }
 }
 

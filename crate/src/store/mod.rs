@@ -4,7 +4,7 @@
 mod dir;
 mod memory;
 
-pub use dir::DirStore;
+pub use dir::{DirStore, write_atomic};
 pub use memory::MemoryStore;
 
 use crate::error::{KilnError, Result};

@@ -61,7 +61,7 @@ pub fn global_grad_norm<M: Module>(module: &M, grads: &GradientsParams) -> Optio
         total: None,
     };
     module.visit(&mut visitor);
-    visitor.total.map(Tensor::sqrt)
+    visitor.total.map(|t| t.without_autodiff().sqrt())
 }
 
 /// Multiplies every gradient by a one-element scale tensor.

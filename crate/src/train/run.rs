@@ -221,7 +221,7 @@ pub async fn train(request: TrainRequest<'_, '_>) -> Result<TrainOutcome> {
                 model = optim.step(last_lr, model, grads);
                 state.optimizer_steps += 1;
             }
-            pending.losses.push((state.step, loss.detach()));
+            pending.losses.push((state.step, loss.without_autodiff()));
 
             if log_now {
                 let (sum, count) = read_losses(&mut pending, &mut loss_window, epoch, &checkpoints)

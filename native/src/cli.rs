@@ -1,0 +1,106 @@
+//! Command-line arguments.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Kiln: train burn models from a config, natively on CPU, wgpu or CUDA.
+#[derive(Debug, Parser)]
+#[command(name = "kiln", version, about)]
+pub struct Cli {
+    /// The model store directory (default: $KILN_HOME/models, or ~/.kiln/models).
+    #[arg(long, global = true)]
+    pub store: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a model (the embedded default, an MLP on digits, when no CONFIG is given).
+    Train {
+        /// A YAML or JSON config file.
+        config: Option<PathBuf>,
+        /// cpu, wgpu or cuda.
+        #[arg(long, default_value = "cpu")]
+        backend: String,
+        /// The run directory (default: runs/<name>-<job id>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Continue the run in this directory from its latest checkpoint.
+        #[arg(long, conflicts_with = "config")]
+        resume: Option<PathBuf>,
+        /// Print the TrainRunInfo as JSON on stdout at the end.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evaluate a saved model on its test split, or on a CSV file.
+    Eval {
+        /// A model id from the store, or a .kiln file.
+        #[arg(long)]
+        model: String,
+        /// A CSV file with the same columns the model was trained on (label included).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// cpu, wgpu or cuda.
+        #[arg(long, default_value = "cpu")]
+        backend: String,
+    },
+    /// Predict every row of a CSV of features.
+    Predict {
+        /// A model id from the store, or a .kiln file.
+        #[arg(long)]
+        model: String,
+        /// CSV of features (a header row is detected and skipped).
+        #[arg(long)]
+        input: PathBuf,
+        /// Write predictions here instead of stdout.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// cpu, wgpu or cuda.
+        #[arg(long, default_value = "cpu")]
+        backend: String,
+    },
+    /// Manage the model store.
+    Models {
+        /// What to do with the store.
+        #[command(subcommand)]
+        action: ModelsAction,
+    },
+    /// Print the config file's JSON Schema.
+    Schema,
+}
+
+/// `kiln models ...`
+#[derive(Debug, Subcommand)]
+pub enum ModelsAction {
+    /// List stored models.
+    List {
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one model's metadata as JSON.
+    Show {
+        /// The model id.
+        id: String,
+    },
+    /// Write a model's portable bytes to a file.
+    Export {
+        /// The model id.
+        id: String,
+        /// Destination file.
+        file: PathBuf,
+    },
+    /// Add a model file (from `export`, the browser or Node) to the store.
+    Import {
+        /// The model file.
+        file: PathBuf,
+    },
+    /// Delete a model.
+    Rm {
+        /// The model id.
+        id: String,
+    },
+}

@@ -1,0 +1,196 @@
+//! `kiln eval`, `kiln predict` and `kiln models ...`.
+
+use crate::cli::ModelsAction;
+use kiln::backend::{BackendKind, native_device};
+use kiln::config::Task;
+use kiln::data::{Dataset, load_and_prepare, parse_table};
+use kiln::model::{Predictor, SavedModel, argmax_rows};
+use kiln::store::{DirStore, ModelStore, check_model_id, list_models, load_model};
+use kiln::train::evaluate;
+use kiln::{KilnError, Result};
+use burn::module::Module;
+use futures::executor::block_on;
+use std::path::{Path, PathBuf};
+
+/// A model given as a store id or as a `.kiln` file path.
+pub fn resolve_model(store: &DirStore, reference: &str) -> Result<SavedModel> {
+    let path = Path::new(reference);
+    if path.is_file() {
+        let bytes = std::fs::read(path)
+            .map_err(|e| KilnError::io(format!("cannot read {}", path.display()), e))?;
+        return SavedModel::from_bytes(&bytes);
+    }
+    if check_model_id(reference).is_err() {
+        return Err(KilnError::InvalidArgument(format!(
+            "`{reference}` is neither a model file nor a model id in {}",
+            store.root().display()
+        )));
+    }
+    block_on(load_model(store, reference))
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string_pretty(value)
+        .map_err(|e| KilnError::Internal(format!("cannot encode JSON: {e}")))
+}
+
+/// `kiln eval`: metrics of a saved model on its own test split, or on a labelled CSV.
+pub fn eval(store: &DirStore, model: &str, data: Option<PathBuf>, backend: &str) -> Result<()> {
+    let saved = resolve_model(store, model)?;
+    let device = native_device(BackendKind::parse(backend)?)?;
+    let config = &saved.header.config;
+    let dataset: Dataset = match data {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| KilnError::io(format!("cannot read {}", path.display()), e))?;
+            let mut set = parse_table(&text, config.data.header, &path.display().to_string())?
+                .into_dataset(config.data.label_column.as_ref(), config.task)?;
+            check_width(&saved, set.sample_len())?;
+            set.sample_shape = saved.header.input_shape.clone();
+            set.num_outputs = saved.header.num_outputs;
+            if let Some(norm) = &saved.header.normalization {
+                norm.apply(&mut set.features);
+            }
+            set
+        }
+        None => load_and_prepare(config)?.test.ok_or_else(|| {
+            KilnError::InvalidArgument(
+                "the model's config has no test split (data.split[2] is 0): pass --data FILE.csv"
+                    .into(),
+            )
+        })?,
+    };
+    let network = saved.load_network(&device)?.valid();
+    let report = block_on(evaluate(
+        &network,
+        &dataset,
+        config.training.batch_size,
+        &config.validation.metrics,
+        &device,
+        None,
+    ))?;
+    println!("{}", json(&report)?);
+    Ok(())
+}
+
+fn check_width(saved: &SavedModel, width: usize) -> Result<()> {
+    let expected: usize = saved.header.input_shape.iter().product();
+    if width != expected {
+        return Err(KilnError::Data(format!(
+            "the CSV has {width} feature columns but the model expects {expected}"
+        )));
+    }
+    Ok(())
+}
+
+/// `kiln predict`: one output row per input row.
+pub fn predict(
+    store: &DirStore,
+    model: &str,
+    input: &Path,
+    output: Option<PathBuf>,
+    backend: &str,
+) -> Result<()> {
+    let saved = resolve_model(store, model)?;
+    let device = native_device(BackendKind::parse(backend)?)?;
+    let text = std::fs::read_to_string(input)
+        .map_err(|e| KilnError::io(format!("cannot read {}", input.display()), e))?;
+    let has_header = text
+        .lines()
+        .next()
+        .is_some_and(|first| first.split(',').any(|c| c.trim().parse::<f64>().is_err()));
+    let table = parse_table(&text, has_header, &input.display().to_string())?;
+    check_width(&saved, table.rows[0].len())?;
+    let features: Vec<f32> = table.rows.iter().flatten().map(|&v| v as f32).collect();
+    let task = saved.task();
+    let outputs = saved.header.num_outputs;
+    let predictor = Predictor::new(saved, &device)?;
+    let values = block_on(predictor.predict(&features))?;
+    let mut csv = String::new();
+    match task {
+        Task::Classification => {
+            let probs: Vec<String> = (0..outputs).map(|c| format!("p{c}")).collect();
+            csv.push_str(&format!("prediction,{}\n", probs.join(",")));
+            for (row, class) in values.chunks_exact(outputs).zip(argmax_rows(&values, outputs)) {
+                let p: Vec<String> = row.iter().map(|v| format!("{v:.6}")).collect();
+                csv.push_str(&format!("{class},{}\n", p.join(",")));
+            }
+        }
+        Task::Regression => {
+            csv.push_str("prediction\n");
+            for v in &values {
+                csv.push_str(&format!("{v}\n"));
+            }
+        }
+    }
+    match output {
+        Some(path) => std::fs::write(&path, csv)
+            .map_err(|e| KilnError::io(format!("cannot write {}", path.display()), e)),
+        None => {
+            print!("{csv}");
+            Ok(())
+        }
+    }
+}
+
+/// `kiln models ...`.
+pub fn models(store: &DirStore, action: ModelsAction) -> Result<()> {
+    match action {
+        ModelsAction::List { json: as_json } => {
+            let headers = block_on(list_models(store))?;
+            if as_json {
+                println!("{}", json(&headers)?);
+            } else if headers.is_empty() {
+                eprintln!("no models in {}", store.root().display());
+            } else {
+                println!("{:<38} {:<20} {:<12} metrics", "id", "name", "input");
+                for h in headers {
+                    let metric = h
+                        .metrics
+                        .get("test_accuracy")
+                        .map(|v| format!("test_accuracy {v:.4}"))
+                        .unwrap_or_default();
+                    println!(
+                        "{:<38} {:<20} {:<12} {metric}",
+                        h.model_id,
+                        h.name,
+                        format!("{:?}", h.input_shape)
+                    );
+                }
+            }
+            Ok(())
+        }
+        ModelsAction::Show { id } => {
+            let saved = resolve_model(store, &id)?;
+            println!("{}", json(&saved.header)?);
+            Ok(())
+        }
+        ModelsAction::Export { id, file } => {
+            let saved = resolve_model(store, &id)?;
+            kiln::store::write_atomic(&file, &saved.to_bytes()?)?;
+            eprintln!("exported {id} to {}", file.display());
+            Ok(())
+        }
+        ModelsAction::Import { file } => {
+            let bytes = std::fs::read(&file)
+                .map_err(|e| KilnError::io(format!("cannot read {}", file.display()), e))?;
+            let saved = SavedModel::from_bytes(&bytes)?;
+            saved.load_network(&kiln::backend::cpu_device())?;
+            block_on(store.put(&saved.header.model_id, bytes))?;
+            println!("{}", saved.header.model_id);
+            Ok(())
+        }
+        ModelsAction::Rm { id } => {
+            check_model_id(&id)?;
+            if block_on(store.delete(&id))? {
+                eprintln!("deleted {id}");
+                Ok(())
+            } else {
+                Err(KilnError::Model(format!(
+                    "no model with id `{id}` in {}",
+                    store.root().display()
+                )))
+            }
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! The run directory: resolved config, metrics.jsonl, checkpoints (top-k), best model, run.json.
+
+use kiln::store::DirStore;
+use kiln::train::{CheckpointData, CheckpointSink, ResumePoint, TrainEvent, TrainerState};
+use kiln::{Config, KilnError, Result};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Writes a file atomically.
+fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+    kiln::store::write_atomic(path, bytes)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| KilnError::io(format!("cannot read {}", path.display()), e))
+}
+
+/// One checkpoint in the index.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct IndexEntry {
+    dir: String,
+    epoch: usize,
+    score: Option<f64>,
+}
+
+/// A run directory.
+pub struct RunDir {
+    /// Its path.
+    pub root: PathBuf,
+    keep_top_k: usize,
+}
+
+/// `metrics.jsonl`: one line per logged step and per evaluation, appended across resumes.
+pub struct MetricsLog {
+    file: std::fs::File,
+}
+
+impl MetricsLog {
+    /// Opens `metrics.jsonl` in `root` for appending.
+    pub fn open(root: &Path) -> Result<Self> {
+        let path = root.join("metrics.jsonl");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| KilnError::io(format!("cannot open {}", path.display()), e))?;
+        Ok(Self { file })
+    }
+
+    /// Appends an event (progress and evaluations only).
+    pub fn log(&mut self, event: &TrainEvent) -> Result<()> {
+        if matches!(event, TrainEvent::Progress(_) | TrainEvent::Evaluated(_)) {
+            let line = serde_json::to_string(event)
+                .map_err(|e| KilnError::Internal(format!("cannot encode event: {e}")))?;
+            writeln!(self.file, "{line}")
+                .map_err(|e| KilnError::io("cannot append to metrics.jsonl", e))?;
+        }
+        Ok(())
+    }
+}
+
+impl RunDir {
+    /// Creates (or reopens, when resuming) a run directory and writes the resolved config.
+    pub fn open(root: PathBuf, config: &Config, keep_top_k: usize) -> Result<Self> {
+        std::fs::create_dir_all(root.join("checkpoints"))
+            .map_err(|e| KilnError::io(format!("cannot create {}", root.display()), e))?;
+        let yaml = serde_yaml::to_string(config)
+            .map_err(|e| KilnError::Internal(format!("cannot write config: {e}")))?;
+        write(&root.join("config.yaml"), yaml.as_bytes())?;
+        Ok(Self { root, keep_top_k })
+    }
+
+    /// The config a run was started with.
+    pub fn load_config(root: &Path) -> Result<Config> {
+        let path = root.join("config.yaml");
+        if !path.exists() {
+            return Err(KilnError::InvalidArgument(format!(
+                "{} is not a Kiln run directory (no config.yaml)",
+                root.display()
+            )));
+        }
+        Config::from_file(&path)
+    }
+
+    fn index_path(&self) -> PathBuf {
+        self.root.join("checkpoints").join("index.json")
+    }
+
+    fn index(root: &Path) -> Result<Vec<IndexEntry>> {
+        let path = root.join("checkpoints").join("index.json");
+        if !path.exists() {
+            return Ok(Vec::new());
+        }
+        serde_json::from_slice(&read(&path)?)
+            .map_err(|e| KilnError::Model(format!("{} is corrupt: {e}", path.display())))
+    }
+
+    /// The latest checkpoint of the run in `root`.
+    pub fn latest_checkpoint(root: &Path) -> Result<ResumePoint> {
+        let index = Self::index(root)?;
+        let latest = index.iter().max_by_key(|e| e.epoch).ok_or_else(|| {
+            KilnError::InvalidArgument(format!(
+                "{} has no checkpoint to resume from (checkpoint.every_epochs may be 0, or the \
+                 run stopped before its first checkpoint)",
+                root.display()
+            ))
+        })?;
+        let dir = root.join("checkpoints").join(&latest.dir);
+        let state: TrainerState = serde_json::from_slice(&read(&dir.join("state.json"))?)
+            .map_err(|e| KilnError::Model(format!("corrupt checkpoint state: {e}")))?;
+        let best = dir.join("best.bpk");
+        Ok(ResumePoint {
+            state,
+            model_weights: read(&dir.join("model.bpk"))?,
+            optimizer: read(&dir.join("optimizer.bpk"))?,
+            best_weights: if best.exists() { Some(read(&best)?) } else { None },
+        })
+    }
+
+    /// Writes the final files: best model, final weights and run.json.
+    pub fn finish(&self, model_bytes: &[u8], final_weights: &[u8], run_json: &str) -> Result<()> {
+        write(&self.best_model_path(), model_bytes)?;
+        write(&self.root.join("final_weights.bpk"), final_weights)?;
+        write(&self.root.join("run.json"), run_json.as_bytes())
+    }
+
+    /// Where the best model goes.
+    pub fn best_model_path(&self) -> PathBuf {
+        self.root.join("best_model.kiln")
+    }
+}
+
+impl CheckpointSink for RunDir {
+    fn save(&mut self, c: CheckpointData<'_>) -> Result<()> {
+        let name = format!("epoch-{:04}", c.state.epochs_done);
+        let dir = self.root.join("checkpoints").join(&name);
+        // Serialising the optimiser reads device memory synchronously: fine natively.
+        let optimizer = c
+            .optimizer
+            .into_bytes()
+            .map_err(|e| KilnError::Internal(format!("cannot serialise the optimizer: {e}")))?;
+        write(&dir.join("model.bpk"), c.model_weights)?;
+        write(&dir.join("optimizer.bpk"), &optimizer)?;
+        if let Some(best) = c.best_weights {
+            write(&dir.join("best.bpk"), best)?;
+        }
+        let state = serde_json::to_vec_pretty(c.state)
+            .map_err(|e| KilnError::Internal(format!("cannot encode state: {e}")))?;
+        // state.json last: a checkpoint counts only once it is complete and indexed.
+        write(&dir.join("state.json"), &state)?;
+        let mut index = Self::index(&self.root)?;
+        index.retain(|e| e.dir != name);
+        index.push(IndexEntry {
+            dir: name.clone(),
+            epoch: c.state.epochs_done,
+            score: c.score,
+        });
+        let latest = index.iter().map(|e| e.epoch).max().unwrap_or(0);
+        let mut ranked: Vec<&IndexEntry> = index.iter().filter(|e| e.score.is_some()).collect();
+        ranked.sort_by(|a, b| {
+            let (x, y) = (a.score.unwrap_or(0.0), b.score.unwrap_or(0.0));
+            if c.lower_is_better { x.total_cmp(&y) } else { y.total_cmp(&x) }
+        });
+        let keep: Vec<String> = ranked
+            .iter()
+            .take(self.keep_top_k)
+            .map(|e| e.dir.clone())
+            .collect();
+        let (kept, dropped): (Vec<_>, Vec<_>) = index
+            .into_iter()
+            .partition(|e| e.epoch == latest || keep.contains(&e.dir));
+        let json = serde_json::to_vec_pretty(&kept)
+            .map_err(|e| KilnError::Internal(format!("cannot encode index: {e}")))?;
+        write(&self.index_path(), &json)?;
+        for entry in dropped {
+            let _ = std::fs::remove_dir_all(self.root.join("checkpoints").join(entry.dir));
+        }
+        Ok(())
+    }
+
+    fn last_location(&self) -> Option<String> {
+        let index = Self::index(&self.root).ok()?;
+        let latest = index.iter().max_by_key(|e| e.epoch)?;
+        Some(self.root.join("checkpoints").join(&latest.dir).display().to_string())
+    }
+}
+
+/// The model store the CLI uses.
+pub fn default_store(flag: Option<PathBuf>) -> DirStore {
+    if let Some(dir) = flag {
+        return DirStore::new(dir);
+    }
+    let home = std::env::var_os("KILN_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".kiln")))
+        .unwrap_or_else(|| PathBuf::from(".kiln"));
+    DirStore::new(home.join("models"))
+}

@@ -1,0 +1,162 @@
+//! `kiln train`: run (or resume) a job with a live progress bar.
+
+use crate::run_dir::{MetricsLog, RunDir};
+use indicatif::{ProgressBar, ProgressStyle};
+use kiln::backend::{BackendKind, native_device};
+use kiln::data::load_and_prepare;
+use kiln::jobs::{Job, JobRun, run_job};
+use kiln::store::DirStore;
+use kiln::train::TrainEvent;
+use kiln::{Config, Result};
+use std::path::PathBuf;
+
+/// Options of `kiln train`.
+pub struct TrainArgs {
+    /// Config file, or the embedded default.
+    pub config: Option<PathBuf>,
+    /// Backend name.
+    pub backend: String,
+    /// Run directory.
+    pub out: Option<PathBuf>,
+    /// Resume from this run directory.
+    pub resume: Option<PathBuf>,
+    /// Print TrainRunInfo JSON on stdout.
+    pub json: bool,
+}
+
+fn progress_bar() -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    let style = ProgressStyle::with_template(
+        "{bar:30.cyan/blue} {pos}/{len} steps {elapsed_precise}<{eta_precise} {msg}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}
+
+fn describe(event: &TrainEvent, bar: &ProgressBar, last_val: &mut String) {
+    match event {
+        TrainEvent::Started {
+            total_steps,
+            start_epoch,
+            ..
+        } => {
+            bar.set_length(*total_steps);
+            if *start_epoch > 1 {
+                bar.println(format!("resuming at epoch {start_epoch}"));
+            }
+        }
+        TrainEvent::Progress(p) => {
+            bar.set_position(p.step);
+            bar.set_message(format!(
+                "epoch {}/{} loss {:.4} {:.0} samples/s {last_val}",
+                p.epoch, p.epochs, p.loss, p.samples_per_sec
+            ));
+        }
+        TrainEvent::Evaluated(entry) => {
+            *last_val = ["val_loss", "val_accuracy"]
+                .iter()
+                .filter_map(|k| entry.metrics.get(*k).map(|v| format!("{k} {v:.4}")))
+                .collect::<Vec<_>>()
+                .join(" ");
+        }
+        TrainEvent::Checkpoint { .. } => {}
+    }
+}
+
+/// Runs `kiln train`.
+pub fn run(args: TrainArgs, store: &DirStore) -> Result<()> {
+    let (config, root, resume) = match &args.resume {
+        Some(dir) => {
+            let config = RunDir::load_config(dir)?;
+            let point = RunDir::latest_checkpoint(dir)?;
+            (config, dir.clone(), Some(point))
+        }
+        None => {
+            let config = match &args.config {
+                Some(path) => Config::from_file(path)?,
+                None => Config::embedded_default()?,
+            };
+            (config, PathBuf::new(), None)
+        }
+    };
+    let kind = BackendKind::parse(&args.backend)?;
+    let splits = load_and_prepare(&config)?;
+    let device = native_device(kind)?;
+    let job = Job::new();
+    let root = if resume.is_some() {
+        root
+    } else {
+        args.out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-{}", config.name, job.id())))
+    };
+    let mut run_dir = RunDir::open(root, &config, config.checkpoint.save_top_k)?;
+    let mut metrics_log = MetricsLog::open(&run_dir.root)?;
+    eprintln!(
+        "kiln: training `{}` on {} ({} train / {} val / {} test samples) → {}",
+        config.name,
+        kind.name(),
+        splits.train.len(),
+        splits.val.as_ref().map_or(0, |v| v.len()),
+        splits.test.as_ref().map_or(0, |v| v.len()),
+        run_dir.root.display()
+    );
+    let bar = progress_bar();
+    let mut last_val = String::new();
+    let mut log_error = None;
+    let mut on_event = |event: &TrainEvent| {
+        describe(event, &bar, &mut last_val);
+        if let Err(e) = metrics_log.log(event) {
+            log_error.get_or_insert(e);
+        }
+    };
+    let best_path = run_dir.best_model_path().display().to_string();
+    let outcome = futures::executor::block_on(run_job(
+        &job,
+        JobRun {
+            config: &config,
+            splits: &splits,
+            device,
+            backend: kind.name().into(),
+            store,
+            checkpoints: Some(&mut run_dir),
+            resume,
+            on_event: &mut on_event,
+            best_model_path: Some(best_path),
+        },
+    ));
+    bar.finish_and_clear();
+    let output = outcome?;
+    let info = &output.info;
+    if let Some(e) = log_error {
+        return Err(e);
+    }
+    let json = serde_json::to_string_pretty(info)
+        .map_err(|e| kiln::KilnError::Internal(format!("cannot encode the result: {e}")))?;
+    run_dir.finish(&output.model.to_bytes()?, &output.final_weights, &json)?;
+    let show = |name: &str| {
+        info.final_metrics
+            .get(name)
+            .map(|v| format!("{name} {v:.4}"))
+    };
+    let summary: Vec<String> = ["test_accuracy", "test_loss", "test_f1_macro", "test_mse", "test_r2"]
+        .iter()
+        .filter_map(|m| show(m))
+        .collect();
+    eprintln!(
+        "kiln: {} in {:.1}s, {} epochs{} — {} — model {} saved in {}",
+        info.job_id,
+        info.duration_secs,
+        info.epochs_run,
+        if info.stopped_early { " (stopped early)" } else { "" },
+        summary.join(", "),
+        info.model_id,
+        store.root().display()
+    );
+    if args.json {
+        println!("{json}");
+    }
+    Ok(())
+}
+
