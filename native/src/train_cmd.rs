@@ -91,6 +91,12 @@ pub fn run(args: TrainArgs, store: &DirStore) -> Result<()> {
             .clone()
             .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-{}", config.name, job.id())))
     };
+    if resume.is_none() && root.join("config.yaml").exists() {
+        return Err(kiln::KilnError::InvalidArgument(format!(
+            "{} already holds a run: continue it with --resume {0}, or pick another --out",
+            root.display()
+        )));
+    }
     let mut run_dir = RunDir::open(root, &config, config.checkpoint.save_top_k)?;
     let mut metrics_log = MetricsLog::open(&run_dir.root)?;
     eprintln!(

@@ -3,7 +3,7 @@
 use super::shape::{SampleShape, infer_shapes};
 use crate::config::LayerSpec;
 use crate::error::Result;
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{
@@ -94,6 +94,18 @@ impl Network {
             layers,
             input_shape: input_shape.to_vec(),
         })
+    }
+
+    /// Forces every lazily-initialised parameter to be created now, on the device it was
+    /// built for (so its values come from that device's seeded generator).
+    pub fn initialize_params(&self) {
+        struct Touch;
+        impl ModuleVisitor for Touch {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                let _ = param.val();
+            }
+        }
+        self.visit(&mut Touch);
     }
 
     /// Forward pass.

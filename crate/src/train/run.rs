@@ -122,10 +122,21 @@ pub async fn train(request: TrainRequest<'_, '_>) -> Result<TrainOutcome> {
     configure_precision(&mut device, config.training.precision)?;
     let t = &config.training;
     let train_set = &splits.train;
-    device.seed(config.seed);
     let autodiff = device.clone().autodiff();
     let layers = resolve_layers(&config.model);
-    let mut model = Network::build(&layers, &train_set.sample_shape, train_set.num_outputs, &autodiff)?;
+    // Initial weights always come from the seeded CPU generator, so a seed gives the same
+    // starting model on every backend (CPU, wgpu, WebGPU, CUDA).
+    let init_device = crate::backend::cpu_device();
+    init_device.seed(config.seed);
+    device.seed(config.seed);
+    let initial = Network::build(
+        &layers,
+        &train_set.sample_shape,
+        train_set.num_outputs,
+        &init_device.clone().autodiff(),
+    )?;
+    initial.initialize_params();
+    let mut model = initial.fork(&autodiff);
     let mut optim: ModuleOptimizer = build_optimizer(&t.weight_optimization);
     let mut state = TrainerState::default();
     let mut best_weights: Option<Vec<u8>> = None;
