@@ -43,7 +43,7 @@ fn describe(event: &TrainEvent, bar: &ProgressBar, last_val: &mut String) {
         } => {
             bar.set_length(*total_steps);
             if *start_epoch > 1 {
-                bar.println(format!("resuming at epoch {start_epoch}"));
+                eprintln!("kiln: resuming at epoch {start_epoch}");
             }
         }
         TrainEvent::Progress(p) => {
