@@ -61,7 +61,9 @@ fn wgpu_device() -> Result<Device> {
     match attempt {
         Ok(Ok(device)) => Ok(device),
         Ok(Err(e)) => Err(no_wgpu(&format!("{e:?}"))),
-        Err(_) => Err(no_wgpu("the wgpu runtime panicked while looking for an adapter")),
+        Err(_) => Err(no_wgpu(
+            "the wgpu runtime panicked while looking for an adapter",
+        )),
     }
 }
 

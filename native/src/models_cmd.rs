@@ -1,6 +1,8 @@
 //! `kiln eval`, `kiln predict` and `kiln models ...`.
 
 use crate::cli::ModelsAction;
+use burn::module::Module;
+use futures::executor::block_on;
 use kiln::backend::{BackendKind, native_device};
 use kiln::config::Task;
 use kiln::data::{Dataset, load_and_prepare, parse_table};
@@ -8,8 +10,6 @@ use kiln::model::{Predictor, SavedModel, argmax_rows};
 use kiln::store::{DirStore, ModelStore, check_model_id, list_models, load_model};
 use kiln::train::evaluate;
 use kiln::{KilnError, Result};
-use burn::module::Module;
-use futures::executor::block_on;
 use std::path::{Path, PathBuf};
 
 /// A model given as a store id or as a `.kiln` file path.
@@ -111,7 +111,10 @@ pub fn predict(
         Task::Classification => {
             let probs: Vec<String> = (0..outputs).map(|c| format!("p{c}")).collect();
             csv.push_str(&format!("prediction,{}\n", probs.join(",")));
-            for (row, class) in values.chunks_exact(outputs).zip(argmax_rows(&values, outputs)) {
+            for (row, class) in values
+                .chunks_exact(outputs)
+                .zip(argmax_rows(&values, outputs))
+            {
                 let p: Vec<String> = row.iter().map(|v| format!("{v:.6}")).collect();
                 csv.push_str(&format!("{class},{}\n", p.join(",")));
             }

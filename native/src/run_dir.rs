@@ -114,7 +114,11 @@ impl RunDir {
             state,
             model_weights: read(&dir.join("model.bpk"))?,
             optimizer: read(&dir.join("optimizer.bpk"))?,
-            best_weights: if best.exists() { Some(read(&best)?) } else { None },
+            best_weights: if best.exists() {
+                Some(read(&best)?)
+            } else {
+                None
+            },
         })
     }
 
@@ -160,7 +164,11 @@ impl CheckpointSink for RunDir {
         let mut ranked: Vec<&IndexEntry> = index.iter().filter(|e| e.score.is_some()).collect();
         ranked.sort_by(|a, b| {
             let (x, y) = (a.score.unwrap_or(0.0), b.score.unwrap_or(0.0));
-            if c.lower_is_better { x.total_cmp(&y) } else { y.total_cmp(&x) }
+            if c.lower_is_better {
+                x.total_cmp(&y)
+            } else {
+                y.total_cmp(&x)
+            }
         });
         let keep: Vec<String> = ranked
             .iter()
@@ -182,7 +190,13 @@ impl CheckpointSink for RunDir {
     fn last_location(&self) -> Option<String> {
         let index = Self::index(&self.root).ok()?;
         let latest = index.iter().max_by_key(|e| e.epoch)?;
-        Some(self.root.join("checkpoints").join(&latest.dir).display().to_string())
+        Some(
+            self.root
+                .join("checkpoints")
+                .join(&latest.dir)
+                .display()
+                .to_string(),
+        )
     }
 }
 

@@ -146,16 +146,26 @@ pub fn run(args: TrainArgs, store: &DirStore) -> Result<()> {
             .get(name)
             .map(|v| format!("{name} {v:.4}"))
     };
-    let summary: Vec<String> = ["test_accuracy", "test_loss", "test_f1_macro", "test_mse", "test_r2"]
-        .iter()
-        .filter_map(|m| show(m))
-        .collect();
+    let summary: Vec<String> = [
+        "test_accuracy",
+        "test_loss",
+        "test_f1_macro",
+        "test_mse",
+        "test_r2",
+    ]
+    .iter()
+    .filter_map(|m| show(m))
+    .collect();
     eprintln!(
         "kiln: {} in {:.1}s, {} epochs{} — {} — model {} saved in {}",
         info.job_id,
         info.duration_secs,
         info.epochs_run,
-        if info.stopped_early { " (stopped early)" } else { "" },
+        if info.stopped_early {
+            " (stopped early)"
+        } else {
+            ""
+        },
         summary.join(", "),
         info.model_id,
         store.root().display()
@@ -165,4 +175,3 @@ pub fn run(args: TrainArgs, store: &DirStore) -> Result<()> {
     }
     Ok(())
 }
-

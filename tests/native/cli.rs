@@ -45,9 +45,8 @@ fn stderr(out: &Output) -> String {
 }
 
 fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("stdout is not JSON ({e}); stderr: {}", stderr(out))
-    })
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}); stderr: {}", stderr(out)))
 }
 
 fn metric(info: &serde_json::Value, section: &str, name: &str) -> f64 {
@@ -66,7 +65,12 @@ fn default_config_reaches_95_percent_on_digits() {
     let accuracy = metric(&info, "finalMetrics", "test_accuracy");
     assert!(accuracy >= 0.95, "test accuracy {accuracy}");
     assert!(info["jobId"].as_str().unwrap().starts_with("trainingjob-"));
-    for file in ["config.yaml", "metrics.jsonl", "best_model.kiln", "run.json"] {
+    for file in [
+        "config.yaml",
+        "metrics.jsonl",
+        "best_model.kiln",
+        "run.json",
+    ] {
         assert!(out_dir.join(file).exists(), "{file} missing");
     }
     let lines = std::fs::read_to_string(out_dir.join("metrics.jsonl")).unwrap();
@@ -78,7 +82,13 @@ fn default_config_reaches_95_percent_on_digits() {
 fn fast_dev_run_runs_one_batch() {
     let s = Scratch::new();
     let config = s.write("c.yaml", "fast_dev_run: true\ntraining: {num_passes: 50}\n");
-    let out = s.run(&["train", config.to_str().unwrap(), "--out", s.path("r").to_str().unwrap(), "--json"]);
+    let out = s.run(&[
+        "train",
+        config.to_str().unwrap(),
+        "--out",
+        s.path("r").to_str().unwrap(),
+        "--json",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let info = json(&out);
     assert_eq!(info["steps"], 1);
@@ -95,7 +105,13 @@ fn early_stopping_stops_on_a_plateau_after_grace_and_patience() {
         "training:\n  num_passes: 30\n  weight_optimization: {optimization_method: sgd, learning_rate: 1.0e-9}\n\
          early_stopping:\n  patience: 2\n  tasks:\n    - {metric: val_loss, mode: min, delta: 0.01, grace_period: 3}\n",
     );
-    let out = s.run(&["train", config.to_str().unwrap(), "--out", s.path("r").to_str().unwrap(), "--json"]);
+    let out = s.run(&[
+        "train",
+        config.to_str().unwrap(),
+        "--out",
+        s.path("r").to_str().unwrap(),
+        "--json",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let info = json(&out);
     assert_eq!(info["stoppedEarly"], true);
@@ -108,7 +124,8 @@ fn early_stopping_stops_on_a_plateau_after_grace_and_patience() {
 /// random per process, so they are left out of the comparison.
 fn final_weights(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let bytes = std::fs::read(dir.join("final_weights.bpk")).expect("final weights");
-    let reader = burn_pack::Reader::from_bytes(burn_pack::Bytes::from_bytes_vec(bytes)).expect("burnpack");
+    let reader =
+        burn_pack::Reader::from_bytes(burn_pack::Bytes::from_bytes_vec(bytes)).expect("burnpack");
     let mut tensors: Vec<(String, Vec<u8>)> = reader
         .into_tensors()
         .expect("tensors")
@@ -129,7 +146,12 @@ fn latest_checkpoint_epoch(dir: &Path) -> usize {
     let index: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     index
         .as_array()
-        .map(|a| a.iter().filter_map(|e| e["epoch"].as_u64()).max().unwrap_or(0) as usize)
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e["epoch"].as_u64())
+                .max()
+                .unwrap_or(0) as usize
+        })
         .unwrap_or(0)
 }
 
@@ -158,33 +180,54 @@ fn killed_and_resumed_run_ends_with_the_same_weights() {
     let deadline = Instant::now() + Duration::from_secs(300);
     while latest_checkpoint_epoch(&resumed) < 3 {
         assert!(Instant::now() < deadline, "no checkpoint appeared");
-        assert!(child.try_wait().unwrap().is_none(), "run ended before it could be killed");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "run ended before it could be killed"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     child.kill().expect("kill kiln");
     child.wait().unwrap();
     let killed_at = latest_checkpoint_epoch(&resumed);
-    assert!(killed_at < 14, "the run finished before the kill (epoch {killed_at})");
+    assert!(
+        killed_at < 14,
+        "the run finished before the kill (epoch {killed_at})"
+    );
     assert!(!resumed.join("final_weights.bpk").exists());
 
     let out = s.run(&["train", "--resume", resumed.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("resuming at epoch"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("resuming at epoch"),
+        "{}",
+        stderr(&out)
+    );
     let (a, b) = (final_weights(&straight), final_weights(&resumed));
     assert_eq!(a.len(), b.len());
     for ((name_a, values_a), (name_b, values_b)) in a.iter().zip(&b) {
         assert_eq!(name_a, name_b);
-        assert!(values_a == values_b, "parameter {name_a} differs after resume");
+        assert!(
+            values_a == values_b,
+            "parameter {name_a} differs after resume"
+        );
     }
     // top-k: the 2 best plus the latest at most.
-    let kept = std::fs::read_dir(resumed.join("checkpoints")).unwrap().count() - 1;
+    let kept = std::fs::read_dir(resumed.join("checkpoints"))
+        .unwrap()
+        .count()
+        - 1;
     assert!(kept <= 3, "{kept} checkpoints kept");
 }
 
 /// Runs `kiln train` on a config and expects a clean failure mentioning `needle`.
 fn expect_train_error(s: &Scratch, config: &str, needle: &str, code: i32) {
     let path = s.write("bad.yaml", config);
-    let out = s.run(&["train", path.to_str().unwrap(), "--out", s.path("bad-run").to_str().unwrap()]);
+    let out = s.run(&[
+        "train",
+        path.to_str().unwrap(),
+        "--out",
+        s.path("bad-run").to_str().unwrap(),
+    ]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(code), "config {config:?}: {err}");
     assert!(err.contains(needle), "expected {needle:?} in: {err}");
@@ -205,7 +248,10 @@ fn bad_configs_fail_with_a_clear_message_and_exit_code_2() {
         ("training:\n  num_pases: 3\n", "did you mean `num_passes`"),
         ("data:\n  split: [0.9, 0.9, 0.1]\n", "data.split"),
         ("training:\n  batch_size: 5000\n", "fewer than one batch"),
-        ("data:\n  source: csv\n  path: /nonexistent/data.csv\n", "/nonexistent/data.csv"),
+        (
+            "data:\n  source: csv\n  path: /nonexistent/data.csv\n",
+            "/nonexistent/data.csv",
+        ),
         (
             "data:\n  source: fashion-mnist\n  path: /nonexistent\n",
             "apt-get install dataset-fashion-mnist",
@@ -216,7 +262,11 @@ fn bad_configs_fail_with_a_clear_message_and_exit_code_2() {
     }
     let out = s.run(&["train", s.path("missing.yaml").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("cannot read config"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot read config"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -227,7 +277,12 @@ fn bad_csv_files_name_the_row_and_column() {
     let labels = s.write("labels.csv", "a,b,label\n1,2,0\n3,4,-2\n");
     let csv = |p: &Path| format!("data:\n  source: csv\n  path: {}\n", p.display());
     expect_train_error(&s, &csv(&ragged), "line 3 has 2 columns, expected 3", 2);
-    expect_train_error(&s, &csv(&text), "line 3, column 2 (`b`): `x` is not a number", 2);
+    expect_train_error(
+        &s,
+        &csv(&text),
+        "line 3, column 2 (`b`): `x` is not a number",
+        2,
+    );
     expect_train_error(&s, &csv(&labels), "out of range", 2);
 }
 
@@ -237,10 +292,18 @@ fn diverging_loss_fails_the_job_naming_the_step() {
     let config = "training:\n  num_passes: 5\n  weight_optimization: {optimization_method: sgd, learning_rate: 1.0e12}\n";
     let path = s.write("nan.yaml", config);
     let run = s.path("nan-run");
-    let out = s.run(&["train", path.to_str().unwrap(), "--out", run.to_str().unwrap()]);
+    let out = s.run(&[
+        "train",
+        path.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+    ]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("the loss became") && err.contains("at step"), "{err}");
+    assert!(
+        err.contains("the loss became") && err.contains("at step"),
+        "{err}"
+    );
     assert!(!run.join("run.json").exists());
 }
 
@@ -252,7 +315,11 @@ fn unavailable_backends_say_what_to_do() {
     assert!(stderr(&out).contains("--backend cpu"), "{}", stderr(&out));
     let out = s.run(&["train", "--backend", "tpu"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("allowed: cpu, wgpu, cuda"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("allowed: cpu, wgpu, cuda"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 fn progress_losses(dir: &Path) -> Vec<f64> {
@@ -276,22 +343,41 @@ fn wgpu_on_lavapipe_matches_cpu_losses() {
     let (cpu, gpu) = (s.path("cpu"), s.path("gpu"));
     let out = s.run(&["train", config, "--out", cpu.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = s.run(&["train", config, "--backend", "wgpu", "--out", gpu.to_str().unwrap()]);
+    let out = s.run(&[
+        "train",
+        config,
+        "--backend",
+        "wgpu",
+        "--out",
+        gpu.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "wgpu run failed: {}", stderr(&out));
     assert!(stderr(&out).contains("on wgpu"), "{}", stderr(&out));
     let (a, b) = (progress_losses(&cpu), progress_losses(&gpu));
     assert_eq!(a.len(), b.len());
     assert!(a.len() >= 5);
     for (x, y) in a.iter().zip(&b) {
-        assert!((x - y).abs() <= 1e-3 * x.abs().max(1.0), "cpu {x} vs wgpu {y}");
+        assert!(
+            (x - y).abs() <= 1e-3 * x.abs().max(1.0),
+            "cpu {x} vs wgpu {y}"
+        );
     }
 }
 
 #[test]
 fn models_can_be_listed_exported_imported_evaluated_and_used_to_predict() {
     let s = Scratch::new();
-    let config = s.write("c.yaml", "training: {num_passes: 3}\nvalidation: {metrics: [loss, accuracy, confusion_matrix]}\n");
-    let out = s.run(&["train", config.to_str().unwrap(), "--out", s.path("r").to_str().unwrap(), "--json"]);
+    let config = s.write(
+        "c.yaml",
+        "training: {num_passes: 3}\nvalidation: {metrics: [loss, accuracy, confusion_matrix]}\n",
+    );
+    let out = s.run(&[
+        "train",
+        config.to_str().unwrap(),
+        "--out",
+        s.path("r").to_str().unwrap(),
+        "--json",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let info = json(&out);
     let id = info["modelId"].as_str().unwrap().to_string();
@@ -300,7 +386,11 @@ fn models_can_be_listed_exported_imported_evaluated_and_used_to_predict() {
     let out = s.run(&["models", "list", "--json"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains(&id));
     let exported = s.path("model.kiln");
-    assert!(s.run(&["models", "export", &id, exported.to_str().unwrap()]).status.success());
+    assert!(
+        s.run(&["models", "export", &id, exported.to_str().unwrap()])
+            .status
+            .success()
+    );
     assert!(s.run(&["models", "rm", &id]).status.success());
     let out = s.run(&["models", "show", &id]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
@@ -313,13 +403,29 @@ fn models_can_be_listed_exported_imported_evaluated_and_used_to_predict() {
     let report = json(&out);
     let acc = report["metrics"]["accuracy"].as_f64().unwrap();
     let reported = metric(&info, "finalMetrics", "test_accuracy");
-    assert!((acc - reported).abs() < 1e-9, "eval {acc} vs training's {reported}");
+    assert!(
+        (acc - reported).abs() < 1e-9,
+        "eval {acc} vs training's {reported}"
+    );
 
     // Two raw digits rows (64 pixel values each) from the data set's own format.
-    let row = |v: u32| (0..64).map(|i| ((i * v) % 17).to_string()).collect::<Vec<_>>().join(",");
+    let row = |v: u32| {
+        (0..64)
+            .map(|i| ((i * v) % 17).to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     let input = s.write("in.csv", &format!("{}\n{}\n", row(3), row(5)));
     let out_csv = s.path("out.csv");
-    let out = s.run(&["predict", "--model", exported.to_str().unwrap(), "--input", input.to_str().unwrap(), "--output", out_csv.to_str().unwrap()]);
+    let out = s.run(&[
+        "predict",
+        "--model",
+        exported.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out_csv.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = std::fs::read_to_string(out_csv).unwrap();
     let rows: Vec<&str> = text.lines().skip(1).collect();
@@ -334,7 +440,11 @@ fn models_can_be_listed_exported_imported_evaluated_and_used_to_predict() {
     let corrupt = s.write("corrupt.kiln", "KILNMDL1 but not really a model");
     let out = s.run(&["models", "import", corrupt.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("not a valid Kiln model"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a valid Kiln model"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

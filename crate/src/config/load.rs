@@ -20,7 +20,10 @@ impl Config {
                 .location()
                 .map(|l| format!(" at line {}, column {}", l.line(), l.column()))
                 .unwrap_or_default();
-            KilnError::Config(format!("malformed YAML{at}: {}", strip_location(&e.to_string())))
+            KilnError::Config(format!(
+                "malformed YAML{at}: {}",
+                strip_location(&e.to_string())
+            ))
         })?;
         Self::from_value(value)
     }
@@ -186,7 +189,9 @@ mod tests {
     fn json_is_accepted() {
         let config = Config::from_json_str(r#"{"training": {"batch_size": 8}}"#).unwrap();
         assert_eq!(config.training.batch_size, 8);
-        let e = Config::from_json_str("{\"training\": ").unwrap_err().to_string();
+        let e = Config::from_json_str("{\"training\": ")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("malformed JSON at line 1"), "{e}");
     }
 

@@ -315,10 +315,11 @@ pub enum OptimizationMethod {
 }
 
 /// Learning-rate schedule, as a function of the optimiser step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum LrScheduler {
     /// The base learning rate throughout.
+    #[default]
     Constant,
     /// Multiply by `gamma` every `step_size` optimiser steps.
     Step {
@@ -345,11 +346,6 @@ fn half() -> f64 {
     0.5
 }
 
-impl Default for LrScheduler {
-    fn default() -> Self {
-        Self::Constant
-    }
-}
 
 /// Floating-point precision of weights and activations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

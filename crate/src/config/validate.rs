@@ -59,7 +59,11 @@ impl Config {
         let data = &self.data;
         for (i, fraction) in data.split.iter().enumerate() {
             if !fraction.is_finite() || !(0.0..=1.0).contains(fraction) {
-                return Err(fail(&format!("data.split[{i}]"), "must be in [0, 1]", fraction));
+                return Err(fail(
+                    &format!("data.split[{i}]"),
+                    "must be in [0, 1]",
+                    fraction,
+                ));
             }
         }
         let sum: f64 = data.split.iter().sum();
@@ -71,7 +75,11 @@ impl Config {
             ));
         }
         if data.split[0] <= 0.0 {
-            return Err(fail("data.split[0]", "the train fraction must be > 0", data.split[0]));
+            return Err(fail(
+                "data.split[0]",
+                "the train fraction must be > 0",
+                data.split[0],
+            ));
         }
         match data.source {
             DataSource::Csv if data.path.is_none() => Err(KilnError::Config(
@@ -153,7 +161,10 @@ impl Config {
         at_least_one("training.log_every_steps", t.log_every_steps)?;
         non_negative("training.gradient_max_norm", t.gradient_max_norm)?;
         let w = &t.weight_optimization;
-        positive("training.weight_optimization.learning_rate", w.learning_rate)?;
+        positive(
+            "training.weight_optimization.learning_rate",
+            w.learning_rate,
+        )?;
         non_negative("training.weight_optimization.weight_decay", w.weight_decay)?;
         probability("training.weight_optimization.momentum", w.momentum)?;
         for (i, beta) in w.betas.iter().enumerate() {
@@ -164,7 +175,11 @@ impl Config {
             LrScheduler::Step { step_size, gamma } => {
                 at_least_one("training.lr_scheduler.step_size", *step_size)?;
                 if !(gamma.is_finite() && *gamma > 0.0 && *gamma <= 1.0) {
-                    return Err(fail("training.lr_scheduler.gamma", "must be in (0, 1]", gamma));
+                    return Err(fail(
+                        "training.lr_scheduler.gamma",
+                        "must be in (0, 1]",
+                        gamma,
+                    ));
                 }
                 Ok(())
             }
@@ -300,15 +315,15 @@ mod tests {
 
     #[test]
     fn classification_metric_rejected_for_regression() {
-        let e = err("task: regression\nvalidation:\n  metrics: [loss, accuracy]\ncheckpoint:\n  main_metric: val_loss\n");
+        let e = err(
+            "task: regression\nvalidation:\n  metrics: [loss, accuracy]\ncheckpoint:\n  main_metric: val_loss\n",
+        );
         assert!(e.contains("validation.metrics[1]"), "{e}");
     }
 
     #[test]
     fn early_stopping_metric_must_be_known() {
-        let e = err(
-            "early_stopping:\n  tasks:\n    - metric: val_acuracy\n      mode: max\n",
-        );
+        let e = err("early_stopping:\n  tasks:\n    - metric: val_acuracy\n      mode: max\n");
         assert!(e.contains("did you mean `val_accuracy`"), "{e}");
     }
 

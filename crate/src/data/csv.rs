@@ -168,7 +168,10 @@ mod tests {
     #[test]
     fn ragged_row_is_named() {
         let e = parse_table("a,b,c\n1,2,3\n4,5\n", true, "t.csv").unwrap_err();
-        assert!(e.to_string().contains("line 3 has 2 columns, expected 3"), "{e}");
+        assert!(
+            e.to_string().contains("line 3 has 2 columns, expected 3"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -28,7 +28,12 @@ pub fn load_digits() -> Result<Dataset> {
         labels.push(*label);
     }
     let (classes, num_classes) = labels_to_classes(&labels, "digits row")?;
-    Dataset::new(features, Targets::Classes(classes), vec![1, 8, 8], num_classes)
+    Dataset::new(
+        features,
+        Targets::Classes(classes),
+        vec![1, 8, 8],
+        num_classes,
+    )
 }
 
 #[cfg(test)]

@@ -15,9 +15,7 @@ fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(raw.as_slice())
             .read_to_end(&mut out)
-            .map_err(|e| {
-                KilnError::Data(format!("{}: corrupt gzip data: {e}", path.display()))
-            })?;
+            .map_err(|e| KilnError::Data(format!("{}: corrupt gzip data: {e}", path.display())))?;
         Ok(out)
     } else {
         Ok(raw)
@@ -27,7 +25,9 @@ fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
 /// Parses an unsigned-byte IDX buffer: returns its dimensions and values.
 pub fn parse_idx_u8(bytes: &[u8], what: &str) -> Result<(Vec<usize>, Vec<u8>)> {
     if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
-        return Err(KilnError::Data(format!("{what}: not an IDX file (bad magic number)")));
+        return Err(KilnError::Data(format!(
+            "{what}: not an IDX file (bad magic number)"
+        )));
     }
     if bytes[2] != 0x08 {
         return Err(KilnError::Data(format!(
@@ -85,7 +85,12 @@ pub fn load_idx_pair(images: &Path, labels: &Path) -> Result<Dataset> {
     let classes: Vec<u32> = label_bytes.iter().map(|&b| u32::from(b)).collect();
     let num_classes = classes.iter().max().map_or(0, |m| *m as usize + 1);
     let features = pixels.iter().map(|&p| f32::from(p) / 255.0).collect();
-    Dataset::new(features, Targets::Classes(classes), sample_shape, num_classes)
+    Dataset::new(
+        features,
+        Targets::Classes(classes),
+        sample_shape,
+        num_classes,
+    )
 }
 
 /// Loads Fashion-MNIST's official train and test sets from `dir`.
@@ -110,7 +115,10 @@ pub fn load_fashion_mnist(dir: &Path) -> Result<(Dataset, Dataset)> {
         &pick("train-images-idx3-ubyte"),
         &pick("train-labels-idx1-ubyte"),
     )?;
-    let test = load_idx_pair(&pick("t10k-images-idx3-ubyte"), &pick("t10k-labels-idx1-ubyte"))?;
+    let test = load_idx_pair(
+        &pick("t10k-images-idx3-ubyte"),
+        &pick("t10k-labels-idx1-ubyte"),
+    )?;
     Ok((train, test))
 }
 

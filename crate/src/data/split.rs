@@ -109,7 +109,8 @@ pub fn split_indices(targets: &Targets, fractions: [f64; 3], seed: u64) -> [Vec<
 pub fn epoch_order(len: usize, seed: u64, epoch: usize, shuffle: bool) -> Vec<usize> {
     let mut order: Vec<usize> = (0..len).collect();
     if shuffle {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ epoch as u64);
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ epoch as u64);
         order.shuffle(&mut rng);
     }
     order
@@ -122,7 +123,8 @@ mod tests {
     #[test]
     fn stratified_split_keeps_class_balance() {
         let classes: Vec<u32> = (0..100).map(|i| (i % 2) as u32).collect();
-        let [train, val, test] = split_indices(&Targets::Classes(classes.clone()), [0.6, 0.2, 0.2], 1);
+        let [train, val, test] =
+            split_indices(&Targets::Classes(classes.clone()), [0.6, 0.2, 0.2], 1);
         assert_eq!(train.len() + val.len() + test.len(), 100);
         let ones = test.iter().filter(|&&i| classes[i] == 1).count();
         assert_eq!(ones, 10);

@@ -7,8 +7,8 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{
-    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Gelu, LayerNorm, LayerNormConfig,
-    Linear, LinearConfig, PaddingConfig2d, Relu, Sigmoid, Tanh,
+    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Gelu, LayerNorm, LayerNormConfig, Linear,
+    LinearConfig, PaddingConfig2d, Relu, Sigmoid, Tanh,
 };
 use burn::tensor::{Device, Tensor};
 
@@ -58,7 +58,11 @@ impl Activations {
     }
 
     /// Applies a rank-generic operation to either kind of batch.
-    fn map(self, vectors: impl FnOnce(Tensor<2>) -> Tensor<2>, images: impl FnOnce(Tensor<4>) -> Tensor<4>) -> Self {
+    fn map(
+        self,
+        vectors: impl FnOnce(Tensor<2>) -> Tensor<2>,
+        images: impl FnOnce(Tensor<4>) -> Tensor<4>,
+    ) -> Self {
         match self {
             Self::Vectors(x) => Self::Vectors(vectors(x)),
             Self::Images(x) => Self::Images(images(x)),
@@ -161,7 +165,9 @@ fn build_layer(spec: &LayerSpec, input: SampleShape, outputs: usize, device: &De
         } => Layer::Conv2d(
             Conv2dConfig::new([channels_or_features, *channels], [*kernel, *kernel])
                 .with_stride([*stride, *stride])
-                .with_padding(PaddingConfig2d::Explicit(*padding, *padding, *padding, *padding))
+                .with_padding(PaddingConfig2d::Explicit(
+                    *padding, *padding, *padding, *padding,
+                ))
                 .init(device),
         ),
         LayerSpec::MaxPool2d { kernel, stride } => {

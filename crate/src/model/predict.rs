@@ -37,7 +37,7 @@ impl Predictor {
     /// probabilities for classification, predicted values for regression.
     pub async fn predict(&self, features: &[f32]) -> Result<Vec<f32>> {
         let n = self.sample_len();
-        if features.is_empty() || features.len() % n != 0 {
+        if features.is_empty() || !features.len().is_multiple_of(n) {
             return Err(KilnError::InvalidArgument(format!(
                 "expected a multiple of {n} feature values (input shape {:?}), got {}",
                 self.saved.header.input_shape,

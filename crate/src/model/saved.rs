@@ -66,7 +66,9 @@ impl SavedModel {
     /// Parses the portable byte format, rejecting anything that is not a Kiln model.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let corrupt = |why: &str| {
-            KilnError::Model(format!("not a valid Kiln model ({why}); export it again with `kiln models export` or model.export()"))
+            KilnError::Model(format!(
+                "not a valid Kiln model ({why}); export it again with `kiln models export` or model.export()"
+            ))
         };
         if bytes.len() < 12 || &bytes[..8] != MODEL_MAGIC {
             return Err(corrupt("missing KILNMDL1 header"));

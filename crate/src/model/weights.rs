@@ -37,11 +37,9 @@ impl ModuleVisitor for ParamCollector {
 pub async fn export_weights<M: Module>(module: &M) -> Result<Vec<u8>> {
     let mut collector = ParamCollector::default();
     module.visit(&mut collector);
-    let data = collector
-        .transaction
-        .execute_async()
-        .await
-        .map_err(|e| KilnError::Training(format!("reading the weights from the device failed: {e:?}")))?;
+    let data = collector.transaction.execute_async().await.map_err(|e| {
+        KilnError::Training(format!("reading the weights from the device failed: {e:?}"))
+    })?;
     let tensors = collector
         .names
         .into_iter()
@@ -61,9 +59,7 @@ pub async fn export_weights<M: Module>(module: &M) -> Result<Vec<u8>> {
 pub fn import_weights<M: Module>(module: M, bytes: &[u8]) -> Result<M> {
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes.to_vec()))
         .map_err(|e| KilnError::Model(format!("the weights are corrupt: {e}")))?;
-    module.try_load_record(record).map_err(|e| {
-        KilnError::Model(format!(
-            "the weights do not fit this architecture: {e}"
-        ))
-    })
+    module
+        .try_load_record(record)
+        .map_err(|e| KilnError::Model(format!("the weights do not fit this architecture: {e}")))
 }

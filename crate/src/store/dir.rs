@@ -76,7 +76,8 @@ impl ModelStore for DirStore {
             .filter_map(|entry| entry.ok())
             .filter_map(|entry| {
                 let path = entry.path();
-                (path.extension()? == EXT).then(|| path.file_stem()?.to_str().map(str::to_string))?
+                (path.extension()? == EXT)
+                    .then(|| path.file_stem()?.to_str().map(str::to_string))?
             })
             .collect();
         ids.sort();

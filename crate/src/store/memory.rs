@@ -19,7 +19,10 @@ impl MemoryStore {
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut BTreeMap<String, Vec<u8>>) -> T) -> T {
-        let mut guard = self.models.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut guard = self
+            .models
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         f(&mut guard)
     }
 }

@@ -35,7 +35,11 @@ pub fn improves(value: f64, best: Option<f64>, delta: f64, direction: Direction)
 
 impl EarlyStopState {
     /// Records one evaluation and says whether training should stop.
-    pub fn update(&mut self, config: &EarlyStoppingConfig, metrics: &BTreeMap<String, f64>) -> bool {
+    pub fn update(
+        &mut self,
+        config: &EarlyStoppingConfig,
+        metrics: &BTreeMap<String, f64>,
+    ) -> bool {
         if self.tasks.len() != config.tasks.len() {
             self.tasks = config
                 .tasks

@@ -56,10 +56,7 @@ impl ModuleVisitor for SquaredNorm<'_> {
 
 /// The global L2 norm of all gradients, as a one-element tensor (no device read).
 pub fn global_grad_norm<M: Module>(module: &M, grads: &GradientsParams) -> Option<Tensor<1>> {
-    let mut visitor = SquaredNorm {
-        grads,
-        total: None,
-    };
+    let mut visitor = SquaredNorm { grads, total: None };
     module.visit(&mut visitor);
     visitor.total.map(|t| t.without_autodiff().sqrt())
 }
@@ -73,7 +70,11 @@ struct ScaleGrads<'a> {
 impl ModuleVisitor for ScaleGrads<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         if let Some(grad) = self.grads.remove::<D>(param.id) {
-            let scale = self.scale.clone().to_device(&grad.device()).reshape([1usize; D]);
+            let scale = self
+                .scale
+                .clone()
+                .to_device(&grad.device())
+                .reshape([1usize; D]);
             self.grads.register(param.id, grad * scale);
         }
     }

@@ -144,7 +144,9 @@ pub async fn train(request: TrainRequest<'_, '_>) -> Result<TrainOutcome> {
         model = import_weights(model, &point.model_weights)?;
         optim = optim
             .from_bytes(burn::tensor::Bytes::from_bytes_vec(point.optimizer))
-            .map_err(|e| KilnError::Model(format!("the checkpoint's optimizer state is corrupt: {e}")))?;
+            .map_err(|e| {
+                KilnError::Model(format!("the checkpoint's optimizer state is corrupt: {e}"))
+            })?;
         state = point.state;
         best_weights = point.best_weights;
     }
@@ -235,8 +237,8 @@ pub async fn train(request: TrainRequest<'_, '_>) -> Result<TrainOutcome> {
             pending.losses.push((state.step, loss.without_autodiff()));
 
             if log_now {
-                let (sum, count) = read_losses(&mut pending, &mut loss_window, epoch, &checkpoints)
-                    .await?;
+                let (sum, count) =
+                    read_losses(&mut pending, &mut loss_window, epoch, &checkpoints).await?;
                 let elapsed = started.elapsed().as_secs_f64();
                 let done = (state.step - start_step) as f64;
                 let rate = done / elapsed.max(1e-9);
@@ -258,13 +260,23 @@ pub async fn train(request: TrainRequest<'_, '_>) -> Result<TrainOutcome> {
                 read_losses(&mut pending, &mut loss_window, epoch, &checkpoints).await?;
                 let mut metrics = BTreeMap::new();
                 if loss_window.1 > 0 {
-                    metrics.insert("train_loss".to_string(), loss_window.0 / loss_window.1 as f64);
+                    metrics.insert(
+                        "train_loss".to_string(),
+                        loss_window.0 / loss_window.1 as f64,
+                    );
                 }
                 loss_window = (0.0, 0);
                 metrics.insert("lr".to_string(), last_lr);
                 if let Some(val) = &splits.val {
-                    let report =
-                        evaluate(&model.valid(), val, batch, &config.validation.metrics, &device, eval_batches).await?;
+                    let report = evaluate(
+                        &model.valid(),
+                        val,
+                        batch,
+                        &config.validation.metrics,
+                        &device,
+                        eval_batches,
+                    )
+                    .await?;
                     latest_val = prefixed("val", &report);
                     metrics.extend(latest_val.clone());
                 }
@@ -304,7 +316,8 @@ pub async fn train(request: TrainRequest<'_, '_>) -> Result<TrainOutcome> {
         read_losses(&mut pending, &mut loss_window, epoch, &checkpoints).await?;
         state.epochs_done = epoch + 1;
         let every = config.checkpoint.every_epochs;
-        let due = every > 0 && (state.epochs_done % every == 0 || state.epochs_done == epochs || stopped_early);
+        let due = every > 0
+            && (state.epochs_done % every == 0 || state.epochs_done == epochs || stopped_early);
         if let (true, Some(sink)) = (due, checkpoints.as_deref_mut()) {
             state.elapsed_secs += started.elapsed().as_secs_f64();
             let weights = export_weights(&model).await?;
@@ -313,7 +326,10 @@ pub async fn train(request: TrainRequest<'_, '_>) -> Result<TrainOutcome> {
                 model_weights: &weights,
                 best_weights: best_weights.as_deref(),
                 optimizer: &optim,
-                score: state.history.last().and_then(|h| h.metrics.get(&main_metric).copied()),
+                score: state
+                    .history
+                    .last()
+                    .and_then(|h| h.metrics.get(&main_metric).copied()),
                 lower_is_better: main_lower,
             });
             state.elapsed_secs -= started.elapsed().as_secs_f64();
@@ -334,7 +350,15 @@ pub async fn train(request: TrainRequest<'_, '_>) -> Result<TrainOutcome> {
     let mut test_confusion_matrix = None;
     if let Some(test) = &splits.test {
         let best_model = import_weights(model.valid(), &best_weights)?;
-        let report = evaluate(&best_model, test, batch, &config.validation.metrics, &device, eval_batches).await?;
+        let report = evaluate(
+            &best_model,
+            test,
+            batch,
+            &config.validation.metrics,
+            &device,
+            eval_batches,
+        )
+        .await?;
         final_metrics.extend(prefixed("test", &report));
         test_confusion_matrix = report.confusion_matrix;
     }
@@ -382,10 +406,9 @@ async fn read_losses(
     if let Some(norm) = &norm {
         transaction = transaction.register(norm.clone());
     }
-    let data = transaction
-        .execute_async()
-        .await
-        .map_err(|e| KilnError::Training(format!("reading the loss from the device failed: {e:?}")))?;
+    let data = transaction.execute_async().await.map_err(|e| {
+        KilnError::Training(format!("reading the loss from the device failed: {e:?}"))
+    })?;
     let mut sum = 0.0;
     for ((step, _), value) in losses.iter().zip(&data) {
         let loss = value.iter::<f64>().next().unwrap_or(f64::NAN);

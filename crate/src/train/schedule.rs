@@ -12,7 +12,8 @@ pub fn learning_rate(schedule: &LrScheduler, base: f64, step: u64, total: u64) -
         }
         LrScheduler::Cosine { min_lr } => {
             let progress = step as f64 / total.max(1) as f64;
-            min_lr + 0.5 * (base - min_lr) * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos())
+            min_lr
+                + 0.5 * (base - min_lr) * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos())
         }
         LrScheduler::LinearWarmup { warmup_steps } => {
             let warm = *warmup_steps as u64;
