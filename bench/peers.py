@@ -1,0 +1,114 @@
+"""Peers on Kiln's benchmark recipes, one thread each: PyTorch, JAX, scikit-learn.
+
+Usage: peers.py digits|fashion EPOCHS BATCH   → one JSON line per peer on stdout.
+"""
+import gzip, json, os, sys, time
+import numpy as np
+
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+
+
+def load(case):
+    if case == "digits":
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+        x, y = load_digits(return_X_y=True)
+        return train_test_split(x.astype(np.float32), y, test_size=360, stratify=y, random_state=0)
+    root = "/usr/share/datasets/fashion-mnist"
+    def idx(name, offset):
+        with gzip.open(f"{root}/{name}.gz") as f:
+            return np.frombuffer(f.read(), np.uint8, offset=offset)
+    xtr = idx("train-images-idx3-ubyte", 16).reshape(-1, 784).astype(np.float32) / 255
+    xte = idx("t10k-images-idx3-ubyte", 16).reshape(-1, 784).astype(np.float32) / 255
+    return xtr, xte, idx("train-labels-idx1-ubyte", 8).astype(np.int64), idx("t10k-labels-idx1-ubyte", 8).astype(np.int64)
+
+
+def standardise(xtr, xte):
+    mean, std = xtr.mean(0), xtr.std(0)
+    std[std < 1e-6] = 1
+    return (xtr - mean) / std, (xte - mean) / std
+
+
+def torch_run(xtr, xte, ytr, yte, epochs, batch):
+    import torch
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(xtr.shape[1], 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    X, Y = torch.from_numpy(xtr), torch.from_numpy(ytr)
+    times = []
+    for _ in range(epochs):
+        t = time.perf_counter()
+        perm = torch.randperm(len(X))
+        for i in range(0, len(X), batch):
+            idx = perm[i:i + batch]
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(X[idx]), Y[idx])
+            loss.backward()
+            opt.step()
+        times.append(time.perf_counter() - t)
+    with torch.no_grad():
+        acc = (model(torch.from_numpy(xte)).argmax(1).numpy() == yte).mean()
+    return times, float(acc)
+
+
+def jax_run(xtr, xte, ytr, yte, epochs, batch):
+    import jax, jax.numpy as jnp
+    key = jax.random.PRNGKey(0)
+    k1, k2 = jax.random.split(key)
+    d = xtr.shape[1]
+    params = {"w1": jax.random.normal(k1, (d, 128)) * (1 / np.sqrt(d)), "b1": jnp.zeros(128),
+              "w2": jax.random.normal(k2, (128, 10)) * (1 / np.sqrt(128)), "b2": jnp.zeros(10)}
+    m = jax.tree_util.tree_map(jnp.zeros_like, params)
+    v = jax.tree_util.tree_map(jnp.zeros_like, params)
+
+    def forward(p, x):
+        return jax.nn.relu(x @ p["w1"] + p["b1"]) @ p["w2"] + p["b2"]
+
+    def loss_fn(p, x, y):
+        return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(forward(p, x)), y[:, None], 1))
+
+    @jax.jit
+    def step(p, m, v, t, x, y):
+        g = jax.grad(loss_fn)(p, x, y)
+        m = jax.tree_util.tree_map(lambda m, g: 0.9 * m + 0.1 * g, m, g)
+        v = jax.tree_util.tree_map(lambda v, g: 0.999 * v + 0.001 * g * g, v, g)
+        p = jax.tree_util.tree_map(lambda p, m, v: p - 1e-3 * (m / (1 - 0.9 ** t)) / (jnp.sqrt(v / (1 - 0.999 ** t)) + 1e-8), p, m, v)
+        return p, m, v
+
+    rng = np.random.default_rng(0)
+    times, t_step = [], 1
+    for _ in range(epochs):
+        t = time.perf_counter()
+        perm = rng.permutation(len(xtr))
+        for i in range(0, len(xtr), batch):
+            idx = perm[i:i + batch]
+            params, m, v = step(params, m, v, t_step, xtr[idx], ytr[idx])
+            t_step += 1
+        jax.block_until_ready(params)
+        times.append(time.perf_counter() - t)
+    acc = (np.asarray(forward(params, xte)).argmax(1) == yte).mean()
+    return times, float(acc)
+
+
+def sklearn_run(xtr, xte, ytr, yte, epochs, batch):
+    from sklearn.neural_network import MLPClassifier
+    clf = MLPClassifier(hidden_layer_sizes=(128,), batch_size=batch, learning_rate_init=1e-3, random_state=0)
+    classes = np.unique(ytr)
+    times = []
+    for _ in range(epochs):
+        t = time.perf_counter()
+        clf.partial_fit(xtr, ytr, classes=classes)
+        times.append(time.perf_counter() - t)
+    return times, float(clf.score(xte, yte))
+
+
+if __name__ == "__main__":
+    case, epochs, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    xtr, xte, ytr, yte = load(case)
+    xtr, xte = standardise(xtr, xte)
+    for name, run in [("pytorch", torch_run), ("jax", jax_run), ("sklearn", sklearn_run)]:
+        times, acc = run(xtr, xte, ytr, yte, epochs, batch)
+        steady = times[1:] if len(times) > 1 else times  # JAX compiles in epoch 1
+        print(json.dumps({"peer": name, "ms_per_epoch_median": 1000 * float(np.median(steady)),
+                          "first_epoch_ms": 1000 * times[0], "test_accuracy": acc}), flush=True)
