@@ -346,7 +346,6 @@ fn half() -> f64 {
     0.5
 }
 
-
 /// Floating-point precision of weights and activations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
