@@ -15,7 +15,7 @@ train: setup
 	$(CARGO) run --release -p kiln-native -- train
 
 ## Every test: unit, CLI end-to-end (incl. kill/resume and wgpu on lavapipe), lint, CUDA type-check.
-test: setup lint test-rust check-cuda
+test: setup lint check-cuda test-rust
 
 test-rust:
 	$(CARGO) test --workspace
