@@ -35,7 +35,7 @@ table() { # title lines...
   echo "|---|---:|---:|"
   shift
   for line in "$@"; do
-    python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(f"| {r[\"peer\"]} | {r[\"ms_per_epoch_median\"]:.1f} | {r[\"test_accuracy\"]:.4f} |")' "$line"
+    python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print("| %s | %.1f | %.4f |" % (r["peer"], r["ms_per_epoch_median"], r["test_accuracy"]))' "$line"
   done
 }
 
