@@ -456,3 +456,41 @@ fn schema_is_json_schema_of_the_config() {
     assert!(schema["properties"]["training"].is_object(), "{schema}");
     assert!(schema.to_string().contains("learning_rate"));
 }
+
+#[test]
+fn f16_precision_trains_and_its_model_predicts_on_an_f32_device() {
+    let s = Scratch::new();
+    let config = s.write("c.yaml", "training: {num_passes: 3, precision: f16}\n");
+    let run = s.path("r");
+    let out = s.run(&[
+        "train",
+        config.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let accuracy = metric(&json(&out), "finalMetrics", "test_accuracy");
+    assert!(accuracy > 0.85, "f16 test accuracy {accuracy}");
+    let bytes = std::fs::read(run.join("final_weights.bpk")).unwrap();
+    let reader = burn_pack::Reader::from_bytes(burn_pack::Bytes::from_bytes_vec(bytes)).unwrap();
+    for tensor in reader.into_tensors().unwrap() {
+        let (name, dtype, ..) = tensor.into_parts().unwrap();
+        assert_eq!(dtype, burn_pack::DType::F16, "{name} is not stored in f16");
+    }
+    let row = (0..64)
+        .map(|i| (i % 17).to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let input = s.write("in.csv", &format!("{row}\n"));
+    let model = run.join("best_model.kiln");
+    let out = s.run(&[
+        "predict",
+        "--model",
+        model.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+}

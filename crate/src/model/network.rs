@@ -3,14 +3,14 @@
 use super::shape::{SampleShape, infer_shapes};
 use crate::config::LayerSpec;
 use crate::error::Result;
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{
     BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Gelu, LayerNorm, LayerNormConfig, Linear,
     LinearConfig, PaddingConfig2d, Relu, Sigmoid, Tanh,
 };
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, FloatDType, Tensor};
 
 /// Flattens `[batch, channels, height, width]` to `[batch, features]`.
 #[derive(Module, Debug, Default)]
@@ -110,6 +110,23 @@ impl Network {
             }
         }
         self.visit(&mut Touch);
+    }
+
+    /// Converts every float parameter (and running statistic) to `dtype`, keeping which
+    /// parameters require gradients.
+    pub fn cast_float(self, dtype: FloatDType) -> Self {
+        struct Cast(FloatDType);
+        impl ModuleMapper for Cast {
+            fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+                let dtype = self.0;
+                param.map(|tensor| {
+                    let trainable = tensor.is_require_grad();
+                    let cast = tensor.cast(dtype).detach();
+                    if trainable { cast.require_grad() } else { cast }
+                })
+            }
+        }
+        self.map(&mut Cast(dtype))
     }
 
     /// Forward pass.

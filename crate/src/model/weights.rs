@@ -57,8 +57,10 @@ pub async fn export_weights<M: Module>(module: &M) -> Result<Vec<u8>> {
 
 /// Loads burnpack bytes into a module of the same architecture.
 pub fn import_weights<M: Module>(module: M, bytes: &[u8]) -> Result<M> {
+    // Stored dtypes (f16 from an f16 run, say) are converted to the module's own.
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes.to_vec()))
-        .map_err(|e| KilnError::Model(format!("the weights are corrupt: {e}")))?;
+        .map_err(|e| KilnError::Model(format!("the weights are corrupt: {e}")))?
+        .cast_to_module_dtype();
     module
         .try_load_record(record)
         .map_err(|e| KilnError::Model(format!("the weights do not fit this architecture: {e}")))

@@ -1,6 +1,6 @@
 //! Building burn's optimiser from the config, and global gradient-norm clipping.
 
-use crate::config::{OptimizationMethod, WeightOptimization};
+use crate::config::{OptimizationMethod, Precision, WeightOptimization};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
@@ -8,8 +8,13 @@ use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, Sgd
 use burn::tensor::Tensor;
 
 /// The optimiser the config asks for (PyTorch's defaults where burn's differ: Adam epsilon
-/// 1e-8, momentum without dampening).
-pub fn build_optimizer(w: &WeightOptimization) -> ModuleOptimizer {
+/// 1e-8, momentum without dampening). In f16 Adam's epsilon is 1e-4: 1e-8 rounds to zero in
+/// half precision and turns the first steps into divisions by zero.
+pub fn build_optimizer(w: &WeightOptimization, precision: Precision) -> ModuleOptimizer {
+    let epsilon = match precision {
+        Precision::F32 => 1e-8,
+        Precision::F16 => 1e-4,
+    };
     let decay = (w.weight_decay > 0.0).then(|| WeightDecayConfig::new(w.weight_decay as f32));
     match w.optimization_method {
         OptimizationMethod::Sgd => SgdConfig::new().with_weight_decay(decay).init(),
@@ -24,13 +29,13 @@ pub fn build_optimizer(w: &WeightOptimization) -> ModuleOptimizer {
         OptimizationMethod::Adam => AdamConfig::new()
             .with_beta_1(w.betas[0] as f32)
             .with_beta_2(w.betas[1] as f32)
-            .with_epsilon(1e-8)
+            .with_epsilon(epsilon)
             .with_weight_decay(decay)
             .init(),
         OptimizationMethod::Adamw => AdamWConfig::new()
             .with_beta_1(w.betas[0] as f32)
             .with_beta_2(w.betas[1] as f32)
-            .with_epsilon(1e-8)
+            .with_epsilon(epsilon)
             .with_weight_decay(w.weight_decay as f32)
             .init(),
     }

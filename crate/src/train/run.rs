@@ -137,7 +137,10 @@ pub async fn train(request: TrainRequest<'_, '_>) -> Result<TrainOutcome> {
     )?;
     initial.initialize_params();
     let mut model = initial.fork(&autodiff);
-    let mut optim: ModuleOptimizer = build_optimizer(&t.weight_optimization);
+    if t.precision == Precision::F16 {
+        model = model.cast_float(FloatDType::F16);
+    }
+    let mut optim: ModuleOptimizer = build_optimizer(&t.weight_optimization, t.precision);
     let mut state = TrainerState::default();
     let mut best_weights: Option<Vec<u8>> = None;
     if let Some(point) = resume {
