@@ -129,14 +129,40 @@ impl Network {
         self.map(&mut Cast(dtype))
     }
 
+    /// Whether the first shape-dependent layer needs image batches; when it does not (an MLP
+    /// over images), the batch stays flat and skips a reshape and a flatten every step.
+    fn starts_with_image_layer(&self) -> bool {
+        self.layers
+            .iter()
+            .find(|layer| {
+                !matches!(
+                    layer,
+                    Layer::Relu(_)
+                        | Layer::Gelu(_)
+                        | Layer::Tanh(_)
+                        | Layer::Sigmoid(_)
+                        | Layer::Dropout(_)
+                )
+            })
+            .is_some_and(|layer| {
+                matches!(
+                    layer,
+                    Layer::Conv2d(_)
+                        | Layer::MaxPool2d(_)
+                        | Layer::BatchNorm(_)
+                        | Layer::LayerNorm(_)
+                )
+            })
+    }
+
     /// Forward pass.
     ///
     /// - `input`: `[batch, features]` (any sample shape is flattened row-major)
     /// - output: `[batch, outputs]` logits (classification) or values (regression)
     pub fn forward(&self, input: Tensor<2>) -> Tensor<2> {
         let batch = input.dims()[0];
-        let mut x = match self.input_shape.as_slice() {
-            [c, h, w] => Activations::Images(input.reshape([batch, *c, *h, *w])),
+        let mut x = match (self.input_shape.as_slice(), self.starts_with_image_layer()) {
+            ([c, h, w], true) => Activations::Images(input.reshape([batch, *c, *h, *w])),
             _ => Activations::Vectors(input),
         };
         for layer in &self.layers {
