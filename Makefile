@@ -5,7 +5,7 @@ export XDG_RUNTIME_DIR ?= /tmp
 # One shared target dir and one test profile for everything.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: setup train test test-rust lint fmt bench check-cuda
+.PHONY: setup train test test-rust test-js test-web lint fmt bench check-cuda pkg
 
 setup:
 	./scripts/setup.sh
@@ -14,15 +14,36 @@ setup:
 train: setup
 	$(CARGO) run --release -p kiln-native -- train
 
-## Every test: unit, CLI end-to-end (incl. kill/resume and wgpu on lavapipe), lint, CUDA type-check.
-test: setup lint check-cuda test-rust
+WASM_FEATURES := --no-default-features --features webgpu
+WASM_OUT := $(CARGO_TARGET_DIR)/wasm32-unknown-unknown/wasm-release/kiln.wasm
+
+## The npm package: wasm (WebGPU + CPU) + bindings generated into pkg/wasm.
+pkg:
+	$(CARGO) build --target wasm32-unknown-unknown -p kiln $(WASM_FEATURES) --profile wasm-release
+	wasm-bindgen --target web --out-dir pkg/wasm --out-name kiln $(WASM_OUT)
+
+## Every test: unit, CLI end-to-end (kill/resume, wgpu on lavapipe), WebGPU in headless Chromium,
+## Node, the npm consumer and interchange tests, lint, CUDA type-check.
+test: setup lint check-cuda test-rust test-web test-js
 
 test-rust:
 	$(CARGO) test --workspace
 
+## Node 20: the packed npm package driven through its documented API, and native <-> JS models.
+test-js: pkg
+	$(CARGO) build -p kiln-native
+	node --test tests/js/
+
+## wasm-bindgen-test in headless Chromium with WebGPU (SwiftShader), asserting WebGPU is used.
+test-web:
+	cd crate && CHROMEDRIVER=/usr/bin/chromedriver \
+	  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+	  $(CARGO) test --target wasm32-unknown-unknown $(WASM_FEATURES) --test web
+
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p kiln --target wasm32-unknown-unknown $(WASM_FEATURES) -- -D warnings
 
 ## Type-check the CUDA build offline (DOCS_RS=1 skips the LLVM bundle download).
 check-cuda:

@@ -11,6 +11,8 @@ pub mod metrics;
 pub mod model;
 pub mod store;
 pub mod train;
+#[cfg(target_family = "wasm")]
+pub mod web;
 
 pub use config::Config;
 pub use error::{KilnError, Result};

@@ -130,6 +130,7 @@ pub fn run(args: TrainArgs, store: &DirStore) -> Result<()> {
             resume,
             on_event: &mut on_event,
             best_model_path: Some(best_path),
+            yield_now: None,
         },
     ));
     bar.finish_and_clear();

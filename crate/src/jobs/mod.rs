@@ -7,7 +7,7 @@ use crate::model::{ModelHeader, SavedModel};
 use crate::store::{ModelStore, save_model};
 use crate::train::{
     CancelToken, CheckpointSink, HistoryEntry, Progress, ResumePoint, TrainEvent, TrainRequest,
-    train,
+    YieldFn, train,
 };
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
@@ -202,6 +202,8 @@ pub struct JobRun<'a> {
     pub on_event: &'a mut dyn FnMut(&TrainEvent),
     /// Recorded as the result's `best_model_path`.
     pub best_model_path: Option<String>,
+    /// Gives the host event loop control back between device reads (browser, Node).
+    pub yield_now: Option<&'a YieldFn>,
 }
 
 /// Runs a job to its end: trains, saves the best model to the store, and records the outcome
@@ -235,6 +237,7 @@ async fn run_inner(job: &Job, run: JobRun<'_>) -> Result<JobOutput> {
         resume,
         on_event,
         best_model_path,
+        yield_now,
     } = run;
     let progress_job = job.clone();
     let mut events = |event: TrainEvent| {
@@ -251,6 +254,7 @@ async fn run_inner(job: &Job, run: JobRun<'_>) -> Result<JobOutput> {
         cancel: job.cancel_token(),
         checkpoints,
         resume,
+        yield_now,
     })
     .await?;
     let model_id = uuid::Uuid::new_v4().to_string();

@@ -15,5 +15,5 @@ pub use early_stop::{EarlyStopState, WatchState, improves};
 pub use evaluate::evaluate;
 pub use events::{CancelToken, HistoryEntry, Progress, TrainEvent};
 pub use optim::{build_optimizer, clip_global_norm, global_grad_norm};
-pub use run::{TrainOutcome, TrainRequest, lower_is_better, train};
+pub use run::{TrainOutcome, TrainRequest, YieldFn, lower_is_better, train};
 pub use schedule::learning_rate;

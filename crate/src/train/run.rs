@@ -33,7 +33,13 @@ pub struct TrainRequest<'a, 'c> {
     pub checkpoints: Option<&'c mut dyn CheckpointSink>,
     /// Continue from here instead of starting fresh.
     pub resume: Option<ResumePoint>,
+    /// Awaited after every batch of device reads, so a browser or Node event loop gets control
+    /// back even on a CPU backend whose reads complete at once.
+    pub yield_now: Option<&'a YieldFn>,
 }
+
+/// A function returning a future that gives control back to the host's event loop.
+pub type YieldFn = dyn Fn() -> futures::future::LocalBoxFuture<'static, ()>;
 
 /// What a finished run produced.
 #[derive(Debug, Clone)]
@@ -118,7 +124,13 @@ pub async fn train(request: TrainRequest<'_, '_>) -> Result<TrainOutcome> {
         cancel,
         mut checkpoints,
         resume,
+        yield_now,
     } = request;
+    let pause = || async {
+        if let Some(yield_now) = yield_now {
+            yield_now().await;
+        }
+    };
     configure_precision(&mut device, config.training.precision)?;
     let t = &config.training;
     let train_set = &splits.train;
@@ -290,6 +302,7 @@ pub async fn train(request: TrainRequest<'_, '_>) -> Result<TrainOutcome> {
                 };
                 state.history.push(entry.clone());
                 events(TrainEvent::Evaluated(entry));
+                pause().await;
                 if let Some(&score) = metrics.get(&main_metric) {
                     let better = match &state.best {
                         None => true,

@@ -1,0 +1,103 @@
+//! Conversions between JS values and Kiln types, and Kiln errors as JS `Error`s.
+
+use crate::config::{Config, Task};
+use crate::data::{Dataset, Loaded, Targets, labels_to_classes, parse_table};
+use crate::error::KilnError;
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+
+/// A Kiln error as a JS `Error` whose message says what to do.
+pub fn js_error(error: KilnError) -> JsValue {
+    js_sys::Error::new(&error.to_string()).into()
+}
+
+/// A plain JS object (maps become objects) from a serialisable value.
+pub fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| js_sys::Error::new(&format!("cannot convert a result to JS: {e}")).into())
+}
+
+/// A config from a JS object (same keys as the YAML), a YAML/JSON string, or `undefined`
+/// (the embedded default).
+pub fn config_from_js(value: &JsValue) -> Result<Config, KilnError> {
+    if value.is_undefined() || value.is_null() {
+        return Config::embedded_default();
+    }
+    if let Some(text) = value.as_string() {
+        return Config::from_str_auto(&text);
+    }
+    let json: serde_json::Value = serde_wasm_bindgen::from_value(value.clone()).map_err(|e| {
+        KilnError::Config(format!("the config must be a plain object or a string: {e}"))
+    })?;
+    Config::from_value(json)
+}
+
+fn get(object: &JsValue, key: &str) -> JsValue {
+    js_sys::Reflect::get(object, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// The caller's data: `{ features, labels, shape }` or `{ csv }`; `None` when omitted.
+pub fn data_from_js(value: &JsValue, config: &Config) -> Result<Option<Loaded>, KilnError> {
+    if value.is_undefined() || value.is_null() {
+        return Ok(None);
+    }
+    let csv = get(value, "csv");
+    if let Some(text) = csv.as_string() {
+        let set = parse_table(&text, config.data.header, "data.csv")?
+            .into_dataset(config.data.label_column.as_ref(), config.task)?;
+        return Ok(Some(Loaded {
+            samples: set,
+            official_test: None,
+        }));
+    }
+    let features = get(value, "features");
+    if !features.is_instance_of::<js_sys::Float32Array>() {
+        return Err(KilnError::InvalidArgument(
+            "data must be { features: Float32Array, labels: Int32Array | Float32Array, shape: \
+             [samples, ...sampleShape] } or { csv: string }"
+                .into(),
+        ));
+    }
+    let features = js_sys::Float32Array::from(features).to_vec();
+    let shape: Vec<usize> = serde_wasm_bindgen::from_value(get(value, "shape")).map_err(|_| {
+        KilnError::InvalidArgument(
+            "data.shape must be an array of positive integers, e.g. [1797, 64] or [60000, 1, 28, 28]"
+                .into(),
+        )
+    })?;
+    let Some((&rows, sample_shape)) = shape.split_first() else {
+        return Err(KilnError::InvalidArgument("data.shape must not be empty".into()));
+    };
+    let labels = get(value, "labels");
+    let labels: Vec<f64> = if labels.is_instance_of::<js_sys::Int32Array>() {
+        js_sys::Int32Array::from(labels).to_vec().into_iter().map(f64::from).collect()
+    } else if labels.is_instance_of::<js_sys::Float32Array>() {
+        js_sys::Float32Array::from(labels).to_vec().into_iter().map(f64::from).collect()
+    } else {
+        return Err(KilnError::InvalidArgument(
+            "data.labels must be an Int32Array (classes) or a Float32Array".into(),
+        ));
+    };
+    if labels.len() != rows {
+        return Err(KilnError::InvalidArgument(format!(
+            "data.labels has {} entries but data.shape[0] says {rows} samples",
+            labels.len()
+        )));
+    }
+    let (targets, outputs) = match config.task {
+        Task::Classification => {
+            let (classes, n) = labels_to_classes(&labels, "data sample")?;
+            (Targets::Classes(classes), n)
+        }
+        Task::Regression => (
+            Targets::Values(labels.iter().map(|&v| v as f32).collect()),
+            1,
+        ),
+    };
+    let samples = Dataset::new(features, targets, sample_shape.to_vec(), outputs)?;
+    Ok(Some(Loaded {
+        samples,
+        official_test: None,
+    }))
+}

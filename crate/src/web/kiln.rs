@@ -1,0 +1,179 @@
+//! `Kiln`: a device, a backend choice and a model store, from which jobs and models are made.
+
+use super::convert::{config_from_js, data_from_js, js_error, to_js};
+use super::device::{BackendInfo, open};
+use super::job::{JobShared, TrainingJob};
+use super::model::Model;
+use super::panic;
+use super::store::JsStore;
+use crate::data::{load_source, prepare};
+use crate::error::KilnError;
+use crate::jobs::{Job, JobRun, run_job};
+use crate::model::{Predictor, SavedModel};
+use crate::store::{ModelStore, list_models, load_model};
+use burn::tensor::Device;
+use futures::future::LocalBoxFuture;
+use std::rc::Rc;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{JsFuture, future_to_promise, spawn_local};
+
+struct Shared {
+    device: Device,
+    backend: BackendInfo,
+    store: JsStore,
+}
+
+/// The entry point of the JS API. Use the package's `Kiln.create(...)`, which picks the
+/// backend and the model store, rather than `Kiln.open` directly.
+#[wasm_bindgen]
+pub struct Kiln {
+    shared: Rc<Shared>,
+}
+
+/// A future that resolves on the next macrotask, so the event loop runs between reads.
+fn next_tick() -> LocalBoxFuture<'static, ()> {
+    Box::pin(async {
+        let promise = js_sys::Promise::new(&mut |resolve, _| {
+            let set_timeout = js_sys::Reflect::get(&js_sys::global(), &"setTimeout".into())
+                .ok()
+                .and_then(|f| f.dyn_into::<js_sys::Function>().ok());
+            match set_timeout {
+                Some(set_timeout) => {
+                    let _ = set_timeout.call2(&JsValue::NULL, &resolve, &JsValue::from(0));
+                }
+                None => {
+                    let _ = resolve.call0(&JsValue::NULL);
+                }
+            }
+        });
+        let _ = JsFuture::from(promise).await;
+    })
+}
+
+#[wasm_bindgen]
+impl Kiln {
+    /// Opens `backend` (`"webgpu"` or `"cpu"`) with a JS model store object. `reason` is
+    /// recorded when `auto` picked the backend.
+    pub async fn open(backend: String, store: JsValue, reason: Option<String>) -> Result<Kiln, JsValue> {
+        panic::install();
+        let store = JsStore::new(store).map_err(js_error)?;
+        let (device, backend) = open(&backend, reason).await.map_err(js_error)?;
+        Ok(Kiln {
+            shared: Rc::new(Shared {
+                device,
+                backend,
+                store,
+            }),
+        })
+    }
+
+    /// `{ kind: "webgpu" | "cpu", adapter?: string, reason?: string }`.
+    #[wasm_bindgen(getter)]
+    pub fn backend(&self) -> Result<JsValue, JsValue> {
+        to_js(&self.shared.backend)
+    }
+
+    /// Starts a job and returns it at once. `config` is an object with the YAML schema (or a
+    /// YAML/JSON string, or `undefined` for the default); `data` is `{ features, labels, shape }`,
+    /// `{ csv }` or `undefined` (then `config.data.source` is used). Throws on a bad config or
+    /// bad data; training failures reject `waitForTraining()`.
+    pub fn train(&self, config: JsValue, data: JsValue) -> Result<TrainingJob, JsValue> {
+        let config = config_from_js(&config).map_err(js_error)?;
+        let loaded = match data_from_js(&data, &config).map_err(js_error)? {
+            Some(loaded) => loaded,
+            None => load_source(&config).map_err(js_error)?,
+        };
+        let splits = prepare(&config, loaded).map_err(js_error)?;
+        let shared = JobShared::new(Job::new());
+        panic::register(Rc::downgrade(&shared));
+        let handle = TrainingJob {
+            shared: shared.clone(),
+        };
+        let kiln = self.shared.clone();
+        spawn_local(async move {
+            let mut on_event = |event: &crate::train::TrainEvent| shared.emit(event);
+            let yield_fn: &crate::train::YieldFn = &next_tick;
+            let result = run_job(
+                &shared.job,
+                JobRun {
+                    config: &config,
+                    splits: &splits,
+                    device: kiln.device.clone(),
+                    backend: kiln.backend.kind.clone(),
+                    store: &kiln.store,
+                    checkpoints: None,
+                    resume: None,
+                    on_event: &mut on_event,
+                    best_model_path: None,
+                    yield_now: Some(yield_fn),
+                },
+            )
+            .await;
+            shared.settle(result.map(|out| out.info).map_err(|e| e.to_string()));
+        });
+        Ok(handle)
+    }
+
+    /// Loads a model from the store by id (`guid`), or from exported bytes (`Uint8Array`).
+    #[wasm_bindgen(js_name = preloadedModel)]
+    pub fn preloaded_model(&self, source: JsValue) -> js_sys::Promise {
+        let shared = self.shared.clone();
+        future_to_promise(async move {
+            let saved = if let Some(id) = source.as_string() {
+                load_model(&shared.store, &id).await
+            } else if source.is_instance_of::<js_sys::Uint8Array>()
+                || source.is_instance_of::<js_sys::ArrayBuffer>()
+            {
+                SavedModel::from_bytes(&js_sys::Uint8Array::new(&source).to_vec())
+            } else {
+                Err(KilnError::InvalidArgument(
+                    "preloadedModel takes a model id (string), a URL (string) or exported bytes \
+                     (Uint8Array)"
+                        .into(),
+                ))
+            }
+            .map_err(js_error)?;
+            let predictor = Predictor::new(saved, &shared.device).map_err(js_error)?;
+            Ok(Model::new(predictor).into())
+        })
+    }
+
+    /// Metadata of every stored model.
+    #[wasm_bindgen(js_name = listModels)]
+    pub fn list_models(&self) -> js_sys::Promise {
+        let shared = self.shared.clone();
+        future_to_promise(async move {
+            let headers = list_models(&shared.store).await.map_err(js_error)?;
+            let summaries: Vec<_> = headers.iter().map(super::model::summary).collect();
+            to_js(&summaries)
+        })
+    }
+
+    /// Deletes a stored model; resolves `true` if it existed.
+    #[wasm_bindgen(js_name = deleteModel)]
+    pub fn delete_model(&self, guid: String) -> js_sys::Promise {
+        let shared = self.shared.clone();
+        future_to_promise(async move {
+            crate::store::check_model_id(&guid).map_err(js_error)?;
+            let existed = shared.store.delete(&guid).await.map_err(js_error)?;
+            Ok(existed.into())
+        })
+    }
+
+    /// Adds exported model bytes to the store; resolves with the model's id.
+    #[wasm_bindgen(js_name = importModel)]
+    pub fn import_model(&self, bytes: js_sys::Uint8Array) -> js_sys::Promise {
+        let shared = self.shared.clone();
+        future_to_promise(async move {
+            let bytes = bytes.to_vec();
+            let saved = SavedModel::from_bytes(&bytes).map_err(js_error)?;
+            saved.load_network(&shared.device).map_err(js_error)?;
+            shared
+                .store
+                .put(&saved.header.model_id, bytes)
+                .await
+                .map_err(js_error)?;
+            Ok(saved.header.model_id.into())
+        })
+    }
+}

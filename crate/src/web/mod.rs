@@ -1,0 +1,14 @@
+//! The JavaScript API (wasm-bindgen): `Kiln`, `TrainingJob` and `Model`. This folder is the
+//! only place that knows about JS; everything it calls is the target-agnostic engine.
+
+mod convert;
+mod device;
+mod job;
+mod kiln;
+mod model;
+mod panic;
+mod store;
+
+pub use job::TrainingJob;
+pub use kiln::Kiln;
+pub use model::Model;

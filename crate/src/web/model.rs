@@ -1,0 +1,106 @@
+//! `Model`: a trained model loaded for inference and export.
+
+use super::convert::{js_error, to_js};
+use crate::error::KilnError;
+use crate::model::{ModelHeader, Predictor};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+/// What `listModels()` and `model.info` report about a model.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelSummary {
+    guid: String,
+    name: String,
+    task: String,
+    input_shape: Vec<usize>,
+    num_outputs: usize,
+    created_unix_ms: u64,
+    metrics: BTreeMap<String, f64>,
+}
+
+/// The summary of a model header.
+pub fn summary(header: &ModelHeader) -> ModelSummary {
+    ModelSummary {
+        guid: header.model_id.clone(),
+        name: header.name.clone(),
+        task: crate::config::task_name(header.config.task).into(),
+        input_shape: header.input_shape.clone(),
+        num_outputs: header.num_outputs,
+        created_unix_ms: header.created_unix_ms,
+        metrics: header.metrics.clone(),
+    }
+}
+
+/// A loaded model.
+#[wasm_bindgen]
+pub struct Model {
+    predictor: Rc<Predictor>,
+}
+
+impl Model {
+    /// Wraps a predictor.
+    pub fn new(predictor: Predictor) -> Self {
+        Self {
+            predictor: Rc::new(predictor),
+        }
+    }
+}
+
+#[wasm_bindgen]
+impl Model {
+    /// The model id.
+    #[wasm_bindgen(getter)]
+    pub fn guid(&self) -> String {
+        self.predictor.saved.header.model_id.clone()
+    }
+
+    /// `{ guid, name, task, inputShape, numOutputs, createdUnixMs, metrics }`.
+    #[wasm_bindgen(getter)]
+    pub fn info(&self) -> Result<JsValue, JsValue> {
+        to_js(&summary(&self.predictor.saved.header))
+    }
+
+    /// Predicts `features` (row-major samples). `shape` is optional (`[rows, ...sample]`) and
+    /// checked when given. Resolves with a `Float32Array` of `rows × numOutputs` class
+    /// probabilities (classification) or values (regression).
+    pub fn predict(&self, features: js_sys::Float32Array, shape: JsValue) -> js_sys::Promise {
+        let predictor = self.predictor.clone();
+        future_to_promise(async move {
+            let features = features.to_vec();
+            if !shape.is_undefined() && !shape.is_null() {
+                let shape: Vec<usize> = serde_wasm_bindgen::from_value(shape).map_err(|_| {
+                    js_error(KilnError::InvalidArgument(
+                        "shape must be an array of positive integers".into(),
+                    ))
+                })?;
+                let expected = std::iter::once(features.len() / predictor.sample_len().max(1))
+                    .chain(predictor.saved.header.input_shape.iter().copied())
+                    .collect::<Vec<_>>();
+                let count: usize = shape.iter().product();
+                if count != features.len() || shape.get(1..) != expected.get(1..) {
+                    return Err(js_error(KilnError::InvalidArgument(format!(
+                        "shape {shape:?} does not fit {} values for a model whose samples have \
+                         shape {:?}",
+                        features.len(),
+                        predictor.saved.header.input_shape
+                    ))));
+                }
+            }
+            let out = predictor.predict(&features).await.map_err(js_error)?;
+            Ok(js_sys::Float32Array::from(out.as_slice()).into())
+        })
+    }
+
+    /// The portable bytes (the format `kiln models export` writes and `import` reads).
+    pub fn export(&self) -> js_sys::Promise {
+        let predictor = self.predictor.clone();
+        future_to_promise(async move {
+            let bytes = predictor.saved.to_bytes().map_err(js_error)?;
+            Ok(js_sys::Uint8Array::from(bytes.as_slice()).into())
+        })
+    }
+}

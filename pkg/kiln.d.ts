@@ -1,0 +1,192 @@
+import type { ModelStore } from "./store.js";
+export { ModelStore, MemoryStore, IndexedDbStore, DirectoryStore, defaultStore } from "./store.js";
+
+/** Options of `Kiln.create`. */
+export interface KilnOptions {
+  /** "auto" (default) picks the fastest available; a software WebGPU adapter loses to CPU-wasm. */
+  backend?: "auto" | "webgpu" | "cpu";
+  /** Where trained models go (default: IndexedDB in browsers, memory in Node). */
+  store?: ModelStore;
+  /** Node: keep models as files in this directory. */
+  storeDir?: string;
+  /** Run training in a dedicated Web Worker (browsers). */
+  worker?: boolean;
+}
+
+/** The backend in use. */
+export interface BackendInfo {
+  kind: "webgpu" | "cpu";
+  /** The WebGPU adapter's name and API. */
+  adapter?: string;
+  /** Why "auto" chose the CPU. */
+  reason?: string;
+}
+
+export type Task = "classification" | "regression";
+export type Metric =
+  | "loss" | "accuracy" | "precision_macro" | "precision_weighted" | "recall_macro" | "recall_weighted"
+  | "f1_macro" | "f1_weighted" | "confusion_matrix" | "mse" | "mae" | "r2";
+
+export type LayerSpec =
+  | { type: "linear"; out?: number; bias?: boolean }
+  | { type: "conv2d"; channels: number; kernel: number; stride?: number; padding?: number }
+  | { type: "max_pool2d"; kernel: number; stride?: number }
+  | { type: "flatten" | "relu" | "gelu" | "tanh" | "sigmoid" | "batch_norm" | "layer_norm" }
+  | { type: "dropout"; prob: number };
+
+export type LrScheduler =
+  | { kind: "constant" }
+  | { kind: "step"; step_size: number; gamma?: number }
+  | { kind: "cosine"; min_lr?: number }
+  | { kind: "linear_warmup"; warmup_steps: number };
+
+/** The run configuration: the same schema as Kiln's YAML files (every key optional). */
+export interface TrainConfig {
+  name?: string;
+  seed?: number;
+  task?: Task;
+  deterministic?: boolean;
+  fast_dev_run?: boolean;
+  data?: {
+    source?: "digits" | "fashion-mnist" | "csv" | "idx" | "inline";
+    path?: string;
+    label_column?: string | number;
+    header?: boolean;
+    images?: string;
+    labels?: string;
+    split?: [number, number, number];
+    shuffle?: boolean;
+    normalize?: boolean;
+    limit?: number;
+  };
+  model?: { preset?: "mlp" | "cnn"; hidden?: number[]; dropout?: number; layers?: LayerSpec[] };
+  training?: {
+    num_passes?: number;
+    epochs?: number;
+    batch_size?: number;
+    drop_last?: boolean;
+    weight_optimization?: {
+      optimization_method?: "sgd" | "momentum" | "adam" | "adamw";
+      learning_rate?: number;
+      weight_decay?: number;
+      momentum?: number;
+      betas?: [number, number];
+    };
+    lr_scheduler?: LrScheduler;
+    gradient_accumulation_steps?: number;
+    gradient_max_norm?: number;
+    precision?: "f32" | "f16";
+    log_every_steps?: number;
+  };
+  validation?: { every?: number; metrics?: Metric[] };
+  early_stopping?: {
+    tasks: { metric: string; mode: "min" | "max"; delta?: number; grace_period?: number; init_best_score?: number }[];
+    patience?: number;
+    mode?: "any" | "all";
+  };
+  checkpoint?: { every_epochs?: number; save_top_k?: number; main_metric?: string };
+}
+
+/** Training data handed over directly. */
+export type TrainData =
+  | { features: Float32Array; labels: Int32Array | Float32Array; shape: number[] }
+  | { csv: string };
+
+export type JobStatus = "queued" | "processing" | "completed" | "failed" | "cancelled";
+
+/** A progress report. */
+export interface Progress {
+  epoch: number;
+  epochs: number;
+  step: number;
+  totalSteps: number;
+  loss: number;
+  learningRate: number;
+  gradNorm?: number | null;
+  samplesPerSec: number;
+  etaSeconds: number;
+  /** Latest validation metrics: val_loss, val_accuracy, ... */
+  metrics: Record<string, number>;
+}
+
+/** Metrics at one evaluation. */
+export interface HistoryEntry {
+  epoch: number;
+  step: number;
+  metrics: Record<string, number>;
+}
+
+/** Events from a running job. */
+export type TrainEvent =
+  | { event: "started"; total_steps: number; steps_per_epoch: number; start_epoch: number }
+  | ({ event: "progress" } & Progress)
+  | ({ event: "evaluated" } & HistoryEntry)
+  | { event: "checkpoint"; epoch: number; step: number };
+
+/** The result of a completed job. */
+export interface TrainRunInfo {
+  jobId: string;
+  modelId: string;
+  name: string;
+  backend: string;
+  bestMetrics: Record<string, number>;
+  bestEpoch?: number | null;
+  /** Latest validation metrics and the saved model's test metrics (test_*). */
+  finalMetrics: Record<string, number>;
+  confusionMatrix?: number[][] | null;
+  bestModelPath?: string | null;
+  history: HistoryEntry[];
+  stoppedEarly: boolean;
+  epochsRun: number;
+  steps: number;
+  durationSecs: number;
+}
+
+/** A failed or cancelled job's rejection. */
+export interface TrainingError extends Error {
+  status: "failed" | "cancelled";
+}
+
+/** Metadata of a stored model. */
+export interface ModelInfo {
+  guid: string;
+  name: string;
+  task: Task;
+  inputShape: number[];
+  numOutputs: number;
+  createdUnixMs: number;
+  metrics: Record<string, number>;
+}
+
+export class Model {
+  readonly guid: string;
+  readonly info: ModelInfo;
+  /** `rows × numOutputs` class probabilities (classification) or values (regression). */
+  predict(features: Float32Array, shape?: number[]): Promise<Float32Array>;
+  /** Portable bytes, readable by `kiln models import` and `preloadedModel`. */
+  export(): Promise<Uint8Array>;
+}
+
+export class TrainingJob {
+  readonly id: string;
+  status(): JobStatus;
+  progress(): Progress | undefined;
+  readonly error: string | undefined;
+  readonly trainedModel: { guid: string } | undefined;
+  onProgress(callback: (progress: Progress) => void): void;
+  /** Resolves with the result; rejects with a TrainingError. */
+  waitForTraining(): Promise<TrainRunInfo>;
+  cancel(): void;
+  events(): AsyncGenerator<TrainEvent, void, undefined>;
+}
+
+export class Kiln {
+  static create(options?: KilnOptions): Promise<Kiln>;
+  readonly backend: BackendInfo;
+  /** Returns at once; throws an Error naming the field on a bad config. */
+  train(config?: TrainConfig | string, data?: TrainData): TrainingJob;
+  preloadedModel(source: string | Uint8Array): Promise<Model>;
+  listModels(): Promise<ModelInfo[]>;
+  deleteModel(guid: string): Promise<boolean>;
+  importModel(bytes: Uint8Array): Promise<string>;
+}

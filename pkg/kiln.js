@@ -1,0 +1,179 @@
+// Kiln's JS API: a thin, idiomatic wrapper over the wasm bindings. Runs in browsers (WebGPU or
+// CPU wasm, optionally inside a Web Worker) and in Node 20 (CPU wasm).
+import initWasm, { Kiln as WasmKiln } from "./wasm/kiln.js";
+import { defaultStore } from "./store.js";
+
+export { MemoryStore, IndexedDbStore, DirectoryStore, defaultStore } from "./store.js";
+
+const isNode = typeof process !== "undefined" && process.versions?.node != null && typeof window === "undefined";
+const BACKENDS = ["auto", "webgpu", "cpu"];
+let wasmReady;
+
+/** Loads the wasm module once (from the package's own files, in browsers and in Node). */
+function loadWasm() {
+  wasmReady ??= (async () => {
+    const url = new URL("./wasm/kiln_bg.wasm", import.meta.url);
+    if (isNode) {
+      const { readFile } = await import("node:fs/promises");
+      await initWasm({ module_or_path: await readFile(url) });
+    } else {
+      await initWasm({ module_or_path: url });
+    }
+  })();
+  return wasmReady;
+}
+
+/** Asks the browser for a WebGPU adapter. */
+async function probeWebGpu() {
+  const gpu = globalThis.navigator?.gpu;
+  if (!gpu) return { ok: false, reason: "WebGPU unavailable (this runtime has no navigator.gpu)" };
+  let adapter = null;
+  try {
+    adapter = await gpu.requestAdapter();
+  } catch (e) {
+    return { ok: false, reason: `WebGPU unavailable (requestAdapter failed: ${e?.message ?? e})` };
+  }
+  if (!adapter) return { ok: false, reason: "WebGPU unavailable (no adapter)" };
+  const info = adapter.info ?? {};
+  return { ok: true, fallback: Boolean(info.isFallbackAdapter ?? adapter.isFallbackAdapter) };
+}
+
+/** Chooses the backend for `backend: "webgpu" | "cpu" | "auto"`. */
+async function chooseBackend(backend) {
+  if (!BACKENDS.includes(backend)) {
+    throw new TypeError(`backend must be one of ${BACKENDS.map((b) => `"${b}"`).join(", ")}, got ${JSON.stringify(backend)}`);
+  }
+  if (backend === "cpu") return { kind: "cpu" };
+  const probe = await probeWebGpu();
+  if (backend === "webgpu") {
+    if (!probe.ok) throw new Error(`backend "webgpu" was requested but ${probe.reason}; use backend: "cpu" or "auto"`);
+    return { kind: "webgpu" };
+  }
+  if (!probe.ok) return { kind: "cpu", reason: probe.reason };
+  if (probe.fallback) {
+    return {
+      kind: "cpu",
+      reason: "the only WebGPU adapter is a software fallback (isFallbackAdapter), which trains slower than CPU-wasm (see BENCHMARKS.md)",
+    };
+  }
+  return { kind: "webgpu" };
+}
+
+function looksLikeUrl(source) {
+  return /^(https?:|blob:|data:|\.{0,2}\/)/.test(source);
+}
+
+/** A trained model: predict and export. */
+export class Model {
+  #inner;
+  constructor(inner) { this.#inner = inner; }
+  /** The model id. */
+  get guid() { return this.#inner.guid; }
+  /** Metadata: name, task, input shape, outputs, metrics. */
+  get info() { return this.#inner.info; }
+  /** Class probabilities (or values) for row-major samples, `rows × numOutputs`. */
+  predict(features, shape) {
+    if (!(features instanceof Float32Array)) {
+      return Promise.reject(new TypeError("features must be a Float32Array of row-major samples"));
+    }
+    return this.#inner.predict(features, shape);
+  }
+  /** The portable model bytes (what `kiln models import` reads). */
+  export() { return this.#inner.export(); }
+}
+
+/** A training job: returned at once by `kiln.train(...)`. */
+export class TrainingJob {
+  #inner;
+  #done;
+  constructor(inner) {
+    this.#inner = inner;
+    this.#done = inner.waitForTraining();
+    this.#done.catch(() => {}); // failures surface through waitForTraining()
+  }
+  /** `"trainingjob-<uuid>"`. */
+  get id() { return this.#inner.id; }
+  /** `"queued" | "processing" | "completed" | "failed" | "cancelled"`. */
+  status() { return this.#inner.status(); }
+  /** The latest progress report (undefined before the first). */
+  progress() { return this.#inner.progress(); }
+  /** Why the job failed or was cancelled. */
+  get error() { return this.#inner.error; }
+  /** `{ guid }` of the trained model once completed. */
+  get trainedModel() { return this.#inner.trainedModel; }
+  /** Calls `callback(progress)` on every progress report. */
+  onProgress(callback) {
+    if (typeof callback !== "function") throw new TypeError("onProgress takes a function");
+    this.#inner.onProgress(callback);
+  }
+  /** Resolves with the TrainRunInfo; rejects with an Error (with `status`) on failure or cancel. */
+  waitForTraining() { return this.#done; }
+  /** Stops the job before its next step; it ends as "cancelled". */
+  cancel() { this.#inner.cancel(); }
+  /** Every event (`started`, `progress`, `evaluated`, `checkpoint`) until the job ends. */
+  async *events() {
+    const queue = [];
+    let wake = null;
+    let finished = false;
+    this.#inner.onEvent((event) => { queue.push(event); wake?.(); });
+    this.#done.then(() => { finished = true; wake?.(); }, () => { finished = true; wake?.(); });
+    while (true) {
+      if (queue.length > 0) { yield queue.shift(); continue; }
+      if (finished) return;
+      await new Promise((resolve) => { wake = resolve; });
+      wake = null;
+    }
+  }
+}
+
+/** The entry point: a backend, a model store, and the job API. */
+export class Kiln {
+  #inner;
+  constructor(inner) { this.#inner = inner; }
+
+  /**
+   * Opens Kiln. `backend`: "webgpu" | "cpu" | "auto" (default: the fastest available; a
+   * software WebGPU adapter counts as slower than CPU-wasm). `store`: a model store object;
+   * default IndexedDB in browsers, memory in Node, or files when `storeDir` is given.
+   * `worker: true` runs training in a dedicated Web Worker behind the same API.
+   */
+  static async create(options = {}) {
+    if (options === null || typeof options !== "object") throw new TypeError("Kiln.create takes an options object");
+    const { backend = "auto", store, storeDir, worker = false } = options;
+    if (worker) {
+      const { WorkerKiln } = await import("./worker.js");
+      return WorkerKiln.create({ backend, store, storeDir });
+    }
+    const [choice] = await Promise.all([chooseBackend(backend), loadWasm()]);
+    const modelStore = store ?? (await defaultStore({ dir: storeDir }));
+    return new Kiln(await WasmKiln.open(choice.kind, modelStore, choice.reason));
+  }
+
+  /** `{ kind: "webgpu" | "cpu", adapter?, reason? }`: which backend is in use and why. */
+  get backend() { return this.#inner.backend; }
+
+  /** Starts training and returns the job at once. Throws on a bad config or bad data. */
+  train(config, data) { return new TrainingJob(this.#inner.train(config, data)); }
+
+  /** A model from the store (id), a URL, or exported bytes (Uint8Array). */
+  async preloadedModel(source) {
+    if (typeof source === "string" && looksLikeUrl(source)) {
+      let response;
+      try {
+        response = await fetch(source);
+      } catch (e) {
+        throw new Error(`cannot fetch model ${source}: ${e?.message ?? e}`);
+      }
+      if (!response.ok) throw new Error(`cannot fetch model ${source}: HTTP ${response.status}`);
+      source = new Uint8Array(await response.arrayBuffer());
+    }
+    return new Model(await this.#inner.preloadedModel(source));
+  }
+
+  /** Metadata of every stored model. */
+  listModels() { return this.#inner.listModels(); }
+  /** Deletes a stored model; resolves true if it existed. */
+  deleteModel(guid) { return this.#inner.deleteModel(guid); }
+  /** Stores exported model bytes; resolves with the model id. */
+  importModel(bytes) { return this.#inner.importModel(bytes); }
+}

@@ -1,0 +1,130 @@
+// The npm package as a consumer uses it, in Node 20 on the CPU backend.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { installPackage } from "./helpers.mjs";
+
+const { Kiln, MemoryStore } = await installPackage();
+const kiln = await Kiln.create({ backend: "auto", store: new MemoryStore() });
+
+test("auto picks the CPU in Node and says why", () => {
+  assert.equal(kiln.backend.kind, "cpu");
+  assert.match(kiln.backend.reason, /WebGPU unavailable/);
+});
+
+test("webgpu in Node is a clear error, not a silent fallback", async () => {
+  await assert.rejects(Kiln.create({ backend: "webgpu" }), /backend "webgpu" was requested but WebGPU unavailable/);
+  await assert.rejects(Kiln.create({ backend: "tpu" }), TypeError);
+});
+
+test("trains digits to >= 0.9 accuracy with the documented status transitions", async () => {
+  const job = kiln.train({ training: { num_passes: 8 } });
+  assert.match(job.id, /^trainingjob-[0-9a-f-]{36}$/);
+  const statuses = new Set([job.status()]);
+  let progressCount = 0;
+  job.onProgress((p) => {
+    progressCount += 1;
+    statuses.add(job.status());
+    assert.ok(p.step <= p.totalSteps && Number.isFinite(p.loss));
+  });
+  assert.equal(job.trainedModel, undefined);
+  const info = await job.waitForTraining();
+  statuses.add(job.status());
+  assert.deepEqual([...statuses], ["queued", "processing", "completed"]);
+  assert.ok(progressCount > 5, `only ${progressCount} progress reports`);
+  assert.ok(info.finalMetrics.test_accuracy >= 0.9, `accuracy ${info.finalMetrics.test_accuracy}`);
+  assert.equal(job.trainedModel.guid, info.modelId);
+  assert.ok(info.history.length >= 8);
+
+  const model = await kiln.preloadedModel(info.modelId);
+  assert.equal(model.guid, info.modelId);
+  const row = new Float32Array(64).map((_, i) => (i * 7) % 17);
+  const probs = await model.predict(new Float32Array([...row, ...row]), [2, 64]);
+  assert.equal(probs.length, 20);
+  const sum = probs.slice(0, 10).reduce((a, b) => a + b, 0);
+  assert.ok(Math.abs(sum - 1) < 1e-4, `probabilities sum to ${sum}`);
+  assert.deepEqual(probs.slice(0, 10), probs.slice(10, 20));
+
+  const listed = await kiln.listModels();
+  assert.ok(listed.some((m) => m.guid === info.modelId && m.inputShape.join() === "1,8,8"));
+});
+
+test("events() yields progress and evaluations, then ends", async () => {
+  const job = kiln.train({ training: { num_passes: 2 } });
+  const kinds = new Set();
+  for await (const event of job.events()) kinds.add(event.event);
+  assert.ok(kinds.has("progress") && kinds.has("evaluated"), [...kinds].join());
+  assert.equal(job.status(), "completed");
+});
+
+test("cancel ends the job as cancelled and rejects waitForTraining", async () => {
+  const job = kiln.train({ training: { num_passes: 200 } });
+  job.onProgress(() => job.cancel());
+  await assert.rejects(job.waitForTraining(), (e) => e instanceof Error && e.status === "cancelled" && /cancelled/.test(e.message));
+  assert.equal(job.status(), "cancelled");
+  assert.equal(job.trainedModel, undefined);
+});
+
+test("several jobs run at once and interleave", async () => {
+  const a = kiln.train({ name: "a", training: { num_passes: 3 } });
+  const b = kiln.train({ name: "b", training: { num_passes: 3 } });
+  const order = [];
+  a.onProgress(() => order.push("a"));
+  b.onProgress(() => order.push("b"));
+  const [ia, ib] = await Promise.all([a.waitForTraining(), b.waitForTraining()]);
+  assert.notEqual(ia.modelId, ib.modelId);
+  const firstB = order.indexOf("b");
+  assert.ok(firstB > 0 && order.lastIndexOf("a") > firstB, `no interleaving: ${order.join("")}`);
+});
+
+test("inline data trains a regression", async () => {
+  const n = 200;
+  const features = new Float32Array(n * 2);
+  const labels = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const x = (i % 20) / 10, y = Math.floor(i / 20) / 10;
+    features.set([x, y], i * 2);
+    labels[i] = 3 * x - 2 * y + 1;
+  }
+  const job = kiln.train(
+    { task: "regression", training: { num_passes: 60, batch_size: 16, weight_optimization: { learning_rate: 0.01 } },
+      validation: { metrics: ["loss", "mse", "r2"] }, checkpoint: { main_metric: "val_mse" } },
+    { features, labels, shape: [n, 2] },
+  );
+  const info = await job.waitForTraining();
+  assert.ok(info.finalMetrics.test_r2 > 0.9, `r2 ${info.finalMetrics.test_r2}`);
+});
+
+test("a bad config throws an Error naming the field", () => {
+  assert.throws(() => kiln.train({ training: { weight_optimization: { learning_rate: -1 } } }),
+    (e) => e instanceof Error && /training\.weight_optimization\.learning_rate: must be > 0, got -1/.test(e.message));
+  assert.throws(() => kiln.train({ trainig: {} }), /did you mean `training`/);
+  assert.throws(() => kiln.train(undefined, { features: [1, 2], labels: new Int32Array(1), shape: [1, 2] }), /Float32Array/);
+});
+
+test("a diverging loss fails the job naming the step", async () => {
+  const job = kiln.train({ training: { num_passes: 3, weight_optimization: { optimization_method: "sgd", learning_rate: 1e12 } } });
+  await assert.rejects(job.waitForTraining(), (e) => e.status === "failed" && /the loss became .* at step \d+/.test(e.message));
+  assert.equal(job.status(), "failed");
+  assert.match(job.error, /at step/);
+});
+
+test("unknown model ids and corrupt bytes are clear errors", async () => {
+  await assert.rejects(kiln.preloadedModel("0d8e7b1c-0000-4000-8000-000000000000"), /no model with id/);
+  await assert.rejects(kiln.preloadedModel("../etc/passwd"), /cannot fetch model|not a valid model id/);
+  await assert.rejects(kiln.preloadedModel(new Uint8Array([1, 2, 3])), /not a valid Kiln model/);
+  await assert.rejects(kiln.preloadedModel(new TextEncoder().encode("KILNMDL1\u0005\u0000\u0000\u0000{bad}")), /not a valid Kiln model/);
+  assert.equal(await kiln.deleteModel("0d8e7b1c-0000-4000-8000-000000000000"), false);
+});
+
+test("export, delete and re-import keep the model working", async () => {
+  const info = await kiln.train({ training: { num_passes: 1 } }).waitForTraining();
+  const model = await kiln.preloadedModel(info.modelId);
+  const bytes = await model.export();
+  assert.ok(bytes instanceof Uint8Array && bytes.length > 1000);
+  assert.equal(await kiln.deleteModel(info.modelId), true);
+  await assert.rejects(kiln.preloadedModel(info.modelId), /no model with id/);
+  assert.equal(await kiln.importModel(bytes), info.modelId);
+  const again = await kiln.preloadedModel(info.modelId);
+  const x = new Float32Array(64).fill(3);
+  assert.deepEqual(await again.predict(x), await model.predict(x));
+});

@@ -1,0 +1,35 @@
+// Shared by the Node tests: pack the npm package, install the tarball into a temp project, and
+// import it by name from there, exactly as a consumer would.
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, writeFileSync, readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+
+export const repo = resolve(import.meta.dirname, "../..");
+export const kilnBin = join(process.env.CARGO_TARGET_DIR ?? join(repo, "target"), "debug", "kiln");
+
+let installed;
+
+/** Packs pkg/, installs it into a fresh project and returns the imported package. */
+export async function installPackage() {
+  installed ??= (async () => {
+    const project = mkdtempSync(join(tmpdir(), "kiln-consumer-"));
+    execFileSync("npm", ["pack", join(repo, "pkg"), "--pack-destination", project, "--silent"], { stdio: "pipe" });
+    const tarball = readdirSync(project).find((f) => f.endsWith(".tgz"));
+    writeFileSync(join(project, "package.json"), JSON.stringify({ name: "consumer", private: true, type: "module" }));
+    execFileSync("npm", ["install", "--offline", "--no-audit", "--no-fund", join(project, tarball)], { cwd: project, stdio: "pipe" });
+    writeFileSync(join(project, "entry.mjs"), 'export * from "kiln";\n');
+    return import(pathToFileURL(join(project, "entry.mjs")).href);
+  })();
+  return installed;
+}
+
+/** Runs the native CLI; returns stdout. */
+export function kiln(args) {
+  return execFileSync(kilnBin, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, XDG_RUNTIME_DIR: tmpdir() } });
+}
+
+export function tempDir(prefix) {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
