@@ -153,7 +153,10 @@ export class Kiln {
   get backend() { return this.#inner.backend; }
 
   /** Starts training and returns the job at once. Throws on a bad config or bad data. */
-  train(config, data) { return new TrainingJob(this.#inner.train(config, data)); }
+  train(config, data) { return new TrainingJob(this.#inner.train(config, data, undefined)); }
+
+  /** @internal Starts a job under an id handed out by the worker proxy. */
+  _trainWithId(config, data, jobId) { return new TrainingJob(this.#inner.train(config, data, jobId)); }
 
   /** A model from the store (id), a URL, or exported bytes (Uint8Array). */
   async preloadedModel(source) {

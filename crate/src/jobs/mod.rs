@@ -119,6 +119,11 @@ impl Job {
         }
     }
 
+    /// A new queued job with a given id (e.g. one a Web Worker's caller already handed out).
+    pub fn with_id(id: String) -> Self {
+        Self { id, ..Self::new() }
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut JobState) -> T) -> T {
         let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut guard)

@@ -28,7 +28,9 @@ pub fn config_from_js(value: &JsValue) -> Result<Config, KilnError> {
         return Config::from_str_auto(&text);
     }
     let json: serde_json::Value = serde_wasm_bindgen::from_value(value.clone()).map_err(|e| {
-        KilnError::Config(format!("the config must be a plain object or a string: {e}"))
+        KilnError::Config(format!(
+            "the config must be a plain object or a string: {e}"
+        ))
     })?;
     Config::from_value(json)
 }
@@ -67,13 +69,23 @@ pub fn data_from_js(value: &JsValue, config: &Config) -> Result<Option<Loaded>, 
         )
     })?;
     let Some((&rows, sample_shape)) = shape.split_first() else {
-        return Err(KilnError::InvalidArgument("data.shape must not be empty".into()));
+        return Err(KilnError::InvalidArgument(
+            "data.shape must not be empty".into(),
+        ));
     };
     let labels = get(value, "labels");
     let labels: Vec<f64> = if labels.is_instance_of::<js_sys::Int32Array>() {
-        js_sys::Int32Array::from(labels).to_vec().into_iter().map(f64::from).collect()
+        js_sys::Int32Array::from(labels)
+            .to_vec()
+            .into_iter()
+            .map(f64::from)
+            .collect()
     } else if labels.is_instance_of::<js_sys::Float32Array>() {
-        js_sys::Float32Array::from(labels).to_vec().into_iter().map(f64::from).collect()
+        js_sys::Float32Array::from(labels)
+            .to_vec()
+            .into_iter()
+            .map(f64::from)
+            .collect()
     } else {
         return Err(KilnError::InvalidArgument(
             "data.labels must be an Int32Array (classes) or a Float32Array".into(),

@@ -74,12 +74,15 @@ impl JobShared {
 
     /// Fails the job from the panic hook (no engine state is touched).
     pub fn fail_from_panic(&self, message: &str) {
-        self.job.fail(&crate::KilnError::Internal(message.to_string()));
+        self.job
+            .fail(&crate::KilnError::Internal(message.to_string()));
         self.settle(Err(message.to_string()));
     }
 
     fn answer(&self, resolve: &js_sys::Function, reject: &js_sys::Function) {
-        let Ok(outcome) = self.outcome.try_borrow() else { return };
+        let Ok(outcome) = self.outcome.try_borrow() else {
+            return;
+        };
         match outcome.as_ref() {
             Some(Outcome::Done(info)) => match to_js(info) {
                 Ok(value) => drop(resolve.call1(&JsValue::NULL, &value)),
@@ -151,7 +154,11 @@ impl TrainingJob {
     pub fn wait_for_training(&self) -> js_sys::Promise {
         let shared = self.shared.clone();
         js_sys::Promise::new(&mut |resolve, reject| {
-            let finished = shared.outcome.try_borrow().map(|o| o.is_some()).unwrap_or(false);
+            let finished = shared
+                .outcome
+                .try_borrow()
+                .map(|o| o.is_some())
+                .unwrap_or(false);
             if finished {
                 shared.answer(&resolve, &reject);
             } else {

@@ -54,7 +54,11 @@ fn next_tick() -> LocalBoxFuture<'static, ()> {
 impl Kiln {
     /// Opens `backend` (`"webgpu"` or `"cpu"`) with a JS model store object. `reason` is
     /// recorded when `auto` picked the backend.
-    pub async fn open(backend: String, store: JsValue, reason: Option<String>) -> Result<Kiln, JsValue> {
+    pub async fn open(
+        backend: String,
+        store: JsValue,
+        reason: Option<String>,
+    ) -> Result<Kiln, JsValue> {
         panic::install();
         let store = JsStore::new(store).map_err(js_error)?;
         let (device, backend) = open(&backend, reason).await.map_err(js_error)?;
@@ -76,15 +80,30 @@ impl Kiln {
     /// Starts a job and returns it at once. `config` is an object with the YAML schema (or a
     /// YAML/JSON string, or `undefined` for the default); `data` is `{ features, labels, shape }`,
     /// `{ csv }` or `undefined` (then `config.data.source` is used). Throws on a bad config or
-    /// bad data; training failures reject `waitForTraining()`.
-    pub fn train(&self, config: JsValue, data: JsValue) -> Result<TrainingJob, JsValue> {
+    /// bad data; training failures reject `waitForTraining()`. `job_id` (optional) must look
+    /// like `trainingjob-…`; the worker proxy uses it to hand out ids at once.
+    pub fn train(
+        &self,
+        config: JsValue,
+        data: JsValue,
+        job_id: Option<String>,
+    ) -> Result<TrainingJob, JsValue> {
         let config = config_from_js(&config).map_err(js_error)?;
         let loaded = match data_from_js(&data, &config).map_err(js_error)? {
             Some(loaded) => loaded,
             None => load_source(&config).map_err(js_error)?,
         };
         let splits = prepare(&config, loaded).map_err(js_error)?;
-        let shared = JobShared::new(Job::new());
+        let job = match job_id {
+            Some(id) if id.starts_with("trainingjob-") && id.len() <= 64 => Job::with_id(id),
+            Some(id) => {
+                return Err(js_error(KilnError::InvalidArgument(format!(
+                    "a job id must look like trainingjob-<uuid>, got {id:?}"
+                ))));
+            }
+            None => Job::new(),
+        };
+        let shared = JobShared::new(job);
         panic::register(Rc::downgrade(&shared));
         let handle = TrainingJob {
             shared: shared.clone(),

@@ -57,7 +57,8 @@ fn store_error(name: &str, error: &JsValue) -> KilnError {
 impl ModelStore for JsStore {
     async fn put(&self, id: &str, bytes: Vec<u8>) -> Result<()> {
         let array = js_sys::Uint8Array::from(bytes.as_slice());
-        self.call("put", &[JsValue::from_str(id), array.into()]).await?;
+        self.call("put", &[JsValue::from_str(id), array.into()])
+            .await?;
         Ok(())
     }
 
@@ -66,10 +67,14 @@ impl ModelStore for JsStore {
         if value.is_undefined() || value.is_null() {
             return Ok(None);
         }
-        if value.is_instance_of::<js_sys::Uint8Array>() || value.is_instance_of::<js_sys::ArrayBuffer>() {
+        if value.is_instance_of::<js_sys::Uint8Array>()
+            || value.is_instance_of::<js_sys::ArrayBuffer>()
+        {
             return Ok(Some(js_sys::Uint8Array::new(&value).to_vec()));
         }
-        Err(KilnError::Model(format!("the store returned something other than bytes for `{id}`")))
+        Err(KilnError::Model(format!(
+            "the store returned something other than bytes for `{id}`"
+        )))
     }
 
     async fn list(&self) -> Result<Vec<String>> {

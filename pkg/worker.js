@@ -1,0 +1,205 @@
+// `Kiln.create({ worker: true })`: the same API, with training running in a dedicated Web
+// Worker so the page's main thread stays free. This file is both the proxy (main thread) and
+// the worker's entry point.
+
+const inWorker = typeof WorkerGlobalScope !== "undefined" && globalThis instanceof WorkerGlobalScope;
+
+function serializeError(e) {
+  return { message: e?.message ?? String(e), name: e?.name ?? "Error", status: e?.status };
+}
+
+function reviveError(data) {
+  const error = data.name === "TypeError" ? new TypeError(data.message) : new Error(data.message);
+  if (data.status) error.status = data.status;
+  return error;
+}
+
+if (inWorker) {
+  // ---- worker side: a real Kiln, driven by messages ----
+  const { Kiln } = await import("./kiln.js");
+  let kiln = null;
+  const jobs = new Map();
+  const models = new Map();
+  let nextModel = 0;
+  const post = (message) => globalThis.postMessage(message);
+
+  const ops = {
+    async create({ backend, storeDir }) {
+      kiln = await Kiln.create({ backend, storeDir });
+      return kiln.backend;
+    },
+    train({ config, data, jobId }) {
+      const job = kiln._trainWithId(config, data, jobId);
+      jobs.set(jobId, job);
+      job.onProgress((progress) => post({ kind: "progress", jobId, progress, status: job.status() }));
+      job.waitForTraining().then(
+        (info) => post({ kind: "done", jobId, status: job.status(), info }),
+        (error) => post({ kind: "done", jobId, status: job.status(), error: serializeError(error) }),
+      );
+      return { status: job.status() };
+    },
+    cancel({ jobId }) { jobs.get(jobId)?.cancel(); },
+    async preloadedModel({ source }) {
+      const model = await kiln.preloadedModel(source);
+      const handle = nextModel++;
+      models.set(handle, model);
+      return { handle, guid: model.guid, info: model.info };
+    },
+    predict({ handle, features, shape }) { return models.get(handle).predict(features, shape); },
+    export({ handle }) { return models.get(handle).export(); },
+    listModels() { return kiln.listModels(); },
+    deleteModel({ guid }) { return kiln.deleteModel(guid); },
+    importModel({ bytes }) { return kiln.importModel(bytes); },
+  };
+
+  globalThis.onmessage = async ({ data: { id, op, args } }) => {
+    try {
+      if (op !== "create" && !kiln) throw new Error("the worker's Kiln is not created yet");
+      post({ kind: "reply", id, ok: true, value: await ops[op](args) });
+    } catch (e) {
+      post({ kind: "reply", id, ok: false, error: serializeError(e) });
+    }
+  };
+}
+
+/** Main-thread proxy of a model living in the worker. */
+class WorkerModel {
+  #call;
+  #handle;
+  constructor(call, { handle, guid, info }) {
+    this.#call = call;
+    this.#handle = handle;
+    this.guid = guid;
+    this.info = info;
+  }
+  predict(features, shape) {
+    if (!(features instanceof Float32Array)) {
+      return Promise.reject(new TypeError("features must be a Float32Array of row-major samples"));
+    }
+    return this.#call("predict", { handle: this.#handle, features, shape });
+  }
+  export() { return this.#call("export", { handle: this.#handle }); }
+}
+
+/** Main-thread view of a job running in the worker. */
+class WorkerTrainingJob {
+  #call;
+  #status = "queued";
+  #progress;
+  #error;
+  #info;
+  #listeners = [];
+  #eventListeners = [];
+  #done;
+  #settle;
+  constructor(call, id, started) {
+    this.#call = call;
+    this.id = id;
+    this.#done = new Promise((resolve, reject) => { this.#settle = { resolve, reject }; });
+    this.#done.catch(() => {});
+    started.catch((error) => this._finish({ status: "failed", error: serializeError(error) }));
+  }
+  _progress(progress, status) {
+    this.#status = status;
+    this.#progress = progress;
+    for (const listener of this.#listeners) try { listener(progress); } catch { /* keep going */ }
+    for (const listener of this.#eventListeners) listener({ event: "progress", ...progress });
+  }
+  _finish({ status, info, error }) {
+    this.#status = status;
+    if (info) { this.#info = info; this.#settle.resolve(info); }
+    else { this.#error = error.message; this.#settle.reject(reviveError({ ...error, status })); }
+    this.#eventListeners = [];
+  }
+  status() { return this.#status; }
+  progress() { return this.#progress; }
+  get error() { return this.#error; }
+  get trainedModel() { return this.#info ? { guid: this.#info.modelId } : undefined; }
+  onProgress(callback) {
+    if (typeof callback !== "function") throw new TypeError("onProgress takes a function");
+    this.#listeners.push(callback);
+  }
+  waitForTraining() { return this.#done; }
+  cancel() { this.#call("cancel", { jobId: this.id }); }
+  async *events() {
+    const queue = [];
+    let wake = null;
+    let finished = false;
+    this.#eventListeners.push((event) => { queue.push(event); wake?.(); });
+    this.#done.then(() => { finished = true; wake?.(); }, () => { finished = true; wake?.(); });
+    while (true) {
+      if (queue.length > 0) { yield queue.shift(); continue; }
+      if (finished) return;
+      await new Promise((resolve) => { wake = resolve; });
+      wake = null;
+    }
+  }
+}
+
+/** `Kiln` with training in a dedicated Web Worker; same methods, same results. */
+export class WorkerKiln {
+  #worker;
+  #pending = new Map();
+  #jobs = new Map();
+  #next = 0;
+  backend;
+
+  constructor(worker) {
+    this.#worker = worker;
+    worker.onmessage = ({ data }) => this.#receive(data);
+    worker.onerror = (event) => this.#crash(new Error(`the Kiln worker crashed: ${event.message ?? "unknown error"}`));
+  }
+
+  static async create({ backend, store, storeDir }) {
+    if (typeof Worker === "undefined") throw new Error("worker: true needs Web Workers (a browser); omit it in Node");
+    if (store) throw new TypeError("a custom store cannot be passed to a worker; use the default IndexedDB store");
+    const proxy = new WorkerKiln(new Worker(new URL("./worker.js", import.meta.url), { type: "module" }));
+    proxy.backend = await proxy.#call("create", { backend, storeDir });
+    return proxy;
+  }
+
+  #call = (op, args) => {
+    const id = this.#next++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      this.#worker.postMessage({ id, op, args });
+    });
+  };
+
+  #receive(message) {
+    if (message.kind === "reply") {
+      const pending = this.#pending.get(message.id);
+      this.#pending.delete(message.id);
+      if (message.ok) pending?.resolve(message.value);
+      else pending?.reject(reviveError(message.error));
+    } else if (message.kind === "progress") {
+      this.#jobs.get(message.jobId)?._progress(message.progress, message.status);
+    } else if (message.kind === "done") {
+      this.#jobs.get(message.jobId)?._finish(message);
+      this.#jobs.delete(message.jobId);
+    }
+  }
+
+  #crash(error) {
+    for (const { reject } of this.#pending.values()) reject(error);
+    this.#pending.clear();
+    for (const job of this.#jobs.values()) job._finish({ status: "failed", error: serializeError(error) });
+    this.#jobs.clear();
+  }
+
+  /** Starts training in the worker; returns the job at once. Config errors reject waitForTraining. */
+  train(config, data) {
+    const jobId = `trainingjob-${crypto.randomUUID()}`;
+    const started = this.#call("train", { config, data, jobId });
+    const job = new WorkerTrainingJob(this.#call, jobId, started);
+    this.#jobs.set(jobId, job);
+    return job;
+  }
+
+  async preloadedModel(source) { return new WorkerModel(this.#call, await this.#call("preloadedModel", { source })); }
+  listModels() { return this.#call("listModels", {}); }
+  deleteModel(guid) { return this.#call("deleteModel", { guid }); }
+  importModel(bytes) { return this.#call("importModel", { bytes }); }
+  /** Stops the worker (and every job in it). */
+  terminate() { this.#crash(new Error("the Kiln worker was terminated")); this.#worker.terminate(); }
+}
