@@ -77,11 +77,10 @@ impl Model {
                         "shape must be an array of positive integers".into(),
                     ))
                 })?;
-                let expected = std::iter::once(features.len() / predictor.sample_len().max(1))
-                    .chain(predictor.saved.header.input_shape.iter().copied())
-                    .collect::<Vec<_>>();
+                let sample_len = predictor.sample_len();
                 let count: usize = shape.iter().product();
-                if count != features.len() || shape.get(1..) != expected.get(1..) {
+                let per_sample: usize = shape.iter().skip(1).product();
+                if shape.len() < 2 || count != features.len() || per_sample != sample_len {
                     return Err(js_error(KilnError::InvalidArgument(format!(
                         "shape {shape:?} does not fit {} values for a model whose samples have \
                          shape {:?}",
