@@ -36,7 +36,7 @@ test-js: pkg
 
 ## wasm-bindgen-test in headless Chromium with WebGPU (SwiftShader), asserting WebGPU is used.
 test-web:
-	cd crate && CHROMEDRIVER=/usr/bin/chromedriver \
+	cd crate && CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_TIMEOUT=600 \
 	  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
 	  $(CARGO) test --target wasm32-unknown-unknown $(WASM_FEATURES) --test web
 

@@ -61,7 +61,7 @@ async fn trains_on_webgpu_and_reports_it() {
 
     let config = js_sys::JSON::parse(
         r#"{"training": {"num_passes": 1, "batch_size": 64, "log_every_steps": 5},
-            "data": {"limit": 640}}"#,
+            "data": {"limit": 320}}"#,
     )
     .unwrap();
     let job = kiln
