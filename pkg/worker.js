@@ -16,7 +16,10 @@ function reviveError(data) {
 
 if (inWorker) {
   // ---- worker side: a real Kiln, driven by messages ----
-  const { Kiln } = await import("./kiln.js");
+  // The handler is installed before anything is awaited: messages that arrive while the module
+  // is still loading would otherwise be dropped (a module worker's top-level await does not
+  // hold its message queue).
+  const kilnModule = import("./kiln.js");
   let kiln = null;
   const jobs = new Map();
   const models = new Map();
@@ -25,6 +28,7 @@ if (inWorker) {
 
   const ops = {
     async create({ backend, storeDir }) {
+      const { Kiln } = await kilnModule;
       kiln = await Kiln.create({ backend, storeDir });
       return kiln.backend;
     },

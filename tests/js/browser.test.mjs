@@ -1,0 +1,153 @@
+// The npm package in real headless Chromium (Debian's, driven by playwright-core): WebGPU is
+// really used, worker mode trains off the main thread, IndexedDB keeps models across reloads,
+// and a model exported by the native CLI loads from a URL and predicts the same outputs.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import { readFile } from "node:fs/promises";
+import { readFileSync, writeFileSync } from "node:fs";
+import { extname, join, normalize } from "node:path";
+import { chromium } from "playwright-core";
+import { repo, kiln, tempDir } from "./helpers.mjs";
+
+const TYPES = { ".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm", ".html": "text/html", ".kiln": "application/octet-stream" };
+const work = tempDir("kiln-browser-");
+let server, browser, base;
+
+before(async () => {
+  server = createServer(async (req, res) => {
+    const path = normalize(decodeURIComponent(new URL(req.url, "http://x").pathname));
+    const file = path.startsWith("/work/") ? join(work, path.slice(6)) : join(repo, path);
+    try {
+      const body = await readFile(file);
+      res.writeHead(200, { "content-type": TYPES[extname(file)] ?? "application/octet-stream" });
+      res.end(body);
+    } catch {
+      res.writeHead(404).end();
+    }
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  base = `http://127.0.0.1:${server.address().port}`;
+  writeFileSync(join(work, "page.html"), "<!doctype html><title>kiln test</title><script type=module>import * as k from '/pkg/kiln.js'; window.kilnModule = k;</script>");
+  browser = await chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    headless: true,
+    args: ["--no-sandbox", "--enable-unsafe-webgpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.close();
+});
+
+async function openPage(context) {
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  await page.goto(`${base}/work/page.html`);
+  await page.waitForFunction(() => window.kilnModule !== undefined, null, { timeout: 60_000 });
+  return { page, errors };
+}
+
+test("WebGPU is really used, auto avoids the software adapter, and workers train off the main thread", { timeout: 600_000 }, async () => {
+  const context = await browser.newContext();
+  const { page } = await openPage(context);
+  const result = await page.evaluate(async () => {
+    const { Kiln } = window.kilnModule;
+    const adapter = await navigator.gpu.requestAdapter();
+    const gpu = await Kiln.create({ backend: "webgpu" });
+    const auto = await Kiln.create({ backend: "auto" });
+    const worker = await Kiln.create({ backend: "cpu", worker: true });
+    const job = worker.train({ name: "in-worker", training: { num_passes: 4 } });
+    const statuses = new Set([job.status()]);
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 10);
+    job.onProgress(() => statuses.add(job.status()));
+    const info = await job.waitForTraining();
+    clearInterval(timer);
+    statuses.add(job.status());
+    const listed = await worker.listModels();
+    return {
+      adapterInfo: { isFallbackAdapter: adapter.info.isFallbackAdapter, architecture: adapter.info.architecture },
+      gpu: gpu.backend, auto: auto.backend, jobId: job.id, statuses: [...statuses], ticks,
+      accuracy: info.finalMetrics.test_accuracy, guid: info.modelId, listed: listed.map((m) => m.guid),
+    };
+  });
+  assert.equal(result.gpu.kind, "webgpu");
+  assert.match(result.gpu.adapter, /BrowserWebGpu/);
+  assert.equal(result.auto.kind, result.adapterInfo.isFallbackAdapter ? "cpu" : "webgpu");
+  assert.match(result.jobId, /^trainingjob-/);
+  assert.deepEqual(result.statuses, ["queued", "processing", "completed"]);
+  assert.ok(result.accuracy >= 0.9, `accuracy ${result.accuracy}`);
+  assert.ok(result.ticks > 5, `main thread timers ran only ${result.ticks} times during training`);
+  assert.ok(result.listed.includes(result.guid));
+
+  // IndexedDB keeps the model across a reload; it loads and predicts on the main thread.
+  await page.reload();
+  await page.waitForFunction(() => window.kilnModule !== undefined);
+  const after = await page.evaluate(async (guid) => {
+    const { Kiln } = window.kilnModule;
+    const kiln = await Kiln.create({ backend: "cpu" });
+    const listed = (await kiln.listModels()).map((m) => m.guid);
+    const model = await kiln.preloadedModel(guid);
+    const probs = await model.predict(new Float32Array(64).fill(4));
+    return { listed, sum: probs.reduce((a, b) => a + b, 0), length: probs.length };
+  }, result.guid);
+  assert.ok(after.listed.includes(result.guid), "model missing after reload");
+  assert.equal(after.length, 10);
+  assert.ok(Math.abs(after.sum - 1) < 1e-4);
+  await context.close();
+});
+
+test("a model exported by the native CLI loads from a URL in the browser and predicts the same", { timeout: 600_000 }, async () => {
+  const store = join(work, "store");
+  writeFileSync(join(work, "c.yaml"), "training: {num_passes: 2}\n");
+  const info = JSON.parse(kiln(["--store", store, "train", join(work, "c.yaml"), "--out", join(work, "run"), "--json"]));
+  kiln(["--store", store, "models", "export", info.modelId, join(work, "native.kiln")]);
+  const row = Array.from({ length: 64 }, (_, i) => (i * 5) % 17);
+  writeFileSync(join(work, "in.csv"), row.join(",") + "\n");
+  kiln(["--store", store, "predict", "--model", join(work, "native.kiln"), "--input", join(work, "in.csv"), "--output", join(work, "out.csv")]);
+  const native = readFileSync(join(work, "out.csv"), "utf8").trim().split("\n")[1].split(",").slice(1).map(Number);
+
+  const context = await browser.newContext();
+  const { page } = await openPage(context);
+  for (const backend of ["webgpu", "cpu"]) {
+    const probs = await page.evaluate(async ({ row, backend }) => {
+      const { Kiln } = window.kilnModule;
+      const kiln = await Kiln.create({ backend });
+      const model = await kiln.preloadedModel("/work/native.kiln");
+      return [...(await model.predict(new Float32Array(row)))];
+    }, { row, backend });
+    native.forEach((p, i) => assert.ok(Math.abs(p - probs[i]) < 1e-4, `${backend} output ${i}: native ${p} vs browser ${probs[i]}`));
+  }
+  await context.close();
+});
+
+test("a model trained on WebGPU in the browser imports into the native CLI and predicts the same", { timeout: 600_000 }, async () => {
+  const row = Array.from({ length: 64 }, (_, i) => (i * 7) % 17);
+  const context = await browser.newContext();
+  const { page } = await openPage(context);
+  const { bytes, probs, backend } = await page.evaluate(async (row) => {
+    const { Kiln } = window.kilnModule;
+    const kiln = await Kiln.create({ backend: "webgpu" });
+    const info = await kiln.train({ name: "from-browser", training: { num_passes: 1 } }).waitForTraining();
+    const model = await kiln.preloadedModel(info.modelId);
+    return {
+      bytes: [...(await model.export())],
+      probs: [...(await model.predict(new Float32Array(row)))],
+      backend: kiln.backend.kind,
+    };
+  }, row);
+  await context.close();
+  assert.equal(backend, "webgpu");
+
+  const store = join(work, "from-browser-store");
+  writeFileSync(join(work, "browser.kiln"), Uint8Array.from(bytes));
+  const guid = kiln(["--store", store, "models", "import", join(work, "browser.kiln")]).trim();
+  writeFileSync(join(work, "row.csv"), row.join(",") + "\n");
+  kiln(["--store", store, "predict", "--model", guid, "--input", join(work, "row.csv"), "--output", join(work, "row-out.csv")]);
+  const native = readFileSync(join(work, "row-out.csv"), "utf8").trim().split("\n")[1].split(",").slice(1).map(Number);
+  assert.equal(native.length, 10);
+  native.forEach((p, i) => assert.ok(Math.abs(p - probs[i]) < 1e-4, `output ${i}: native ${p} vs browser ${probs[i]}`));
+});
