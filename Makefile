@@ -34,11 +34,12 @@ test-js: pkg
 	$(CARGO) build -p kiln-native
 	node --test tests/js/
 
-## wasm-bindgen-test in headless Chromium with WebGPU (SwiftShader), asserting WebGPU is used.
+## wasm-bindgen-test in headless Chromium with WebGPU (SwiftShader), asserting WebGPU is used,
+## and the same binding tests in Node 20 on the CPU backend.
 test-web:
 	cd crate && CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_TIMEOUT=600 \
 	  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
-	  $(CARGO) test --target wasm32-unknown-unknown $(WASM_FEATURES) --test web
+	  $(CARGO) test --target wasm32-unknown-unknown $(WASM_FEATURES) --test web --test node
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -185,6 +185,12 @@ export class Kiln {
   readonly backend: BackendInfo;
   /** Returns at once; throws an Error naming the field on a bad config. */
   train(config?: TrainConfig | string, data?: TrainData): TrainingJob;
+  /** Resolves if the config is valid; rejects with the validator's Error (field path, value, allowed). */
+  validateConfig(config?: TrainConfig | string): Promise<void>;
+  /** Bytes of wasm linear memory of the module running the jobs (the worker's, in worker mode). */
+  memoryBytes(): Promise<number>;
+  /** Stops the worker and fails its jobs (worker mode only). */
+  terminate?(): void;
   preloadedModel(source: string | Uint8Array): Promise<Model>;
   listModels(): Promise<ModelInfo[]>;
   deleteModel(guid: string): Promise<boolean>;

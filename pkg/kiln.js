@@ -8,6 +8,7 @@ export { MemoryStore, IndexedDbStore, DirectoryStore, defaultStore } from "./sto
 const isNode = typeof process !== "undefined" && process.versions?.node != null && typeof window === "undefined";
 const BACKENDS = ["auto", "webgpu", "cpu"];
 let wasmReady;
+let wasmMemory;
 
 /** Loads the wasm module once (from the package's own files, in browsers and in Node). */
 function loadWasm() {
@@ -15,9 +16,9 @@ function loadWasm() {
     const url = new URL("./wasm/kiln_bg.wasm", import.meta.url);
     if (isNode) {
       const { readFile } = await import("node:fs/promises");
-      await initWasm({ module_or_path: await readFile(url) });
+      wasmMemory = (await initWasm({ module_or_path: await readFile(url) })).memory;
     } else {
-      await initWasm({ module_or_path: url });
+      wasmMemory = (await initWasm({ module_or_path: url })).memory;
     }
   })();
   return wasmReady;
@@ -151,6 +152,12 @@ export class Kiln {
 
   /** `{ kind: "webgpu" | "cpu", adapter?, reason? }`: which backend is in use and why. */
   get backend() { return this.#inner.backend; }
+
+  /** Resolves if `config` is valid; rejects with the validator's Error (field path, value, what is allowed). */
+  async validateConfig(config) { WasmKiln.validateConfig(config); }
+
+  /** Bytes of wasm linear memory in use by this Kiln's module (it only grows; watch it across epochs). */
+  async memoryBytes() { return wasmMemory.buffer.byteLength; }
 
   /** Starts training and returns the job at once. Throws on a bad config or bad data. */
   train(config, data) { return new TrainingJob(this.#inner.train(config, data, undefined)); }

@@ -52,6 +52,8 @@ if (inWorker) {
     predict({ handle, features, shape }) { return models.get(handle).predict(features, shape); },
     export({ handle }) { return models.get(handle).export(); },
     listModels() { return kiln.listModels(); },
+    validateConfig({ config }) { return kiln.validateConfig(config); },
+    memoryBytes() { return kiln.memoryBytes(); },
     deleteModel({ guid }) { return kiln.deleteModel(guid); },
     importModel({ bytes }) { return kiln.importModel(bytes); },
   };
@@ -201,6 +203,8 @@ export class WorkerKiln {
   }
 
   async preloadedModel(source) { return new WorkerModel(this.#call, await this.#call("preloadedModel", { source })); }
+  validateConfig(config) { return this.#call("validateConfig", { config }); }
+  memoryBytes() { return this.#call("memoryBytes", {}); }
   listModels() { return this.#call("listModels", {}); }
   deleteModel(guid) { return this.#call("deleteModel", { guid }); }
   importModel(bytes) { return this.#call("importModel", { bytes }); }

@@ -101,6 +101,14 @@ test("a bad config throws an Error naming the field", () => {
   assert.throws(() => kiln.train(undefined, { features: [1, 2], labels: new Int32Array(1), shape: [1, 2] }), /Float32Array/);
 });
 
+test("validateConfig checks without training", async () => {
+  await kiln.validateConfig({ training: { num_passes: 3, batch_size: 16 } });
+  await kiln.validateConfig(undefined);
+  await assert.rejects(kiln.validateConfig({ training: { batch_size: 0 } }),
+    (e) => e instanceof Error && /training\.batch_size/.test(e.message));
+  await assert.rejects(kiln.validateConfig("training: [oops"), /line \d+/);
+});
+
 test("a diverging loss fails the job naming the step", async () => {
   const job = kiln.train({ training: { num_passes: 3, weight_optimization: { optimization_method: "sgd", learning_rate: 1e12 } } });
   await assert.rejects(job.waitForTraining(), (e) => e.status === "failed" && /the loss became .* at step \d+/.test(e.message));

@@ -29,6 +29,14 @@ pub async fn webgpu_device() -> Result<(Device, String), KilnError> {
     if let Some(cached) = WEBGPU.with(|w| w.borrow().clone()) {
         return Ok(cached);
     }
+    if !has_navigator_gpu() {
+        // wgpu's browser backend panics without `navigator.gpu` (Node, old browsers, insecure
+        // pages): say so instead.
+        return Err(KilnError::BackendUnavailable(
+            "WebGPU is unavailable here (no navigator.gpu: Node, a browser without WebGPU, or a              page that is not a secure context); use backend: \"cpu\" (or \"auto\")"
+                .into(),
+        ));
+    }
     let (device, setup) = Device::wgpu_options()
         .graphics_api(burn::tensor::wgpu::WgpuBackend::WebGpu)
         .init_with_setup_async()
@@ -43,6 +51,16 @@ pub async fn webgpu_device() -> Result<(Device, String), KilnError> {
     let name = format!("{} ({:?})", info.name, info.backend);
     WEBGPU.with(|w| *w.borrow_mut() = Some((device.clone(), name.clone())));
     Ok((device, name))
+}
+
+/// Whether the JS global has `navigator.gpu` (window or worker).
+#[cfg(feature = "webgpu")]
+fn has_navigator_gpu() -> bool {
+    let get = |object: &wasm_bindgen::JsValue, key: &str| {
+        js_sys::Reflect::get(object, &key.into()).unwrap_or(wasm_bindgen::JsValue::UNDEFINED)
+    };
+    let navigator = get(&js_sys::global(), "navigator");
+    navigator.is_object() && get(&navigator, "gpu").is_object()
 }
 
 /// Without the `webgpu` feature there is no WebGPU device.

@@ -71,6 +71,13 @@ impl Kiln {
         })
     }
 
+    /// Checks a config (object, YAML/JSON string or `undefined`) without training; throws an
+    /// `Error` naming the field path, the value and what is allowed.
+    #[wasm_bindgen(js_name = validateConfig)]
+    pub fn validate_config(config: JsValue) -> Result<(), JsValue> {
+        config_from_js(&config).map(|_| ()).map_err(js_error)
+    }
+
     /// `{ kind: "webgpu" | "cpu", adapter?: string, reason?: string }`.
     #[wasm_bindgen(getter)]
     pub fn backend(&self) -> Result<JsValue, JsValue> {

@@ -21,6 +21,11 @@ pub fn register(job: Weak<JobShared>) {
 
 /// Installs the hook (once per instance).
 pub fn install() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(install_hook);
+}
+
+fn install_hook() {
     std::panic::set_hook(Box::new(|info| {
         console_error_panic_hook::hook(info);
         let message = format!(
