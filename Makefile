@@ -5,7 +5,7 @@ export XDG_RUNTIME_DIR ?= /tmp
 # One shared target dir and one test profile for everything.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: setup train test test-rust test-js test-web lint fmt bench check-cuda pkg
+.PHONY: setup train test test-rust test-js test-web test-demo lint fmt bench check-cuda pkg demo
 
 setup:
 	./scripts/setup.sh
@@ -21,6 +21,11 @@ WASM_OUT := $(CARGO_TARGET_DIR)/wasm32-unknown-unknown/wasm-release/kiln.wasm
 pkg:
 	$(CARGO) build --target wasm32-unknown-unknown -p kiln $(WASM_FEATURES) --profile wasm-release
 	wasm-bindgen --target web --out-dir pkg/wasm --out-name kiln $(WASM_OUT)
+
+## The demo page: builds the package and serves www/ on 127.0.0.1 (prints the URL).
+DEMO_PORT ?= 8080
+demo: setup pkg
+	node www/serve.mjs --port $(DEMO_PORT)
 
 ## Every test: unit, CLI end-to-end (kill/resume, wgpu on lavapipe), WebGPU in headless Chromium,
 ## Node, the npm consumer and interchange tests, lint, CUDA type-check.

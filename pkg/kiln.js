@@ -36,7 +36,8 @@ async function probeWebGpu() {
   }
   if (!adapter) return { ok: false, reason: "WebGPU unavailable (no adapter)" };
   const info = adapter.info ?? {};
-  return { ok: true, fallback: Boolean(info.isFallbackAdapter ?? adapter.isFallbackAdapter) };
+  const name = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(" ");
+  return { ok: true, fallback: Boolean(info.isFallbackAdapter ?? adapter.isFallbackAdapter), name };
 }
 
 /** Chooses the backend for `backend: "webgpu" | "cpu" | "auto"`. */
@@ -48,7 +49,7 @@ async function chooseBackend(backend) {
   const probe = await probeWebGpu();
   if (backend === "webgpu") {
     if (!probe.ok) throw new Error(`backend "webgpu" was requested but ${probe.reason}; use backend: "cpu" or "auto"`);
-    return { kind: "webgpu" };
+    return { kind: "webgpu", adapterName: probe.name };
   }
   if (!probe.ok) return { kind: "cpu", reason: probe.reason };
   if (probe.fallback) {
@@ -57,7 +58,7 @@ async function chooseBackend(backend) {
       reason: "the only WebGPU adapter is a software fallback (isFallbackAdapter), which trains slower than CPU-wasm (see BENCHMARKS.md)",
     };
   }
-  return { kind: "webgpu" };
+  return { kind: "webgpu", adapterName: probe.name };
 }
 
 function looksLikeUrl(source) {
@@ -130,7 +131,8 @@ export class TrainingJob {
 /** The entry point: a backend, a model store, and the job API. */
 export class Kiln {
   #inner;
-  constructor(inner) { this.#inner = inner; }
+  #adapterName;
+  constructor(inner, adapterName) { this.#inner = inner; this.#adapterName = adapterName; }
 
   /**
    * Opens Kiln. `backend`: "webgpu" | "cpu" | "auto" (default: the fastest available; a
@@ -147,11 +149,18 @@ export class Kiln {
     }
     const [choice] = await Promise.all([chooseBackend(backend), loadWasm()]);
     const modelStore = store ?? (await defaultStore({ dir: storeDir }));
-    return new Kiln(await WasmKiln.open(choice.kind, modelStore, choice.reason));
+    return new Kiln(await WasmKiln.open(choice.kind, modelStore, choice.reason), choice.adapterName);
   }
 
   /** `{ kind: "webgpu" | "cpu", adapter?, reason? }`: which backend is in use and why. */
-  get backend() { return this.#inner.backend; }
+  get backend() {
+    const backend = this.#inner.backend;
+    // wgpu's adapter name is empty in browsers; the JS adapter info (vendor, architecture) is not.
+    if (backend.adapter && this.#adapterName && !backend.adapter.trim().startsWith(this.#adapterName)) {
+      backend.adapter = `${this.#adapterName} ${backend.adapter.trim()}`;
+    }
+    return backend;
+  }
 
   /** Resolves if `config` is valid; rejects with the validator's Error (field path, value, what is allowed). */
   async validateConfig(config) { WasmKiln.validateConfig(config); }

@@ -35,7 +35,9 @@ if (inWorker) {
     train({ config, data, jobId }) {
       const job = kiln._trainWithId(config, data, jobId);
       jobs.set(jobId, job);
-      job.onProgress((progress) => post({ kind: "progress", jobId, progress, status: job.status() }));
+      (async () => {
+        for await (const event of job.events()) post({ kind: "event", jobId, event, status: job.status() });
+      })().catch(() => { /* the job's end is reported by waitForTraining below */ });
       job.waitForTraining().then(
         (info) => post({ kind: "done", jobId, status: job.status(), info }),
         (error) => post({ kind: "done", jobId, status: job.status(), error: serializeError(error) }),
@@ -105,11 +107,14 @@ class WorkerTrainingJob {
     this.#done.catch(() => {});
     started.catch((error) => this._finish({ status: "failed", error: serializeError(error) }));
   }
-  _progress(progress, status) {
+  _event(event, status) {
     this.#status = status;
-    this.#progress = progress;
-    for (const listener of this.#listeners) try { listener(progress); } catch { /* keep going */ }
-    for (const listener of this.#eventListeners) listener({ event: "progress", ...progress });
+    if (event.event === "progress") {
+      const { event: _, ...progress } = event;
+      this.#progress = progress;
+      for (const listener of this.#listeners) try { listener(progress); } catch { /* keep going */ }
+    }
+    for (const listener of this.#eventListeners) listener(event);
   }
   _finish({ status, info, error }) {
     this.#status = status;
@@ -178,8 +183,8 @@ export class WorkerKiln {
       this.#pending.delete(message.id);
       if (message.ok) pending?.resolve(message.value);
       else pending?.reject(reviveError(message.error));
-    } else if (message.kind === "progress") {
-      this.#jobs.get(message.jobId)?._progress(message.progress, message.status);
+    } else if (message.kind === "event") {
+      this.#jobs.get(message.jobId)?._event(message.event, message.status);
     } else if (message.kind === "done") {
       this.#jobs.get(message.jobId)?._finish(message);
       this.#jobs.delete(message.jobId);

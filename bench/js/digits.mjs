@@ -21,15 +21,3 @@ export function loadDigits(path) {
   });
   return { train: pack(train), test: pack(test) };
 }
-
-export function accuracy(probs, labels, classes = 10) {
-  let correct = 0;
-  for (let r = 0; r < labels.length; r++) {
-    let best = 0;
-    for (let c = 1; c < classes; c++) if (probs[r * classes + c] > probs[r * classes + best]) best = c;
-    if (best === labels[r]) correct++;
-  }
-  return correct / labels.length;
-}
-
-export const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
