@@ -234,6 +234,7 @@ async function train() {
   })();
   try {
     const info = await job.waitForTraining();
+    setTraining(false);
     setStatus("completed");
     setBar(100);
     setProgressText(`Done: ${info.epochsRun} passes, ${info.steps} steps in ${formatSeconds(info.durationSecs)}${info.stoppedEarly ? " (stopped early)" : ""}.`);

@@ -74,6 +74,7 @@ async function trainThroughPage(page, { passes, timeout }) {
   const startedAt = await page.evaluate(() => { window.__snapshots = []; return performance.now(); });
   await page.click("#train");
   await page.waitForFunction(() => ["completed", "failed", "cancelled"].includes(document.querySelector("#status").dataset.status), null, { timeout, polling: 100 });
+  await page.waitForFunction(() => !document.querySelector("#train").disabled);
   const status = await page.getAttribute("#status", "data-status");
   assert.equal(status, "completed", await page.textContent("#progress-text"));
   return page.evaluate((startedAt) => ({
