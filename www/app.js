@@ -217,6 +217,7 @@ async function train() {
   }
   const job = state.kiln.train(config, data);
   state.job = job;
+  $("status").dataset.job = job.id;
   setProgressText(`Job ${job.id} queued…`);
   job.onProgress((p) => {
     setStatus(job.status());
@@ -258,9 +259,8 @@ function setBar(percent) {
 }
 
 function classNames(count, config) {
-  const source = config?.data?.source ?? "";
   if (count === 10 && (config?.name ?? "").startsWith("fashion-mnist")) return FASHION_CLASSES;
-  return Array.from({ length: count }, (_, i) => (source === "digits" || count === 10 ? String(i) : `class ${i}`));
+  return Array.from({ length: count }, (_, i) => String(i));
 }
 
 function showResults(info, config) {
@@ -323,7 +323,7 @@ async function loadModel(guid) {
     $("current-model").dataset.guid = guid;
     $("predict").disabled = !drawable;
     await refreshModels();
-    if (pad.dirty && drawable) await predictDrawing();
+    if (pad.dirty && !pad.active && drawable) await predictDrawing();
   } catch (e) {
     $("current-model").textContent = `Cannot load the model: ${e.message}`;
   }
@@ -366,8 +366,11 @@ async function uploadModel(file) {
 
 // ---------- drawing ----------
 
+let predictionSeq = 0;
+
 async function predictDrawing() {
   if (!state.model) return;
+  const seq = ++predictionSeq;
   const { model, info } = state.model;
   const size = info.inputShape.reduce((a, b) => a * b, 1);
   const features = size === 64 ? pad.digits8x8() : size === 784 ? pad.grey28x28() : null;
@@ -375,6 +378,7 @@ async function predictDrawing() {
   paintThumbnail($("thumb"), features, size === 64 ? 8 : 28, size === 64 ? 16 : 255);
   try {
     const probs = await model.predict(features, [1, ...info.inputShape]);
+    if (seq !== predictionSeq) return; // a newer drawing's prediction wins
     const names = size === 784 && info.numOutputs === 10 ? FASHION_CLASSES : Array.from({ length: probs.length }, (_, i) => String(i));
     const best = probs.indexOf(Math.max(...probs));
     $("probs").dataset.best = String(best);

@@ -10,6 +10,9 @@ export class DrawingPad {
   /** Whether anything was drawn since the last clear. */
   dirty = false;
 
+  /** Whether a stroke is in progress. */
+  get active() { return this.#drawing; }
+
   constructor(canvas, onStroke) {
     this.#canvas = canvas;
     this.#ctx = canvas.getContext("2d", { willReadFrequently: true });

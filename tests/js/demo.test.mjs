@@ -72,8 +72,12 @@ async function trainThroughPage(page, { passes, timeout }) {
   await page.fill("#passes", String(passes));
   await page.waitForFunction(() => document.querySelector("#validation").textContent === "");
   const startedAt = await page.evaluate(() => { window.__snapshots = []; return performance.now(); });
+  const previousJob = await page.getAttribute("#status", "data-job");
   await page.click("#train");
-  await page.waitForFunction(() => ["completed", "failed", "cancelled"].includes(document.querySelector("#status").dataset.status), null, { timeout, polling: 100 });
+  await page.waitForFunction((previousJob) => {
+    const status = document.querySelector("#status");
+    return status.dataset.job && status.dataset.job !== previousJob && ["completed", "failed", "cancelled"].includes(status.dataset.status);
+  }, previousJob, { timeout, polling: 100 });
   await page.waitForFunction(() => !document.querySelector("#train").disabled);
   const status = await page.getAttribute("#status", "data-status");
   assert.equal(status, "completed", await page.textContent("#progress-text"));
@@ -182,5 +186,48 @@ test("a bad hyperparameter shows the config validator's message and does not tra
   await page.waitForFunction(() => /training\.batch_size/.test(document.querySelector("#validation").textContent));
   await page.fill("#batch", "32");
   await page.waitForFunction(() => document.querySelector("#validation").textContent === "");
+  await context.close();
+});
+
+test("a CSV file (preview, label column) and Fashion-MNIST train; a model survives download → delete → upload", { timeout: 600_000 }, async () => {
+  const context = await browser.newContext({ acceptDownloads: true });
+  const { page, errors } = await openDemo(context);
+  await chooseBackend(page, "cpu");
+
+  // Two separable classes; the label is the middle column, so it must be chosen.
+  const rows = ["x,label,y"];
+  for (let i = 0; i < 240; i++) {
+    const c = i % 2;
+    rows.push(`${(c * 4 + Math.sin(i) * 0.8).toFixed(3)},${c},${(c * -3 + Math.cos(i * 1.7) * 0.8).toFixed(3)}`);
+  }
+  await page.check("input[name=dataset][value=csv]");
+  await page.setInputFiles("#csv-file", { name: "clusters.csv", mimeType: "text/csv", buffer: Buffer.from(rows.join("\n")) });
+  await page.waitForSelector("#csv-preview table");
+  assert.equal(await page.locator("#csv-preview tr").count(), 6);
+  assert.equal(await page.isChecked("#csv-header"), true, "the header row is detected");
+  await page.selectOption("#csv-label", "label");
+  assert.equal(await page.textContent("#csv-preview th.label"), "label");
+  await page.fill("#batch", "16");
+  const csv = await trainThroughPage(page, { passes: 5, timeout: 120_000 });
+  assert.ok(csv.accuracy >= 0.9, `CSV test accuracy ${csv.accuracyText}`);
+  assert.equal(csv.confusionCells, 4);
+
+  await page.check("input[name=dataset][value=fashion-mnist]");
+  await page.fill("#batch", "128");
+  await page.fill("#limit", "3000");
+  const fashion = await trainThroughPage(page, { passes: 2, timeout: 300_000 });
+  assert.ok(fashion.accuracy >= 0.6, `Fashion-MNIST test accuracy ${fashion.accuracyText}`);
+  assert.match(await page.textContent("#confusion"), /Ankle boot|Ank/);
+
+  const guid = await page.getAttribute("#current-model", "data-guid");
+  const item = `#model-list li[data-guid="${guid}"]`;
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click(`${item} button[data-act=download]`)]);
+  const file = await download.path();
+  await page.click(`${item} button[data-act=delete]`);
+  await page.waitForSelector(item, { state: "detached" });
+  await page.setInputFiles("#upload", file);
+  await page.waitForSelector(item);
+  await page.waitForFunction((guid) => document.querySelector("#current-model").dataset.guid === guid, guid);
+  assert.deepEqual(errors, []);
   await context.close();
 });
