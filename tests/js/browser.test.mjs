@@ -7,8 +7,7 @@ import { createServer } from "node:http";
 import { readFile } from "node:fs/promises";
 import { readFileSync, writeFileSync } from "node:fs";
 import { extname, join, normalize } from "node:path";
-import { chromium } from "playwright-core";
-import { repo, kiln, tempDir } from "./helpers.mjs";
+import { repo, kiln, tempDir, launchChromium } from "./helpers.mjs";
 
 const TYPES = { ".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm", ".html": "text/html", ".kiln": "application/octet-stream" };
 const work = tempDir("kiln-browser-");
@@ -29,11 +28,7 @@ before(async () => {
   await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
   base = `http://127.0.0.1:${server.address().port}`;
   writeFileSync(join(work, "page.html"), "<!doctype html><title>kiln test</title><script type=module>import * as k from '/pkg/kiln.js'; window.kilnModule = k;</script>");
-  browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    headless: true,
-    args: ["--no-sandbox", "--enable-unsafe-webgpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {

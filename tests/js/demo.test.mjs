@@ -8,8 +8,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
-import { repo } from "./helpers.mjs";
+import { repo, launchChromium } from "./helpers.mjs";
 
 const shots = join(process.env.CARGO_TARGET_DIR ?? join(repo, "target"), "demo-screenshots");
 let server, browser, url;
@@ -21,11 +20,7 @@ before(async () => {
     server.stdout.on("data", (chunk) => { const m = /http:\/\/\S+/.exec(String(chunk)); if (m) resolve(m[0]); });
     server.on("exit", (code) => reject(new Error(`the demo server exited with ${code}`)));
   });
-  browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    headless: true,
-    args: ["--no-sandbox", "--enable-unsafe-webgpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {

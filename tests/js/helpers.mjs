@@ -33,3 +33,13 @@ export function kiln(args) {
 export function tempDir(prefix) {
   return mkdtempSync(join(tmpdir(), prefix));
 }
+
+/** Debian's headless Chromium with WebGPU (SwiftShader) enabled; Playwright's own download is offline-blocked. */
+export async function launchChromium() {
+  const { chromium } = await import("playwright-core");
+  return chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    headless: true,
+    args: ["--no-sandbox", "--enable-unsafe-webgpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"],
+  });
+}
