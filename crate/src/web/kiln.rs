@@ -5,6 +5,7 @@ use super::device::{BackendInfo, open};
 use super::job::{JobShared, TrainingJob};
 use super::model::Model;
 use super::panic;
+use super::startup;
 use super::store::JsStore;
 use crate::data::{load_source, prepare};
 use crate::error::KilnError;
@@ -59,6 +60,7 @@ impl Kiln {
         store: JsValue,
         reason: Option<String>,
     ) -> Result<Kiln, JsValue> {
+        startup::run_constructors_once();
         panic::install();
         let store = JsStore::new(store).map_err(js_error)?;
         let (device, backend) = open(&backend, reason).await.map_err(js_error)?;

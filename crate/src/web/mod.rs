@@ -7,6 +7,7 @@ mod job;
 mod kiln;
 mod model;
 mod panic;
+mod startup;
 mod store;
 
 pub use job::TrainingJob;
