@@ -15,14 +15,19 @@ kiln=target/release/kiln
 store=$(mktemp -d)
 trap 'rm -rf "$store"' EXIT
 
-kiln_case() { # config epochs → JSON line
-  local out
-  out=$("$kiln" --store "$store/models" train "$1" --out "$store/run-$RANDOM" --json 2>/dev/null)
-  python3 - "$2" <<PY
-import json, sys
+kiln_case() { # config → JSON line: the median epoch after the first (from metrics.jsonl), like the peers
+  local out run="$store/run-$RANDOM"
+  out=$("$kiln" --store "$store/models" train "$1" --out "$run" --json 2>/dev/null)
+  python3 - "$run/metrics.jsonl" <<PY
+import json, statistics, sys
 info = json.loads('''$out''')
-epochs = int(sys.argv[1])
-print(json.dumps({"peer": "kiln-cpu", "ms_per_epoch_median": 1000 * info["durationSecs"] / epochs,
+ends = {}  # epoch → training time at its last progress report
+for line in open(sys.argv[1]):
+    e = json.loads(line)
+    if e["event"] == "progress":
+        ends[e["epoch"]] = e["elapsedSeconds"]
+times = [ends[k] - ends[k - 1] for k in sorted(ends) if k - 1 in ends]  # epochs 2, 3, ...
+print(json.dumps({"peer": "kiln-cpu", "ms_per_epoch_median": 1000 * statistics.median(times),
                   "test_accuracy": info["finalMetrics"]["test_accuracy"]}))
 PY
 }
@@ -39,9 +44,9 @@ table() { # title lines...
   done
 }
 
-mapfile -t digits < <(kiln_case bench/digits.yaml 20; "$venv/bin/python" bench/peers.py digits 20 32)
+mapfile -t digits < <(kiln_case bench/digits.yaml; "$venv/bin/python" bench/peers.py digits 20 32)
 table "digits, MLP 64→128→10, Adam 1e-3, batch 32, 20 epochs, 1 thread" "${digits[@]}"
 if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
-  mapfile -t fashion < <(kiln_case bench/fashion.yaml 3; "$venv/bin/python" bench/peers.py fashion 3 128)
+  mapfile -t fashion < <(kiln_case bench/fashion.yaml; "$venv/bin/python" bench/peers.py fashion 3 128)
   table "Fashion-MNIST, MLP 784→128→10, Adam 1e-3, batch 128, 3 epochs, 1 thread" "${fashion[@]}"
 fi

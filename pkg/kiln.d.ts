@@ -105,6 +105,8 @@ export interface Progress {
   gradNorm?: number | null;
   samplesPerSec: number;
   etaSeconds: number;
+  /** Training time so far in seconds, resumed sessions included. */
+  elapsedSeconds: number;
   /** Latest validation metrics: val_loss, val_accuracy, ... */
   metrics: Record<string, number>;
 }

@@ -1,7 +1,8 @@
 // In one headless Chromium session (Debian's chromium, WebGPU on SwiftShader): Kiln on WebGPU
 // and CPU-wasm against TensorFlow.js 4.22's webgpu, wasm and cpu backends, on the digits recipe
 // (the same arrays as node-bench.mjs). Each runtime gets a fresh page. One JSON line per runtime.
-//   node browser-bench.mjs [EPOCHS_CPU] [EPOCHS_WEBGPU]
+// Every runtime trains REPEATS fresh models (Kiln: seeds 0…); accuracy is their mean.
+//   node browser-bench.mjs [EPOCHS_CPU] [EPOCHS_WEBGPU] [REPEATS]
 import { createServer } from "node:http";
 import { readFile } from "node:fs/promises";
 import { extname, join, normalize, resolve } from "node:path";
@@ -9,7 +10,7 @@ import { chromium } from "playwright-core";
 import { loadDigits } from "./digits.mjs";
 
 const repo = resolve(import.meta.dirname, "../..");
-const [epochsCpu = 50, epochsGpu = 5] = process.argv.slice(2).map(Number);
+const [epochsCpu = 50, epochsGpu = 5, repeats = 5] = process.argv.slice(2).map(Number);
 const { train, test } = loadDigits(`${repo}/crate/data/digits.csv.gz`);
 const dataJson = JSON.stringify({
   train: { features: [...train.features], labels: [...train.labels], n: train.n },
@@ -47,7 +48,8 @@ try {
     page.on("pageerror", (e) => console.error(`${lib}-${backend}: ${e.message}`));
     await page.goto(url);
     await page.waitForFunction(() => window.benchReady === true);
-    const result = await page.evaluate(([lib, backend, epochs]) => window.bench[lib](backend, epochs), [lib, backend, epochs]);
+    const args = [lib, backend, epochs, repeats];
+    const result = await page.evaluate(([lib, backend, epochs, repeats]) => window.bench[lib](backend, epochs, repeats), args);
     console.log(JSON.stringify({ ...result, chromium: version }));
     await page.close();
   }

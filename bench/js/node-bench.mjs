@@ -1,17 +1,19 @@
 // Node 20: Kiln CPU-wasm vs TensorFlow.js's wasm (and cpu) backend on the digits recipe
-// (MLP 64→128→10, Adam 1e-3, batch 32, 20 epochs). Prints one JSON line per runtime.
+// (MLP 64→128→10, Adam 1e-3, batch 32, 20 epochs), REPEATS fresh models each (accuracy: their
+// mean). Prints one JSON line per runtime.   node node-bench.mjs [all|kiln|wasm|cpu] [REPEATS]
 import { resolve } from "node:path";
 import { loadDigits } from "./digits.mjs";
 import { kilnRun, tfRun } from "./runs.mjs";
 
 const repo = resolve(import.meta.dirname, "../..");
 const EPOCHS = 20;
+const REPEATS = Number(process.argv[3] ?? 5);
 const { train, test } = loadDigits(`${repo}/crate/data/digits.csv.gz`);
 
 async function kiln() {
   const { Kiln, MemoryStore } = await import(`${repo}/pkg/kiln.js`);
   const kiln = await Kiln.create({ backend: "cpu", store: new MemoryStore() });
-  const result = await kilnRun({ kiln, runtime: "kiln-cpu-wasm", train, test, epochs: EPOCHS });
+  const result = await kilnRun({ kiln, runtime: "kiln-cpu-wasm", train, test, epochs: EPOCHS, repeats: REPEATS });
   return { ...result, rss_mb: process.memoryUsage().rss / 2 ** 20 };
 }
 
@@ -23,7 +25,7 @@ async function tfjs(backend) {
   }
   await tf.setBackend(backend);
   await tf.ready();
-  return tfRun({ tf, runtime: `tfjs-${backend}`, train, test, epochs: EPOCHS });
+  return tfRun({ tf, runtime: `tfjs-${backend}`, train, test, epochs: EPOCHS, repeats: REPEATS });
 }
 
 const which = process.argv[2] ?? "all";

@@ -76,6 +76,20 @@ fn default_config_reaches_95_percent_on_digits() {
     let lines = std::fs::read_to_string(out_dir.join("metrics.jsonl")).unwrap();
     assert!(lines.lines().any(|l| l.contains("\"event\":\"evaluated\"")));
     assert!(lines.lines().any(|l| l.contains("\"gradNorm\"")));
+    // Training time grows from one progress report to the next and ends near the run's total.
+    let elapsed: Vec<f64> = lines
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["event"] == "progress")
+        .map(|v| v["elapsedSeconds"].as_f64().unwrap())
+        .collect();
+    assert!(elapsed.len() > 1 && elapsed[0] > 0.0, "{elapsed:?}");
+    assert!(elapsed.windows(2).all(|w| w[1] >= w[0]), "{elapsed:?}");
+    let total = info["durationSecs"].as_f64().unwrap();
+    assert!(
+        *elapsed.last().unwrap() <= total + 1e-6,
+        "{elapsed:?} vs {total}"
+    );
 }
 
 #[test]

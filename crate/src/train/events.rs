@@ -27,6 +27,9 @@ pub struct Progress {
     pub samples_per_sec: f64,
     /// Estimated seconds to finish.
     pub eta_seconds: f64,
+    /// Training time so far in seconds, resumed sessions included.
+    #[serde(default)]
+    pub elapsed_seconds: f64,
     /// The latest validation metrics (`val_loss`, `val_accuracy`, ...).
     pub metrics: BTreeMap<String, f64>,
 }

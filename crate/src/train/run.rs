@@ -267,6 +267,7 @@ pub async fn train(request: TrainRequest<'_, '_>) -> Result<TrainOutcome> {
                     grad_norm: pending.grad_norm_value.take(),
                     samples_per_sec: rate * batch as f64,
                     eta_seconds: (total_steps - state.step) as f64 / rate.max(1e-9),
+                    elapsed_seconds: state.elapsed_secs + elapsed,
                     metrics: latest_val.clone(),
                 }));
             }
