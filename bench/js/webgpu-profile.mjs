@@ -1,5 +1,7 @@
-// Where a Kiln WebGPU step spends its time on this machine's adapter: time per step for several
-// batch sizes and optimizers (dispatch-bound if it does not grow with the batch), and,
+// Where a Kiln WebGPU step spends its time on this machine's adapter: the first step of a fresh
+// job (time, compute pipelines created, WGSL compiled: the first case in a page starts cold),
+// time, dispatches and queue submits per step for several batch sizes and optimizers
+// (dispatch-bound if the time does not grow with the batch), and,
 // with CPU_PROFILE=N, the N functions with the most main-thread self time during the measured
 // steps (CDP sampling profiler; build the package with a wasm name section to read them).
 //   [CASES=adam:32,sgd:32] [PKG=/pkg] [CPU_PROFILE=40] node webgpu-profile.mjs [STEPS]
@@ -36,6 +38,20 @@ const cases = (process.env.CASES ?? "adam:32,adam:128,adam:512,sgd:32").split(",
 try {
   const page = await browser.newPage();
   page.on("console", (m) => console.error(`page: ${m.text()}`));
+  // Counts what Kiln asks of WebGPU, by wrapping the page's GPUDevice / pass / queue methods.
+  await page.addInitScript(() => {
+    const count = (globalThis.gpuCalls = { pipelines: 0, wgslBytes: 0, dispatches: 0, submits: 0 });
+    const wrap = (proto, name, before) => {
+      const original = proto[name];
+      proto[name] = function (...args) { before(...args); return original.apply(this, args); };
+    };
+    wrap(GPUDevice.prototype, "createComputePipeline", () => count.pipelines++);
+    wrap(GPUDevice.prototype, "createComputePipelineAsync", () => count.pipelines++);
+    wrap(GPUDevice.prototype, "createShaderModule", (d) => { count.wgslBytes += d.code.length; });
+    wrap(GPUComputePassEncoder.prototype, "dispatchWorkgroups", () => count.dispatches++);
+    wrap(GPUComputePassEncoder.prototype, "dispatchWorkgroupsIndirect", () => count.dispatches++);
+    wrap(GPUQueue.prototype, "submit", () => count.submits++);
+  });
   await page.goto(`http://127.0.0.1:${server.address().port}/`);
   const cdp = await page.context().newCDPSession(page);
   await cdp.send("Performance.enable");
@@ -60,17 +76,38 @@ try {
         training: { num_passes: passes, batch_size: batch, log_every_steps: log, weight_optimization: { optimization_method: optimizer, learning_rate: 0.001 } },
         checkpoint: { every_epochs: 0, main_metric: "train_loss" },
       });
+      const snapshot = () => ({ ...globalThis.gpuCalls });
+      const since = (from) => Object.fromEntries(Object.entries(snapshot()).map(([k, v]) => [k, v - from[k]]));
+      let from = snapshot();
+      let t0 = performance.now();
+      const first = kiln.train(config(1, 1), data);
+      const firstStepMs = await new Promise((res) => first.onProgress(() => { res(Math.round(performance.now() - t0)); first.cancel(); }));
+      await first.waitForTraining().catch(() => {});
+      const firstStep = { ms: firstStepMs, ...since(from) };
       // Warm-up: one full epoch compiles every pipeline (the last, partial batch included).
       await kiln.train(config(1, 1000), data).waitForTraining();
       await globalThis.startProfile?.();
       const marks = [];
+      let windowStart;
       const job = kiln.train(config(100, steps), data);
       const windows = Number(globalThis.WINDOWS ?? 6);
-      job.onProgress((p) => { marks.push([p.step, performance.now()]); if (marks.length === windows + 1) job.cancel(); });
+      let windowCalls;
+      job.onProgress((p) => {
+        marks.push([p.step, performance.now()]);
+        if (marks.length === 1) windowStart = snapshot();
+        if (marks.length === windows + 1) { windowCalls = since(windowStart); job.cancel(); }
+      });
       await job.waitForTraining().catch(() => {});
       const perWindow = marks.slice(1).map(([s, t], i) => [s, Math.round((t - marks[i][1]) / (s - marks[i][0]))]);
       const sorted = perWindow.map((w) => w[1]).sort((a, b) => a - b);
-      return { msPerStepMedian: sorted[Math.floor(sorted.length / 2)], perWindow: perWindow.map((w) => w.join("@")).join(" ") };
+      const stepsMeasured = marks[marks.length - 1][0] - marks[0][0];
+      return {
+        firstStep,
+        msPerStepMedian: sorted[Math.floor(sorted.length / 2)],
+        perWindow: perWindow.map((w) => w.join("@")).join(" "),
+        dispatchesPerStep: windowCalls.dispatches / stepsMeasured,
+        submitsPerStep: windowCalls.submits / stepsMeasured,
+      };
     }, [optimizer, Number(batch), steps, pkg]);
     const after = await busy();
     const wall = (Date.now() - wall0) / 1000;
