@@ -15,11 +15,13 @@ train: setup
 	$(CARGO) run --release -p kiln-native -- train
 
 WASM_FEATURES := --no-default-features --features webgpu
-WASM_OUT := $(CARGO_TARGET_DIR)/wasm32-unknown-unknown/wasm-release/kiln.wasm
+# wasm-release: fastest code; wasm-size: opt-level "s", a smaller download (BENCHMARKS.md).
+WASM_PROFILE ?= wasm-release
+WASM_OUT := $(CARGO_TARGET_DIR)/wasm32-unknown-unknown/$(WASM_PROFILE)/kiln.wasm
 
 ## The npm package: wasm (WebGPU + CPU) + bindings generated into pkg/wasm.
 pkg:
-	$(CARGO) build --target wasm32-unknown-unknown -p kiln $(WASM_FEATURES) --profile wasm-release
+	$(CARGO) build --target wasm32-unknown-unknown -p kiln $(WASM_FEATURES) --profile $(WASM_PROFILE)
 	wasm-bindgen --target web --remove-name-section --remove-producers-section --out-dir pkg/wasm --out-name kiln $(WASM_OUT)
 
 ## The demo page: builds the package and serves www/ on 127.0.0.1 (prints the URL).
