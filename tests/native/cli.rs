@@ -451,6 +451,20 @@ fn models_can_be_listed_exported_imported_evaluated_and_used_to_predict() {
         assert!(cells[0] < 10.0);
     }
 
+    // A labelled CSV whose last row's class the model does not have: a clear error, exit 2.
+    let header: Vec<String> = (0..64).map(|i| format!("p{i}")).collect();
+    let labelled = s.write(
+        "labelled.csv",
+        &format!("{},label\n{},3\n{},12\n", header.join(","), row(3), row(5)),
+    );
+    let out = s.run(&["eval", "--model", &id, "--data", labelled.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("sample 1 (counting from 0) has label 12, but the model predicts 10"),
+        "{}",
+        stderr(&out)
+    );
+
     let corrupt = s.write("corrupt.kiln", "KILNMDL1 but not really a model");
     let out = s.run(&["models", "import", corrupt.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));

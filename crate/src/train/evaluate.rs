@@ -18,6 +18,7 @@ pub async fn evaluate(
     device: &Device,
     max_batches: Option<usize>,
 ) -> Result<EvalReport> {
+    check_classes_in_range(data)?;
     let indices: Vec<usize> = (0..data.len()).collect();
     let chunks: Vec<&[usize]> = indices
         .chunks(batch_size.max(1))
@@ -71,5 +72,25 @@ fn task_of(targets: &Targets) -> Task {
     match targets {
         Targets::Classes(_) => Task::Classification,
         Targets::Values(_) => Task::Regression,
+    }
+}
+
+/// A class label the model has no output for would index past its logits; name the sample.
+fn check_classes_in_range(data: &Dataset) -> Result<()> {
+    let outputs = data.num_outputs;
+    let Some(classes) = data.classes() else {
+        return Ok(());
+    };
+    match classes
+        .iter()
+        .enumerate()
+        .find(|(_, c)| **c as usize >= outputs)
+    {
+        Some((sample, class)) => Err(KilnError::Data(format!(
+            "sample {sample} (counting from 0) has label {class}, but the model predicts {outputs} \
+             classes (labels 0 to {})",
+            outputs.saturating_sub(1)
+        ))),
+        None => Ok(()),
     }
 }
