@@ -35,14 +35,20 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Evaluate a saved model on its test split, or on a CSV file.
+    /// Evaluate a saved model on its test split, on a CSV file, or on an IDX image/label pair.
     Eval {
         /// A model id from the store, or a .kiln file.
         #[arg(long)]
         model: String,
         /// A CSV file with the same columns the model was trained on (label included).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "images")]
         data: Option<PathBuf>,
+        /// An IDX images file (e.g. Fashion-MNIST's t10k-images-idx3-ubyte[.gz]); needs --labels.
+        #[arg(long, requires = "labels")]
+        images: Option<PathBuf>,
+        /// The IDX labels file that goes with --images.
+        #[arg(long, requires = "images")]
+        labels: Option<PathBuf>,
         /// cpu, wgpu or cuda.
         #[arg(long, default_value = "cpu")]
         backend: String,

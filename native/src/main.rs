@@ -32,8 +32,17 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval {
             model,
             data,
+            images,
+            labels,
             backend,
-        } => models_cmd::eval(&store, &model, data, &backend),
+        } => {
+            let source = match (data, images.zip(labels)) {
+                (Some(csv), _) => models_cmd::EvalData::Csv(csv),
+                (None, Some((images, labels))) => models_cmd::EvalData::Idx { images, labels },
+                (None, None) => models_cmd::EvalData::TestSplit,
+            };
+            models_cmd::eval(&store, &model, source, &backend)
+        }
         Command::Predict {
             model,
             input,

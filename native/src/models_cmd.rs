@@ -5,7 +5,7 @@ use burn::module::Module;
 use futures::executor::block_on;
 use kiln::backend::{BackendKind, native_device};
 use kiln::config::Task;
-use kiln::data::{Dataset, load_and_prepare, parse_table};
+use kiln::data::{Dataset, load_and_prepare, load_idx_pair, parse_table};
 use kiln::model::{Predictor, SavedModel, argmax_rows};
 use kiln::store::{DirStore, ModelStore, check_model_id, list_models, load_model};
 use kiln::train::evaluate;
@@ -34,28 +34,39 @@ fn json<T: serde::Serialize>(value: &T) -> Result<String> {
         .map_err(|e| KilnError::Internal(format!("cannot encode JSON: {e}")))
 }
 
-/// `kiln eval`: metrics of a saved model on its own test split, or on a labelled CSV.
-pub fn eval(store: &DirStore, model: &str, data: Option<PathBuf>, backend: &str) -> Result<()> {
+/// What `kiln eval` evaluates on.
+pub enum EvalData {
+    /// The test split of the model's own config.
+    TestSplit,
+    /// A labelled CSV with the training columns.
+    Csv(PathBuf),
+    /// An IDX images file and its labels file.
+    Idx {
+        /// The images (`idx3-ubyte`, optionally gzipped).
+        images: PathBuf,
+        /// The labels (`idx1-ubyte`, optionally gzipped).
+        labels: PathBuf,
+    },
+}
+
+/// `kiln eval`: metrics of a saved model on its own test split, a labelled CSV or an IDX pair.
+pub fn eval(store: &DirStore, model: &str, data: EvalData, backend: &str) -> Result<()> {
     let saved = resolve_model(store, model)?;
     let device = native_device(BackendKind::parse(backend)?)?;
     let config = &saved.header.config;
     let dataset: Dataset = match data {
-        Some(path) => {
+        EvalData::Csv(path) => {
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| KilnError::io(format!("cannot read {}", path.display()), e))?;
-            let mut set = parse_table(&text, config.data.header, &path.display().to_string())?
+            let set = parse_table(&text, config.data.header, &path.display().to_string())?
                 .into_dataset(config.data.label_column.as_ref(), config.task)?;
-            check_width(&saved, set.sample_len())?;
-            set.sample_shape = saved.header.input_shape.clone();
-            set.num_outputs = saved.header.num_outputs;
-            if let Some(norm) = &saved.header.normalization {
-                norm.apply(&mut set.features);
-            }
-            set
+            for_model(&saved, set)?
         }
-        None => load_and_prepare(config)?.test.ok_or_else(|| {
+        EvalData::Idx { images, labels } => for_model(&saved, load_idx_pair(&images, &labels)?)?,
+        EvalData::TestSplit => load_and_prepare(config)?.test.ok_or_else(|| {
             KilnError::InvalidArgument(
-                "the model's config has no test split (data.split[2] is 0): pass --data FILE.csv"
+                "the model's config has no test split (data.split[2] is 0): pass --data FILE.csv \
+                 or --images/--labels"
                     .into(),
             )
         })?,
@@ -73,11 +84,23 @@ pub fn eval(store: &DirStore, model: &str, data: Option<PathBuf>, backend: &str)
     Ok(())
 }
 
+/// Shapes an external data set like the model's training data: same sample size, the model's
+/// input shape and outputs, and the training set's normalisation.
+fn for_model(saved: &SavedModel, mut set: Dataset) -> Result<Dataset> {
+    check_width(saved, set.sample_len())?;
+    set.sample_shape = saved.header.input_shape.clone();
+    set.num_outputs = saved.header.num_outputs;
+    if let Some(norm) = &saved.header.normalization {
+        norm.apply(&mut set.features);
+    }
+    Ok(set)
+}
+
 fn check_width(saved: &SavedModel, width: usize) -> Result<()> {
     let expected: usize = saved.header.input_shape.iter().product();
     if width != expected {
         return Err(KilnError::Data(format!(
-            "the CSV has {width} feature columns but the model expects {expected}"
+            "the data has {width} values per sample but the model expects {expected}"
         )));
     }
     Ok(())

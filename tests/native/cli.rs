@@ -522,3 +522,62 @@ fn f16_precision_trains_and_its_model_predicts_on_an_f32_device() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
 }
+
+#[test]
+fn eval_takes_an_idx_image_and_label_pair() {
+    let s = Scratch::new();
+    let dir = Path::new("/usr/share/datasets/fashion-mnist");
+    let config = s.write(
+        "f.yaml",
+        "data: {source: fashion-mnist, limit: 2000}\ntraining: {num_passes: 1, batch_size: 64}\n",
+    );
+    let out = s.run(&[
+        "train",
+        config.to_str().unwrap(),
+        "--out",
+        s.path("r").to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = json(&out)["modelId"].as_str().unwrap().to_string();
+    let images = dir.join("t10k-images-idx3-ubyte.gz");
+    let labels = dir.join("t10k-labels-idx1-ubyte.gz");
+    let (images, labels) = (images.to_str().unwrap(), labels.to_str().unwrap());
+
+    let out = s.run(&[
+        "eval", "--model", &id, "--images", images, "--labels", labels,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let accuracy = json(&out)["metrics"]["accuracy"].as_f64().unwrap();
+    assert!(
+        accuracy > 0.5,
+        "accuracy on the 10k test images: {accuracy}"
+    );
+
+    // --images needs --labels; swapped files and a model of another input size are data errors.
+    let out = s.run(&["eval", "--model", &id, "--images", images]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = s.run(&[
+        "eval", "--model", &id, "--images", labels, "--labels", images,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let quick = s.write("d.yaml", "training: {num_passes: 1}\n");
+    let digits = s.run(&[
+        "train",
+        quick.to_str().unwrap(),
+        "--out",
+        s.path("d").to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(digits.status.success(), "{}", stderr(&digits));
+    let digits_id = json(&digits)["modelId"].as_str().unwrap().to_string();
+    let out = s.run(&[
+        "eval", "--model", &digits_id, "--images", images, "--labels", labels,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("784 values per sample but the model expects 64"),
+        "{}",
+        stderr(&out)
+    );
+}
