@@ -5,33 +5,17 @@
 // with CPU_PROFILE=N, the N functions with the most main-thread self time during the measured
 // steps (CDP sampling profiler; build the package with a wasm name section to read them).
 //   [CASES=adam:32,sgd:32] [PKG=/pkg] [CPU_PROFILE=40] node webgpu-profile.mjs [STEPS]
-import { createServer } from "node:http";
-import { readFile, writeFile } from "node:fs/promises";
-import { extname, join, normalize, resolve } from "node:path";
-import { chromium } from "playwright-core";
+import { launchChromium, repo, serveRepo } from "./page-server.mjs";
 import { loadDigits } from "./digits.mjs";
 
-const repo = resolve(import.meta.dirname, "../..");
 const steps = Number(process.argv[2] ?? 20);
 const { train } = loadDigits(`${repo}/crate/data/digits.csv.gz`);
 const dataJson = JSON.stringify({ features: [...train.features], labels: [...train.labels], n: train.n });
-const TYPES = { ".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm", ".html": "text/html" };
-const server = createServer(async (req, res) => {
-  const path = normalize(decodeURIComponent(new URL(req.url, "http://x").pathname));
-  if (path === "/data.json") return res.writeHead(200, { "content-type": "application/json" }).end(dataJson);
-  if (path === "/") return res.writeHead(200, { "content-type": "text/html" }).end("<!doctype html><title>profile</title>");
-  try {
-    const body = await readFile(join(repo, path));
-    res.writeHead(200, { "content-type": TYPES[extname(path)] ?? "application/octet-stream" }).end(body);
-  } catch {
-    res.writeHead(404).end();
-  }
+const { url, server } = await serveRepo({
+  "/data.json": ["application/json", dataJson],
+  "/": ["text/html", "<!doctype html><title>profile</title>"],
 });
-await new Promise((r) => server.listen(0, "127.0.0.1", r));
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  args: ["--no-sandbox", "--enable-unsafe-webgpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"],
-});
+const browser = await launchChromium();
 // PKG: where the page imports the package from (a build with a name section gives a readable profile).
 const pkg = process.env.PKG ?? "/pkg";
 const cases = (process.env.CASES ?? "adam:32,adam:128,adam:512,sgd:32").split(",").map((c) => c.split(":"));
@@ -52,7 +36,7 @@ try {
     wrap(GPUComputePassEncoder.prototype, "dispatchWorkgroupsIndirect", () => count.dispatches++);
     wrap(GPUQueue.prototype, "submit", () => count.submits++);
   });
-  await page.goto(`http://127.0.0.1:${server.address().port}/`);
+  await page.goto(`${url}/`);
   const cdp = await page.context().newCDPSession(page);
   await cdp.send("Performance.enable");
   const busy = async () => Object.fromEntries((await cdp.send("Performance.getMetrics")).metrics.map((m) => [m.name, m.value]));

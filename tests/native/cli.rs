@@ -38,6 +38,21 @@ impl Scratch {
     fn run(&self, args: &[&str]) -> Output {
         self.kiln().args(args).output().expect("run kiln")
     }
+
+    /// `kiln train` of `yaml` (written to `<out>.yaml`) into the run directory `out`, which
+    /// must succeed; returns its `--json` TrainRunInfo.
+    fn train(&self, yaml: &str, out: &str) -> serde_json::Value {
+        let config = self.write(&format!("{out}.yaml"), yaml);
+        let output = self.run(&[
+            "train",
+            config.to_str().unwrap(),
+            "--out",
+            self.path(out).to_str().unwrap(),
+            "--json",
+        ]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        json(&output)
+    }
 }
 
 fn stderr(out: &Output) -> String {
@@ -95,16 +110,7 @@ fn default_config_reaches_95_percent_on_digits() {
 #[test]
 fn fast_dev_run_runs_one_batch() {
     let s = Scratch::new();
-    let config = s.write("c.yaml", "fast_dev_run: true\ntraining: {num_passes: 50}\n");
-    let out = s.run(&[
-        "train",
-        config.to_str().unwrap(),
-        "--out",
-        s.path("r").to_str().unwrap(),
-        "--json",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let info = json(&out);
+    let info = s.train("fast_dev_run: true\ntraining: {num_passes: 50}\n", "r");
     assert_eq!(info["steps"], 1);
     assert_eq!(info["epochsRun"], 1);
     assert!(info["finalMetrics"]["test_loss"].is_number());
@@ -114,20 +120,11 @@ fn fast_dev_run_runs_one_batch() {
 fn early_stopping_stops_on_a_plateau_after_grace_and_patience() {
     let s = Scratch::new();
     // A learning rate this small leaves the validation loss flat (changes far below delta).
-    let config = s.write(
-        "c.yaml",
+    let info = s.train(
         "training:\n  num_passes: 30\n  weight_optimization: {optimization_method: sgd, learning_rate: 1.0e-9}\n\
          early_stopping:\n  patience: 2\n  tasks:\n    - {metric: val_loss, mode: min, delta: 0.01, grace_period: 3}\n",
+        "r",
     );
-    let out = s.run(&[
-        "train",
-        config.to_str().unwrap(),
-        "--out",
-        s.path("r").to_str().unwrap(),
-        "--json",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let info = json(&out);
     assert_eq!(info["stoppedEarly"], true);
     // Evaluation 1 sets the best; 2, 3, 4 are stale; stopping is allowed once more than
     // 3 (grace) evaluations were seen and 2 (patience) were stale: at evaluation 4.
@@ -381,19 +378,10 @@ fn wgpu_on_lavapipe_matches_cpu_losses() {
 #[test]
 fn models_can_be_listed_exported_imported_evaluated_and_used_to_predict() {
     let s = Scratch::new();
-    let config = s.write(
-        "c.yaml",
+    let info = s.train(
         "training: {num_passes: 3}\nvalidation: {metrics: [loss, accuracy, confusion_matrix]}\n",
+        "r",
     );
-    let out = s.run(&[
-        "train",
-        config.to_str().unwrap(),
-        "--out",
-        s.path("r").to_str().unwrap(),
-        "--json",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let info = json(&out);
     let id = info["modelId"].as_str().unwrap().to_string();
     assert_eq!(info["confusionMatrix"].as_array().unwrap().len(), 10);
 
@@ -488,17 +476,9 @@ fn schema_is_json_schema_of_the_config() {
 #[test]
 fn f16_precision_trains_and_its_model_predicts_on_an_f32_device() {
     let s = Scratch::new();
-    let config = s.write("c.yaml", "training: {num_passes: 3, precision: f16}\n");
+    let info = s.train("training: {num_passes: 3, precision: f16}\n", "r");
     let run = s.path("r");
-    let out = s.run(&[
-        "train",
-        config.to_str().unwrap(),
-        "--out",
-        run.to_str().unwrap(),
-        "--json",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let accuracy = metric(&json(&out), "finalMetrics", "test_accuracy");
+    let accuracy = metric(&info, "finalMetrics", "test_accuracy");
     assert!(accuracy > 0.85, "f16 test accuracy {accuracy}");
     let bytes = std::fs::read(run.join("final_weights.bpk")).unwrap();
     let reader = burn_pack::Reader::from_bytes(burn_pack::Bytes::from_bytes_vec(bytes)).unwrap();
@@ -527,19 +507,11 @@ fn f16_precision_trains_and_its_model_predicts_on_an_f32_device() {
 fn eval_takes_an_idx_image_and_label_pair() {
     let s = Scratch::new();
     let dir = Path::new("/usr/share/datasets/fashion-mnist");
-    let config = s.write(
-        "f.yaml",
+    let info = s.train(
         "data: {source: fashion-mnist, limit: 2000}\ntraining: {num_passes: 1, batch_size: 64}\n",
+        "r",
     );
-    let out = s.run(&[
-        "train",
-        config.to_str().unwrap(),
-        "--out",
-        s.path("r").to_str().unwrap(),
-        "--json",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let id = json(&out)["modelId"].as_str().unwrap().to_string();
+    let id = info["modelId"].as_str().unwrap().to_string();
     let images = dir.join("t10k-images-idx3-ubyte.gz");
     let labels = dir.join("t10k-labels-idx1-ubyte.gz");
     let (images, labels) = (images.to_str().unwrap(), labels.to_str().unwrap());
@@ -561,16 +533,8 @@ fn eval_takes_an_idx_image_and_label_pair() {
         "eval", "--model", &id, "--images", labels, "--labels", images,
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    let quick = s.write("d.yaml", "training: {num_passes: 1}\n");
-    let digits = s.run(&[
-        "train",
-        quick.to_str().unwrap(),
-        "--out",
-        s.path("d").to_str().unwrap(),
-        "--json",
-    ]);
-    assert!(digits.status.success(), "{}", stderr(&digits));
-    let digits_id = json(&digits)["modelId"].as_str().unwrap().to_string();
+    let digits = s.train("training: {num_passes: 1}\n", "d");
+    let digits_id = digits["modelId"].as_str().unwrap().to_string();
     let out = s.run(&[
         "eval", "--model", &digits_id, "--images", images, "--labels", labels,
     ]);

@@ -1,0 +1,33 @@
+// Shared by the in-Chromium benches: a loopback server for the repository's files (plus a few
+// generated routes) and Debian's headless Chromium with WebGPU (SwiftShader) enabled.
+import { createServer } from "node:http";
+import { readFile } from "node:fs/promises";
+import { extname, join, normalize, resolve } from "node:path";
+import { chromium } from "playwright-core";
+
+export const repo = resolve(import.meta.dirname, "../..");
+const TYPES = { ".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm", ".html": "text/html", ".json": "application/json" };
+
+/** Serves `routes` ({ path: [contentType, body] }) and every repository file; resolves to the base URL and the server. */
+export async function serveRepo(routes = {}) {
+  const server = createServer(async (req, res) => {
+    const path = normalize(decodeURIComponent(new URL(req.url, "http://x").pathname));
+    if (routes[path]) return res.writeHead(200, { "content-type": routes[path][0] }).end(routes[path][1]);
+    try {
+      const body = await readFile(join(repo, path));
+      res.writeHead(200, { "content-type": TYPES[extname(path)] ?? "application/octet-stream" }).end(body);
+    } catch {
+      res.writeHead(404).end();
+    }
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  return { url: `http://127.0.0.1:${server.address().port}`, server };
+}
+
+/** Debian's headless Chromium with `--enable-unsafe-webgpu` (its only adapter here is SwiftShader). */
+export function launchChromium() {
+  return chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    args: ["--no-sandbox", "--enable-unsafe-webgpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"],
+  });
+}
