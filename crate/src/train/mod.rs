@@ -6,6 +6,7 @@ mod checkpoint;
 mod early_stop;
 mod evaluate;
 mod events;
+mod fused_adam;
 mod optim;
 mod run;
 mod schedule;

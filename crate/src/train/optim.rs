@@ -1,19 +1,25 @@
 //! Building burn's optimiser from the config, and global gradient-norm clipping.
 
+use super::fused_adam::{FusedAdam, FusedAdamW, Moments};
 use crate::config::{OptimizationMethod, Precision, WeightOptimization};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::tensor::Tensor;
 
 /// The optimiser the config asks for (PyTorch's defaults where burn's differ: Adam epsilon
-/// 1e-8, momentum without dampening). In f16 Adam's epsilon is 1e-4: 1e-8 rounds to zero in
+/// 1e-8, momentum without dampening); Adam and AdamW update in one pass on the CPU. In f16 Adam's epsilon is 1e-4: 1e-8 rounds to zero in
 /// half precision and turns the first steps into divisions by zero.
 pub fn build_optimizer(w: &WeightOptimization, precision: Precision) -> ModuleOptimizer {
     let epsilon = match precision {
         Precision::F32 => 1e-8,
         Precision::F16 => 1e-4,
+    };
+    let moments = Moments {
+        beta_1: w.betas[0] as f32,
+        beta_2: w.betas[1] as f32,
+        epsilon,
     };
     let decay = (w.weight_decay > 0.0).then(|| WeightDecayConfig::new(w.weight_decay as f32));
     match w.optimization_method {
@@ -26,18 +32,13 @@ pub fn build_optimizer(w: &WeightOptimization, precision: Precision) -> ModuleOp
                     .with_dampening(0.0),
             ))
             .init(),
-        OptimizationMethod::Adam => AdamConfig::new()
-            .with_beta_1(w.betas[0] as f32)
-            .with_beta_2(w.betas[1] as f32)
-            .with_epsilon(epsilon)
-            .with_weight_decay(decay)
-            .init(),
-        OptimizationMethod::Adamw => AdamWConfig::new()
-            .with_beta_1(w.betas[0] as f32)
-            .with_beta_2(w.betas[1] as f32)
-            .with_epsilon(epsilon)
-            .with_weight_decay(w.weight_decay as f32)
-            .init(),
+        OptimizationMethod::Adam => {
+            let penalty = (w.weight_decay > 0.0).then_some(w.weight_decay as f32);
+            ModuleOptimizer::from(FusedAdam::new(moments, penalty))
+        }
+        OptimizationMethod::Adamw => {
+            ModuleOptimizer::from(FusedAdamW::new(moments, w.weight_decay as f32))
+        }
     }
 }
 
