@@ -188,6 +188,24 @@ pub struct AdamStep {
 /// `g = p·penalty + g`; `m = m·β1 + g·(1−β1)`; `v = v·β2 + g²·(1−β2)`;
 /// `p = p − (m·c) / (√v + ε')·lr`.
 pub fn adam_update(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], s: &AdamStep) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx") {
+        // SAFETY: the CPU has AVX, checked just above.
+        return unsafe { adam_update_avx(param, grad, m, v, s) };
+    }
+    adam_loop(param, grad, m, v, s);
+}
+
+/// [`adam_update`] compiled for AVX: eight lanes for the square roots and divisions.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+fn adam_update_avx(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], s: &AdamStep) {
+    adam_loop(param, grad, m, v, s);
+}
+
+/// The body of [`adam_update`], inlined into each instruction-set build.
+#[inline(always)]
+fn adam_loop(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], s: &AdamStep) {
     let (keep_1, keep_2) = (1.0 - s.beta_1, 1.0 - s.beta_2);
     let moments = m.iter_mut().zip(v.iter_mut());
     for ((p, &g), (m, v)) in param.iter_mut().zip(grad).zip(moments) {
@@ -218,6 +236,24 @@ pub struct AdamWStep {
 /// One AdamW update of a parameter, in place, with burn's operations in burn's order:
 /// `m`, `v` as in Adam; `p = p·(1 − lr·λ) − (m/c1) / (√(v/c2) + ε)·lr`.
 pub fn adamw_update(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], s: &AdamWStep) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx") {
+        // SAFETY: the CPU has AVX, checked just above.
+        return unsafe { adamw_update_avx(param, grad, m, v, s) };
+    }
+    adamw_loop(param, grad, m, v, s);
+}
+
+/// [`adamw_update`] compiled for AVX.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+fn adamw_update_avx(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], s: &AdamWStep) {
+    adamw_loop(param, grad, m, v, s);
+}
+
+/// The body of [`adamw_update`], inlined into each instruction-set build.
+#[inline(always)]
+fn adamw_loop(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], s: &AdamWStep) {
     let (keep_1, keep_2) = (1.0 - s.beta_1, 1.0 - s.beta_2);
     let moments = m.iter_mut().zip(v.iter_mut());
     for ((p, &g), (m, v)) in param.iter_mut().zip(grad).zip(moments) {
