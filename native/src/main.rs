@@ -10,6 +10,11 @@ use cli::{Cli, Command};
 use kiln::{Config, KilnError, Result};
 use std::process::ExitCode;
 
+/// mimalloc instead of the system allocator: training allocates and frees tensor buffers of
+/// the same sizes every step, which glibc's malloc hands back to the kernel and faults in again.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn run(cli: Cli) -> Result<()> {
     let store = run_dir::default_store(cli.store);
     match cli.command {

@@ -135,10 +135,15 @@ impl Dataset {
         }
     }
 
-    /// The first `n` samples (all of them when there are fewer).
-    pub fn truncated(&self, n: usize) -> Self {
-        let indices: Vec<usize> = (0..n.min(self.len())).collect();
-        self.select(&indices)
+    /// The first `n` samples (all of them when there are fewer), without copying.
+    pub fn truncated(mut self, n: usize) -> Self {
+        let n = n.min(self.len());
+        self.features.truncate(n * self.sample_len());
+        match &mut self.targets {
+            Targets::Classes(c) => c.truncate(n),
+            Targets::Values(v) => v.truncate(n),
+        }
+        self
     }
 
     /// Class indices, or `None` for regression targets.
@@ -170,4 +175,30 @@ pub fn labels_to_classes(labels: &[f64], what: &str) -> Result<(Vec<u32>, usize)
         )));
     }
     Ok((classes, num_classes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn three_samples() -> Dataset {
+        let features = vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0];
+        Dataset::new(features, Targets::Classes(vec![0, 1, 0]), vec![2], 2)
+            .expect("a valid data set")
+    }
+
+    #[test]
+    fn truncated_keeps_the_first_samples_with_their_labels() {
+        let two = three_samples().truncated(2);
+        assert_eq!(two.features, [0.0, 1.0, 2.0, 3.0]);
+        assert_eq!(two.classes(), Some(&[0, 1][..]));
+        assert_eq!(three_samples().truncated(10), three_samples());
+    }
+
+    #[test]
+    fn select_gathers_samples_in_the_given_order() {
+        let picked = three_samples().select(&[2, 0]);
+        assert_eq!(picked.features, [4.0, 5.0, 0.0, 1.0]);
+        assert_eq!(picked.classes(), Some(&[0, 0][..]));
+    }
 }

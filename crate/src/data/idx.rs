@@ -12,7 +12,7 @@ fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
     let raw = std::fs::read(path)
         .map_err(|e| KilnError::io(format!("cannot read IDX file {}", path.display()), e))?;
     if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(gzip_size_hint(&raw));
         flate2::read::GzDecoder::new(raw.as_slice())
             .read_to_end(&mut out)
             .map_err(|e| KilnError::Data(format!("{}: corrupt gzip data: {e}", path.display())))?;
@@ -20,6 +20,16 @@ fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
     } else {
         Ok(raw)
     }
+}
+
+/// The uncompressed size from a gzip trailer (it holds the size modulo 2^32), capped at
+/// deflate's largest ratio: a capacity hint that spares a growing buffer its reallocations.
+fn gzip_size_hint(gz: &[u8]) -> usize {
+    let trailer = gz.len().checked_sub(4).and_then(|at| gz.get(at..));
+    let size = trailer
+        .and_then(|t| <[u8; 4]>::try_from(t).ok())
+        .map_or(0, |t| u32::from_le_bytes(t) as usize);
+    size.min(gz.len().saturating_mul(1032))
 }
 
 /// Parses an unsigned-byte IDX buffer: returns its dimensions and values.
