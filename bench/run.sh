@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: Kiln CPU vs PyTorch, JAX and scikit-learn on the same recipes, one thread each,
-# side by side in one run. Prints a Markdown table; results are recorded in BENCHMARKS.md.
+# side by side in one run, REPEATS times (default 3) alternating. Prints Markdown tables of
+# medians; results are recorded in BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RAYON_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
@@ -32,21 +33,41 @@ print(json.dumps({"peer": "kiln-cpu", "ms_per_epoch_median": 1000 * statistics.m
 PY
 }
 
-table() { # title lines...
-  echo
-  echo "### $1"
-  echo
-  echo "| runtime | ms/epoch | test accuracy |"
-  echo "|---|---:|---:|"
-  shift
-  for line in "$@"; do
-    python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print("| %s | %.1f | %.4f |" % (r["peer"], r["ms_per_epoch_median"], r["test_accuracy"]))' "$line"
+table() { # title, then JSON lines from every repeat → medians per runtime and ratios to Kiln
+  python3 - "$@" <<'PY'
+import json, statistics, sys
+title, lines = sys.argv[1], [json.loads(l) for l in sys.argv[2:]]
+runs = {}
+for r in lines:
+    runs.setdefault(r["peer"], []).append(r)
+print(f"\n### {title}\n")
+print("| runtime | ms/epoch, median of runs | per run | test accuracy, mean |")
+print("|---|---:|---|---:|")
+med = {}
+for peer, rs in runs.items():
+    ms = [r["ms_per_epoch_median"] for r in rs]
+    med[peer] = statistics.median(ms)
+    acc = statistics.mean(r["test_accuracy"] for r in rs)
+    print("| %s | %.1f | %s | %.4f |" % (peer, med[peer], ", ".join("%.1f" % m for m in ms), acc))
+kiln = med.get("kiln-cpu")
+if kiln:
+    print("\nKiln ÷ peer (median ms/epoch; lower is better for Kiln): " + ", ".join(
+        "%s %.2f" % (p, kiln / m) for p, m in med.items() if p != "kiln-cpu"))
+PY
+}
+
+# REPEATS runs of every runtime, alternating, so that the machine's noise hits them alike.
+repeats=${REPEATS:-3}
+case_lines() { # config, peer case, epochs, batch
+  for _ in $(seq "$repeats"); do
+    kiln_case "$1"
+    "$venv/bin/python" bench/peers.py "$2" "$3" "$4"
   done
 }
 
-mapfile -t digits < <(kiln_case bench/digits.yaml; "$venv/bin/python" bench/peers.py digits 20 32)
+mapfile -t digits < <(case_lines bench/digits.yaml digits 20 32)
 table "digits, MLP 64→128→10, Adam 1e-3, batch 32, 20 epochs, 1 thread" "${digits[@]}"
 if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
-  mapfile -t fashion < <(kiln_case bench/fashion.yaml; "$venv/bin/python" bench/peers.py fashion 3 128)
+  mapfile -t fashion < <(case_lines bench/fashion.yaml fashion 3 128)
   table "Fashion-MNIST, MLP 784→128→10, Adam 1e-3, batch 128, 3 epochs, 1 thread" "${fashion[@]}"
 fi
