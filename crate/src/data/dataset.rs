@@ -135,6 +135,22 @@ impl Dataset {
         }
     }
 
+    /// The samples at `indices`, in that order, consuming the data set. When `indices` is a
+    /// permutation of every sample (a split that keeps them all) the rows are rearranged in
+    /// place, so a large data set is never held twice.
+    pub fn into_selected(mut self, indices: &[usize]) -> Self {
+        if !is_permutation(indices, self.len()) {
+            return self.select(indices);
+        }
+        let width = self.sample_len();
+        permute_rows(&mut self.features, width, indices);
+        match &mut self.targets {
+            Targets::Classes(c) => permute_rows(c, 1, indices),
+            Targets::Values(v) => permute_rows(v, 1, indices),
+        }
+        self
+    }
+
     /// The first `n` samples (all of them when there are fewer), without copying.
     pub fn truncated(mut self, n: usize) -> Self {
         let n = n.min(self.len());
@@ -151,6 +167,40 @@ impl Dataset {
         match &self.targets {
             Targets::Classes(c) => Some(c),
             Targets::Values(_) => None,
+        }
+    }
+}
+
+/// Whether `indices` holds each of `0..len` exactly once.
+fn is_permutation(indices: &[usize], len: usize) -> bool {
+    let mut seen = vec![false; len];
+    indices.len() == len
+        && indices
+            .iter()
+            .all(|&i| i < len && !std::mem::replace(&mut seen[i], true))
+}
+
+/// Rearranges rows of `width` values in place so that row `k` becomes the old row
+/// `order[k]`; `order` must be a permutation. Follows each cycle with one spare row.
+fn permute_rows<T: Copy>(data: &mut [T], width: usize, order: &[usize]) {
+    let mut placed = vec![false; order.len()];
+    let mut spare = Vec::with_capacity(width);
+    for start in 0..order.len() {
+        if placed[start] || order[start] == start {
+            continue;
+        }
+        spare.clear();
+        spare.extend_from_slice(&data[start * width..(start + 1) * width]);
+        let mut at = start;
+        loop {
+            placed[at] = true;
+            let from = order[at];
+            if from == start {
+                data[at * width..(at + 1) * width].copy_from_slice(&spare);
+                break;
+            }
+            data.copy_within(from * width..(from + 1) * width, at * width);
+            at = from;
         }
     }
 }
@@ -193,6 +243,40 @@ mod tests {
         assert_eq!(two.features, [0.0, 1.0, 2.0, 3.0]);
         assert_eq!(two.classes(), Some(&[0, 1][..]));
         assert_eq!(three_samples().truncated(10), three_samples());
+    }
+
+    #[test]
+    fn into_selected_rearranges_a_permutation_in_place_and_copies_a_subset() {
+        for order in [[2, 0, 1], [1, 0, 2], [0, 1, 2], [2, 1, 0]] {
+            let expected = three_samples().select(&order);
+            assert_eq!(
+                three_samples().into_selected(&order),
+                expected,
+                "order {order:?}"
+            );
+        }
+        assert_eq!(
+            three_samples().into_selected(&[2]),
+            three_samples().select(&[2])
+        );
+        assert_eq!(
+            three_samples().into_selected(&[1, 1, 0]),
+            three_samples().select(&[1, 1, 0])
+        );
+    }
+
+    #[test]
+    fn permuting_many_rows_matches_gathering_them() {
+        let n = 1000;
+        let mut order: Vec<usize> = (0..n).collect();
+        // A fixed scramble with cycles of many lengths.
+        for k in 0..n {
+            order.swap(k, (k * 7919 + 13) % n);
+        }
+        let features: Vec<f32> = (0..n * 3).map(|v| v as f32).collect();
+        let classes = (0..n).map(|i| (i % 2) as u32).collect();
+        let data = Dataset::new(features, Targets::Classes(classes), vec![3], 2).expect("valid");
+        assert_eq!(data.clone().into_selected(&order), data.select(&order));
     }
 
     #[test]

@@ -32,8 +32,8 @@ fn gzip_size_hint(gz: &[u8]) -> usize {
     size.min(gz.len().saturating_mul(1032))
 }
 
-/// Parses an unsigned-byte IDX buffer: returns its dimensions and values.
-pub fn parse_idx_u8(bytes: &[u8], what: &str) -> Result<(Vec<usize>, Vec<u8>)> {
+/// Parses an unsigned-byte IDX buffer: returns its dimensions and values (borrowed).
+pub fn parse_idx_u8<'a>(bytes: &'a [u8], what: &str) -> Result<(Vec<usize>, &'a [u8])> {
     if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
         return Err(KilnError::Data(format!(
             "{what}: not an IDX file (bad magic number)"
@@ -64,15 +64,16 @@ pub fn parse_idx_u8(bytes: &[u8], what: &str) -> Result<(Vec<usize>, Vec<u8>)> {
             body.len()
         )));
     }
-    Ok((dims, body.to_vec()))
+    Ok((dims, body))
 }
 
 /// Loads an images file and a labels file as a classification data set of `[1, H, W]` images
 /// with pixels scaled to [0, 1].
 pub fn load_idx_pair(images: &Path, labels: &Path) -> Result<Dataset> {
-    let (dims, pixels) = parse_idx_u8(&read_maybe_gz(images)?, &images.display().to_string())?;
-    let (label_dims, label_bytes) =
-        parse_idx_u8(&read_maybe_gz(labels)?, &labels.display().to_string())?;
+    let image_file = read_maybe_gz(images)?;
+    let label_file = read_maybe_gz(labels)?;
+    let (dims, pixels) = parse_idx_u8(&image_file, &images.display().to_string())?;
+    let (label_dims, label_bytes) = parse_idx_u8(&label_file, &labels.display().to_string())?;
     if label_dims.len() != 1 || label_dims[0] != dims[0] {
         return Err(KilnError::Data(format!(
             "{} holds {:?} labels but {} holds {} images",

@@ -97,10 +97,10 @@ pub fn prepare(config: &Config, loaded: Loaded) -> Result<Splits> {
         data.split
     };
     let [train_i, val_i, test_i] = split_indices(&samples.targets, fractions, config.seed);
-    let mut train = samples.select(&train_i);
     let nonempty = |idx: &[usize]| (!idx.is_empty()).then(|| samples.select(idx));
     let mut val = nonempty(&val_i);
     let mut test = official_test.or_else(|| nonempty(&test_i));
+    let mut train = samples.into_selected(&train_i);
     let batch = config.training.batch_size;
     if train.len() < batch {
         return Err(KilnError::Data(format!(
