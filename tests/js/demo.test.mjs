@@ -28,11 +28,20 @@ after(async () => {
   server?.kill();
 });
 
-/** In the page from its first script: long tasks (PerformanceObserver) and 25 ms snapshots of the UI. */
+/**
+ * In the page from its first script: long tasks (PerformanceObserver), when the job's status
+ * first turned terminal (a MutationObserver records it in the task that set it), and 25 ms
+ * snapshots of the UI.
+ */
 function instrument() {
   window.__longTasks = [];
   new PerformanceObserver((list) => { for (const e of list.getEntries()) window.__longTasks.push({ start: e.startTime, duration: e.duration }); })
     .observe({ type: "longtask", buffered: true });
+  window.__terminalAt = null;
+  new MutationObserver(() => {
+    const status = document.querySelector("#status")?.dataset.status;
+    if (window.__terminalAt === null && ["completed", "failed", "cancelled"].includes(status)) window.__terminalAt = performance.now();
+  }).observe(document, { subtree: true, attributes: true, attributeFilter: ["data-status"] });
   window.__snapshots = [];
   setInterval(() => {
     const status = document.querySelector("#status")?.dataset.status;
@@ -66,7 +75,7 @@ async function chooseBackend(page, backend) {
 async function trainThroughPage(page, { passes, timeout }) {
   await page.fill("#passes", String(passes));
   await page.waitForFunction(() => document.querySelector("#validation").textContent === "");
-  const startedAt = await page.evaluate(() => { window.__snapshots = []; return performance.now(); });
+  const startedAt = await page.evaluate(() => { window.__snapshots = []; window.__terminalAt = null; return performance.now(); });
   const previousJob = await page.getAttribute("#status", "data-job");
   await page.click("#train");
   await page.waitForFunction((previousJob) => {
@@ -78,7 +87,9 @@ async function trainThroughPage(page, { passes, timeout }) {
   assert.equal(status, "completed", await page.textContent("#progress-text"));
   return page.evaluate((startedAt) => ({
     snapshots: window.__snapshots,
-    longTasks: window.__longTasks.filter((t) => t.start >= startedAt && t.duration > 100),
+    // While training: from the click until the status turned terminal (the results rendering
+    // and model reload that follow are not training).
+    longTasks: window.__longTasks.filter((t) => t.start >= startedAt && t.start < (window.__terminalAt ?? Infinity) && t.duration > 100),
     accuracy: Number(document.querySelector("#test-accuracy")?.dataset.value),
     accuracyText: document.querySelector("#test-accuracy")?.textContent,
     confusionCells: document.querySelectorAll("#confusion td").length,
