@@ -290,34 +290,33 @@ impl CpuUpdate {
         grad: Tensor<D>,
         momentum: Option<AdaptiveMomentumState<D>>,
     ) -> Result<Self, Untaken<D>> {
+        let f32_state = momentum.as_ref().is_none_or(|s| {
+            s.max_moment_2.is_none()
+                && s.moment_1.dtype() == DType::F32
+                && s.moment_2.dtype() == DType::F32
+        });
+        let eligible = f32_state && param.dtype() == DType::F32 && grad.dtype() == DType::F32;
+        // Only CPU tensors convert; a GPU parameter goes back before anything is allocated.
+        let cpu = eligible
+            .then(|| contiguous_flex(&param).zip(contiguous_flex(&grad)))
+            .flatten();
+        let Some((param_cpu, grad_cpu)) = cpu else {
+            return Err(Box::new((param, grad, momentum)));
+        };
         let moments = match &momentum {
-            Some(state) if state.max_moment_2.is_some() => None,
-            Some(state) => Some((state.moment_1.clone(), state.moment_2.clone())),
+            Some(state) => contiguous_flex(&state.moment_1).zip(contiguous_flex(&state.moment_2)),
             None => {
-                let zeros = || Tensor::<D>::zeros(param.shape(), &param.device());
+                let zeros = || FlexTensor::zeros(param.shape(), DType::F32);
                 Some((zeros(), zeros()))
             }
         };
         let Some((moment_1, moment_2)) = moments else {
             return Err(Box::new((param, grad, momentum)));
         };
-        let all = [&param, &grad, &moment_1, &moment_2];
-        if all.iter().any(|t| t.dtype() != DType::F32) {
-            return Err(Box::new((param, grad, momentum)));
-        }
-        let flex = (
-            contiguous_flex(&param),
-            contiguous_flex(&grad),
-            contiguous_flex(&moment_1),
-            contiguous_flex(&moment_2),
-        );
-        let (Some(param), Some(grad), Some(moment_1), Some(moment_2)) = flex else {
-            return Err(Box::new((param, grad, momentum)));
-        };
         let time = momentum.map_or(1, |state| state.time + 1);
         Ok(Self {
-            param,
-            grad,
+            param: param_cpu,
+            grad: grad_cpu,
             moment_1,
             moment_2,
             time,
