@@ -64,7 +64,7 @@ impl Optimizer for FusedAdam {
             Ok(mut update) => {
                 let time = update.time;
                 let (param, grad, m, v) = update.slices();
-                adam_update(param, grad, m, v, &self.adam_step(lr, time));
+                update_in_place(param, grad, m, v, &self.adam_step(lr, time));
                 let (tensor, momentum) = update.finish();
                 (tensor, Some(AdamState::new(momentum)))
             }
@@ -156,7 +156,7 @@ impl Optimizer for FusedAdamW {
                     lr: lr as f32,
                 };
                 let (param, grad, m, v) = update.slices();
-                adamw_update(param, grad, m, v, &step);
+                update_in_place(param, grad, m, v, &step);
                 let (tensor, momentum) = update.finish();
                 (tensor, Some(AdamWState::new(momentum)))
             }
@@ -184,39 +184,17 @@ pub struct AdamStep {
     lr: f32,
 }
 
-/// One Adam update of a parameter, in place, with burn's operations in burn's order:
-/// `g = p·penalty + g`; `m = m·β1 + g·(1−β1)`; `v = v·β2 + g²·(1−β2)`;
-/// `p = p − (m·c) / (√v + ε')·lr`.
-pub fn adam_update(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], s: &AdamStep) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx") {
-        // SAFETY: the CPU has AVX, checked just above.
-        return unsafe { adam_update_avx(param, grad, m, v, s) };
-    }
-    adam_loop(param, grad, m, v, s);
-}
-
-/// [`adam_update`] compiled for AVX: eight lanes for the square roots and divisions.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx")]
-fn adam_update_avx(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], s: &AdamStep) {
-    adam_loop(param, grad, m, v, s);
-}
-
-/// The body of [`adam_update`], inlined into each instruction-set build.
-#[inline(always)]
-fn adam_loop(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], s: &AdamStep) {
-    let (keep_1, keep_2) = (1.0 - s.beta_1, 1.0 - s.beta_2);
-    let moments = m.iter_mut().zip(v.iter_mut());
-    for ((p, &g), (m, v)) in param.iter_mut().zip(grad).zip(moments) {
-        let g = match s.penalty {
+impl ElementUpdate for AdamStep {
+    /// burn's Adam, in burn's order: `g = p·penalty + g`; the moments; `p = p − (m·c) / (√v + ε')·lr`.
+    #[inline(always)]
+    fn apply(&self, p: &mut f32, g: f32, m: &mut f32, v: &mut f32) {
+        let g = match self.penalty {
             Some(penalty) => *p * penalty + g,
             None => g,
         };
-        *m = *m * s.beta_1 + g * keep_1;
-        *v = *v * s.beta_2 + (g * g) * keep_2;
-        let delta = (*m * s.combined_factor) / (v.sqrt() + s.epsilon);
-        *p -= delta * s.lr;
+        update_moments(m, v, g, self.beta_1, self.beta_2);
+        let delta = (*m * self.combined_factor) / (v.sqrt() + self.epsilon);
+        *p -= delta * self.lr;
     }
 }
 
@@ -233,38 +211,75 @@ pub struct AdamWStep {
     lr: f32,
 }
 
-/// One AdamW update of a parameter, in place, with burn's operations in burn's order:
-/// `m`, `v` as in Adam; `p = p·(1 − lr·λ) − (m/c1) / (√(v/c2) + ε)·lr`.
-pub fn adamw_update(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], s: &AdamWStep) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx") {
-        // SAFETY: the CPU has AVX, checked just above.
-        return unsafe { adamw_update_avx(param, grad, m, v, s) };
-    }
-    adamw_loop(param, grad, m, v, s);
-}
-
-/// [`adamw_update`] compiled for AVX.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx")]
-fn adamw_update_avx(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], s: &AdamWStep) {
-    adamw_loop(param, grad, m, v, s);
-}
-
-/// The body of [`adamw_update`], inlined into each instruction-set build.
-#[inline(always)]
-fn adamw_loop(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], s: &AdamWStep) {
-    let (keep_1, keep_2) = (1.0 - s.beta_1, 1.0 - s.beta_2);
-    let moments = m.iter_mut().zip(v.iter_mut());
-    for ((p, &g), (m, v)) in param.iter_mut().zip(grad).zip(moments) {
-        *m = *m * s.beta_1 + g * keep_1;
-        *v = *v * s.beta_2 + (g * g) * keep_2;
-        let delta = (*m / s.correction_1) / ((*v / s.correction_2).sqrt() + s.epsilon);
-        let decayed = match s.keep {
+impl ElementUpdate for AdamWStep {
+    /// burn's AdamW, in burn's order: the moments; `p = p·(1 − lr·λ) − (m/c1) / (√(v/c2) + ε)·lr`.
+    #[inline(always)]
+    fn apply(&self, p: &mut f32, g: f32, m: &mut f32, v: &mut f32) {
+        update_moments(m, v, g, self.beta_1, self.beta_2);
+        let delta = (*m / self.correction_1) / ((*v / self.correction_2).sqrt() + self.epsilon);
+        let decayed = match self.keep {
             Some(keep) => *p * keep,
             None => *p,
         };
-        *p = decayed - delta * s.lr;
+        *p = decayed - delta * self.lr;
+    }
+}
+
+/// One optimiser's update of a single weight, with the step's scalars.
+pub trait ElementUpdate: Copy {
+    /// Updates weight `p` in place from its gradient `g` and its moments `m`, `v`.
+    fn apply(&self, p: &mut f32, g: f32, m: &mut f32, v: &mut f32);
+}
+
+/// The moments as Adam and AdamW update them: `m = m·β1 + g·(1−β1)`; `v = v·β2 + g²·(1−β2)`.
+#[inline(always)]
+fn update_moments(m: &mut f32, v: &mut f32, g: f32, beta_1: f32, beta_2: f32) {
+    *m = *m * beta_1 + g * (1.0 - beta_1);
+    *v = *v * beta_2 + (g * g) * (1.0 - beta_2);
+}
+
+/// Applies `step` to every weight in place; on x86-64 CPUs with AVX, a build of the loop with
+/// eight lanes for the square roots and divisions.
+pub fn update_in_place<S: ElementUpdate>(
+    param: &mut [f32],
+    grad: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    step: &S,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx") {
+        // SAFETY: the CPU has AVX, checked just above.
+        return unsafe { update_avx(param, grad, m, v, step) };
+    }
+    update_loop(param, grad, m, v, step);
+}
+
+/// [`update_in_place`]'s loop compiled for AVX.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+fn update_avx<S: ElementUpdate>(
+    param: &mut [f32],
+    grad: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    step: &S,
+) {
+    update_loop(param, grad, m, v, step);
+}
+
+/// The loop of [`update_in_place`], inlined into each instruction-set build.
+#[inline(always)]
+fn update_loop<S: ElementUpdate>(
+    param: &mut [f32],
+    grad: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    step: &S,
+) {
+    let moments = m.iter_mut().zip(v.iter_mut());
+    for ((p, &g), (m, v)) in param.iter_mut().zip(grad).zip(moments) {
+        step.apply(p, g, m, v);
     }
 }
 
