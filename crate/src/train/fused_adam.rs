@@ -60,14 +60,9 @@ impl Optimizer for FusedAdam {
         grad: Tensor<D>,
         state: Option<Self::State<D>>,
     ) -> (Tensor<D>, Option<Self::State<D>>) {
-        match CpuUpdate::take(tensor, grad, state.map(|s| s.momentum)) {
-            Ok(mut update) => {
-                let time = update.time;
-                let (param, grad, m, v) = update.slices();
-                update_in_place(param, grad, m, v, &self.adam_step(lr, time));
-                let (tensor, momentum) = update.finish();
-                (tensor, Some(AdamState::new(momentum)))
-            }
+        let momentum = state.map(|s| s.momentum);
+        match CpuUpdate::run(tensor, grad, momentum, |time| self.adam_step(lr, time)) {
+            Ok((tensor, momentum)) => (tensor, Some(AdamState::new(momentum))),
             Err(untaken) => {
                 let (tensor, grad, momentum) = *untaken;
                 self.burn
@@ -125,6 +120,26 @@ impl FusedAdamW {
             burn,
         }
     }
+
+    /// The scalars of the update at step `time` (1-based), computed as burn computes them.
+    fn adamw_step(&self, lr: LearningRate, time: usize) -> AdamWStep {
+        let Moments {
+            beta_1,
+            beta_2,
+            epsilon,
+        } = self.moments;
+        let time = time as i32;
+        let decay_rate = lr * f64::from(self.weight_decay);
+        AdamWStep {
+            beta_1,
+            beta_2,
+            correction_1: 1.0 - beta_1.powi(time),
+            correction_2: 1.0 - beta_2.powi(time),
+            epsilon,
+            keep: (decay_rate != 0.0).then_some((1.0 - decay_rate) as f32),
+            lr: lr as f32,
+        }
+    }
 }
 
 impl Optimizer for FusedAdamW {
@@ -137,29 +152,9 @@ impl Optimizer for FusedAdamW {
         grad: Tensor<D>,
         state: Option<Self::State<D>>,
     ) -> (Tensor<D>, Option<Self::State<D>>) {
-        match CpuUpdate::take(tensor, grad, state.map(|s| s.momentum)) {
-            Ok(mut update) => {
-                let time = update.time as i32;
-                let Moments {
-                    beta_1,
-                    beta_2,
-                    epsilon,
-                } = self.moments;
-                let decay_rate = lr * f64::from(self.weight_decay);
-                let step = AdamWStep {
-                    beta_1,
-                    beta_2,
-                    correction_1: 1.0 - beta_1.powi(time),
-                    correction_2: 1.0 - beta_2.powi(time),
-                    epsilon,
-                    keep: (decay_rate != 0.0).then_some((1.0 - decay_rate) as f32),
-                    lr: lr as f32,
-                };
-                let (param, grad, m, v) = update.slices();
-                update_in_place(param, grad, m, v, &step);
-                let (tensor, momentum) = update.finish();
-                (tensor, Some(AdamWState::new(momentum)))
-            }
+        let momentum = state.map(|s| s.momentum);
+        match CpuUpdate::run(tensor, grad, momentum, |time| self.adamw_step(lr, time)) {
+            Ok((tensor, momentum)) => (tensor, Some(AdamWState::new(momentum))),
             Err(untaken) => {
                 let (tensor, grad, momentum) = *untaken;
                 let state = momentum.map(|momentum| AdamWState { momentum });
@@ -336,6 +331,21 @@ impl CpuUpdate {
             moment_2,
             time,
         })
+    }
+
+    /// Updates the parameter and moments in place with the step `make_step` gives for this
+    /// update's step number, or hands the tensors back when they are not f32 CPU tensors.
+    fn run<const D: usize, S: ElementUpdate>(
+        param: Tensor<D>,
+        grad: Tensor<D>,
+        momentum: Option<AdaptiveMomentumState<D>>,
+        make_step: impl FnOnce(usize) -> S,
+    ) -> Result<(Tensor<D>, AdaptiveMomentumState<D>), Untaken<D>> {
+        let mut update = Self::take(param, grad, momentum)?;
+        let step = make_step(update.time);
+        let (param, grad, m, v) = update.slices();
+        update_in_place(param, grad, m, v, &step);
+        Ok(update.finish())
     }
 
     /// The parameter, gradient and moments as slices (the mutable ones copied first if shared).
