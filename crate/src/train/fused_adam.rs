@@ -48,6 +48,25 @@ impl FusedAdam {
             burn,
         }
     }
+
+    /// The scalars of the update at step `time` (1-based), computed as burn computes them.
+    fn adam_step(&self, lr: LearningRate, time: usize) -> AdamStep {
+        let Moments {
+            beta_1,
+            beta_2,
+            epsilon,
+        } = self.moments;
+        let time = time as i32;
+        let bias_correction2_sqrt = (1.0 - beta_2.powi(time)).sqrt();
+        AdamStep {
+            beta_1,
+            beta_2,
+            penalty: self.penalty,
+            combined_factor: bias_correction2_sqrt / (1.0 - beta_1.powi(time)),
+            epsilon: epsilon * bias_correction2_sqrt,
+            lr: lr as f32,
+        }
+    }
 }
 
 impl Optimizer for FusedAdam {
@@ -73,27 +92,6 @@ impl Optimizer for FusedAdam {
 
     fn to_device<const D: usize>(state: Self::State<D>, device: &Device) -> Self::State<D> {
         <Adam as Optimizer>::to_device(state, device)
-    }
-}
-
-impl FusedAdam {
-    /// The scalars of the update at step `time` (1-based), computed as burn computes them.
-    fn adam_step(&self, lr: LearningRate, time: usize) -> AdamStep {
-        let Moments {
-            beta_1,
-            beta_2,
-            epsilon,
-        } = self.moments;
-        let time = time as i32;
-        let bias_correction2_sqrt = (1.0 - beta_2.powi(time)).sqrt();
-        AdamStep {
-            beta_1,
-            beta_2,
-            penalty: self.penalty,
-            combined_factor: bias_correction2_sqrt / (1.0 - beta_1.powi(time)),
-            epsilon: epsilon * bias_correction2_sqrt,
-            lr: lr as f32,
-        }
     }
 }
 
@@ -157,7 +155,7 @@ impl Optimizer for FusedAdamW {
             Ok((tensor, momentum)) => (tensor, Some(AdamWState::new(momentum))),
             Err(untaken) => {
                 let (tensor, grad, momentum) = *untaken;
-                let state = momentum.map(|momentum| AdamWState { momentum });
+                let state = momentum.map(AdamWState::new);
                 self.burn.step(lr, tensor, grad, state)
             }
         }
@@ -371,12 +369,14 @@ impl CpuUpdate {
     }
 }
 
-/// The tensor's CPU primitive laid out contiguously from offset 0 (copied if it was a view),
+/// The f32 tensor's CPU primitive laid out contiguously from offset 0 (copied if it was a view),
 /// or `None` when the tensor lives on another backend.
 fn contiguous_flex<const D: usize>(tensor: &Tensor<D>) -> Option<FlexTensor> {
     let flex = tensor.clone().try_into_primitive::<Flex>().ok()?;
     let len = flex.layout().shape().num_elements();
-    if flex.layout().contiguous_offsets() == Some((0, len)) && flex.bytes().len() == len * 4 {
+    if flex.layout().contiguous_offsets() == Some((0, len))
+        && flex.bytes().len() == len * size_of::<f32>()
+    {
         Some(flex)
     } else {
         Some(flex.to_contiguous())

@@ -9,8 +9,9 @@ use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::tensor::Tensor;
 
 /// The optimiser the config asks for (PyTorch's defaults where burn's differ: Adam epsilon
-/// 1e-8, momentum without dampening); Adam and AdamW update in one pass on the CPU. In f16 Adam's epsilon is 1e-4: 1e-8 rounds to zero in
-/// half precision and turns the first steps into divisions by zero.
+/// 1e-8, momentum without dampening); Adam and AdamW update in one pass on the CPU. In f16
+/// Adam's epsilon is 1e-4: 1e-8 rounds to zero in half precision and turns the first steps
+/// into divisions by zero.
 pub fn build_optimizer(w: &WeightOptimization, precision: Precision) -> ModuleOptimizer {
     let epsilon = match precision {
         Precision::F32 => 1e-8,
@@ -21,7 +22,8 @@ pub fn build_optimizer(w: &WeightOptimization, precision: Precision) -> ModuleOp
         beta_2: w.betas[1] as f32,
         epsilon,
     };
-    let decay = (w.weight_decay > 0.0).then(|| WeightDecayConfig::new(w.weight_decay as f32));
+    let penalty = (w.weight_decay > 0.0).then_some(w.weight_decay as f32);
+    let decay = penalty.map(WeightDecayConfig::new);
     match w.optimization_method {
         OptimizationMethod::Sgd => SgdConfig::new().with_weight_decay(decay).init(),
         OptimizationMethod::Momentum => SgdConfig::new()
@@ -32,10 +34,7 @@ pub fn build_optimizer(w: &WeightOptimization, precision: Precision) -> ModuleOp
                     .with_dampening(0.0),
             ))
             .init(),
-        OptimizationMethod::Adam => {
-            let penalty = (w.weight_decay > 0.0).then_some(w.weight_decay as f32);
-            ModuleOptimizer::from(FusedAdam::new(moments, penalty))
-        }
+        OptimizationMethod::Adam => ModuleOptimizer::from(FusedAdam::new(moments, penalty)),
         OptimizationMethod::Adamw => {
             ModuleOptimizer::from(FusedAdamW::new(moments, w.weight_decay as f32))
         }
