@@ -15,7 +15,19 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Sizes the CPU backend's thread pool (rayon's global pool) before any tensor work.
+fn set_cpu_threads(threads: Option<u16>) -> Result<()> {
+    let Some(threads) = threads else {
+        return Ok(());
+    };
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(usize::from(threads))
+        .build_global()
+        .map_err(|e| KilnError::Internal(format!("cannot start {threads} CPU threads: {e}")))
+}
+
 fn run(cli: Cli) -> Result<()> {
+    set_cpu_threads(cli.threads)?;
     let store = run_dir::default_store(cli.store);
     match cli.command {
         Command::Train {

@@ -64,6 +64,14 @@ fn describe(event: &TrainEvent, bar: &ProgressBar, last_val: &mut String) {
     }
 }
 
+/// The backend as the start line names it; CPU with its thread count (`--threads`).
+fn backend_label(kind: BackendKind) -> String {
+    match kind {
+        BackendKind::Cpu => format!("cpu ({} threads)", rayon::current_num_threads()),
+        other => other.name().to_string(),
+    }
+}
+
 /// Runs `kiln train`.
 pub fn run(args: TrainArgs, store: &DirStore) -> Result<()> {
     let (config, root, resume) = match &args.resume {
@@ -102,7 +110,7 @@ pub fn run(args: TrainArgs, store: &DirStore) -> Result<()> {
     eprintln!(
         "kiln: training `{}` on {} ({} train / {} val / {} test samples) → {}",
         config.name,
-        kind.name(),
+        backend_label(kind),
         splits.train.len(),
         splits.val.as_ref().map_or(0, |v| v.len()),
         splits.test.as_ref().map_or(0, |v| v.len()),

@@ -545,3 +545,66 @@ fn eval_takes_an_idx_image_and_label_pair() {
         stderr(&out)
     );
 }
+
+#[test]
+fn cpu_threads_split_large_ops_and_keep_the_losses() {
+    // 800 features and 256 hidden units at batch 64: the matmuls are large enough for the CPU
+    // backend to split them over threads.
+    let s = Scratch::new();
+    let mut csv = String::new();
+    let mut x = 12345u64;
+    for row in 0..320 {
+        let label = row % 4;
+        let cells: Vec<String> = (0..800)
+            .map(|col| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let noise = (x >> 40) as f64 / (1u64 << 24) as f64;
+                let signal = if col % 4 == label { 1.0 } else { 0.0 };
+                format!("{:.4}", signal + noise)
+            })
+            .collect();
+        csv.push_str(&format!("{},{label}\n", cells.join(",")));
+    }
+    let data = s.write("wide.csv", &csv);
+    let config = s.write(
+        "c.yaml",
+        &format!(
+            "seed: 5\ndeterministic: true\ndata: {{source: csv, path: {}, header: false}}\n\
+             model: {{preset: mlp, hidden: [256]}}\n\
+             training: {{num_passes: 2, batch_size: 64, log_every_steps: 1}}\n",
+            data.display()
+        ),
+    );
+    let config = config.to_str().unwrap();
+    let mut losses = Vec::new();
+    for threads in ["1", "2"] {
+        let out_dir = s.path(&format!("t{threads}"));
+        let out = s.run(&[
+            "--threads",
+            threads,
+            "train",
+            config,
+            "--out",
+            out_dir.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!("on cpu ({threads} threads)")),
+            "{}",
+            stderr(&out)
+        );
+        losses.push(progress_losses(&out_dir));
+    }
+    assert!(losses[0].len() >= 8, "{:?}", losses[0]);
+    assert_eq!(losses[0].len(), losses[1].len());
+    for (a, b) in losses[0].iter().zip(&losses[1]) {
+        assert!(
+            (a - b).abs() <= 1e-4 * a.abs().max(1.0),
+            "1 thread {a} vs 2 threads {b}"
+        );
+    }
+    let zero = s.run(&["--threads", "0", "train", config]);
+    assert_eq!(zero.status.code(), Some(2), "{}", stderr(&zero));
+}

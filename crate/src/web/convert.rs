@@ -39,6 +39,27 @@ fn get(object: &JsValue, key: &str) -> JsValue {
     js_sys::Reflect::get(object, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
 }
 
+/// `data.features`: a `Float32Array`, or a `Uint8Array` / `Uint8ClampedArray` (image bytes, e.g.
+/// canvas pixels) read as its values 0–255, so a page can hand over pixels without building a
+/// float copy on its main thread.
+fn features_from_js(features: &JsValue) -> Result<Vec<f32>, KilnError> {
+    if features.is_instance_of::<js_sys::Float32Array>() {
+        return Ok(js_sys::Float32Array::from(features.clone()).to_vec());
+    }
+    let bytes = if features.is_instance_of::<js_sys::Uint8Array>() {
+        js_sys::Uint8Array::from(features.clone()).to_vec()
+    } else if features.is_instance_of::<js_sys::Uint8ClampedArray>() {
+        js_sys::Uint8ClampedArray::from(features.clone()).to_vec()
+    } else {
+        return Err(KilnError::InvalidArgument(
+            "data must be { features: Float32Array | Uint8Array | Uint8ClampedArray, \
+             labels: Int32Array | Float32Array, shape: [samples, ...sampleShape] } or { csv: string }"
+                .into(),
+        ));
+    };
+    Ok(bytes.into_iter().map(f32::from).collect())
+}
+
 /// The caller's data: `{ features, labels, shape }` or `{ csv }`; `None` when omitted.
 pub fn data_from_js(value: &JsValue, config: &Config) -> Result<Option<Loaded>, KilnError> {
     if value.is_undefined() || value.is_null() {
@@ -53,15 +74,7 @@ pub fn data_from_js(value: &JsValue, config: &Config) -> Result<Option<Loaded>, 
             official_test: None,
         }));
     }
-    let features = get(value, "features");
-    if !features.is_instance_of::<js_sys::Float32Array>() {
-        return Err(KilnError::InvalidArgument(
-            "data must be { features: Float32Array, labels: Int32Array | Float32Array, shape: \
-             [samples, ...sampleShape] } or { csv: string }"
-                .into(),
-        ));
-    }
-    let features = js_sys::Float32Array::from(features).to_vec();
+    let features = features_from_js(&get(value, "features"))?;
     let shape: Vec<usize> = serde_wasm_bindgen::from_value(get(value, "shape")).map_err(|_| {
         KilnError::InvalidArgument(
             "data.shape must be an array of positive integers, e.g. [1797, 64] or [60000, 1, 28, 28]"
