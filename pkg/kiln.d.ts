@@ -87,9 +87,12 @@ export interface TrainConfig {
   checkpoint?: { every_epochs?: number; save_top_k?: number; main_metric?: string };
 }
 
-/** Training data handed over directly. */
+/**
+ * Training data handed over directly. `features` are row-major samples; a `Uint8Array` or
+ * `Uint8ClampedArray` (image bytes, canvas pixels) is read as its values 0–255.
+ */
 export type TrainData =
-  | { features: Float32Array; labels: Int32Array | Float32Array; shape: number[] }
+  | { features: Float32Array | Uint8Array | Uint8ClampedArray; labels: Int32Array | Float32Array; shape: number[] }
   | { csv: string };
 
 export type JobStatus = "queued" | "processing" | "completed" | "failed" | "cancelled";

@@ -178,6 +178,13 @@ function groupThousands(value) {
   return String(Math.round(value)).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
 }
 
+/** Local "2026-11-23 14:05" (no Intl: loading its locale data is a long task on first use). */
+function formatLocalTime(unixMs) {
+  const d = new Date(unixMs);
+  const two = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())} ${two(d.getHours())}:${two(d.getMinutes())}`;
+}
+
 function formatSeconds(s) {
   if (!Number.isFinite(s)) return "–";
   if (s < 60) return `${Math.max(0, Math.round(s))} s`;
@@ -304,7 +311,7 @@ async function refreshModels() {
     if (state.model?.info.guid === m.guid) li.classList.add("current");
     const accuracy = m.metrics.test_accuracy !== undefined ? ` · test accuracy ${(100 * m.metrics.test_accuracy).toFixed(1)}%` : "";
     li.innerHTML = `<span class="name">${escapeHtml(m.name)}</span>
-      <span class="meta">${new Date(m.createdUnixMs).toLocaleString()} · input ${m.inputShape.join("×")}${accuracy}</span>
+      <span class="meta">${formatLocalTime(m.createdUnixMs)} · input ${m.inputShape.join("×")}${accuracy}</span>
       <span class="actions"><button data-act="load">Load</button><button data-act="download">Download</button><button data-act="delete">Delete</button></span>`;
     li.querySelector("[data-act=load]").onclick = () => loadModel(m.guid);
     li.querySelector("[data-act=download]").onclick = () => downloadModel(m);

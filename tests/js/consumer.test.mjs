@@ -94,11 +94,37 @@ test("inline data trains a regression", async () => {
   assert.ok(info.finalMetrics.test_r2 > 0.9, `r2 ${info.finalMetrics.test_r2}`);
 });
 
+test("image bytes (Uint8Array) train exactly like their float copy", async () => {
+  // Two classes of 4×4 "images": bright left half or bright right half, with noise.
+  const n = 128, size = 16;
+  const pixels = new Uint8Array(n * size);
+  const labels = new Int32Array(n);
+  let seed = 7;
+  const noise = () => (seed = (seed * 1103515245 + 12345) % 2147483648) % 60;
+  for (let i = 0; i < n; i++) {
+    labels[i] = i % 2;
+    for (let p = 0; p < size; p++) {
+      const bright = (p % 4 < 2) === (labels[i] === 0);
+      pixels[i * size + p] = (bright ? 190 : 10) + noise();
+    }
+  }
+  const config = { seed: 3, deterministic: true, training: { num_passes: 4, batch_size: 16 } };
+  const shape = [n, 1, 4, 4];
+  const fromBytes = await kiln.train(config, { features: pixels, labels, shape }).waitForTraining();
+  const fromFloats = await kiln.train(config, { features: Float32Array.from(pixels), labels, shape }).waitForTraining();
+  assert.ok(fromBytes.finalMetrics.test_accuracy > 0.9, `accuracy ${fromBytes.finalMetrics.test_accuracy}`);
+  for (const [key, value] of Object.entries(fromFloats.finalMetrics)) {
+    assert.ok(Math.abs(fromBytes.finalMetrics[key] - value) < 1e-6, `${key}: ${fromBytes.finalMetrics[key]} vs ${value}`);
+  }
+  const clamped = kiln.train(config, { features: new Uint8ClampedArray(pixels.buffer), labels, shape });
+  assert.ok((await clamped.waitForTraining()).finalMetrics.test_accuracy > 0.9);
+});
+
 test("a bad config throws an Error naming the field", () => {
   assert.throws(() => kiln.train({ training: { weight_optimization: { learning_rate: -1 } } }),
     (e) => e instanceof Error && /training\.weight_optimization\.learning_rate: must be > 0, got -1/.test(e.message));
   assert.throws(() => kiln.train({ trainig: {} }), /did you mean `training`/);
-  assert.throws(() => kiln.train(undefined, { features: [1, 2], labels: new Int32Array(1), shape: [1, 2] }), /Float32Array/);
+  assert.throws(() => kiln.train(undefined, { features: [1, 2], labels: new Int32Array(1), shape: [1, 2] }), /Float32Array \| Uint8Array/);
 });
 
 test("validateConfig checks without training", async () => {
