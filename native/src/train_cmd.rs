@@ -67,7 +67,10 @@ fn describe(event: &TrainEvent, bar: &ProgressBar, last_val: &mut String) {
 /// The backend as the start line names it; CPU with its thread count (`--threads`).
 fn backend_label(kind: BackendKind) -> String {
     match kind {
-        BackendKind::Cpu => format!("cpu ({} threads)", rayon::current_num_threads()),
+        BackendKind::Cpu => match rayon::current_num_threads() {
+            1 => "cpu (1 thread)".to_string(),
+            n => format!("cpu ({n} threads)"),
+        },
         other => other.name().to_string(),
     }
 }

@@ -590,8 +590,13 @@ fn cpu_threads_split_large_ops_and_keep_the_losses() {
             out_dir.to_str().unwrap(),
         ]);
         assert!(out.status.success(), "{}", stderr(&out));
+        let named = if threads == "1" {
+            "1 thread"
+        } else {
+            "2 threads"
+        };
         assert!(
-            stderr(&out).contains(&format!("on cpu ({threads} threads)")),
+            stderr(&out).contains(&format!("on cpu ({named})")),
             "{}",
             stderr(&out)
         );
@@ -605,6 +610,23 @@ fn cpu_threads_split_large_ops_and_keep_the_losses() {
             "1 thread {a} vs 2 threads {b}"
         );
     }
+    let default = s
+        .kiln()
+        .env_remove("RAYON_NUM_THREADS")
+        .args([
+            "train",
+            config,
+            "--out",
+            s.path("default").to_str().unwrap(),
+        ])
+        .output()
+        .expect("run kiln");
+    assert!(default.status.success(), "{}", stderr(&default));
+    assert!(
+        stderr(&default).contains("on cpu (1 thread)"),
+        "{}",
+        stderr(&default)
+    );
     let zero = s.run(&["--threads", "0", "train", config]);
     assert_eq!(zero.status.code(), Some(2), "{}", stderr(&zero));
 }
