@@ -1,24 +1,20 @@
 #!/usr/bin/env bash
 # `make bench`: Kiln CPU vs PyTorch, JAX and scikit-learn on the same recipes, one thread each,
 # side by side in one run, REPEATS times (default 3) alternating. Prints Markdown tables of
-# medians; results are recorded in BENCHMARKS.md.
+# medians; results are recorded in BENCHMARKS.md. `bench/run.sh threads`: Kiln, 1 vs 2 threads.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RAYON_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
-venv=bench/.venv
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import torch, jax, sklearn" 2>/dev/null; then
-  echo "bench: installing PyTorch, JAX and scikit-learn into $venv (PyTorch is about 3 GB)" >&2
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q torch "jax[cpu]" scikit-learn
-fi
 cargo build --release -p kiln-native --no-default-features >&2
 kiln=target/release/kiln
 store=$(mktemp -d)
 trap 'rm -rf "$store"' EXIT
 
-kiln_case() { # config → JSON line: the median epoch after the first (from metrics.jsonl), like the peers
-  local out run="$store/run-$RANDOM"
-  out=$("$kiln" --store "$store/models" train "$1" --out "$run" --json 2>/dev/null)
+kiln_case() { # config [label [kiln args...]] → JSON line: the median epoch after the first
+  # (from metrics.jsonl), like the peers
+  local config=$1 label=${2:-kiln-cpu} out run="$store/run-$RANDOM"
+  shift $(($# < 2 ? $# : 2))
+  out=$("$kiln" --store "$store/models" "$@" train "$config" --out "$run" --json 2>/dev/null)
   python3 - "$run/metrics.jsonl" <<PY
 import json, statistics, sys
 info = json.loads('''$out''')
@@ -28,7 +24,7 @@ for line in open(sys.argv[1]):
     if e["event"] == "progress":
         ends[e["epoch"]] = e["elapsedSeconds"]
 times = [ends[k] - ends[k - 1] for k in sorted(ends) if k - 1 in ends]  # epochs 2, 3, ...
-print(json.dumps({"peer": "kiln-cpu", "ms_per_epoch_median": 1000 * statistics.median(times),
+print(json.dumps({"peer": "$label", "ms_per_epoch_median": 1000 * statistics.median(times),
                   "test_accuracy": info["finalMetrics"]["test_accuracy"]}))
 PY
 }
@@ -58,6 +54,27 @@ PY
 
 # REPEATS runs of every runtime, alternating, so that the machine's noise hits them alike.
 repeats=${REPEATS:-3}
+
+# `bench/run.sh threads`: Kiln alone, one CPU thread vs two (`--threads`), on the Fashion-MNIST
+# MLP recipe and on the cnn preset.
+if [ "${1:-}" = threads ]; then
+  for config in bench/fashion.yaml bench/fashion-cnn.yaml; do
+    mapfile -t lines < <(for _ in $(seq "$repeats"); do
+      kiln_case "$config" kiln-cpu --threads 1
+      kiln_case "$config" kiln-cpu-2-threads --threads 2
+    done)
+    table "$config: 1 thread (kiln-cpu) vs 2 threads" "${lines[@]}"
+  done
+  exit 0
+fi
+
+venv=bench/.venv
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import torch, jax, sklearn" 2>/dev/null; then
+  echo "bench: installing PyTorch, JAX and scikit-learn into $venv (PyTorch is about 3 GB)" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q torch "jax[cpu]" scikit-learn
+fi
+
 case_lines() { # config, peer case, epochs, batch
   for _ in $(seq "$repeats"); do
     kiln_case "$1"

@@ -17,8 +17,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Sizes the CPU backend's thread pool (rayon's global pool) before any tensor work: `--threads`,
 /// else `$RAYON_NUM_THREADS`, else one thread. One is the default because splitting pays only
-/// for large ops: on 2 cores a conv net trains ~1.35× faster with 2 threads, but the
-/// Fashion-MNIST MLP recipe ~1.15× slower (BENCHMARKS.md).
+/// for large ops: on 2 cores a conv net trains 1.6× faster with 2 threads, but the Fashion-MNIST
+/// MLP recipe 1.25× slower (BENCHMARKS.md).
 fn set_cpu_threads(threads: Option<u16>) -> Result<()> {
     let threads = match threads {
         Some(n) => usize::from(n),
