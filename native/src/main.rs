@@ -15,24 +15,34 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Sizes the CPU backend's thread pool (rayon's global pool) before any tensor work: `--threads`,
-/// else `$RAYON_NUM_THREADS`, else one thread. One is the default because splitting pays only
-/// for large ops: on 2 cores a conv net trains 1.6× faster with 2 threads, but the Fashion-MNIST
-/// MLP recipe 1.25× slower (BENCHMARKS.md).
-fn set_cpu_threads(threads: Option<u16>) -> Result<()> {
+/// The CPU backend's thread pool: `--threads`, else `$RAYON_NUM_THREADS`, else one thread. One is
+/// the default because splitting pays only for large ops: on 2 cores a conv net trains 1.6×
+/// faster with 2 threads, but the Fashion-MNIST MLP recipe 1.25× slower (BENCHMARKS.md).
+fn cpu_pool(threads: Option<u16>) -> Result<rayon::ThreadPool> {
     let threads = match threads {
         Some(n) => usize::from(n),
-        None if std::env::var_os("RAYON_NUM_THREADS").is_some() => return Ok(()),
+        // 0: rayon reads $RAYON_NUM_THREADS.
+        None if std::env::var_os("RAYON_NUM_THREADS").is_some() => 0,
         None => 1,
     };
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
-        .build_global()
+        .stack_size(MAIN_STACK_BYTES)
+        .build()
         .map_err(|e| KilnError::Internal(format!("cannot start {threads} CPU threads: {e}")))
 }
 
+/// The stack of the pool thread that runs the command: a main thread's usual 8 MiB.
+const MAIN_STACK_BYTES: usize = 8 << 20;
+
+/// Runs the command on a thread of the CPU pool, so that the backend's parallel ops run there
+/// too: with one thread they run inline instead of being handed to another thread and waited
+/// for.
+fn run_in_cpu_pool(cli: Cli) -> Result<()> {
+    cpu_pool(cli.threads)?.install(|| run(cli))
+}
+
 fn run(cli: Cli) -> Result<()> {
-    set_cpu_threads(cli.threads)?;
     let store = run_dir::default_store(cli.store);
     match cli.command {
         Command::Train {
@@ -90,7 +100,7 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    match std::panic::catch_unwind(|| run(cli)) {
+    match std::panic::catch_unwind(|| run_in_cpu_pool(cli)) {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(e)) => {
             eprintln!("kiln: error: {e}");
