@@ -10,7 +10,7 @@ pub struct Cli {
     /// The model store directory (default: $KILN_HOME/models, or ~/.kiln/models).
     #[arg(long, global = true)]
     pub store: Option<PathBuf>,
-    /// CPU threads for large tensor ops (default: $RAYON_NUM_THREADS, else 1).
+    /// CPU threads for large tensor ops (default: $RAYON_NUM_THREADS, else every core).
     #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
     /// What to do.

@@ -15,21 +15,17 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// The CPU backend's thread pool: `--threads`, else `$RAYON_NUM_THREADS`, else one thread. One is
-/// the default because splitting pays only for large ops: on 2 cores a conv net trains 1.6×
-/// faster with 2 threads, but the Fashion-MNIST MLP recipe 1.25× slower (BENCHMARKS.md).
+/// The CPU backend's thread pool: `--threads`, else rayon's default (`$RAYON_NUM_THREADS`, else
+/// every core). Splitting pays for large ops: on 2 cores the cnn preset trains 1.7× faster with
+/// 2 threads, the Fashion-MNIST MLP recipe about as fast (BENCHMARKS.md).
 fn cpu_pool(threads: Option<u16>) -> Result<rayon::ThreadPool> {
-    let threads = match threads {
-        Some(n) => usize::from(n),
-        // 0: rayon reads $RAYON_NUM_THREADS.
-        None if std::env::var_os("RAYON_NUM_THREADS").is_some() => 0,
-        None => 1,
-    };
+    // 0: rayon's default.
+    let threads = threads.map_or(0, usize::from);
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .stack_size(MAIN_STACK_BYTES)
         .build()
-        .map_err(|e| KilnError::Internal(format!("cannot start {threads} CPU threads: {e}")))
+        .map_err(|e| KilnError::Internal(format!("cannot start the CPU thread pool: {e}")))
 }
 
 /// The stack of the pool thread that runs the command: a main thread's usual 8 MiB.

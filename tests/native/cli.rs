@@ -610,23 +610,31 @@ fn cpu_threads_split_large_ops_and_keep_the_losses() {
             "1 thread {a} vs 2 threads {b}"
         );
     }
-    let default = s
-        .kiln()
-        .env_remove("RAYON_NUM_THREADS")
-        .args([
-            "train",
-            config,
-            "--out",
-            s.path("default").to_str().unwrap(),
-        ])
-        .output()
-        .expect("run kiln");
-    assert!(default.status.success(), "{}", stderr(&default));
-    assert!(
-        stderr(&default).contains("on cpu (1 thread)"),
-        "{}",
-        stderr(&default)
-    );
+    // Without --threads: $RAYON_NUM_THREADS, else every core.
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    for (env, expected) in [(Some("1"), 1), (None, cores)] {
+        let mut cmd = s.kiln();
+        match env {
+            Some(value) => cmd.env("RAYON_NUM_THREADS", value),
+            None => cmd.env_remove("RAYON_NUM_THREADS"),
+        };
+        let out_dir = s.path(&format!("default-{expected}-{}", env.is_some()));
+        let out = cmd
+            .args(["train", config, "--out", out_dir.to_str().unwrap()])
+            .output()
+            .expect("run kiln");
+        assert!(out.status.success(), "{}", stderr(&out));
+        let named = if expected == 1 {
+            "1 thread".to_string()
+        } else {
+            format!("{expected} threads")
+        };
+        assert!(
+            stderr(&out).contains(&format!("on cpu ({named})")),
+            "{}",
+            stderr(&out)
+        );
+    }
     let zero = s.run(&["--threads", "0", "train", config]);
     assert_eq!(zero.status.code(), Some(2), "{}", stderr(&zero));
 }
