@@ -546,6 +546,19 @@ fn eval_takes_an_idx_image_and_label_pair() {
     );
 }
 
+/// The start line of a `kiln train` run names the CPU thread count.
+fn assert_cpu_threads(out: &Output, threads: usize) {
+    let named = match threads {
+        1 => "1 thread".to_string(),
+        n => format!("{n} threads"),
+    };
+    assert!(
+        stderr(out).contains(&format!("on cpu ({named})")),
+        "expected {named}: {}",
+        stderr(out)
+    );
+}
+
 #[test]
 fn cpu_threads_split_large_ops_and_keep_the_losses() {
     // 800 features and 256 hidden units at batch 64: the matmuls are large enough for the CPU
@@ -590,16 +603,7 @@ fn cpu_threads_split_large_ops_and_keep_the_losses() {
             out_dir.to_str().unwrap(),
         ]);
         assert!(out.status.success(), "{}", stderr(&out));
-        let named = if threads == "1" {
-            "1 thread"
-        } else {
-            "2 threads"
-        };
-        assert!(
-            stderr(&out).contains(&format!("on cpu ({named})")),
-            "{}",
-            stderr(&out)
-        );
+        assert_cpu_threads(&out, if threads == "1" { 1 } else { 2 });
         losses.push(progress_losses(&out_dir));
     }
     assert!(losses[0].len() >= 8, "{:?}", losses[0]);
@@ -624,16 +628,7 @@ fn cpu_threads_split_large_ops_and_keep_the_losses() {
             .output()
             .expect("run kiln");
         assert!(out.status.success(), "{}", stderr(&out));
-        let named = if expected == 1 {
-            "1 thread".to_string()
-        } else {
-            format!("{expected} threads")
-        };
-        assert!(
-            stderr(&out).contains(&format!("on cpu ({named})")),
-            "{}",
-            stderr(&out)
-        );
+        assert_cpu_threads(&out, expected);
     }
     let zero = s.run(&["--threads", "0", "train", config]);
     assert_eq!(zero.status.code(), Some(2), "{}", stderr(&zero));

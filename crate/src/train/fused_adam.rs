@@ -25,6 +25,14 @@ pub struct Moments {
     pub epsilon: f32,
 }
 
+impl Moments {
+    /// burn's bias corrections at step `time` (1-based): `(1 − β1^t, 1 − β2^t)`.
+    fn bias_corrections(&self, time: usize) -> (f32, f32) {
+        let time = time as i32;
+        (1.0 - self.beta_1.powi(time), 1.0 - self.beta_2.powi(time))
+    }
+}
+
 /// Adam with an optional L2 penalty added to the gradient (burn's and PyTorch's `Adam`).
 #[derive(Clone)]
 pub struct FusedAdam {
@@ -51,19 +59,14 @@ impl FusedAdam {
 
     /// The scalars of the update at step `time` (1-based), computed as burn computes them.
     fn adam_step(&self, lr: LearningRate, time: usize) -> AdamStep {
-        let Moments {
-            beta_1,
-            beta_2,
-            epsilon,
-        } = self.moments;
-        let time = time as i32;
-        let bias_correction2_sqrt = (1.0 - beta_2.powi(time)).sqrt();
+        let (correction_1, correction_2) = self.moments.bias_corrections(time);
+        let correction_2_sqrt = correction_2.sqrt();
         AdamStep {
-            beta_1,
-            beta_2,
+            beta_1: self.moments.beta_1,
+            beta_2: self.moments.beta_2,
             penalty: self.penalty,
-            combined_factor: bias_correction2_sqrt / (1.0 - beta_1.powi(time)),
-            epsilon: epsilon * bias_correction2_sqrt,
+            combined_factor: correction_2_sqrt / correction_1,
+            epsilon: self.moments.epsilon * correction_2_sqrt,
             lr: lr as f32,
         }
     }
@@ -121,19 +124,14 @@ impl FusedAdamW {
 
     /// The scalars of the update at step `time` (1-based), computed as burn computes them.
     fn adamw_step(&self, lr: LearningRate, time: usize) -> AdamWStep {
-        let Moments {
-            beta_1,
-            beta_2,
-            epsilon,
-        } = self.moments;
-        let time = time as i32;
+        let (correction_1, correction_2) = self.moments.bias_corrections(time);
         let decay_rate = lr * f64::from(self.weight_decay);
         AdamWStep {
-            beta_1,
-            beta_2,
-            correction_1: 1.0 - beta_1.powi(time),
-            correction_2: 1.0 - beta_2.powi(time),
-            epsilon,
+            beta_1: self.moments.beta_1,
+            beta_2: self.moments.beta_2,
+            correction_1,
+            correction_2,
+            epsilon: self.moments.epsilon,
             keep: (decay_rate != 0.0).then_some((1.0 - decay_rate) as f32),
             lr: lr as f32,
         }
