@@ -1,15 +1,17 @@
 //! Turning host samples into device batches, and the loss for a task.
 
+use super::cross_entropy::mean_cross_entropy;
 use crate::data::{Dataset, Targets};
-use burn::nn::loss::{CrossEntropyLossConfig, MseLoss, Reduction};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use crate::error::{KilnError, Result};
+use burn::nn::loss::{MseLoss, Reduction};
+use burn::tensor::{Device, Gradients, Tensor, TensorData};
 
-/// A batch of targets on the device.
+/// A batch's targets, kept on the host until the loss knows the output's device and width.
 pub enum BatchTargets {
-    /// Class indices `[batch]`.
-    Classes(Tensor<1, Int>),
-    /// Values `[batch, 1]`.
-    Values(Tensor<2>),
+    /// Class indices, one per sample.
+    Classes(Vec<u32>),
+    /// Target values, one per sample.
+    Values(Vec<f32>),
 }
 
 /// Copies the samples at `indices` into one feature tensor `[batch, features]` and targets.
@@ -21,33 +23,60 @@ pub fn make_batch(data: &Dataset, indices: &[usize], device: &Device) -> (Tensor
     }
     let x = Tensor::from_data(TensorData::new(features, [indices.len(), n]), device);
     let y = match &data.targets {
-        Targets::Classes(c) => {
-            let labels: Vec<i64> = indices.iter().map(|&i| i64::from(c[i])).collect();
-            BatchTargets::Classes(Tensor::from_data(
-                TensorData::new(labels, [indices.len()]),
-                device,
-            ))
-        }
-        Targets::Values(v) => {
-            let values: Vec<f32> = indices.iter().map(|&i| v[i]).collect();
-            BatchTargets::Values(Tensor::from_data(
-                TensorData::new(values, [indices.len(), 1]),
-                device,
-            ))
-        }
+        Targets::Classes(c) => BatchTargets::Classes(indices.iter().map(|&i| c[i]).collect()),
+        Targets::Values(v) => BatchTargets::Values(indices.iter().map(|&i| v[i]).collect()),
     };
     (x, y)
 }
 
-/// Mean loss of a batch: cross-entropy for classes, mean squared error for values.
-pub fn batch_loss(output: Tensor<2>, targets: BatchTargets) -> Tensor<1> {
+/// A batch's loss: its value, and what to run backwards for its gradient.
+pub struct BatchLoss {
+    /// The mean loss `[1]`, without autodiff.
+    pub value: Tensor<1>,
+    objective: Option<Objective>,
+}
+
+/// A tracked tensor whose backward pass (seeded with ones) gives the loss's gradient.
+enum Objective {
+    /// The loss itself.
+    Loss(Tensor<1>),
+    /// Logits times the loss's constant gradient with respect to them.
+    Weighted(Tensor<2>),
+}
+
+impl BatchLoss {
+    /// The loss's gradients, scaled by `scale` (`1 / gradient_accumulation_steps`).
+    pub fn gradients(self, scale: f32) -> Result<Gradients> {
+        let scaled = |objective: Objective| match objective {
+            Objective::Loss(loss) if scale != 1.0 => loss.mul_scalar(scale).backward(),
+            Objective::Loss(loss) => loss.backward(),
+            Objective::Weighted(weighted) if scale != 1.0 => weighted.mul_scalar(scale).backward(),
+            Objective::Weighted(weighted) => weighted.backward(),
+        };
+        self.objective.map(scaled).ok_or_else(|| {
+            KilnError::Internal("the loss was computed without autodiff; nothing to train".into())
+        })
+    }
+}
+
+/// The mean loss of a batch: cross-entropy for classes, mean squared error for values.
+pub fn batch_loss(output: Tensor<2>, targets: BatchTargets) -> Result<BatchLoss> {
     match targets {
-        BatchTargets::Classes(y) => {
-            let device = output.device();
-            CrossEntropyLossConfig::new()
-                .init(&device)
-                .forward(output, y)
+        BatchTargets::Classes(labels) => {
+            let (value, weighted) = mean_cross_entropy(output, &labels)?;
+            Ok(BatchLoss {
+                value,
+                objective: weighted.map(Objective::Weighted),
+            })
         }
-        BatchTargets::Values(y) => MseLoss::new().forward(output, y, Reduction::Mean),
+        BatchTargets::Values(values) => {
+            let shape = [values.len(), 1];
+            let y = Tensor::from_data(TensorData::new(values, shape), &output.device());
+            let loss = MseLoss::new().forward(output, y, Reduction::Mean);
+            Ok(BatchLoss {
+                value: loss.clone().without_autodiff(),
+                objective: loss.is_tracked().then_some(Objective::Loss(loss)),
+            })
+        }
     }
 }

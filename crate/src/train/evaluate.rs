@@ -35,7 +35,7 @@ pub async fn evaluate(
             BatchTargets::Values(_) => out.clone(),
         };
         transaction = transaction.register(task_output);
-        let weighted = batch_loss(out, y) * (chunk.len() as f32);
+        let weighted = batch_loss(out, y)?.value * (chunk.len() as f32);
         loss_sum = Some(match loss_sum {
             Some(sum) => sum + weighted,
             None => weighted,

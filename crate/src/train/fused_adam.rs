@@ -7,6 +7,7 @@
 //! when the parameter, gradient and moments are f32 `flex` tensors they do the whole update in
 //! one loop, in place. Everywhere else (GPU backends, f16) they run burn's own optimiser.
 
+use super::cpu_tensor::contiguous_flex;
 use burn::optim::{
     Adam, AdamConfig, AdamState, AdamW, AdamWConfig, AdamWState, AdaptiveMomentumState,
     LearningRate, Optimizer, decay::WeightDecayConfig,
@@ -364,20 +365,6 @@ impl CpuUpdate {
             max_moment_2: None,
         };
         (param, state)
-    }
-}
-
-/// The f32 tensor's CPU primitive laid out contiguously from offset 0 (copied if it was a view),
-/// or `None` when the tensor lives on another backend.
-fn contiguous_flex<const D: usize>(tensor: &Tensor<D>) -> Option<FlexTensor> {
-    let flex = tensor.clone().try_into_primitive::<Flex>().ok()?;
-    let len = flex.layout().shape().num_elements();
-    if flex.layout().contiguous_offsets() == Some((0, len))
-        && flex.bytes().len() == len * size_of::<f32>()
-    {
-        Some(flex)
-    } else {
-        Some(flex.to_contiguous())
     }
 }
 

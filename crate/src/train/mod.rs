@@ -3,6 +3,8 @@
 
 mod batch;
 mod checkpoint;
+mod cpu_tensor;
+mod cross_entropy;
 mod early_stop;
 mod evaluate;
 mod events;

@@ -228,13 +228,10 @@ pub async fn train(request: TrainRequest<'_, '_>) -> Result<TrainOutcome> {
             let from = batch_index * batch;
             let indices = &order[from..(from + batch).min(order.len())];
             let (x, y) = make_batch(train_set, indices, &autodiff);
-            let loss = batch_loss(model.forward(x), y);
-            let scaled = if accumulation > 1 {
-                loss.clone() / accumulation as f32
-            } else {
-                loss.clone()
-            };
-            let grads = GradientsParams::from_grads(scaled.backward(), &model);
+            let loss = batch_loss(model.forward(x), y)?;
+            let loss_value = loss.value.clone();
+            let grads =
+                GradientsParams::from_grads(loss.gradients(1.0 / accumulation as f32)?, &model);
             micro += 1;
             state.step += 1;
             let last_in_epoch = batch_index + 1 == steps_per_epoch as usize;
@@ -264,7 +261,7 @@ pub async fn train(request: TrainRequest<'_, '_>) -> Result<TrainOutcome> {
                 model = optim.step(last_lr, model, grads);
                 state.optimizer_steps += 1;
             }
-            pending.losses.push((state.step, loss.without_autodiff()));
+            pending.losses.push((state.step, loss_value));
 
             if log_now {
                 let (sum, count) =
