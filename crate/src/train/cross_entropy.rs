@@ -31,11 +31,11 @@ pub fn mean_cross_entropy(
     Ok((loss, gradient.map(|gradient| logits * gradient)))
 }
 
-/// Every label must name one of the logits' columns.
+/// One label per row, every label naming one of the logits' columns.
 fn check_labels(labels: &[u32], batch: usize, classes: usize) -> Result<()> {
-    if labels.len() != batch {
+    if labels.len() != batch || batch == 0 || classes == 0 {
         return Err(KilnError::Internal(format!(
-            "a batch of {batch} outputs came with {} labels",
+            "a batch of {batch} outputs × {classes} classes came with {} labels",
             labels.len()
         )));
     }
@@ -219,6 +219,10 @@ mod tests {
             "{error}"
         );
         let error = mean_cross_entropy(logits(1.0), &[2, 0]).expect_err("2 labels for 6");
+        assert!(matches!(error, KilnError::Internal(_)));
+        let empty =
+            Tensor::<2>::from_data(TensorData::new(Vec::<f32>::new(), [0, 5]), &Device::flex());
+        let error = mean_cross_entropy(empty, &[]).expect_err("an empty batch");
         assert!(matches!(error, KilnError::Internal(_)));
     }
 }
