@@ -95,7 +95,7 @@ impl Optimizer for FusedAdam {
     }
 
     fn to_device<const D: usize>(state: Self::State<D>, device: &Device) -> Self::State<D> {
-        <Adam as Optimizer>::to_device(state, device)
+        AdamState::new(momentum_to_device(state.momentum, device))
     }
 }
 
@@ -161,7 +161,24 @@ impl Optimizer for FusedAdamW {
     }
 
     fn to_device<const D: usize>(state: Self::State<D>, device: &Device) -> Self::State<D> {
-        <AdamW as Optimizer>::to_device(state, device)
+        AdamWState::new(momentum_to_device(state.momentum, device))
+    }
+}
+
+/// The moments on `device`. burn's optimiser calls this before every step; moments already
+/// there are returned as they are rather than moved (a dispatch per tensor per step).
+fn momentum_to_device<const D: usize>(
+    momentum: AdaptiveMomentumState<D>,
+    device: &Device,
+) -> AdaptiveMomentumState<D> {
+    let there = |tensor: &Tensor<D>| tensor.device() == *device;
+    let all_there = there(&momentum.moment_1)
+        && there(&momentum.moment_2)
+        && momentum.max_moment_2.as_ref().is_none_or(there);
+    if all_there {
+        momentum
+    } else {
+        momentum.to_device(device)
     }
 }
 
