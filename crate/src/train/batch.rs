@@ -47,15 +47,22 @@ enum Objective {
 impl BatchLoss {
     /// The loss's gradients, scaled by `scale` (`1 / gradient_accumulation_steps`).
     pub fn gradients(self, scale: f32) -> Result<Gradients> {
-        let scaled = |objective: Objective| match objective {
-            Objective::Loss(loss) if scale != 1.0 => loss.mul_scalar(scale).backward(),
-            Objective::Loss(loss) => loss.backward(),
-            Objective::Weighted(weighted) if scale != 1.0 => weighted.mul_scalar(scale).backward(),
-            Objective::Weighted(weighted) => weighted.backward(),
+        let gradients = |objective: Objective| match objective {
+            Objective::Loss(loss) => scaled_backward(loss, scale),
+            Objective::Weighted(weighted) => scaled_backward(weighted, scale),
         };
-        self.objective.map(scaled).ok_or_else(|| {
+        self.objective.map(gradients).ok_or_else(|| {
             KilnError::Internal("the loss was computed without autodiff; nothing to train".into())
         })
+    }
+}
+
+/// The backward pass of `objective × scale` (no extra recorded operation when `scale` is 1).
+fn scaled_backward<const D: usize>(objective: Tensor<D>, scale: f32) -> Gradients {
+    if scale == 1.0 {
+        objective.backward()
+    } else {
+        objective.mul_scalar(scale).backward()
     }
 }
 
