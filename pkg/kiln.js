@@ -1,9 +1,9 @@
 // Kiln's JS API: a thin, idiomatic wrapper over the wasm bindings. Runs in browsers (WebGPU or
 // CPU wasm, optionally inside a Web Worker) and in Node 20 (CPU wasm).
 import initWasm, { Kiln as WasmKiln } from "./wasm/kiln.js";
-import { defaultStore } from "./store.js";
+import { defaultStore, isModelId } from "./store.js";
 
-export { MemoryStore, IndexedDbStore, DirectoryStore, defaultStore } from "./store.js";
+export { MemoryStore, IndexedDbStore, DirectoryStore, defaultStore, assertModelId, isModelId } from "./store.js";
 
 const isNode = typeof process !== "undefined" && process.versions?.node != null && typeof window === "undefined";
 const BACKENDS = ["auto", "webgpu", "cpu"];
@@ -61,8 +61,16 @@ async function chooseBackend(backend) {
   return { kind: "webgpu", adapterName: probe.name };
 }
 
-function looksLikeUrl(source) {
-  return /^(https?:|blob:|data:|\.{0,2}\/)/.test(source);
+/**
+ * What a string given to `preloadedModel` means: a valid model id (letters, digits, `-`, `_`)
+ * is looked up in the store; a URL with a scheme (`https:`, `http:`, `blob:`, `data:`) or a
+ * path-like reference (`/…`, `./…`, `../…`, resolved against the page) is fetched. Model ids
+ * can never contain `:`, `.` or `/`, so no string can mean both. Anything else is an error.
+ */
+export function modelSource(source) {
+  if (isModelId(source)) return "id";
+  if (/^(https?:|blob:|data:)/i.test(source) || /^\.{0,2}\//.test(source)) return "url";
+  return "invalid";
 }
 
 /** A trained model: predict and export. */
@@ -138,16 +146,22 @@ export class Kiln {
    * Opens Kiln. `backend`: "webgpu" | "cpu" | "auto" (default: the fastest available; a
    * software WebGPU adapter counts as slower than CPU-wasm). `store`: a model store object;
    * default IndexedDB in browsers, memory in Node, or files when `storeDir` is given.
-   * `worker: true` runs training in a dedicated Web Worker behind the same API.
+   * `worker: true` runs training in a dedicated Web Worker behind the same API. `limits`
+   * raises or lowers the input limits of this wasm instance (README: "Limits"), e.g.
+   * `{ maxParameters: 200_000_000 }`.
    */
   static async create(options = {}) {
     if (options === null || typeof options !== "object") throw new TypeError("Kiln.create takes an options object");
-    const { backend = "auto", store, storeDir, worker = false } = options;
+    const { backend = "auto", store, storeDir, worker = false, limits } = options;
+    if (limits !== undefined && (limits === null || typeof limits !== "object")) {
+      throw new TypeError("limits must be an object such as { maxParameters: 200000000 }");
+    }
     if (worker) {
       const { WorkerKiln } = await import("./worker.js");
-      return WorkerKiln.create({ backend, store, storeDir });
+      return WorkerKiln.create({ backend, store, storeDir, limits });
     }
     const [choice] = await Promise.all([chooseBackend(backend), loadWasm()]);
+    if (limits !== undefined) WasmKiln.setLimits(limits);
     const modelStore = store ?? (await defaultStore({ dir: storeDir }));
     return new Kiln(await WasmKiln.open(choice.kind, modelStore, choice.reason), choice.adapterName);
   }
@@ -176,7 +190,11 @@ export class Kiln {
 
   /** A model from the store (id), a URL, or exported bytes (Uint8Array). */
   async preloadedModel(source) {
-    if (typeof source === "string" && looksLikeUrl(source)) {
+    const kind = typeof source === "string" ? modelSource(source) : "bytes";
+    if (kind === "invalid") {
+      throw new TypeError(`preloadedModel: ${JSON.stringify(source).slice(0, 80)} is neither a model id (letters, digits, \`-\`, \`_\`) nor a URL (https:, http:, blob:, data:, or a path starting with /, ./ or ../)`);
+    }
+    if (kind === "url") {
       let response;
       try {
         response = await fetch(source);
@@ -193,6 +211,9 @@ export class Kiln {
   listModels() { return this.#inner.listModels(); }
   /** Deletes a stored model; resolves true if it existed. */
   deleteModel(guid) { return this.#inner.deleteModel(guid); }
-  /** Stores exported model bytes; resolves with the model id. */
-  importModel(bytes) { return this.#inner.importModel(bytes); }
+  /** Stores exported model bytes; resolves with the model id. An id already stored is refused unless `{ force: true }`. */
+  importModel(bytes, { force = false } = {}) {
+    if (!(bytes instanceof Uint8Array)) return Promise.reject(new TypeError("importModel takes the model's bytes as a Uint8Array"));
+    return this.#inner.importModel(bytes, Boolean(force));
+  }
 }

@@ -3,13 +3,32 @@
 // object with async get(id) → Uint8Array | undefined, put(id, bytes), list() → string[] and
 // delete(id) → boolean.
 
+const MODEL_ID = /^[A-Za-z0-9_-]{1,128}$/;
+
+/**
+ * The model-id rule every store applies (the same as the engine's `ModelId`): ASCII letters,
+ * digits, `-` and `_`, 1 to 128 characters. Anything else — `../escape`, `a/b`, `""` — is a
+ * TypeError, so no store ever turns an id into a path outside itself.
+ */
+export function assertModelId(id) {
+  if (typeof id !== "string" || !MODEL_ID.test(id)) {
+    throw new TypeError(`${JSON.stringify(String(id)).slice(0, 80)} is not a valid model id (ASCII letters, digits, \`-\` and \`_\`, 1 to 128 characters)`);
+  }
+  return id;
+}
+
+/** Whether `id` passes the model-id rule. */
+export function isModelId(id) {
+  return typeof id === "string" && MODEL_ID.test(id);
+}
+
 /** Models kept in memory for the life of the page or process. */
 export class MemoryStore {
   #models = new Map();
-  async get(id) { return this.#models.get(id); }
-  async put(id, bytes) { this.#models.set(id, new Uint8Array(bytes)); }
+  async get(id) { return this.#models.get(assertModelId(id)); }
+  async put(id, bytes) { this.#models.set(assertModelId(id), new Uint8Array(bytes)); }
   async list() { return [...this.#models.keys()].sort(); }
-  async delete(id) { return this.#models.delete(id); }
+  async delete(id) { return this.#models.delete(assertModelId(id)); }
 }
 
 function request(req) {
@@ -34,11 +53,12 @@ export class IndexedDbStore {
   #store(mode) { return this.#db.transaction("models", mode).objectStore("models"); }
 
   async get(id) {
-    const value = await request(this.#store("readonly").get(id));
+    const value = await request(this.#store("readonly").get(assertModelId(id)));
     return value === undefined ? undefined : new Uint8Array(value);
   }
 
   async put(id, bytes) {
+    assertModelId(id);
     const tx = this.#db.transaction("models", "readwrite");
     tx.objectStore("models").put(new Uint8Array(bytes), id);
     await new Promise((resolve, reject) => {
@@ -48,9 +68,10 @@ export class IndexedDbStore {
     });
   }
 
-  async list() { return (await request(this.#store("readonly").getAllKeys())).map(String).sort(); }
+  async list() { return (await request(this.#store("readonly").getAllKeys())).map(String).filter(isModelId).sort(); }
 
   async delete(id) {
+    assertModelId(id);
     const existed = (await request(this.#store("readonly").count(id))) > 0;
     const tx = this.#db.transaction("models", "readwrite");
     tx.objectStore("models").delete(id);
@@ -66,27 +87,38 @@ export class DirectoryStore {
   async #fs() { return { fs: await import("node:fs/promises"), path: await import("node:path") }; }
 
   async get(id) {
+    assertModelId(id);
     const { fs, path } = await this.#fs();
     try { return new Uint8Array(await fs.readFile(path.join(this.#dir, `${id}.kiln`))); }
     catch (e) { if (e.code === "ENOENT") return undefined; throw e; }
   }
 
   async put(id, bytes) {
+    assertModelId(id);
     const { fs, path } = await this.#fs();
+    const { randomUUID } = await import("node:crypto");
     await fs.mkdir(this.#dir, { recursive: true });
     const file = path.join(this.#dir, `${id}.kiln`);
-    await fs.writeFile(`${file}.tmp`, bytes);
-    await fs.rename(`${file}.tmp`, file);
+    // A unique temporary name of its own: no other file is ever overwritten or removed.
+    const tmp = path.join(this.#dir, `.${id}.kiln.${randomUUID()}.tmp`);
+    try {
+      await fs.writeFile(tmp, bytes, { flag: "wx" });
+      await fs.rename(tmp, file);
+    } catch (e) {
+      await fs.rm(tmp, { force: true });
+      throw e;
+    }
   }
 
   async list() {
     const { fs } = await this.#fs();
     try {
-      return (await fs.readdir(this.#dir)).filter((f) => f.endsWith(".kiln")).map((f) => f.slice(0, -5)).sort();
+      return (await fs.readdir(this.#dir)).filter((f) => f.endsWith(".kiln")).map((f) => f.slice(0, -5)).filter(isModelId).sort();
     } catch (e) { if (e.code === "ENOENT") return []; throw e; }
   }
 
   async delete(id) {
+    assertModelId(id);
     const { fs, path } = await this.#fs();
     try { await fs.unlink(path.join(this.#dir, `${id}.kiln`)); return true; }
     catch (e) { if (e.code === "ENOENT") return false; throw e; }

@@ -27,9 +27,9 @@ if (inWorker) {
   const post = (message) => globalThis.postMessage(message);
 
   const ops = {
-    async create({ backend, storeDir }) {
+    async create({ backend, storeDir, limits }) {
       const { Kiln } = await kilnModule;
-      kiln = await Kiln.create({ backend, storeDir });
+      kiln = await Kiln.create({ backend, storeDir, limits });
       return kiln.backend;
     },
     train({ config, data, jobId }) {
@@ -57,7 +57,7 @@ if (inWorker) {
     validateConfig({ config }) { return kiln.validateConfig(config); },
     memoryBytes() { return kiln.memoryBytes(); },
     deleteModel({ guid }) { return kiln.deleteModel(guid); },
-    importModel({ bytes }) { return kiln.importModel(bytes); },
+    importModel({ bytes, force }) { return kiln.importModel(bytes, { force }); },
   };
 
   globalThis.onmessage = async ({ data: { id, op, args } }) => {
@@ -161,11 +161,11 @@ export class WorkerKiln {
     worker.onerror = (event) => this.#crash(new Error(`the Kiln worker crashed: ${event.message ?? "unknown error"}`));
   }
 
-  static async create({ backend, store, storeDir }) {
+  static async create({ backend, store, storeDir, limits }) {
     if (typeof Worker === "undefined") throw new Error("worker: true needs Web Workers (a browser); omit it in Node");
     if (store) throw new TypeError("a custom store cannot be passed to a worker; use the default IndexedDB store");
     const proxy = new WorkerKiln(new Worker(new URL("./worker.js", import.meta.url), { type: "module" }));
-    proxy.backend = await proxy.#call("create", { backend, storeDir });
+    proxy.backend = await proxy.#call("create", { backend, storeDir, limits });
     return proxy;
   }
 
@@ -212,7 +212,7 @@ export class WorkerKiln {
   memoryBytes() { return this.#call("memoryBytes", {}); }
   listModels() { return this.#call("listModels", {}); }
   deleteModel(guid) { return this.#call("deleteModel", { guid }); }
-  importModel(bytes) { return this.#call("importModel", { bytes }); }
+  importModel(bytes, { force = false } = {}) { return this.#call("importModel", { bytes, force }); }
   /** Stops the worker (and every job in it). */
   terminate() { this.#crash(new Error("the Kiln worker was terminated")); this.#worker.terminate(); }
 }

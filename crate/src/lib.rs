@@ -7,6 +7,7 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod jobs;
+pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod store;

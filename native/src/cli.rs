@@ -106,6 +106,9 @@ pub enum ModelsAction {
     Import {
         /// The model file.
         file: PathBuf,
+        /// Replace a stored model with the same id (otherwise that is an error).
+        #[arg(long)]
+        force: bool,
     },
     /// Delete a model.
     Rm {

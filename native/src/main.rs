@@ -39,6 +39,7 @@ fn run_in_cpu_pool(cli: Cli) -> Result<()> {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    kiln::limits::Limits::from_env(|name| std::env::var(name).ok())?.install();
     let store = run_dir::default_store(cli.store);
     match cli.command {
         Command::Train {

@@ -5,9 +5,12 @@ use burn::module::Module;
 use futures::executor::block_on;
 use kiln::backend::{BackendKind, native_device};
 use kiln::config::Task;
-use kiln::data::{Dataset, load_and_prepare, load_idx_pair, parse_table};
+use kiln::data::{Dataset, load_and_prepare, load_idx_pair, parse_table, read_text_file};
+use kiln::limits::read_file_limited;
 use kiln::model::{Predictor, SavedModel, argmax_rows};
-use kiln::store::{DirStore, ModelStore, check_model_id, list_models, load_model};
+use kiln::store::{
+    DirStore, ModelId, ModelStore, check_model_id, import_into, list_models, load_model,
+};
 use kiln::train::evaluate;
 use kiln::{KilnError, Result};
 use std::path::{Path, PathBuf};
@@ -16,9 +19,7 @@ use std::path::{Path, PathBuf};
 pub fn resolve_model(store: &DirStore, reference: &str) -> Result<SavedModel> {
     let path = Path::new(reference);
     if path.is_file() {
-        let bytes = std::fs::read(path)
-            .map_err(|e| KilnError::io(format!("cannot read {}", path.display()), e))?;
-        return SavedModel::from_bytes(&bytes);
+        return SavedModel::from_bytes(&read_file_limited(path, "model file")?);
     }
     if check_model_id(reference).is_err() {
         return Err(KilnError::InvalidArgument(format!(
@@ -56,8 +57,7 @@ pub fn eval(store: &DirStore, model: &str, data: EvalData, backend: &str) -> Res
     let config = &saved.header.config;
     let dataset: Dataset = match data {
         EvalData::Csv(path) => {
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| KilnError::io(format!("cannot read {}", path.display()), e))?;
+            let text = read_text_file(&path, "CSV")?;
             let set = parse_table(&text, config.data.header, &path.display().to_string())?
                 .into_dataset(config.data.label_column.as_ref(), config.task)?;
             for_model(&saved, set)?
@@ -114,10 +114,12 @@ pub fn predict(
     output: Option<PathBuf>,
     backend: &str,
 ) -> Result<()> {
+    if let Some(out) = &output {
+        refuse_same_file(input, out)?;
+    }
     let saved = resolve_model(store, model)?;
     let device = native_device(BackendKind::parse(backend)?)?;
-    let text = std::fs::read_to_string(input)
-        .map_err(|e| KilnError::io(format!("cannot read {}", input.display()), e))?;
+    let text = read_text_file(input, "CSV")?;
     let has_header = text
         .lines()
         .next()
@@ -150,13 +152,28 @@ pub fn predict(
         }
     }
     match output {
-        Some(path) => std::fs::write(&path, csv)
-            .map_err(|e| KilnError::io(format!("cannot write {}", path.display()), e)),
+        Some(path) => kiln::store::write_atomic(&path, csv.as_bytes()),
         None => {
             print!("{csv}");
             Ok(())
         }
     }
+}
+
+/// `--output` must not be the `--input` file (or a link to it): that would destroy the input.
+fn refuse_same_file(input: &Path, output: &Path) -> Result<()> {
+    let same = match (std::fs::canonicalize(input), std::fs::canonicalize(output)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same {
+        return Err(KilnError::InvalidArgument(format!(
+            "--output {} is the --input file: writing predictions there would destroy the input; \
+             pick another file",
+            output.display()
+        )));
+    }
+    Ok(())
 }
 
 /// `kiln models ...`.
@@ -197,17 +214,19 @@ pub fn models(store: &DirStore, action: ModelsAction) -> Result<()> {
             eprintln!("exported {id} to {}", file.display());
             Ok(())
         }
-        ModelsAction::Import { file } => {
-            let bytes = std::fs::read(&file)
-                .map_err(|e| KilnError::io(format!("cannot read {}", file.display()), e))?;
-            let saved = SavedModel::from_bytes(&bytes)?;
-            saved.load_network(&kiln::backend::cpu_device())?;
-            block_on(store.put(&saved.header.model_id, bytes))?;
-            println!("{}", saved.header.model_id);
+        ModelsAction::Import { file, force } => {
+            let bytes = read_file_limited(&file, "model file")?;
+            let id = block_on(import_into(
+                store,
+                bytes,
+                force,
+                &kiln::backend::cpu_device(),
+            ))?;
+            println!("{id}");
             Ok(())
         }
         ModelsAction::Rm { id } => {
-            check_model_id(&id)?;
+            let id = ModelId::parse(&id)?;
             if block_on(store.delete(&id))? {
                 eprintln!("deleted {id}");
                 Ok(())

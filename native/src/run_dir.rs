@@ -16,6 +16,9 @@ fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| KilnError::io(format!("cannot read {}", path.display()), e))
 }
 
+/// The file that marks a finished run.
+const RUN_JSON: &str = "run.json";
+
 /// One checkpoint in the index.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct IndexEntry {
@@ -122,16 +125,73 @@ impl RunDir {
         })
     }
 
-    /// Writes the final files: best model, final weights and run.json.
-    pub fn finish(&self, model_bytes: &[u8], final_weights: &[u8], run_json: &str) -> Result<()> {
-        write(&self.best_model_path(), model_bytes)?;
-        write(&self.root.join("final_weights.bpk"), final_weights)?;
-        write(&self.root.join("run.json"), run_json.as_bytes())
+    /// Writes the final files of the run in `root`: best model, final weights, and run.json
+    /// last (a run counts as finished once it has one).
+    pub fn write_results(
+        root: &Path,
+        model_bytes: &[u8],
+        final_weights: &[u8],
+        run_json: &str,
+    ) -> Result<()> {
+        write(&Self::best_model_path_in(root), model_bytes)?;
+        write(&root.join("final_weights.bpk"), final_weights)?;
+        write(&root.join(RUN_JSON), run_json.as_bytes())
     }
 
     /// Where the best model goes.
     pub fn best_model_path(&self) -> PathBuf {
-        self.root.join("best_model.kiln")
+        Self::best_model_path_in(&self.root)
+    }
+
+    fn best_model_path_in(root: &Path) -> PathBuf {
+        root.join("best_model.kiln")
+    }
+
+    /// Refuses to resume a run that already finished (its run.json names its model).
+    pub fn check_unfinished(root: &Path) -> Result<()> {
+        let path = root.join(RUN_JSON);
+        if !path.exists() {
+            return Ok(());
+        }
+        let model = std::fs::read(&path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+            .and_then(|v| {
+                v.get("modelId")
+                    .and_then(|m| m.as_str())
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| "(see run.json)".into());
+        Err(KilnError::InvalidArgument(format!(
+            "{} already finished (model {model}); there is nothing to resume — start a new run \
+             with another --out",
+            root.display()
+        )))
+    }
+
+    /// Takes the run directory's lock for the life of the returned file, so that two `kiln
+    /// train` processes never write one run at once; the lock goes with the process, even on
+    /// kill -9.
+    pub fn lock(root: &Path) -> Result<std::fs::File> {
+        std::fs::create_dir_all(root)
+            .map_err(|e| KilnError::io(format!("cannot create {}", root.display()), e))?;
+        let path = root.join(".lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| KilnError::io(format!("cannot open {}", path.display()), e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => Err(KilnError::InvalidArgument(format!(
+                "{} is in use by another kiln process (wait for it to finish, or stop it first)",
+                root.display()
+            ))),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(KilnError::io(format!("cannot lock {}", path.display()), e))
+            }
+        }
     }
 }
 

@@ -4,7 +4,7 @@ use crate::run_dir::{MetricsLog, RunDir};
 use indicatif::{ProgressBar, ProgressStyle};
 use kiln::backend::{BackendKind, native_device};
 use kiln::data::load_and_prepare;
-use kiln::jobs::{Job, JobRun, run_job};
+use kiln::jobs::{Job, JobOutput, JobRun, run_job};
 use kiln::store::DirStore;
 use kiln::train::TrainEvent;
 use kiln::{Config, Result};
@@ -75,11 +75,19 @@ fn backend_label(kind: BackendKind) -> String {
     }
 }
 
+fn run_json(info: &kiln::TrainRunInfo) -> Result<String> {
+    serde_json::to_string_pretty(info)
+        .map_err(|e| kiln::KilnError::Internal(format!("cannot encode the result: {e}")))
+}
+
 /// Runs `kiln train`.
 pub fn run(args: TrainArgs, store: &DirStore) -> Result<()> {
+    let mut _lock = None;
     let (config, root, resume) = match &args.resume {
         Some(dir) => {
             let config = RunDir::load_config(dir)?;
+            _lock = Some(RunDir::lock(dir)?);
+            RunDir::check_unfinished(dir)?;
             let point = RunDir::latest_checkpoint(dir)?;
             (config, dir.clone(), Some(point))
         }
@@ -98,15 +106,18 @@ pub fn run(args: TrainArgs, store: &DirStore) -> Result<()> {
     let root = if resume.is_some() {
         root
     } else {
-        args.out
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-{}", config.name, job.id())))
+        args.out.clone().unwrap_or_else(|| {
+            PathBuf::from("runs").join(format!("{}-{}", config.name_slug(), job.id()))
+        })
     };
-    if resume.is_none() && root.join("config.yaml").exists() {
-        return Err(kiln::KilnError::InvalidArgument(format!(
-            "{} already holds a run: continue it with --resume {0}, or pick another --out",
-            root.display()
-        )));
+    if resume.is_none() {
+        _lock = Some(RunDir::lock(&root)?);
+        if root.join("config.yaml").exists() {
+            return Err(kiln::KilnError::InvalidArgument(format!(
+                "{} already holds a run: continue it with --resume {0}, or pick another --out",
+                root.display()
+            )));
+        }
     }
     let mut run_dir = RunDir::open(root, &config, config.checkpoint.save_top_k)?;
     let mut metrics_log = MetricsLog::open(&run_dir.root)?;
@@ -129,6 +140,15 @@ pub fn run(args: TrainArgs, store: &DirStore) -> Result<()> {
         }
     };
     let best_path = run_dir.best_model_path().display().to_string();
+    let results_root = run_dir.root.clone();
+    let mut write_results = |output: &JobOutput| {
+        RunDir::write_results(
+            &results_root,
+            &output.model.to_bytes()?,
+            &output.final_weights,
+            &run_json(&output.info)?,
+        )
+    };
     let outcome = futures::executor::block_on(run_job(
         &job,
         JobRun {
@@ -142,6 +162,7 @@ pub fn run(args: TrainArgs, store: &DirStore) -> Result<()> {
             on_event: &mut on_event,
             best_model_path: Some(best_path),
             yield_now: None,
+            before_store: Some(&mut write_results),
         },
     ));
     bar.finish_and_clear();
@@ -150,9 +171,7 @@ pub fn run(args: TrainArgs, store: &DirStore) -> Result<()> {
     if let Some(e) = log_error {
         return Err(e);
     }
-    let json = serde_json::to_string_pretty(info)
-        .map_err(|e| kiln::KilnError::Internal(format!("cannot encode the result: {e}")))?;
-    run_dir.finish(&output.model.to_bytes()?, &output.final_weights, &json)?;
+    let json = run_json(info)?;
     let show = |name: &str| {
         info.final_metrics
             .get(name)

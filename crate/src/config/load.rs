@@ -1,7 +1,9 @@
 //! Parsing configs from YAML, JSON or an already-parsed value, with errors that name the field.
 
 use super::Config;
+use super::guard;
 use crate::error::{KilnError, Result};
+use crate::limits::{Limit, Limits};
 use serde_json::Value;
 
 /// The embedded default config: an MLP on the embedded digits data set.
@@ -15,7 +17,8 @@ impl Config {
 
     /// Parses and validates a config written in YAML (JSON is valid YAML too).
     pub fn from_yaml_str(text: &str) -> Result<Self> {
-        let value: Value = serde_yaml::from_str(text).map_err(|e| {
+        guard::check_text(text)?;
+        let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
             let at = e
                 .location()
                 .map(|l| format!(" at line {}, column {}", l.line(), l.column()))
@@ -25,11 +28,12 @@ impl Config {
                 strip_location(&e.to_string())
             ))
         })?;
-        Self::from_value(value)
+        Self::from_value(guard::yaml_to_json(value)?)
     }
 
     /// Parses and validates a config written in JSON.
     pub fn from_json_str(text: &str) -> Result<Self> {
+        guard::check_text(text)?;
         let value: Value = serde_json::from_str(text).map_err(|e| {
             KilnError::Config(format!(
                 "malformed JSON at line {}, column {}: {e}",
@@ -51,6 +55,18 @@ impl Config {
 
     /// Reads, parses and validates a config file (`.json` as JSON, anything else as YAML).
     pub fn from_file(path: &std::path::Path) -> Result<Self> {
+        let too_big = |size: u64| {
+            Limits::exceeded(
+                &format!("config file {}", path.display()),
+                format!("{size} bytes"),
+                Limit::ConfigBytes,
+            )
+        };
+        let meta = std::fs::metadata(path)
+            .map_err(|e| KilnError::io(format!("cannot read config {}", path.display()), e))?;
+        if meta.len() > Limits::current().max_config_bytes as u64 {
+            return Err(too_big(meta.len()));
+        }
         let text = std::fs::read_to_string(path)
             .map_err(|e| KilnError::io(format!("cannot read config {}", path.display()), e))?;
         let is_json = path.extension().is_some_and(|ext| ext == "json");
@@ -68,9 +84,16 @@ impl Config {
             Value::Null => Value::Object(Default::default()),
             other => other,
         };
+        guard::check_value_depth(&value)?;
+        let given = value.clone();
         let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+            let found = value_at(&given, e.path());
             let path = e.path().to_string();
-            KilnError::Config(describe_serde_error(&path, &e.into_inner().to_string()))
+            KilnError::Config(describe_serde_error(
+                &path,
+                &e.into_inner().to_string(),
+                found,
+            ))
         })?;
         config.validate()?;
         Ok(config)
@@ -90,8 +113,32 @@ fn strip_location(message: &str) -> String {
     }
 }
 
-/// Turns a serde message into "path: what is wrong; did you mean ...".
-fn describe_serde_error(path: &str, message: &str) -> String {
+/// The value at a deserialisation error's path, when the path leads to one.
+fn value_at<'a>(root: &'a Value, path: &serde_path_to_error::Path) -> Option<&'a Value> {
+    use serde_path_to_error::Segment;
+    let mut at = root;
+    for segment in path.iter() {
+        at = match segment {
+            Segment::Seq { index } => at.get(*index)?,
+            Segment::Map { key } => at.get(key.as_str())?,
+            Segment::Enum { .. } => at,
+            Segment::Unknown => return None,
+        };
+    }
+    Some(at)
+}
+
+/// What a message says a field holds: the value as JSON, cut short when long.
+fn shown(value: &Value) -> String {
+    let text = value.to_string();
+    match text.char_indices().nth(80) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
+/// Turns a serde message into "path: what is wrong; did you mean ...", naming the value found.
+fn describe_serde_error(path: &str, message: &str, found: Option<&Value>) -> String {
     let location = if path.is_empty() || path == "." {
         "(top level)".to_string()
     } else {
@@ -111,6 +158,25 @@ fn describe_serde_error(path: &str, message: &str) -> String {
             };
             return format!("{location}: unknown {noun} `{given}`{hint} (allowed: {list})");
         }
+    }
+    if message.contains("untagged enum LabelColumn") {
+        let got = found.map(shown).unwrap_or_default();
+        return format!(
+            "{location}: must be a column name (a string) or a 0-based column index (a whole \
+             number >= 0), got {got}"
+        );
+    }
+    if message.contains("untagged enum") {
+        let got = found.map(shown).unwrap_or_default();
+        return format!("{location}: {got} is not an allowed value ({message})");
+    }
+    if let Some(Value::String(text)) = found
+        && message.starts_with("invalid type: string")
+        && text.trim().parse::<f64>().is_ok_and(|f| f.is_infinite())
+    {
+        return format!(
+            "{location}: `{text}` is out of the range of a 64-bit float (at most about 1.8e308)"
+        );
     }
     format!("{location}: {message}")
 }

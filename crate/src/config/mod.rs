@@ -1,5 +1,6 @@
 //! The run configuration: schema, loading (YAML / JSON / values) and validation.
 
+mod guard;
 mod load;
 mod schema;
 mod validate;

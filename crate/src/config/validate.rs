@@ -3,6 +3,14 @@
 
 use super::schema::*;
 use crate::error::{KilnError, Result};
+use crate::limits::{Limit, Limits};
+
+/// The longest run name (it names the run directory and the saved model).
+pub const MAX_NAME_CHARS: usize = 128;
+
+fn shorten(text: &str) -> String {
+    text.chars().take(40).collect()
+}
 
 /// Collects the first problem found, phrased as `path: must be ..., got ...`.
 fn fail(path: &str, rule: &str, got: impl std::fmt::Display) -> KilnError {
@@ -46,6 +54,20 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         if self.name.trim().is_empty() {
             return Err(fail("name", "must not be empty", "\"\""));
+        }
+        if self.name.chars().count() > MAX_NAME_CHARS {
+            return Err(fail(
+                "name",
+                &format!("must be at most {MAX_NAME_CHARS} characters"),
+                format!("{} characters", self.name.chars().count()),
+            ));
+        }
+        if let Some(c) = self.name.chars().find(|c| c.is_control()) {
+            return Err(fail(
+                "name",
+                "must not hold control characters (NUL, newlines, ...)",
+                format!("{:?} containing {:?}", shorten(&self.name), c),
+            ));
         }
         self.validate_data()?;
         self.validate_model()?;
@@ -100,6 +122,19 @@ impl Config {
 
     fn validate_model(&self) -> Result<()> {
         let model = &self.model;
+        let max_layers = Limits::current().max_layers;
+        for (field, len) in [
+            ("model.layers", model.layers.len()),
+            ("model.hidden", model.hidden.len()),
+        ] {
+            if len > max_layers {
+                return Err(Limits::exceeded(
+                    field,
+                    format!("{len} entries"),
+                    Limit::Layers,
+                ));
+            }
+        }
         if model.layers.is_empty() {
             if model.preset.is_none() {
                 return Err(KilnError::Config(
@@ -279,6 +314,31 @@ impl Config {
     fn validate_checkpoint(&self) -> Result<()> {
         let main = &self.checkpoint.main_metric;
         self.check_watchable("checkpoint.main_metric", main)
+    }
+}
+
+impl Config {
+    /// The run's name as a safe file-name component: ASCII letters, digits, `-` and `_` kept,
+    /// everything else (path separators, dots, spaces) turned into `-`, at most 64 characters.
+    pub fn name_slug(&self) -> String {
+        let mut slug: String = self
+            .name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .take(64)
+            .collect();
+        slug = slug.trim_matches('-').to_string();
+        if slug.is_empty() {
+            "run".to_string()
+        } else {
+            slug
+        }
     }
 }
 

@@ -11,6 +11,10 @@ pub struct CsvTable {
     pub header: Option<Vec<String>>,
     /// The numeric rows, all of the same width.
     pub rows: Vec<Vec<f64>>,
+    /// The 1-based line of the file each row came from.
+    pub lines: Vec<usize>,
+    /// What the table was read from (a file name), for messages.
+    pub source: String,
 }
 
 fn split_line(line: &str) -> Vec<&str> {
@@ -40,8 +44,10 @@ pub fn parse_table(text: &str, header: bool, what: &str) -> Result<CsvTable> {
     };
     let mut width = names.as_ref().map(Vec::len);
     let mut rows = Vec::new();
+    let mut row_lines = Vec::new();
     for (index, line) in lines {
         let line_no = index + 1;
+        row_lines.push(line_no);
         let cells = split_line(line);
         let expected = *width.get_or_insert(cells.len());
         if cells.len() != expected {
@@ -80,6 +86,8 @@ pub fn parse_table(text: &str, header: bool, what: &str) -> Result<CsvTable> {
     Ok(CsvTable {
         header: names,
         rows,
+        lines: row_lines,
+        source: what.to_string(),
     })
 }
 
@@ -96,7 +104,9 @@ impl CsvTable {
             None => Ok(width - 1),
             Some(LabelColumn::Index(i)) if *i < width => Ok(*i),
             Some(LabelColumn::Index(i)) => Err(KilnError::Config(format!(
-                "data.label_column: must be a column index in 0..{width}, got {i}"
+                "data.label_column: must be a 0-based column index in 0..{width} ({} has {width} \
+                 columns), got {i}",
+                self.source
             ))),
             Some(LabelColumn::Name(name)) => {
                 let header = self.header.as_ref().ok_or_else(|| {
@@ -120,9 +130,10 @@ impl CsvTable {
         let label_at = self.label_index(column)?;
         let width = self.rows[0].len();
         if width < 2 {
-            return Err(KilnError::Data(
-                "the CSV needs at least one feature column besides the label".into(),
-            ));
+            return Err(KilnError::Data(format!(
+                "{}: the CSV needs at least one feature column besides the label",
+                self.source
+            )));
         }
         let mut features = Vec::with_capacity(self.rows.len() * (width - 1));
         let mut labels = Vec::with_capacity(self.rows.len());
@@ -137,7 +148,11 @@ impl CsvTable {
         }
         let (targets, outputs) = match task {
             Task::Classification => {
-                let (classes, n) = labels_to_classes(&labels, "CSV data row")?;
+                let line_of = |i: usize| {
+                    let line = self.lines.get(i).copied().unwrap_or(i + 1);
+                    format!("{}: line {line}, column {}", self.source, label_at + 1)
+                };
+                let (classes, n) = labels_to_classes(&labels, &line_of)?;
                 (Targets::Classes(classes), n)
             }
             Task::Regression => (
@@ -156,9 +171,24 @@ pub fn load_csv_file(
     column: Option<&LabelColumn>,
     task: Task,
 ) -> Result<Dataset> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| KilnError::io(format!("cannot read CSV {}", path.display()), e))?;
+    let text = read_text_file(path, "CSV")?;
     parse_table(&text, header, &path.display().to_string())?.into_dataset(column, task)
+}
+
+/// Reads a text file within the file-size limit; text that is not UTF-8 is an error naming the
+/// file, the line and the column.
+pub fn read_text_file(path: &std::path::Path, what: &str) -> Result<String> {
+    let bytes = crate::limits::read_file_limited(path, what)?;
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let valid = &e.as_bytes()[..at];
+        let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+        let column = valid.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+        KilnError::Data(format!(
+            "{}: line {line}, column {column}: not UTF-8 text",
+            path.display()
+        ))
+    })
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! In-memory data sets: row-major float features plus class or value targets.
 
 use crate::error::{KilnError, Result};
+use crate::limits::checked_elements;
 
 /// What a sample is labelled with.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,26 +56,28 @@ impl Dataset {
         sample_shape: Vec<usize>,
         num_outputs: usize,
     ) -> Result<Self> {
-        let sample_len: usize = sample_shape.iter().product();
+        let sample_len = checked_elements(&sample_shape, "the sample shape")?;
         if sample_shape.is_empty() || sample_len == 0 {
             return Err(KilnError::Data(format!(
                 "sample shape must be non-empty with no zero dimension, got {sample_shape:?}"
             )));
         }
-        if features.len() != targets.len() * sample_len {
+        let expected = targets.len().checked_mul(sample_len);
+        if expected != Some(features.len()) {
+            let expected =
+                expected.map_or_else(|| "more than fit in memory".into(), |n| n.to_string());
             return Err(KilnError::Data(format!(
-                "{} feature values do not make {} samples of shape {sample_shape:?} ({} values \
-                 expected)",
+                "{} feature values do not make {} samples of shape {sample_shape:?} ({expected} \
+                 values expected)",
                 features.len(),
                 targets.len(),
-                targets.len() * sample_len
             )));
         }
         if let Some(i) = features.iter().position(|x| !x.is_finite()) {
             return Err(KilnError::Data(format!(
-                "feature value {} of sample {} is not a finite number",
-                i % sample_len,
-                i / sample_len
+                "features[{i}] (sample {}, value {}, both counted from 0) is not a finite number",
+                i / sample_len,
+                i % sample_len
             )));
         }
         match &targets {
@@ -206,14 +209,18 @@ fn permute_rows<T: Copy>(data: &mut [T], width: usize, order: &[usize]) {
 }
 
 /// Turns float labels into class indices, naming the first sample whose label is not a
-/// non-negative integer.
-pub fn labels_to_classes(labels: &[f64], what: &str) -> Result<(Vec<u32>, usize)> {
+/// non-negative integer; `sample(i)` says where sample `i` is (a file and line, an index).
+pub fn labels_to_classes(
+    labels: &[f64],
+    sample: &dyn Fn(usize) -> String,
+) -> Result<(Vec<u32>, usize)> {
     let mut classes = Vec::with_capacity(labels.len());
     for (i, &label) in labels.iter().enumerate() {
         if !(label.is_finite() && label >= 0.0 && label.fract() == 0.0 && label < 1e6) {
             return Err(KilnError::Data(format!(
-                "{what} {i}: label {label} is out of range: class labels must be integers in \
-                 0..1000000 (use task: regression for continuous targets)"
+                "{}: label {label} is out of range: class labels must be integers in \
+                 0..1000000 (use task: regression for continuous targets)",
+                sample(i)
             )));
         }
         classes.push(label as u32);

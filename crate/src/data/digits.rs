@@ -27,7 +27,7 @@ pub fn load_digits() -> Result<Dataset> {
         features.extend(pixels.iter().map(|&p| p as f32));
         labels.push(*label);
     }
-    let (classes, num_classes) = labels_to_classes(&labels, "digits row")?;
+    let (classes, num_classes) = labels_to_classes(&labels, &|i| format!("digits row {}", i + 1))?;
     Dataset::new(
         features,
         Targets::Classes(classes),

@@ -2,6 +2,7 @@
 
 use super::dataset::{Dataset, Targets};
 use crate::error::{KilnError, Result};
+use crate::limits::{Limits, check_file_size, checked_elements, read_file_limited};
 use std::io::Read;
 use std::path::Path;
 
@@ -9,13 +10,20 @@ use std::path::Path;
 pub const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
 
 fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path)
-        .map_err(|e| KilnError::io(format!("cannot read IDX file {}", path.display()), e))?;
+    let raw = read_file_limited(path, "IDX file")?;
     if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::with_capacity(gzip_size_hint(&raw));
+        // Decompressed bytes count against the file limit too: a small gzip bomb stops there.
+        let limit = Limits::current().max_file_bytes;
+        let hint = gzip_size_hint(&raw).min(usize::try_from(limit).unwrap_or(usize::MAX));
+        let mut out = Vec::with_capacity(hint);
         flate2::read::GzDecoder::new(raw.as_slice())
+            .take(limit.saturating_add(1))
             .read_to_end(&mut out)
             .map_err(|e| KilnError::Data(format!("{}: corrupt gzip data: {e}", path.display())))?;
+        check_file_size(
+            out.len() as u64,
+            &format!("IDX file {} (decompressed)", path.display()),
+        )?;
         Ok(out)
     } else {
         Ok(raw)
@@ -56,7 +64,7 @@ pub fn parse_idx_u8<'a>(bytes: &'a [u8], what: &str) -> Result<(Vec<usize>, &'a 
             u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as usize
         })
         .collect();
-    let count: usize = dims.iter().product();
+    let count = checked_elements(&dims, what)?;
     let body = &bytes[header..];
     if body.len() != count {
         return Err(KilnError::Data(format!(
@@ -144,6 +152,17 @@ mod tests {
         let (dims, values) = parse_idx_u8(&bytes, "t").unwrap();
         assert_eq!(dims, vec![2, 3]);
         assert_eq!(values, vec![1, 2, 3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn overflowing_dimensions_are_an_error_not_an_abort() {
+        // 65536 × 2^24 × 2^24 wraps to 0 in 64 bits.
+        let mut bytes = vec![0, 0, 8, 3];
+        for d in [65536u32, 1 << 24, 1 << 24] {
+            bytes.extend(d.to_be_bytes());
+        }
+        let e = parse_idx_u8(&bytes, "images.idx").unwrap_err().to_string();
+        assert!(e.contains("images.idx"), "{e}");
     }
 
     #[test]

@@ -6,7 +6,7 @@ mod digits;
 mod idx;
 mod split;
 
-pub use csv::{CsvTable, load_csv_file, parse_table};
+pub use csv::{CsvTable, load_csv_file, parse_table, read_text_file};
 pub use dataset::{Dataset, Targets, labels_to_classes};
 pub use digits::load_digits;
 pub use idx::{FASHION_MNIST_DIR, load_fashion_mnist, load_idx_pair, parse_idx_u8};

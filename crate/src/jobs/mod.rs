@@ -4,7 +4,7 @@ use crate::config::Config;
 use crate::data::Splits;
 use crate::error::{KilnError, Result};
 use crate::model::{ModelHeader, SavedModel};
-use crate::store::{ModelStore, save_model};
+use crate::store::{ModelId, ModelStore, save_model};
 use crate::train::{
     CancelToken, CheckpointSink, HistoryEntry, Progress, ResumePoint, TrainEvent, TrainRequest,
     YieldFn, train,
@@ -209,6 +209,9 @@ pub struct JobRun<'a> {
     pub best_model_path: Option<String>,
     /// Gives the host event loop control back between device reads (browser, Node).
     pub yield_now: Option<&'a YieldFn>,
+    /// Called with the finished job's output before the model goes to the store, so a run
+    /// directory keeps its own results even when the store then fails.
+    pub before_store: Option<&'a mut dyn FnMut(&JobOutput) -> Result<()>>,
 }
 
 /// Runs a job to its end: trains, saves the best model to the store, and records the outcome
@@ -243,7 +246,9 @@ async fn run_inner(job: &Job, run: JobRun<'_>) -> Result<JobOutput> {
         on_event,
         best_model_path,
         yield_now,
+        before_store,
     } = run;
+    store.check_writable().await?;
     let progress_job = job.clone();
     let mut events = |event: TrainEvent| {
         if let TrainEvent::Progress(p) = &event {
@@ -262,7 +267,7 @@ async fn run_inner(job: &Job, run: JobRun<'_>) -> Result<JobOutput> {
         yield_now,
     })
     .await?;
-    let model_id = uuid::Uuid::new_v4().to_string();
+    let model_id = ModelId::random().to_string();
     let saved = SavedModel {
         header: ModelHeader {
             model_id: model_id.clone(),
@@ -277,7 +282,6 @@ async fn run_inner(job: &Job, run: JobRun<'_>) -> Result<JobOutput> {
         },
         weights: outcome.best_weights.clone(),
     };
-    save_model(store, &saved).await?;
     let info = TrainRunInfo {
         job_id: job.id().to_string(),
         model_id,
@@ -298,11 +302,16 @@ async fn run_inner(job: &Job, run: JobRun<'_>) -> Result<JobOutput> {
         steps: outcome.steps,
         duration_secs: outcome.duration_secs,
     };
-    Ok(JobOutput {
+    let output = JobOutput {
         info,
         model: saved,
         final_weights: outcome.final_weights,
-    })
+    };
+    if let Some(before_store) = before_store {
+        before_store(&output)?;
+    }
+    save_model(store, &output.model).await?;
+    Ok(output)
 }
 
 /// Milliseconds since the Unix epoch (0 if the clock is before it).

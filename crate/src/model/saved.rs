@@ -4,11 +4,13 @@
 //! JSON (config, shapes, normalisation, metrics), then the weights as burnpack bytes.
 
 use super::network::Network;
-use super::shape::resolve_layers;
+use super::shape::{SampleShape, infer_shapes, layer_parameters, resolve_layers};
 use super::weights::import_weights;
 use crate::config::{Config, Task};
 use crate::data::Normalization;
 use crate::error::{KilnError, Result};
+use crate::limits::checked_elements;
+use crate::store::ModelId;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -48,6 +50,73 @@ pub struct SavedModel {
     pub weights: Vec<u8>,
 }
 
+/// The largest model header: config, shapes, normalisation statistics and metrics.
+pub const MAX_HEADER_BYTES: usize = 64 << 20;
+
+impl ModelHeader {
+    /// Checks a header read from outside: a valid id, a valid config, a sane input shape and
+    /// normalisation statistics that fit it. Errors name the header field.
+    pub fn check(&self) -> Result<()> {
+        let bad = |field: &str, why: String| {
+            KilnError::Model(format!(
+                "not a valid Kiln model: header field `{field}`: {why}"
+            ))
+        };
+        ModelId::parse(&self.model_id).map_err(|e| bad("model_id", e.to_string()))?;
+        self.config
+            .validate()
+            .map_err(|e| bad("config", e.to_string()))?;
+        let sample_len = checked_elements(&self.input_shape, "input_shape")
+            .map_err(|e| bad("input_shape", e.to_string()))?;
+        if sample_len == 0 {
+            return Err(bad(
+                "input_shape",
+                format!("{:?} holds no values", self.input_shape),
+            ));
+        }
+        let min_outputs = match self.config.task {
+            Task::Classification => 2,
+            Task::Regression => 1,
+        };
+        if self.num_outputs < min_outputs || self.num_outputs > 1_000_000 {
+            return Err(bad(
+                "num_outputs",
+                format!(
+                    "must be in {min_outputs}..=1000000 for this task, got {}",
+                    self.num_outputs
+                ),
+            ));
+        }
+        if let Some(norm) = &self.normalization {
+            for (field, values) in [
+                ("normalization.mean", &norm.mean),
+                ("normalization.std", &norm.std),
+            ] {
+                if values.len() != sample_len {
+                    return Err(bad(
+                        field,
+                        format!(
+                            "holds {} values but a sample has {sample_len} (input_shape {:?})",
+                            values.len(),
+                            self.input_shape
+                        ),
+                    ));
+                }
+                if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                    return Err(bad(field, format!("value {i} is not a finite number")));
+                }
+            }
+            if let Some(i) = norm.std.iter().position(|s| *s <= 0.0) {
+                return Err(bad(
+                    "normalization.std",
+                    format!("value {i} is {}, but every std must be > 0", norm.std[i]),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl SavedModel {
     /// Serialises to the portable byte format.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
@@ -74,6 +143,11 @@ impl SavedModel {
             return Err(corrupt("missing KILNMDL1 header"));
         }
         let len = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
+        if len > MAX_HEADER_BYTES {
+            return Err(corrupt(&format!(
+                "its header claims {len} bytes, more than the {MAX_HEADER_BYTES} a model header may have"
+            )));
+        }
         let end = 12usize
             .checked_add(len)
             .filter(|end| *end <= bytes.len())
@@ -83,15 +157,34 @@ impl SavedModel {
         if bytes.len() == end {
             return Err(corrupt("no weights"));
         }
+        header.check()?;
         Ok(Self {
             header,
             weights: bytes[end..].to_vec(),
         })
     }
 
-    /// Rebuilds the network on `device` and loads the weights into it.
+    /// Rebuilds the network on `device` and loads the weights into it. The architecture is
+    /// checked against the limits and the weights' size before anything is allocated.
     pub fn load_network(&self, device: &Device) -> Result<Network> {
         let layers = resolve_layers(&self.header.config.model);
+        let sample = SampleShape::from_dims(&self.header.input_shape)
+            .map_err(|e| KilnError::Model(format!("the model's input shape is invalid: {e}")))?;
+        let shapes = infer_shapes(&layers, sample, self.header.num_outputs)
+            .map_err(|e| KilnError::Model(format!("the model's architecture is invalid: {e}")))?;
+        let parameters: u64 = layers
+            .iter()
+            .zip(&shapes)
+            .filter_map(|(layer, input)| layer_parameters(layer, *input, self.header.num_outputs))
+            .sum();
+        // Every parameter takes at least 2 bytes (f16) in the weights.
+        if (self.weights.len() as u64) < parameters.saturating_mul(2) {
+            return Err(KilnError::Model(format!(
+                "the weights ({} bytes) are too small for the {parameters} parameters its header \
+                 describes: the file is truncated or tampered with",
+                self.weights.len()
+            )));
+        }
         let network = Network::build(
             &layers,
             &self.header.input_shape,

@@ -1,6 +1,6 @@
 //! An in-memory model store (tests, Node's default).
 
-use super::{ModelStore, check_model_id};
+use super::{ModelId, ModelStore};
 use crate::error::Result;
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -9,7 +9,7 @@ use std::sync::Mutex;
 /// Models kept in memory for the life of the process.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    models: Mutex<BTreeMap<String, Vec<u8>>>,
+    models: Mutex<BTreeMap<ModelId, Vec<u8>>>,
 }
 
 impl MemoryStore {
@@ -18,7 +18,7 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut BTreeMap<String, Vec<u8>>) -> T) -> T {
+    fn with<T>(&self, f: impl FnOnce(&mut BTreeMap<ModelId, Vec<u8>>) -> T) -> T {
         let mut guard = self
             .models
             .lock()
@@ -29,21 +29,20 @@ impl MemoryStore {
 
 #[async_trait(?Send)]
 impl ModelStore for MemoryStore {
-    async fn put(&self, id: &str, bytes: Vec<u8>) -> Result<()> {
-        check_model_id(id)?;
-        self.with(|m| m.insert(id.to_string(), bytes));
+    async fn put(&self, id: &ModelId, bytes: Vec<u8>) -> Result<()> {
+        self.with(|m| m.insert(id.clone(), bytes));
         Ok(())
     }
 
-    async fn get(&self, id: &str) -> Result<Option<Vec<u8>>> {
+    async fn get(&self, id: &ModelId) -> Result<Option<Vec<u8>>> {
         Ok(self.with(|m| m.get(id).cloned()))
     }
 
-    async fn list(&self) -> Result<Vec<String>> {
+    async fn list(&self) -> Result<Vec<ModelId>> {
         Ok(self.with(|m| m.keys().cloned().collect()))
     }
 
-    async fn delete(&self, id: &str) -> Result<bool> {
+    async fn delete(&self, id: &ModelId) -> Result<bool> {
         Ok(self.with(|m| m.remove(id).is_some()))
     }
 }

@@ -27,12 +27,24 @@ pub fn config_from_js(value: &JsValue) -> Result<Config, KilnError> {
     if let Some(text) = value.as_string() {
         return Config::from_str_auto(&text);
     }
-    let json: serde_json::Value = serde_wasm_bindgen::from_value(value.clone()).map_err(|e| {
-        KilnError::Config(format!(
-            "the config must be a plain object or a string: {e}"
-        ))
-    })?;
-    Config::from_value(json)
+    if !value.is_object() || value.is_function() {
+        return Err(KilnError::Config(
+            "the config must be a plain object, a YAML/JSON string or undefined".into(),
+        ));
+    }
+    // Through JSON text, so the same size and depth limits apply as to a config file (and a
+    // cyclic or exotic object is an error, not a crash).
+    let text = js_sys::JSON::stringify(value)
+        .ok()
+        .and_then(|t| t.as_string())
+        .ok_or_else(|| {
+            KilnError::Config(
+                "the config must be a plain object that JSON.stringify accepts (no cycles, \
+                 BigInts or functions)"
+                    .into(),
+            )
+        })?;
+    Config::from_json_str(&text)
 }
 
 fn get(object: &JsValue, key: &str) -> JsValue {
@@ -86,6 +98,7 @@ pub fn data_from_js(value: &JsValue, config: &Config) -> Result<Option<Loaded>, 
             "data.shape must not be empty".into(),
         ));
     };
+    crate::limits::checked_elements(&shape, "data.shape")?;
     let labels = get(value, "labels");
     let labels: Vec<f64> = if labels.is_instance_of::<js_sys::Int32Array>() {
         js_sys::Int32Array::from(labels)
@@ -112,7 +125,7 @@ pub fn data_from_js(value: &JsValue, config: &Config) -> Result<Option<Loaded>, 
     }
     let (targets, outputs) = match config.task {
         Task::Classification => {
-            let (classes, n) = labels_to_classes(&labels, "data sample")?;
+            let (classes, n) = labels_to_classes(&labels, &|i| format!("data.labels[{i}]"))?;
             (Targets::Classes(classes), n)
         }
         Task::Regression => (

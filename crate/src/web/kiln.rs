@@ -10,8 +10,9 @@ use super::store::JsStore;
 use crate::data::{load_source, prepare};
 use crate::error::KilnError;
 use crate::jobs::{Job, JobRun, run_job};
+use crate::limits::Limits;
 use crate::model::{Predictor, SavedModel};
-use crate::store::{ModelStore, list_models, load_model};
+use crate::store::{ModelId, ModelStore, import_into, list_models, load_model};
 use burn::tensor::Device;
 use futures::future::LocalBoxFuture;
 use std::rc::Rc;
@@ -71,6 +72,35 @@ impl Kiln {
                 store,
             }),
         })
+    }
+
+    /// Puts input limits in force for this wasm instance: an object with any of
+    /// `maxConfigBytes`, `maxConfigDepth`, `maxLayers`, `maxParameters`, `maxTensorElements`,
+    /// `maxFileBytes` (the rest keep their defaults). Throws on unknown keys or bad values.
+    #[wasm_bindgen(js_name = setLimits)]
+    pub fn set_limits(limits: JsValue) -> Result<(), JsValue> {
+        let limits: Limits = serde_wasm_bindgen::from_value(limits).map_err(|e| {
+            js_error(KilnError::InvalidArgument(format!(
+                "limits: {e} (allowed keys: maxConfigBytes, maxConfigDepth, maxLayers, \
+                 maxParameters, maxTensorElements, maxFileBytes; whole numbers > 0)"
+            )))
+        })?;
+        let zero = [
+            limits.max_config_bytes as u64,
+            limits.max_config_depth as u64,
+            limits.max_layers as u64,
+            limits.max_parameters,
+            limits.max_tensor_elements,
+            limits.max_file_bytes,
+        ]
+        .contains(&0);
+        if zero {
+            return Err(js_error(KilnError::InvalidArgument(
+                "limits: every limit must be a whole number > 0".into(),
+            )));
+        }
+        limits.install();
+        Ok(())
     }
 
     /// Checks a config (object, YAML/JSON string or `undefined`) without training; throws an
@@ -134,6 +164,7 @@ impl Kiln {
                     on_event: &mut on_event,
                     best_model_path: None,
                     yield_now: Some(yield_fn),
+                    before_store: None,
                 },
             )
             .await;
@@ -182,26 +213,23 @@ impl Kiln {
     pub fn delete_model(&self, guid: String) -> js_sys::Promise {
         let shared = self.shared.clone();
         future_to_promise(async move {
-            crate::store::check_model_id(&guid).map_err(js_error)?;
-            let existed = shared.store.delete(&guid).await.map_err(js_error)?;
+            let id = ModelId::parse(&guid).map_err(js_error)?;
+            let existed = shared.store.delete(&id).await.map_err(js_error)?;
             Ok(existed.into())
         })
     }
 
-    /// Adds exported model bytes to the store; resolves with the model's id.
+    /// Adds exported model bytes to the store; resolves with the model's id. A model whose id
+    /// is already stored is refused unless `force` is true (then it is replaced).
     #[wasm_bindgen(js_name = importModel)]
-    pub fn import_model(&self, bytes: js_sys::Uint8Array) -> js_sys::Promise {
+    pub fn import_model(&self, bytes: js_sys::Uint8Array, force: Option<bool>) -> js_sys::Promise {
         let shared = self.shared.clone();
         future_to_promise(async move {
             let bytes = bytes.to_vec();
-            let saved = SavedModel::from_bytes(&bytes).map_err(js_error)?;
-            saved.load_network(&shared.device).map_err(js_error)?;
-            shared
-                .store
-                .put(&saved.header.model_id, bytes)
+            let id = import_into(&shared.store, bytes, force.unwrap_or(false), &shared.device)
                 .await
                 .map_err(js_error)?;
-            Ok(saved.header.model_id.into())
+            Ok(id.to_string().into())
         })
     }
 }

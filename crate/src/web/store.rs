@@ -2,7 +2,7 @@
 //! an object with async `get`, `put`, `list` and `delete`.
 
 use crate::error::{KilnError, Result};
-use crate::store::ModelStore;
+use crate::store::{ModelId, ModelStore, valid_ids};
 use async_trait::async_trait;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
@@ -55,15 +55,15 @@ fn store_error(name: &str, error: &JsValue) -> KilnError {
 
 #[async_trait(?Send)]
 impl ModelStore for JsStore {
-    async fn put(&self, id: &str, bytes: Vec<u8>) -> Result<()> {
+    async fn put(&self, id: &ModelId, bytes: Vec<u8>) -> Result<()> {
         let array = js_sys::Uint8Array::from(bytes.as_slice());
-        self.call("put", &[JsValue::from_str(id), array.into()])
+        self.call("put", &[JsValue::from_str(id.as_str()), array.into()])
             .await?;
         Ok(())
     }
 
-    async fn get(&self, id: &str) -> Result<Option<Vec<u8>>> {
-        let value = self.call("get", &[JsValue::from_str(id)]).await?;
+    async fn get(&self, id: &ModelId) -> Result<Option<Vec<u8>>> {
+        let value = self.call("get", &[JsValue::from_str(id.as_str())]).await?;
         if value.is_undefined() || value.is_null() {
             return Ok(None);
         }
@@ -77,18 +77,18 @@ impl ModelStore for JsStore {
         )))
     }
 
-    async fn list(&self) -> Result<Vec<String>> {
+    async fn list(&self) -> Result<Vec<ModelId>> {
         let value = self.call("list", &[]).await?;
-        let mut ids: Vec<String> = js_sys::Array::from(&value)
+        let names = js_sys::Array::from(&value)
             .iter()
-            .filter_map(|v| v.as_string())
-            .collect();
-        ids.sort();
-        Ok(ids)
+            .filter_map(|v| v.as_string());
+        Ok(valid_ids(names.collect::<Vec<_>>()))
     }
 
-    async fn delete(&self, id: &str) -> Result<bool> {
-        let value = self.call("delete", &[JsValue::from_str(id)]).await?;
+    async fn delete(&self, id: &ModelId) -> Result<bool> {
+        let value = self
+            .call("delete", &[JsValue::from_str(id.as_str())])
+            .await?;
         Ok(value.as_bool().unwrap_or(false))
     }
 }

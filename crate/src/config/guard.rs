@@ -1,0 +1,227 @@
+//! Checks on config input before it is parsed: its size, its nesting, and numbers that JSON
+//! cannot hold (`.nan`, `.inf`), so that a few bytes can never cost minutes of CPU or gigabytes.
+
+use crate::error::{KilnError, Result};
+use crate::limits::{Limit, Limits};
+
+/// Rejects config text over the size limit or nested deeper than the depth limit. The scan is
+/// one linear pass over the text (flow brackets outside quotes and comments, and block
+/// indentation levels), so it is cheap on any input.
+pub fn check_text(text: &str) -> Result<()> {
+    let limits = Limits::current();
+    if text.len() > limits.max_config_bytes {
+        return Err(Limits::exceeded(
+            "config",
+            format!("{} bytes", text.len()),
+            Limit::ConfigBytes,
+        ));
+    }
+    if let Some((line, column)) = too_deep(text, limits.max_config_depth) {
+        return Err(Limits::exceeded(
+            &format!("config (line {line}, column {column})"),
+            "its nesting",
+            Limit::ConfigDepth,
+        ));
+    }
+    Ok(())
+}
+
+/// The 1-based line and column where flow (`[`, `{`) or block (indentation) nesting first
+/// exceeds `max_depth`, if it does.
+fn too_deep(text: &str, max_depth: usize) -> Option<(usize, usize)> {
+    let mut flow = 0usize;
+    // Indentation of the enclosing block levels, innermost last.
+    let mut indents: Vec<usize> = Vec::new();
+    let mut quote: Option<char> = None;
+    for (line_index, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start_matches([' ', '-']);
+        let indent = line.len() - trimmed.len();
+        if quote.is_none() && flow == 0 && !trimmed.is_empty() && !trimmed.starts_with('#') {
+            while indents.last().is_some_and(|&i| i >= indent) {
+                indents.pop();
+            }
+            indents.push(indent);
+            // `- - x` opens one block sequence per dash on the same line.
+            let dashes = line[..indent].matches('-').count();
+            if indents.len() + dashes > max_depth {
+                return Some((line_index + 1, indent + 1));
+            }
+        }
+        let mut previous = ' ';
+        for (column, c) in line.chars().enumerate() {
+            match quote {
+                Some(q) if c == q && previous != '\\' => quote = None,
+                Some(_) => {}
+                None => match c {
+                    '"' | '\'' => quote = Some(c),
+                    '#' if previous.is_whitespace() => break,
+                    '[' | '{' => {
+                        flow += 1;
+                        if flow + indents.len() > max_depth {
+                            return Some((line_index + 1, column + 1));
+                        }
+                    }
+                    ']' | '}' => flow = flow.saturating_sub(1),
+                    _ => {}
+                },
+            }
+            previous = c;
+        }
+        // A single-quoted YAML scalar may span lines; a double quote too. Keep the state.
+    }
+    None
+}
+
+/// Rejects a parsed value nested deeper than the depth limit (a JS object, say).
+pub fn check_value_depth(value: &serde_json::Value) -> Result<()> {
+    let max = Limits::current().max_config_depth;
+    fn depth(value: &serde_json::Value, at: usize, max: usize) -> bool {
+        if at > max {
+            return false;
+        }
+        match value {
+            serde_json::Value::Array(items) => items.iter().all(|v| depth(v, at + 1, max)),
+            serde_json::Value::Object(map) => map.values().all(|v| depth(v, at + 1, max)),
+            _ => true,
+        }
+    }
+    if depth(value, 0, max) {
+        Ok(())
+    } else {
+        Err(Limits::exceeded(
+            "config",
+            "its nesting",
+            Limit::ConfigDepth,
+        ))
+    }
+}
+
+/// Converts parsed YAML to JSON, naming the first number JSON cannot hold (NaN, infinity)
+/// by its field path instead of letting it turn into `null`.
+pub fn yaml_to_json(value: serde_yaml::Value) -> Result<serde_json::Value> {
+    fn convert(value: serde_yaml::Value, path: &mut Vec<String>) -> Result<serde_json::Value> {
+        use serde_json::Value as J;
+        use serde_yaml::Value as Y;
+        Ok(match value {
+            Y::Null => J::Null,
+            Y::Bool(b) => J::Bool(b),
+            Y::Number(n) => {
+                if let Some(i) = n.as_u64() {
+                    J::from(i)
+                } else if let Some(i) = n.as_i64() {
+                    J::from(i)
+                } else {
+                    let f = n.as_f64().unwrap_or(f64::NAN);
+                    serde_json::Number::from_f64(f)
+                        .map(J::Number)
+                        .ok_or_else(|| {
+                            KilnError::Config(format!(
+                                "{}: must be a finite number, got {}",
+                                show_path(path),
+                                yaml_float(f)
+                            ))
+                        })?
+                }
+            }
+            Y::String(s) => J::String(s),
+            Y::Sequence(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (i, item) in items.into_iter().enumerate() {
+                    path.push(format!("[{i}]"));
+                    out.push(convert(item, path)?);
+                    path.pop();
+                }
+                J::Array(out)
+            }
+            Y::Mapping(map) => {
+                let mut out = serde_json::Map::new();
+                for (key, item) in map {
+                    let key = match key {
+                        Y::String(s) => s,
+                        Y::Number(n) => n.to_string(),
+                        Y::Bool(b) => b.to_string(),
+                        other => {
+                            return Err(KilnError::Config(format!(
+                                "{}: keys must be names, got {}",
+                                show_path(path),
+                                serde_yaml::to_string(&other).unwrap_or_default().trim()
+                            )));
+                        }
+                    };
+                    path.push(format!(".{key}"));
+                    let converted = convert(item, path)?;
+                    path.pop();
+                    out.insert(key, converted);
+                }
+                J::Object(out)
+            }
+            Y::Tagged(tagged) => convert(tagged.value, path)?,
+        })
+    }
+    convert(value, &mut Vec::new())
+}
+
+fn show_path(path: &[String]) -> String {
+    let joined = path.concat();
+    match joined.strip_prefix('.') {
+        Some(rest) => rest.to_string(),
+        None if joined.is_empty() => "(top level)".to_string(),
+        None => joined,
+    }
+}
+
+fn yaml_float(f: f64) -> &'static str {
+    if f.is_nan() {
+        ".nan"
+    } else if f > 0.0 {
+        ".inf"
+    } else {
+        "-.inf"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deep_flow_nesting_is_found_fast() {
+        let text = "[".repeat(100_000);
+        let start = web_time::Instant::now();
+        let e = check_text(&text).unwrap_err().to_string();
+        assert!(start.elapsed().as_secs_f64() < 1.0);
+        assert!(
+            e.contains("line 1, column 32") && e.contains("KILN_MAX_CONFIG_DEPTH"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn brackets_in_strings_and_comments_do_not_count() {
+        let text = format!("name: \"{}\"  # {}\n", "[".repeat(100), "{".repeat(100));
+        check_text(&text).expect("quoted and commented brackets are text");
+    }
+
+    #[test]
+    fn deep_block_nesting_is_found() {
+        let text: String = (0..40)
+            .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+            .collect();
+        let e = check_text(&text).unwrap_err().to_string();
+        assert!(e.contains("line 33"), "{e}");
+    }
+
+    #[test]
+    fn nan_is_named_by_path() {
+        let yaml: serde_yaml::Value =
+            serde_yaml::from_str("training:\n  weight_optimization:\n    learning_rate: .nan\n")
+                .expect("yaml");
+        let e = yaml_to_json(yaml).unwrap_err().to_string();
+        assert!(
+            e.contains(
+                "training.weight_optimization.learning_rate: must be a finite number, got .nan"
+            ),
+            "{e}"
+        );
+    }
+}
