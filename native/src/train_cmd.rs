@@ -5,7 +5,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use kiln::backend::{BackendKind, native_device};
 use kiln::data::load_and_prepare;
 use kiln::jobs::{Job, JobOutput, JobRun, run_job};
-use kiln::store::DirStore;
+use kiln::store::{DirStore, ModelStore};
 use kiln::train::TrainEvent;
 use kiln::{Config, Result};
 use std::path::PathBuf;
@@ -82,6 +82,7 @@ fn run_json(info: &kiln::TrainRunInfo) -> Result<String> {
 
 /// Runs `kiln train`.
 pub fn run(args: TrainArgs, store: &DirStore) -> Result<()> {
+    futures::executor::block_on(store.check_writable())?;
     let mut _lock = None;
     let (config, root, resume) = match &args.resume {
         Some(dir) => {

@@ -633,3 +633,236 @@ fn cpu_threads_split_large_ops_and_keep_the_losses() {
     let zero = s.run(&["--threads", "0", "train", config]);
     assert_eq!(zero.status.code(), Some(2), "{}", stderr(&zero));
 }
+
+// ---- hostile input and faults (issue 11): the reproductions, end to end ----
+
+fn code_and_err(out: &Output) -> (Option<i32>, String) {
+    (out.status.code(), stderr(out))
+}
+
+#[test]
+fn a_config_name_never_places_the_run_outside_runs() {
+    let s = Scratch::new();
+    let work = s.path("work");
+    std::fs::create_dir_all(&work).unwrap();
+    for name in ["../../escape", "/abs/elsewhere"] {
+        let config = s.write(
+            "named.yaml",
+            &format!("name: {name:?}\nfast_dev_run: true\n"),
+        );
+        let out = s
+            .kiln()
+            .current_dir(&work)
+            .args(["train", config.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let runs: Vec<String> = std::fs::read_dir(work.join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert!(
+        runs.iter().any(|r| r.starts_with("escape-trainingjob-")),
+        "{runs:?}"
+    );
+    assert!(
+        runs.iter()
+            .any(|r| r.starts_with("abs-elsewhere-trainingjob-")),
+        "{runs:?}"
+    );
+    assert!(!s.path("escape").exists() && !Path::new("/abs/elsewhere").exists());
+    let config = s.write("nul.yaml", "name: \"a\\0b\"\n");
+    let (code, err) = code_and_err(&s.run(&["train", config.to_str().unwrap()]));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("name: must not hold control characters"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_tiny_idx_file_with_wrapping_dimensions_is_exit_2_not_an_abort() {
+    let s = Scratch::new();
+    let mut images = vec![0u8, 0, 8, 3];
+    for d in [65536u32, 1 << 24, 1 << 24] {
+        images.extend(d.to_be_bytes());
+    }
+    std::fs::write(s.path("img"), &images).unwrap();
+    let mut labels = vec![0u8, 0, 8, 1];
+    labels.extend(65536u32.to_be_bytes());
+    labels.extend(vec![1u8; 65536]);
+    std::fs::write(s.path("lab"), &labels).unwrap();
+    let config = s.write(
+        "idx.yaml",
+        &format!(
+            "data: {{source: idx, images: {:?}, labels: {:?}}}\n",
+            s.path("img"),
+            s.path("lab")
+        ),
+    );
+    let (code, err) = code_and_err(&s.run(&["train", config.to_str().unwrap()]));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("img") && err.contains("KILN_MAX_TENSOR_ELEMENTS"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_huge_model_is_refused_before_allocating_and_limits_can_be_lowered() {
+    let s = Scratch::new();
+    let config = s.write("huge.yaml", "model:\n  hidden: [100000000]\n");
+    let start = Instant::now();
+    let (code, err) = code_and_err(&s.run(&["train", config.to_str().unwrap()]));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("model.layers[0]") && err.contains("KILN_MAX_"),
+        "{err}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(20));
+    let small = s.write("small.yaml", "fast_dev_run: true\n");
+    let out = s
+        .kiln()
+        .env("KILN_MAX_PARAMETERS", "100")
+        .args(["train", small.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let (code, err) = code_and_err(&out);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("over the limit of 100 parameters"), "{err}");
+    let out = s
+        .kiln()
+        .env("KILN_MAX_LAYERS", "lots")
+        .arg("schema")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+#[test]
+fn the_store_and_run_files_are_never_silently_lost() {
+    let s = Scratch::new();
+    let info = s.train("fast_dev_run: true\n", "r");
+    let id = info["modelId"].as_str().unwrap().to_string();
+    let run = s.path("r");
+
+    // Export next to an unrelated .tmp file: it survives.
+    std::fs::write(s.path("report.tmp"), "mine").unwrap();
+    let exported = s.path("report.kiln");
+    assert!(
+        s.run(&["models", "export", &id, exported.to_str().unwrap()])
+            .status
+            .success()
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.path("report.tmp")).unwrap(),
+        "mine"
+    );
+
+    // Importing an id that is already stored is refused unless --force.
+    let (code, err) = code_and_err(&s.run(&["models", "import", exported.to_str().unwrap()]));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("already in the store") && err.contains("--force"),
+        "{err}"
+    );
+    let out = s.run(&["models", "import", "--force", exported.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // predict --output equal to --input is refused and the input is kept.
+    let row: Vec<String> = (0..64).map(|i| (i % 17).to_string()).collect();
+    let input = s.write("in.csv", &format!("{}\n", row.join(",")));
+    let before = std::fs::read(&input).unwrap();
+    let (code, err) = code_and_err(&s.run(&[
+        "predict",
+        "--model",
+        &id,
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        input.to_str().unwrap(),
+    ]));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("is the --input file"), "{err}");
+    assert_eq!(std::fs::read(&input).unwrap(), before);
+
+    // Resuming a finished run does not train again or save a second model.
+    let (code, err) = code_and_err(&s.run(&["train", "--resume", run.to_str().unwrap()]));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("already finished") && err.contains(&id),
+        "{err}"
+    );
+    let list = s.run(&["models", "list", "--json"]);
+    assert_eq!(json(&list).as_array().unwrap().len(), 1);
+
+    // A store that cannot take a model (here: a file, not a directory) fails the run before
+    // training starts.
+    let blocked = s.write("not-a-dir", "x");
+    let config = s.write("quick.yaml", "training: {num_passes: 2}\n");
+    let out = Command::new(KILN)
+        .arg("--store")
+        .arg(&blocked)
+        .args([
+            "train",
+            config.to_str().unwrap(),
+            "--out",
+            s.path("r2").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let (code, err) = code_and_err(&out);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("cannot take a model (checked before training)"),
+        "{err}"
+    );
+    assert!(
+        !s.path("r2").exists(),
+        "no run directory is started for a run that cannot finish"
+    );
+}
+
+#[test]
+fn a_run_directory_in_use_is_refused() {
+    let s = Scratch::new();
+    let config = "training: {num_passes: 3}\ncheckpoint: {every_epochs: 1}\n";
+    let cfg = s.write("c.yaml", config);
+    let out = s.run(&[
+        "train",
+        cfg.to_str().unwrap(),
+        "--out",
+        s.path("r").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::remove_file(s.path("r").join("run.json")).unwrap();
+    // Another process holds the run: this test takes its lock, as a running kiln would.
+    let lock = std::fs::File::options()
+        .write(true)
+        .open(s.path("r").join(".lock"))
+        .unwrap();
+    lock.try_lock().unwrap();
+    let (code, err) = code_and_err(&s.run(&["train", "--resume", s.path("r").to_str().unwrap()]));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("in use by another kiln process"), "{err}");
+    drop(lock);
+    let out = s.run(&["train", "--resume", s.path("r").to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn a_cpu_run_does_not_load_vulkan() {
+    let s = Scratch::new();
+    let cfg = s.write("c.yaml", "fast_dev_run: true\n");
+    let out = s
+        .kiln()
+        .env("XDG_RUNTIME_DIR", "/nonexistent-kiln-runtime-dir")
+        .args(["train", cfg.to_str().unwrap(), "--backend", "cpu"])
+        .output()
+        .unwrap();
+    let (code, err) = code_and_err(&out);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("XDG_RUNTIME_DIR"), "{err}");
+}
