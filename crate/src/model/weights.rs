@@ -59,7 +59,13 @@ pub async fn export_weights<M: Module>(module: &M) -> Result<Vec<u8>> {
 pub fn import_weights<M: Module>(module: M, bytes: &[u8]) -> Result<M> {
     // Stored dtypes (f16 from an f16 run, say) are converted to the module's own.
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes.to_vec()))
-        .map_err(|e| KilnError::Model(format!("the weights are corrupt: {e}")))?
+        .map_err(|e| {
+            KilnError::Model(format!(
+                "the weights (a {}-byte burnpack payload after the header) are corrupt or \
+                 truncated: burnpack says {e}; export the model again",
+                bytes.len()
+            ))
+        })?
         .cast_to_module_dtype();
     module
         .try_load_record(record)

@@ -78,8 +78,10 @@ impl Model {
                     ))
                 })?;
                 let sample_len = predictor.sample_len();
-                let count: usize = shape.iter().product();
-                let per_sample: usize = shape.iter().skip(1).product();
+                let count = crate::limits::checked_elements(&shape, "shape").map_err(js_error)?;
+                let per_sample =
+                    crate::limits::checked_elements(shape.get(1..).unwrap_or(&[]), "shape")
+                        .map_err(js_error)?;
                 if shape.len() < 2 || count != features.len() || per_sample != sample_len {
                     return Err(js_error(KilnError::InvalidArgument(format!(
                         "shape {shape:?} does not fit {} values for a model whose samples have \
