@@ -595,7 +595,7 @@ fn a_yaml_alias_bomb_is_refused() {
         let prev = format!("*a{}", i - 1);
         text.push_str(&format!(
             "a{i}: &a{i} [{}]\n",
-            vec![prev.as_str(); 9].join(", ")
+            [prev.as_str(); 9].join(", ")
         ));
     }
     let e = config_error(&text);

@@ -187,6 +187,9 @@ impl Job {
     }
 }
 
+/// A hook that gets a finished job's output before its model goes to the store.
+pub type BeforeStore<'a> = dyn FnMut(&JobOutput) -> Result<()> + 'a;
+
 /// Everything a job run needs besides the job itself.
 pub struct JobRun<'a> {
     /// The validated config.
@@ -211,7 +214,7 @@ pub struct JobRun<'a> {
     pub yield_now: Option<&'a YieldFn>,
     /// Called with the finished job's output before the model goes to the store, so a run
     /// directory keeps its own results even when the store then fails.
-    pub before_store: Option<&'a mut dyn FnMut(&JobOutput) -> Result<()>>,
+    pub before_store: Option<&'a mut BeforeStore<'a>>,
 }
 
 /// Runs a job to its end: trains, saves the best model to the store, and records the outcome
