@@ -79,10 +79,11 @@ impl ModelStore for JsStore {
 
     async fn list(&self) -> Result<Vec<ModelId>> {
         let value = self.call("list", &[]).await?;
-        let names = js_sys::Array::from(&value)
+        let names: Vec<String> = js_sys::Array::from(&value)
             .iter()
-            .filter_map(|v| v.as_string());
-        Ok(valid_ids(names.collect::<Vec<_>>()))
+            .filter_map(|v| v.as_string())
+            .collect();
+        Ok(valid_ids(names))
     }
 
     async fn delete(&self, id: &ModelId) -> Result<bool> {
