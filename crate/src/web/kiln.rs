@@ -79,7 +79,13 @@ impl Kiln {
     /// `maxFileBytes` (the rest keep their defaults). Throws on unknown keys or bad values.
     #[wasm_bindgen(js_name = setLimits)]
     pub fn set_limits(limits: JsValue) -> Result<(), JsValue> {
-        let limits: Limits = serde_wasm_bindgen::from_value(limits).map_err(|e| {
+        // Through JSON text: serde_wasm_bindgen only reads a struct's known keys, so a
+        // misspelt limit would pass unnoticed.
+        let text = js_sys::JSON::stringify(&limits)
+            .ok()
+            .and_then(|t| t.as_string())
+            .unwrap_or_default();
+        let limits: Limits = serde_json::from_str(&text).map_err(|e| {
             js_error(KilnError::InvalidArgument(format!(
                 "limits: {e} (allowed keys: maxConfigBytes, maxConfigDepth, maxLayers, \
                  maxParameters, maxTensorElements, maxFileBytes; whole numbers > 0)"
