@@ -31,6 +31,8 @@ impl Scratch {
     fn kiln(&self) -> Command {
         let mut cmd = Command::new(KILN);
         cmd.arg("--store").arg(self.path("store"));
+        // Runs without --out go to runs/ under the scratch directory, not the source tree.
+        cmd.current_dir(self.dir.path());
         cmd.env("XDG_RUNTIME_DIR", std::env::temp_dir());
         cmd
     }
