@@ -37,40 +37,28 @@ impl Limits {
         max_file_bytes: 4 << 30,
     };
 
-    /// The environment variable that raises each limit natively, with its current value.
-    pub fn env_names(&self) -> [(&'static str, u64); 6] {
-        [
-            ("KILN_MAX_CONFIG_BYTES", self.max_config_bytes as u64),
-            ("KILN_MAX_CONFIG_DEPTH", self.max_config_depth as u64),
-            ("KILN_MAX_LAYERS", self.max_layers as u64),
-            ("KILN_MAX_PARAMETERS", self.max_parameters),
-            ("KILN_MAX_TENSOR_ELEMENTS", self.max_tensor_elements),
-            ("KILN_MAX_FILE_BYTES", self.max_file_bytes),
-        ]
-    }
-
     /// The defaults overridden by `KILN_MAX_*` variables read through `var`; a variable that
     /// is not a positive whole number is an error naming it.
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let mut limits = Self::DEFAULT;
-        for (name, _) in Self::DEFAULT.env_names() {
+        for limit in Limit::ALL {
+            let (name, _, _) = limit.describe(&limits);
             let Some(text) = var(name) else { continue };
             let value: u64 = text.trim().parse().ok().filter(|v| *v > 0).ok_or_else(|| {
                 KilnError::InvalidArgument(format!(
                     "{name}: must be a whole number > 0, got `{text}`"
                 ))
             })?;
-            let as_usize = usize::try_from(value).unwrap_or(usize::MAX);
-            match name {
-                "KILN_MAX_CONFIG_BYTES" => limits.max_config_bytes = as_usize,
-                "KILN_MAX_CONFIG_DEPTH" => limits.max_config_depth = as_usize,
-                "KILN_MAX_LAYERS" => limits.max_layers = as_usize,
-                "KILN_MAX_PARAMETERS" => limits.max_parameters = value,
-                "KILN_MAX_TENSOR_ELEMENTS" => limits.max_tensor_elements = value,
-                _ => limits.max_file_bytes = value,
-            }
+            limit.set(&mut limits, value);
         }
         Ok(limits)
+    }
+
+    /// The first limit that is 0 (a limit nothing could pass), if any.
+    pub fn zero_limit(&self) -> Option<Limit> {
+        Limit::ALL
+            .into_iter()
+            .find(|limit| limit.describe(self).2 == 0)
     }
 
     /// The limits in force.
@@ -124,7 +112,31 @@ pub enum Limit {
 }
 
 impl Limit {
-    fn describe(self, l: &Limits) -> (&'static str, &'static str, u64) {
+    /// Every limit.
+    pub const ALL: [Limit; 6] = [
+        Self::ConfigBytes,
+        Self::ConfigDepth,
+        Self::Layers,
+        Self::Parameters,
+        Self::TensorElements,
+        Self::FileBytes,
+    ];
+
+    /// Sets this limit in `limits` to `value`.
+    fn set(self, limits: &mut Limits, value: u64) {
+        let as_usize = usize::try_from(value).unwrap_or(usize::MAX);
+        match self {
+            Self::ConfigBytes => limits.max_config_bytes = as_usize,
+            Self::ConfigDepth => limits.max_config_depth = as_usize,
+            Self::Layers => limits.max_layers = as_usize,
+            Self::Parameters => limits.max_parameters = value,
+            Self::TensorElements => limits.max_tensor_elements = value,
+            Self::FileBytes => limits.max_file_bytes = value,
+        }
+    }
+
+    /// The limit's environment variable, its JS key and its value in `l`.
+    pub fn describe(self, l: &Limits) -> (&'static str, &'static str, u64) {
         match self {
             Self::ConfigBytes => (
                 "KILN_MAX_CONFIG_BYTES",

@@ -8,9 +8,7 @@ use kiln::config::Task;
 use kiln::data::{Dataset, load_and_prepare, load_idx_pair, parse_table, read_text_file};
 use kiln::limits::read_file_limited;
 use kiln::model::{Predictor, SavedModel, argmax_rows};
-use kiln::store::{
-    DirStore, ModelId, ModelStore, check_model_id, import_into, list_models, load_model,
-};
+use kiln::store::{DirStore, ModelId, ModelStore, import_into, list_models, load_model};
 use kiln::train::evaluate;
 use kiln::{KilnError, Result};
 use std::path::{Path, PathBuf};
@@ -21,7 +19,7 @@ pub fn resolve_model(store: &DirStore, reference: &str) -> Result<SavedModel> {
     if path.is_file() {
         return SavedModel::from_bytes(&read_file_limited(path, "model file")?);
     }
-    if check_model_id(reference).is_err() {
+    if ModelId::parse(reference).is_err() {
         return Err(KilnError::InvalidArgument(format!(
             "`{reference}` is neither a model file nor a model id in {}",
             store.root().display()

@@ -47,11 +47,6 @@ impl std::fmt::Display for ModelId {
     }
 }
 
-/// Checks a model id (see [`ModelId::parse`]).
-pub fn check_model_id(id: &str) -> Result<()> {
-    ModelId::parse(id).map(|_| ())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@ mod id;
 mod memory;
 
 pub use dir::{DirStore, write_atomic};
-pub use id::{MAX_MODEL_ID_LEN, ModelId, check_model_id};
+pub use id::{MAX_MODEL_ID_LEN, ModelId};
 pub use memory::MemoryStore;
 
 use crate::error::{KilnError, Result};

@@ -91,19 +91,11 @@ impl Kiln {
                  maxParameters, maxTensorElements, maxFileBytes; whole numbers > 0)"
             )))
         })?;
-        let zero = [
-            limits.max_config_bytes as u64,
-            limits.max_config_depth as u64,
-            limits.max_layers as u64,
-            limits.max_parameters,
-            limits.max_tensor_elements,
-            limits.max_file_bytes,
-        ]
-        .contains(&0);
-        if zero {
-            return Err(js_error(KilnError::InvalidArgument(
-                "limits: every limit must be a whole number > 0".into(),
-            )));
+        if let Some(zero) = limits.zero_limit() {
+            let (_, key, _) = zero.describe(&limits);
+            return Err(js_error(KilnError::InvalidArgument(format!(
+                "limits.{key}: must be a whole number > 0, got 0"
+            ))));
         }
         limits.install();
         Ok(())
