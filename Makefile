@@ -22,7 +22,7 @@ WASM_OUT := $(CARGO_TARGET_DIR)/wasm32-unknown-unknown/$(WASM_PROFILE)/kiln.wasm
 ## The npm package: wasm (WebGPU + CPU) + bindings generated into pkg/wasm.
 pkg:
 	$(CARGO) rustc --lib --crate-type cdylib --target wasm32-unknown-unknown -p kiln $(WASM_FEATURES) --profile $(WASM_PROFILE)
-	wasm-bindgen --target web --remove-name-section --remove-producers-section --out-dir pkg/wasm --out-name kiln $(WASM_OUT)
+	wasm-bindgen --target web --experimental-reset-state-function --remove-name-section --remove-producers-section --out-dir pkg/wasm --out-name kiln $(WASM_OUT)
 
 ## The demo page: builds the package and serves www/ on 127.0.0.1 (prints the URL).
 DEMO_PORT ?= 8080

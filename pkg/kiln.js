@@ -1,6 +1,6 @@
 // Kiln's JS API: a thin, idiomatic wrapper over the wasm bindings. Runs in browsers (WebGPU or
 // CPU wasm, optionally inside a Web Worker) and in Node 20 (CPU wasm).
-import initWasm, { Kiln as WasmKiln } from "./wasm/kiln.js";
+import initWasm, { Kiln as WasmKiln, __wbg_reset_state as resetWasm } from "./wasm/kiln.js";
 import { defaultStore, isModelId } from "./store.js";
 
 export { MemoryStore, IndexedDbStore, DirectoryStore, defaultStore, assertModelId, isModelId } from "./store.js";
@@ -8,7 +8,14 @@ export { MemoryStore, IndexedDbStore, DirectoryStore, defaultStore, assertModelI
 const isNode = typeof process !== "undefined" && process.versions?.node != null && typeof window === "undefined";
 const BACKENDS = ["auto", "webgpu", "cpu"];
 let wasmReady;
-let wasmMemory;
+
+/**
+ * The wasm instance in use. A Rust panic traps the instance, leaving its memory and locks in an
+ * unknown state, so Kiln never calls it again: the panic hook reports the message here, every
+ * Promise of that instance rejects with it, and the next call starts a fresh instance of the
+ * same compiled module (`generation` counts them); each `Kiln` re-opens itself on it.
+ */
+const runtime = { generation: 0, crash: null, lastCrash: null, pending: new Set(), limits: undefined, swallowTrap: null };
 
 /** Loads the wasm module once (from the package's own files, in browsers and in Node). */
 function loadWasm() {
@@ -16,12 +23,94 @@ function loadWasm() {
     const url = new URL("./wasm/kiln_bg.wasm", import.meta.url);
     if (isNode) {
       const { readFile } = await import("node:fs/promises");
-      wasmMemory = (await initWasm({ module_or_path: await readFile(url) })).memory;
+      await initWasm({ module_or_path: await readFile(url) });
     } else {
-      wasmMemory = (await initWasm({ module_or_path: url })).memory;
+      await initWasm({ module_or_path: url });
     }
+    WasmKiln.onPanic(recordCrash);
   })();
   return wasmReady;
+}
+
+/** The panic hook's listener (runs inside the panicking call, just before the trap). */
+function recordCrash(message) {
+  if (runtime.crash !== null) return;
+  runtime.crash = message;
+  const pending = [...runtime.pending];
+  runtime.pending.clear();
+  for (const reject of pending) reject(new Error(message));
+  if (isNode) ignoreTheTrap();
+}
+
+/**
+ * A trap inside a spawned future unwinds out of wasm-bindgen's microtask, where Node would treat
+ * it as an uncaught exception and end the process. For this one turn only, that trap (a
+ * WebAssembly.RuntimeError) is taken as handled — the panic was already reported and its jobs
+ * failed; any other exception still ends the process as it would have.
+ */
+function ignoreTheTrap() {
+  if (runtime.swallowTrap) return;
+  const listener = (error) => {
+    stopIgnoring();
+    if (error instanceof WebAssembly.RuntimeError) return;
+    console.error(error);
+    process.exit(1);
+  };
+  const stopIgnoring = () => {
+    process.removeListener("uncaughtException", listener);
+    if (runtime.swallowTrap === stopIgnoring) runtime.swallowTrap = null;
+  };
+  runtime.swallowTrap = stopIgnoring;
+  process.on("uncaughtException", listener);
+  setTimeout(stopIgnoring, 0);
+}
+
+/** Starts a fresh wasm instance if the current one panicked. */
+function restartIfCrashed() {
+  if (runtime.crash === null) return;
+  runtime.swallowTrap?.();
+  resetWasm();
+  runtime.generation += 1;
+  runtime.lastCrash = runtime.crash;
+  runtime.crash = null;
+  WasmKiln.onPanic(recordCrash);
+  if (runtime.limits !== undefined) WasmKiln.setLimits(runtime.limits);
+}
+
+/** The Error a trapped call becomes (the panic message when the hook saw it). */
+function asCrash(error) {
+  if (!(error instanceof WebAssembly.RuntimeError)) return error;
+  recordCrash(`internal error: Kiln's wasm module trapped (${error.message}); Kiln restarts it for the next call — please report the bug`);
+  runtime.swallowTrap?.();
+  return new Error(runtime.crash);
+}
+
+/** Runs a synchronous wasm call on a live instance; a trap becomes an Error. */
+function callWasm(fn) {
+  restartIfCrashed();
+  try {
+    return fn();
+  } catch (error) {
+    throw asCrash(error);
+  }
+}
+
+/** A wasm Promise that also rejects if its instance panics (a trapped instance never settles it). */
+function untilSettledOrCrashed(promise) {
+  return new Promise((resolve, reject) => {
+    runtime.pending.add(reject);
+    promise.then(
+      (value) => { runtime.pending.delete(reject); resolve(value); },
+      (error) => { runtime.pending.delete(reject); reject(asCrash(error)); },
+    );
+  });
+}
+
+/** Refuses a call on an object that belongs to a crashed wasm instance. */
+function checkGeneration(generation, what) {
+  if (generation !== runtime.generation || runtime.crash !== null) {
+    throw new Error(`this ${what} belonged to a wasm instance that crashed (${runtime.lastCrash ?? "internal error"}); load it again`);
+  }
 }
 
 /** Asks the browser for a WebGPU adapter. */
@@ -76,20 +165,25 @@ export function modelSource(source) {
 /** A trained model: predict and export. */
 export class Model {
   #inner;
-  constructor(inner) { this.#inner = inner; }
+  #generation;
+  constructor(inner) { this.#inner = inner; this.#generation = runtime.generation; }
   /** The model id. */
   get guid() { return this.#inner.guid; }
   /** Metadata: name, task, input shape, outputs, metrics. */
   get info() { return this.#inner.info; }
   /** Class probabilities (or values) for row-major samples, `rows × numOutputs`. */
-  predict(features, shape) {
+  async predict(features, shape) {
     if (!(features instanceof Float32Array)) {
-      return Promise.reject(new TypeError("features must be a Float32Array of row-major samples"));
+      throw new TypeError("features must be a Float32Array of row-major samples");
     }
-    return this.#inner.predict(features, shape);
+    checkGeneration(this.#generation, "Model");
+    return untilSettledOrCrashed(callWasm(() => this.#inner.predict(features, shape)));
   }
   /** The portable model bytes (what `kiln models import` reads). */
-  export() { return this.#inner.export(); }
+  async export() {
+    checkGeneration(this.#generation, "Model");
+    return untilSettledOrCrashed(Promise.resolve(callWasm(() => this.#inner.export())));
+  }
 }
 
 /** A training job: returned at once by `kiln.train(...)`. */
@@ -98,7 +192,7 @@ export class TrainingJob {
   #done;
   constructor(inner) {
     this.#inner = inner;
-    this.#done = inner.waitForTraining();
+    this.#done = untilSettledOrCrashed(inner.waitForTraining());
     this.#done.catch(() => {}); // failures surface through waitForTraining()
   }
   /** `"trainingjob-<uuid>"`. */
@@ -136,11 +230,57 @@ export class TrainingJob {
   }
 }
 
+/**
+ * The wasm job handle's shape while a `Kiln` re-opens itself on a fresh wasm instance: the job
+ * is queued until then, its listeners and a cancel are handed on, and its failure to start is
+ * its error.
+ */
+class DeferredJob {
+  #id;
+  #job = null;
+  #failure = null;
+  #cancelled = false;
+  #listeners = [];
+  #waiting;
+  constructor(id, start) {
+    this.#id = id;
+    this.#waiting = start.then(
+      (job) => {
+        this.#job = job;
+        for (const [kind, callback] of this.#listeners) job[kind](callback);
+        if (this.#cancelled) job.cancel();
+        return job.waitForTraining();
+      },
+      (error) => {
+        this.#failure = error;
+        throw error;
+      },
+    );
+  }
+  get id() { return this.#id; }
+  status() { return this.#job?.status() ?? (this.#failure ? "failed" : "queued"); }
+  progress() { return this.#job?.progress(); }
+  get error() { return this.#job?.error ?? this.#failure?.message; }
+  get trainedModel() { return this.#job?.trainedModel; }
+  onProgress(callback) { this.#job ? this.#job.onProgress(callback) : this.#listeners.push(["onProgress", callback]); }
+  onEvent(callback) { this.#job ? this.#job.onEvent(callback) : this.#listeners.push(["onEvent", callback]); }
+  cancel() { this.#job ? this.#job.cancel() : (this.#cancelled = true); }
+  waitForTraining() { return this.#waiting; }
+}
+
 /** The entry point: a backend, a model store, and the job API. */
 export class Kiln {
   #inner;
+  #generation;
+  #reopening = null;
+  #open;
   #adapterName;
-  constructor(inner, adapterName) { this.#inner = inner; this.#adapterName = adapterName; }
+  constructor(inner, open, adapterName) {
+    this.#inner = inner;
+    this.#generation = runtime.generation;
+    this.#open = open;
+    this.#adapterName = adapterName;
+  }
 
   /**
    * Opens Kiln. `backend`: "webgpu" | "cpu" | "auto" (default: the fastest available; a
@@ -161,9 +301,34 @@ export class Kiln {
       return WorkerKiln.create({ backend, store, storeDir, limits });
     }
     const [choice] = await Promise.all([chooseBackend(backend), loadWasm()]);
-    if (limits !== undefined) WasmKiln.setLimits(limits);
+    if (limits !== undefined) {
+      callWasm(() => WasmKiln.setLimits(limits));
+      runtime.limits = limits;
+    }
     const modelStore = store ?? (await defaultStore({ dir: storeDir }));
-    return new Kiln(await WasmKiln.open(choice.kind, modelStore, choice.reason), choice.adapterName);
+    const open = () => untilSettledOrCrashed(callWasm(() => WasmKiln.open(choice.kind, modelStore, choice.reason)));
+    return new Kiln(await open(), open, choice.adapterName);
+  }
+
+  /** The wasm Kiln on the live instance, re-opened there after a crash. */
+  async #live() {
+    restartIfCrashed();
+    while (this.#generation !== runtime.generation) {
+      const generation = runtime.generation;
+      this.#reopening ??= this.#open().finally(() => { this.#reopening = null; });
+      const inner = await this.#reopening;
+      if (generation === runtime.generation) {
+        this.#inner = inner;
+        this.#generation = generation;
+      }
+    }
+    return this.#inner;
+  }
+
+  /** Runs `fn(inner)` on the live instance: a trap becomes an Error, a hang a rejection. */
+  async #call(fn) {
+    const inner = await this.#live();
+    return untilSettledOrCrashed(Promise.resolve(callWasm(() => fn(inner))));
   }
 
   /** `{ kind: "webgpu" | "cpu", adapter?, reason? }`: which backend is in use and why. */
@@ -177,16 +342,32 @@ export class Kiln {
   }
 
   /** Resolves if `config` is valid; rejects with the validator's Error (field path, value, what is allowed). */
-  async validateConfig(config) { WasmKiln.validateConfig(config); }
+  async validateConfig(config) { callWasm(() => WasmKiln.validateConfig(config)); }
 
   /** Bytes of wasm linear memory in use by this Kiln's module (it only grows; watch it across epochs). */
-  async memoryBytes() { return wasmMemory.buffer.byteLength; }
+  async memoryBytes() { return callWasm(() => WasmKiln.memoryBytes()); }
 
   /** Starts training and returns the job at once. Throws on a bad config or bad data. */
-  train(config, data) { return new TrainingJob(this.#inner.train(config, data, undefined)); }
+  train(config, data) { return this.#train(config, data, undefined); }
 
   /** @internal Starts a job under an id handed out by the worker proxy. */
-  _trainWithId(config, data, jobId) { return new TrainingJob(this.#inner.train(config, data, jobId)); }
+  _trainWithId(config, data, jobId) { return this.#train(config, data, jobId); }
+
+  #train(config, data, jobId) {
+    restartIfCrashed();
+    if (this.#generation === runtime.generation) {
+      return new TrainingJob(callWasm(() => this.#inner.train(config, data, jobId)));
+    }
+    // The wasm instance was restarted: the config is checked now, the job starts once this
+    // Kiln is open on the new instance.
+    callWasm(() => WasmKiln.validateConfig(config));
+    const id = jobId ?? `trainingjob-${crypto.randomUUID()}`;
+    const start = this.#live().then((inner) => callWasm(() => inner.train(config, data, id)));
+    return new TrainingJob(new DeferredJob(id, start));
+  }
+
+  /** @internal Fault injection for Kiln's own recovery tests (`"now"` or `"job"`). */
+  async _injectPanic(place) { return this.#call(() => WasmKiln._injectPanic(place)); }
 
   /** A model from the store (id), a URL, or exported bytes (Uint8Array). */
   async preloadedModel(source) {
@@ -204,16 +385,16 @@ export class Kiln {
       if (!response.ok) throw new Error(`cannot fetch model ${source}: HTTP ${response.status}`);
       source = new Uint8Array(await response.arrayBuffer());
     }
-    return new Model(await this.#inner.preloadedModel(source));
+    return new Model(await this.#call((inner) => inner.preloadedModel(source)));
   }
 
   /** Metadata of every stored model. */
-  listModels() { return this.#inner.listModels(); }
+  listModels() { return this.#call((inner) => inner.listModels()); }
   /** Deletes a stored model; resolves true if it existed. */
-  deleteModel(guid) { return this.#inner.deleteModel(guid); }
+  deleteModel(guid) { return this.#call((inner) => inner.deleteModel(guid)); }
   /** Stores exported model bytes; resolves with the model id. An id already stored is refused unless `{ force: true }`. */
   importModel(bytes, { force = false } = {}) {
     if (!(bytes instanceof Uint8Array)) return Promise.reject(new TypeError("importModel takes the model's bytes as a Uint8Array"));
-    return this.#inner.importModel(bytes, Boolean(force));
+    return this.#call((inner) => inner.importModel(bytes, Boolean(force)));
   }
 }

@@ -79,6 +79,33 @@ pub enum Command {
     },
     /// Print the config file's JSON Schema.
     Schema,
+    /// Serve the job API over HTTP (jobs, datasets, events, models) until SIGINT / SIGTERM.
+    Serve {
+        /// Address to bind; without --token-file only loopback addresses are allowed.
+        #[arg(long, default_value = "127.0.0.1:7878")]
+        addr: std::net::SocketAddr,
+        /// Registry (kiln.db), datasets, job runs and models (models/).
+        #[arg(long, default_value = "kiln-data")]
+        data_dir: PathBuf,
+        /// Bearer tokens, one per line; every endpoint but /v1/health then needs one.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// An origin browsers may call the API from (CORS); repeatable.
+        #[arg(long = "allow-origin")]
+        allow_origin: Vec<String>,
+        /// Jobs training at once; the rest wait in FIFO order.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+        max_concurrent_jobs: u16,
+        /// Jobs waiting at most; more are refused with 429.
+        #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100000))]
+        max_queued_jobs: u32,
+        /// Largest request body (datasets, models), in MiB.
+        #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
+        max_upload_mb: u32,
+        /// cpu, wgpu or cuda.
+        #[arg(long, default_value = "cpu")]
+        backend: String,
+    },
 }
 
 /// `kiln models ...`

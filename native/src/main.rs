@@ -3,6 +3,7 @@
 mod cli;
 mod models_cmd;
 mod run_dir;
+mod serve;
 mod train_cmd;
 
 use clap::Parser;
@@ -35,10 +36,16 @@ const MAIN_STACK_BYTES: usize = 8 << 20;
 /// too: with one thread they run inline instead of being handed to another thread and waited
 /// for.
 fn run_in_cpu_pool(cli: Cli) -> Result<()> {
-    cpu_pool(cli.threads)?.install(|| run(cli))
+    let pool = std::sync::Arc::new(cpu_pool(cli.threads)?);
+    if let Command::Serve { .. } = cli.command {
+        // The server's own threads are not pool threads: its training threads each enter the
+        // pool for a job, so no job waits for a pool thread the server is sitting on.
+        return run(cli, pool);
+    }
+    pool.clone().install(|| run(cli, pool))
 }
 
-fn run(cli: Cli) -> Result<()> {
+fn run(cli: Cli, pool: std::sync::Arc<rayon::ThreadPool>) -> Result<()> {
     kiln::limits::Limits::from_env(|name| std::env::var(name).ok())?.install();
     let store = run_dir::default_store(cli.store);
     match cli.command {
@@ -79,6 +86,28 @@ fn run(cli: Cli) -> Result<()> {
             backend,
         } => models_cmd::predict(&store, &model, &input, output, &backend),
         Command::Models { action } => models_cmd::models(&store, action),
+        Command::Serve {
+            addr,
+            data_dir,
+            token_file,
+            allow_origin,
+            max_concurrent_jobs,
+            max_queued_jobs,
+            max_upload_mb,
+            backend,
+        } => serve::serve(
+            serve::ServeOptions {
+                addr,
+                data_dir,
+                token_file,
+                allow_origins: allow_origin,
+                max_concurrent_jobs: usize::from(max_concurrent_jobs),
+                max_queued_jobs: max_queued_jobs as usize,
+                max_upload_mb: max_upload_mb as usize,
+                backend: kiln::backend::BackendKind::parse(&backend)?,
+            },
+            pool,
+        ),
         Command::Schema => {
             let schema = serde_json::to_string_pretty(&Config::json_schema())
                 .map_err(|e| KilnError::Internal(format!("cannot encode schema: {e}")))?;

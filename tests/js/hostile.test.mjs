@@ -169,3 +169,42 @@ test("seeded fuzz of train, predict and importModel: clean errors only, the inst
   assert.equal(cases, 390);
   await stillTrains(kiln);
 });
+
+test("a panic inside wasm fails its job with the message, and Kiln carries on on a fresh instance", async () => {
+  const store = new MemoryStore();
+  const kiln = await Kiln.create({ backend: "cpu", store, limits: { maxLayers: 64 } });
+  const before = await stillTrains(kiln);
+  const oldModel = await kiln.preloadedModel(before.modelId);
+  const rows = new Float32Array(64);
+  const expected = await oldModel.predict(rows);
+
+  // A panic in a running job (the trap unwinds out of a microtask): the job fails, the process lives.
+  await kiln._injectPanic("job");
+  const job = kiln.train({ fast_dev_run: true });
+  const failure = await settle(() => job.waitForTraining());
+  assert.ok(failure instanceof Error && !(failure instanceof WebAssembly.RuntimeError), String(failure));
+  assert.match(failure.message, /internal error: Kiln panicked.*injected fault/);
+  assert.equal(job.status(), "failed");
+
+  // The same Kiln trains again (re-opened on a fresh instance); the store kept every model.
+  const after = await stillTrains(kiln);
+  const ids = (await kiln.listModels()).map((m) => m.guid ?? m.modelId ?? m.id);
+  assert.ok(ids.includes(before.modelId) && ids.includes(after.modelId), JSON.stringify(ids));
+  const reloaded = await kiln.preloadedModel(before.modelId);
+  const again = await reloaded.predict(rows);
+  assert.equal(again.length, expected.length);
+  for (let i = 0; i < again.length; i++) assert.ok(Math.abs(again[i] - expected[i]) < 1e-6);
+  // Objects of the crashed instance refuse clearly instead of reading freed memory.
+  const stale = await settle(() => oldModel.predict(rows));
+  assert.match(stale.message, /belonged to a wasm instance that crashed .*injected fault.*load it again/);
+  // The limits given at create still hold on the new instance.
+  const limited = await settle(() => kiln.validateConfig({ model: { hidden: new Array(100).fill(4) } }));
+  assert.match(limited.message, /limit/);
+
+  // A panic in a synchronous call: an Error (not a trap), and the next call works.
+  const sync = await settle(() => kiln._injectPanic("now"));
+  assert.ok(sync instanceof Error && !(sync instanceof WebAssembly.RuntimeError), String(sync));
+  assert.match(sync.message, /injected fault/);
+  const jobAfterSync = kiln.train({ fast_dev_run: true });
+  assert.ok((await jobAfterSync.waitForTraining()).modelId);
+});

@@ -208,6 +208,28 @@ fn permute_rows<T: Copy>(data: &mut [T], width: usize, order: &[usize]) {
     }
 }
 
+/// Builds a data set from row-major features and numeric labels, read as class indices or as
+/// values depending on `task`; `what` names the labels in messages (`data.labels`).
+pub fn dataset_from_labels(
+    features: Vec<f32>,
+    sample_shape: Vec<usize>,
+    labels: &[f64],
+    task: crate::config::Task,
+    what: &str,
+) -> Result<Dataset> {
+    let (targets, outputs) = match task {
+        crate::config::Task::Classification => {
+            let (classes, n) = labels_to_classes(labels, &|i| format!("{what}[{i}]"))?;
+            (Targets::Classes(classes), n)
+        }
+        crate::config::Task::Regression => (
+            Targets::Values(labels.iter().map(|&v| v as f32).collect()),
+            1,
+        ),
+    };
+    Dataset::new(features, targets, sample_shape, outputs)
+}
+
 /// Turns float labels into class indices, naming the first sample whose label is not a
 /// non-negative integer; `sample(i)` says where sample `i` is (a file and line, an index).
 pub fn labels_to_classes(

@@ -1,7 +1,7 @@
 //! Conversions between JS values and Kiln types, and Kiln errors as JS `Error`s.
 
-use crate::config::{Config, Task};
-use crate::data::{Dataset, Loaded, Targets, labels_to_classes, parse_table};
+use crate::config::Config;
+use crate::data::{Loaded, dataset_from_labels, parse_table};
 use crate::error::KilnError;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
@@ -123,17 +123,13 @@ pub fn data_from_js(value: &JsValue, config: &Config) -> Result<Option<Loaded>, 
             labels.len()
         )));
     }
-    let (targets, outputs) = match config.task {
-        Task::Classification => {
-            let (classes, n) = labels_to_classes(&labels, &|i| format!("data.labels[{i}]"))?;
-            (Targets::Classes(classes), n)
-        }
-        Task::Regression => (
-            Targets::Values(labels.iter().map(|&v| v as f32).collect()),
-            1,
-        ),
-    };
-    let samples = Dataset::new(features, targets, sample_shape.to_vec(), outputs)?;
+    let samples = dataset_from_labels(
+        features,
+        sample_shape.to_vec(),
+        &labels,
+        config.task,
+        "data.labels",
+    )?;
     Ok(Some(Loaded {
         samples,
         official_test: None,

@@ -101,6 +101,35 @@ impl Kiln {
         Ok(())
     }
 
+    /// Bytes of this wasm instance's linear memory (it only grows).
+    #[wasm_bindgen(js_name = memoryBytes)]
+    pub fn memory_bytes() -> f64 {
+        (core::arch::wasm32::memory_size::<0>() * 65536) as f64
+    }
+
+    /// Calls `listener(message)` when Rust code panics in this wasm instance (the JS wrapper
+    /// then restarts the module).
+    #[wasm_bindgen(js_name = onPanic)]
+    pub fn on_panic(listener: js_sys::Function) {
+        panic::set_listener(listener);
+    }
+
+    /// Fault injection for Kiln's recovery tests: `"now"` panics in this call, `"job"` makes the
+    /// next job panic when it starts. Not for applications.
+    #[wasm_bindgen(js_name = _injectPanic)]
+    pub fn inject_panic(place: &str) -> Result<(), JsValue> {
+        match place {
+            "now" => panic!("injected fault (Kiln._injectPanic)"),
+            "job" => {
+                panic::inject_into_next_job();
+                Ok(())
+            }
+            other => Err(js_error(KilnError::InvalidArgument(format!(
+                "_injectPanic takes \"now\" or \"job\", got {other:?}"
+            )))),
+        }
+    }
+
     /// Checks a config (object, YAML/JSON string or `undefined`) without training; throws an
     /// `Error` naming the field path, the value and what is allowed.
     #[wasm_bindgen(js_name = validateConfig)]
@@ -147,6 +176,7 @@ impl Kiln {
         };
         let kiln = self.shared.clone();
         spawn_local(async move {
+            panic::take_injected();
             let mut on_event = |event: &crate::train::TrainEvent| shared.emit(event);
             let yield_fn: &crate::train::YieldFn = &next_tick;
             let result = run_job(

@@ -1,0 +1,96 @@
+//! Bearer tokens: read from `--token-file` (one per line), kept as SHA-256 digests and compared
+//! in constant time.
+
+use super::problem::{ApiError, ProblemKind};
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::Response;
+use kiln::{KilnError, Result};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+/// The accepted tokens (digests only). Empty: no token needed (loopback servers).
+#[derive(Debug, Clone, Default)]
+pub struct Tokens {
+    digests: Arc<Vec<[u8; 32]>>,
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+impl Tokens {
+    /// Reads a token file: one token per line; blank lines and `#` comments are skipped.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            KilnError::io(format!("--token-file: cannot read {}", path.display()), e)
+        })?;
+        let digests: Vec<[u8; 32]> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(digest)
+            .collect();
+        if digests.is_empty() {
+            return Err(KilnError::InvalidArgument(format!(
+                "--token-file: {} holds no token (one per line)",
+                path.display()
+            )));
+        }
+        Ok(Self {
+            digests: Arc::new(digests),
+        })
+    }
+
+    /// Whether any token is configured.
+    pub fn required(&self) -> bool {
+        !self.digests.is_empty()
+    }
+
+    /// Whether `token` is one of them (every digest is compared, in constant time).
+    pub fn accepts(&self, token: &str) -> bool {
+        let candidate = digest(token);
+        self.digests
+            .iter()
+            .fold(subtle::Choice::from(0), |found, d| {
+                found | d.ct_eq(&candidate)
+            })
+            .into()
+    }
+}
+
+/// Middleware: every endpoint but `/v1/health` needs `Authorization: Bearer <token>` when the
+/// server has tokens.
+pub async fn require_token(
+    State(tokens): State<Tokens>,
+    request: Request,
+    next: Next,
+) -> std::result::Result<Response, ApiError> {
+    let open = request.uri().path() == "/v1/health" || request.method() == "OPTIONS";
+    if tokens.required() && !open {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match given {
+            None => {
+                return Err(ApiError::new(
+                    ProblemKind::Unauthorized,
+                    "this server needs a token: send Authorization: Bearer <token>",
+                ));
+            }
+            Some(token) if !tokens.accepts(token.trim()) => {
+                return Err(ApiError::new(
+                    ProblemKind::Unauthorized,
+                    "the token is not one this server accepts",
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(next.run(request).await)
+}

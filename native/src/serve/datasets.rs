@@ -1,0 +1,248 @@
+//! Uploaded datasets: a CSV (read like the `csv` source) or a safetensors file with `features`
+//! (f32 or u8, `[n, …sample]`) and `labels` (i32 or f32, `[n]`). The upload is checked and kept
+//! as sent under `DATA_DIR/datasets/`; a job reads it with its own task.
+
+use super::problem::ApiError;
+use super::registry::{DatasetRow, now_ms};
+use kiln::Config;
+use kiln::config::{DataSource, LabelColumn};
+use kiln::data::{Loaded, dataset_from_labels, parse_table};
+use kiln::limits::checked_elements;
+use kiln::{KilnError, Result};
+use safetensors::{Dtype, SafeTensors};
+use std::path::{Path, PathBuf};
+
+/// The formats an upload can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `text/csv`.
+    Csv,
+    /// `application/octet-stream`: safetensors.
+    Safetensors,
+}
+
+impl Format {
+    /// The format for a Content-Type header.
+    pub fn from_content_type(content_type: Option<&str>) -> std::result::Result<Self, ApiError> {
+        let essence = content_type
+            .and_then(|c| c.split(';').next())
+            .map(|c| c.trim().to_ascii_lowercase());
+        match essence.as_deref() {
+            Some("text/csv") => Ok(Self::Csv),
+            Some("application/octet-stream") => Ok(Self::Safetensors),
+            other => Err(ApiError::bad_input(format!(
+                "Content-Type: a dataset is text/csv or application/octet-stream (a safetensors \
+                 file with `features` and `labels`), got {}",
+                other.unwrap_or("none")
+            ))),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Csv => "csv",
+            Self::Safetensors => "safetensors",
+        }
+    }
+}
+
+/// Where a dataset's file lives.
+pub fn file_of(dir: &Path, id: &str, format: &str) -> PathBuf {
+    dir.join(format!("{id}.{format}"))
+}
+
+/// The CSV settings of an upload (`?label_column=&header=`).
+#[derive(Debug, Clone)]
+pub struct CsvSettings {
+    /// Whether the first line names the columns.
+    pub header: bool,
+    /// The label column (default: the last).
+    pub label_column: Option<LabelColumn>,
+}
+
+impl CsvSettings {
+    /// From the query values; a label column that is a whole number is an index.
+    pub fn from_query(header: Option<bool>, label_column: Option<String>) -> Self {
+        let label_column = label_column.map(|c| match c.parse::<usize>() {
+            Ok(i) => LabelColumn::Index(i),
+            Err(_) => LabelColumn::Name(c),
+        });
+        Self {
+            header: header.unwrap_or(true),
+            label_column,
+        }
+    }
+}
+
+/// Checks an upload; returns its row (id, rows, sample shape) without storing anything.
+pub fn inspect(bytes: &[u8], format: Format, csv: &CsvSettings) -> Result<DatasetRow> {
+    let (rows, sample_shape) = match format {
+        Format::Csv => {
+            let text = std::str::from_utf8(bytes)
+                .map_err(|e| KilnError::Data(format!("the uploaded CSV is not UTF-8 text: {e}")))?;
+            let table = parse_table(text, csv.header, "the uploaded CSV")?;
+            table.label_index(csv.label_column.as_ref())?;
+            let width = table.rows.first().map_or(0, Vec::len);
+            if width < 2 {
+                return Err(KilnError::Data(
+                    "the uploaded CSV needs at least one feature column besides the label".into(),
+                ));
+            }
+            (table.rows.len(), vec![width - 1])
+        }
+        Format::Safetensors => {
+            let (features, shape, labels) = read_safetensors(bytes)?;
+            drop((features, labels));
+            (shape[0], shape[1..].to_vec())
+        }
+    };
+    Ok(DatasetRow {
+        id: format!("dataset-{}", uuid::Uuid::new_v4()),
+        format: format.name().into(),
+        rows: rows as i64,
+        sample_shape: serde_json::to_string(&sample_shape).unwrap_or_else(|_| "[]".into()),
+        header: csv.header,
+        label_column: csv
+            .label_column
+            .as_ref()
+            .and_then(|c| serde_json::to_string(c).ok()),
+        bytes: bytes.len() as i64,
+        created_at: now_ms(),
+    })
+}
+
+/// Reads `features` and `labels` from a safetensors file.
+fn read_safetensors(bytes: &[u8]) -> Result<(Vec<f32>, Vec<usize>, Vec<f64>)> {
+    let tensors = SafeTensors::deserialize(bytes)
+        .map_err(|e| KilnError::Data(format!("the uploaded file is not safetensors: {e}")))?;
+    let tensor = |name: &str| {
+        tensors.tensor(name).map_err(|_| {
+            KilnError::Data(format!(
+                "the safetensors file has no tensor `{name}` (it needs `features` [n, …sample] \
+                 and `labels` [n])"
+            ))
+        })
+    };
+    let features = tensor("features")?;
+    let shape = features.shape().to_vec();
+    if shape.len() < 2 {
+        return Err(KilnError::Data(format!(
+            "features: shape must be [n, …sample], got {shape:?}"
+        )));
+    }
+    checked_elements(&shape, "features")?;
+    let values: Vec<f32> = match features.dtype() {
+        Dtype::F32 => features
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::U8 => features.data().iter().map(|&b| f32::from(b)).collect(),
+        other => {
+            return Err(KilnError::Data(format!(
+                "features: dtype must be F32 or U8, got {other:?}"
+            )));
+        }
+    };
+    let labels = tensor("labels")?;
+    if labels.shape() != [shape[0]] {
+        return Err(KilnError::Data(format!(
+            "labels: shape must be [{}] (one per sample), got {:?}",
+            shape[0],
+            labels.shape()
+        )));
+    }
+    let labels: Vec<f64> = match labels.dtype() {
+        Dtype::I32 => labels
+            .data()
+            .chunks_exact(4)
+            .map(|b| f64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+            .collect(),
+        Dtype::F32 => labels
+            .data()
+            .chunks_exact(4)
+            .map(|b| f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+            .collect(),
+        other => {
+            return Err(KilnError::Data(format!(
+                "labels: dtype must be I32 or F32, got {other:?}"
+            )));
+        }
+    };
+    Ok((values, shape, labels))
+}
+
+/// Reads a stored dataset for a job. A CSV is read with the config's label settings when the
+/// config names `source: csv`, else with the settings given at upload.
+pub fn load(
+    file: &Path,
+    row: &DatasetRow,
+    config: &Config,
+    csv_from_config: bool,
+) -> Result<Loaded> {
+    let bytes = std::fs::read(file)
+        .map_err(|e| KilnError::io(format!("cannot read dataset {}", row.id), e))?;
+    let samples = if row.format == "csv" {
+        let text = String::from_utf8(bytes)
+            .map_err(|_| KilnError::Data(format!("dataset {} is not UTF-8", row.id)))?;
+        let (header, label_column) = if csv_from_config {
+            (config.data.header, config.data.label_column.clone())
+        } else {
+            let column = row
+                .label_column
+                .as_deref()
+                .and_then(|c| serde_json::from_str::<LabelColumn>(c).ok());
+            (row.header, column)
+        };
+        parse_table(&text, header, &format!("dataset {}", row.id))?
+            .into_dataset(label_column.as_ref(), config.task)?
+    } else {
+        let (features, shape, labels) = read_safetensors(&bytes)?;
+        dataset_from_labels(
+            features,
+            shape[1..].to_vec(),
+            &labels,
+            config.task,
+            "labels",
+        )?
+    };
+    Ok(Loaded {
+        samples,
+        official_test: None,
+    })
+}
+
+/// Refuses what a remote config may not say: a server-side path, or a source that reads the
+/// server's files. Remote jobs train on an uploaded dataset or the embedded `digits`.
+pub fn check_remote_data(config: &Config, has_dataset: bool) -> Result<()> {
+    let data = &config.data;
+    for (field, value) in [
+        ("data.path", &data.path),
+        ("data.images", &data.images),
+        ("data.labels", &data.labels),
+    ] {
+        if let Some(value) = value {
+            return Err(KilnError::Config(format!(
+                "{field}: a remote job cannot name a server-side path (got {value:?}); upload the \
+                 data with POST /v1/datasets and pass its id as `dataset`"
+            )));
+        }
+    }
+    match (data.source, has_dataset) {
+        (DataSource::Csv, true) | (DataSource::Digits, false) => Ok(()),
+        (DataSource::Digits, true) => Ok(()),
+        (source, true) => Err(KilnError::Config(format!(
+            "data.source: a job with a `dataset` reads it as csv (or leave data.source out), got \
+             {source:?}"
+        ))),
+        (DataSource::FashionMnist | DataSource::Idx, false) => Err(KilnError::Config(
+            "data.source: fashion-mnist and idx read the server's files; upload the data with \
+             POST /v1/datasets and pass its id as `dataset`"
+                .into(),
+        )),
+        (source, false) => Err(KilnError::Config(format!(
+            "data.source: {source:?} needs uploaded data: POST /v1/datasets, then pass its id as \
+             `dataset` (remote jobs without one train on the embedded digits)"
+        ))),
+    }
+}

@@ -1,0 +1,116 @@
+//! `/v1/datasets`: upload (CSV or safetensors), list, delete.
+
+use super::datasets::{CsvSettings, Format, file_of, inspect};
+use super::problem::ApiError;
+use super::registry::DatasetRow;
+use super::state::{AppState, blocking};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+/// A dataset as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatasetView {
+    /// `dataset-<uuid>`.
+    pub id: String,
+    /// `csv` or `safetensors`.
+    pub format: String,
+    /// Samples.
+    pub rows: i64,
+    /// One sample's shape.
+    pub sample_shape: Vec<usize>,
+    /// Bytes stored.
+    pub bytes: i64,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: i64,
+}
+
+impl DatasetView {
+    fn from_row(row: DatasetRow) -> Self {
+        Self {
+            sample_shape: serde_json::from_str(&row.sample_shape).unwrap_or_default(),
+            id: row.id,
+            format: row.format,
+            rows: row.rows,
+            bytes: row.bytes,
+            created_at: row.created_at,
+        }
+    }
+}
+
+/// CSV settings of an upload.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct UploadQuery {
+    /// The label column: a header name or a 0-based index (default: the last column).
+    pub label_column: Option<String>,
+    /// Whether the first line is a header (default true).
+    pub header: Option<bool>,
+}
+
+/// Uploads a dataset: `text/csv`, or `application/octet-stream` holding a safetensors file
+/// with `features` (f32 or u8, `[n, …sample]`) and `labels` (i32 or f32, `[n]`).
+#[utoipa::path(post, path = "/v1/datasets", params(UploadQuery),
+    request_body(content = String, content_type = "text/csv"),
+    responses((status = 201, body = DatasetView), (status = 400, body = super::problem::Problem),
+              (status = 413, body = super::problem::Problem)))]
+pub async fn upload(
+    State(state): State<AppState>,
+    Query(query): Query<UploadQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<DatasetView>), ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let format = Format::from_content_type(content_type)?;
+    let settings = CsvSettings::from_query(query.header, query.label_column);
+    let dir = state.runner.data_dir.join("datasets");
+    let row = blocking(move || {
+        let row = inspect(&body, format, &settings)?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| kiln::KilnError::io(format!("cannot create {}", dir.display()), e))?;
+        kiln::store::write_atomic(&file_of(&dir, &row.id, &row.format), &body)?;
+        Ok(row)
+    })
+    .await?;
+    state.registry.insert_dataset(&row).await?;
+    Ok((StatusCode::CREATED, Json(DatasetView::from_row(row))))
+}
+
+/// Lists datasets, oldest first.
+#[utoipa::path(get, path = "/v1/datasets", responses((status = 200, body = Vec<DatasetView>)))]
+pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<DatasetView>>, ApiError> {
+    let rows = state.registry.datasets().await?;
+    Ok(Json(rows.into_iter().map(DatasetView::from_row).collect()))
+}
+
+/// Deletes a dataset no queued or training job uses.
+#[utoipa::path(delete, path = "/v1/datasets/{id}", responses((status = 204), (status = 404, body = super::problem::Problem), (status = 409, body = super::problem::Problem)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let row = state
+        .registry
+        .dataset(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no dataset {id}")))?;
+    if state.registry.dataset_in_use(&id).await? {
+        return Err(ApiError::conflict(format!(
+            "dataset {id} is used by a job that has not ended"
+        )));
+    }
+    state.registry.delete_dataset(&id).await?;
+    let file = file_of(&state.runner.data_dir.join("datasets"), &id, &row.format);
+    blocking(move || match std::fs::remove_file(&file) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(kiln::KilnError::io("cannot remove the dataset file", e)),
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,399 @@
+//! `/v1/jobs`: submit, list, inspect, follow (SSE), cancel and delete training jobs.
+
+use super::datasets::check_remote_data;
+use super::hub::is_terminal;
+use super::problem::{ApiError, ProblemKind};
+use super::registry::{EventRow, JobRow, now_ms};
+use super::state::{AppState, blocking};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::Stream;
+use kiln::Config;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::{BTreeMap, VecDeque};
+use std::convert::Infallible;
+use std::time::Duration;
+use tokio::sync::broadcast;
+use utoipa::{IntoParams, ToSchema};
+
+/// Most tags on a job, and longest key or value.
+const MAX_TAGS: usize = 32;
+const MAX_TAG_CHARS: usize = 128;
+
+/// `POST /v1/jobs`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitJob {
+    /// The config: an object with the YAML schema (`kiln schema`), or YAML/JSON text.
+    #[schema(value_type = Object)]
+    pub config: Option<Value>,
+    /// An uploaded dataset's id (`dataset-…`) to train on.
+    pub dataset: Option<String>,
+    /// String tags, e.g. `{"team": "vision"}`.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A job as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobView {
+    /// `trainingjob-<uuid>`.
+    pub id: String,
+    /// queued | processing | completed | failed | cancelled.
+    pub status: String,
+    /// The latest progress report.
+    #[schema(value_type = Object)]
+    pub progress: Option<Value>,
+    /// The TrainRunInfo, once completed.
+    #[schema(value_type = Object)]
+    pub result: Option<Value>,
+    /// Why it failed or was cancelled.
+    pub error: Option<String>,
+    /// The job's tags.
+    pub tags: BTreeMap<String, String>,
+    /// The dataset it trains on.
+    pub dataset: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: i64,
+    /// When it first started.
+    pub started_at: Option<i64>,
+    /// When it ended.
+    pub finished_at: Option<i64>,
+    /// Where to follow it.
+    pub tracking_url: String,
+}
+
+impl JobView {
+    /// The view of a stored row.
+    pub fn from_row(row: JobRow) -> Self {
+        let parse = |text: Option<String>| text.and_then(|t| serde_json::from_str(&t).ok());
+        Self {
+            tracking_url: format!("/v1/jobs/{}", row.id),
+            tags: serde_json::from_str(&row.tags).unwrap_or_default(),
+            progress: parse(row.progress),
+            result: parse(row.result),
+            id: row.id,
+            status: row.status,
+            error: row.error,
+            dataset: row.dataset,
+            created_at: row.created_at,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+        }
+    }
+}
+
+fn parse_config(value: Option<Value>) -> kiln::Result<Config> {
+    match value {
+        None | Some(Value::Null) => Config::embedded_default(),
+        Some(Value::String(text)) => Config::from_str_auto(&text),
+        Some(object @ Value::Object(_)) => Config::from_value(object),
+        Some(other) => Err(kiln::KilnError::Config(format!(
+            "config: must be an object or YAML/JSON text, got {other}"
+        ))),
+    }
+}
+
+fn check_tags(tags: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    if tags.len() > MAX_TAGS {
+        return Err(ApiError::bad_input(format!(
+            "tags: at most {MAX_TAGS} tags, got {}",
+            tags.len()
+        )));
+    }
+    for (key, value) in tags {
+        if key.is_empty()
+            || key.chars().count() > MAX_TAG_CHARS
+            || value.chars().count() > MAX_TAG_CHARS
+        {
+            return Err(ApiError::bad_input(format!(
+                "tags.{key}: keys must be 1–{MAX_TAG_CHARS} characters and values at most \
+                 {MAX_TAG_CHARS}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn find(state: &AppState, id: &str) -> Result<JobRow, ApiError> {
+    state
+        .registry
+        .job(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no job {id}")))
+}
+
+/// Submits a training job; it is queued FIFO and returned at once.
+#[utoipa::path(post, path = "/v1/jobs", request_body = SubmitJob,
+    responses((status = 202, body = JobView), (status = 400, body = super::problem::Problem),
+              (status = 429, body = super::problem::Problem)))]
+pub async fn submit(
+    State(state): State<AppState>,
+    Json(body): Json<SubmitJob>,
+) -> Result<(StatusCode, Json<JobView>), ApiError> {
+    check_tags(&body.tags)?;
+    let config = parse_config(body.config)?;
+    check_remote_data(&config, body.dataset.is_some())?;
+    if let Some(dataset) = &body.dataset
+        && state.registry.dataset(dataset).await?.is_none()
+    {
+        return Err(ApiError::bad_input(format!(
+            "dataset: no dataset {dataset:?} (upload one with POST /v1/datasets)"
+        )));
+    }
+    let config_json =
+        serde_json::to_string(&config).map_err(|e| ApiError::internal("encoding a config", e))?;
+    let row = JobRow {
+        id: kiln::Job::new().id().to_string(),
+        status: "queued".into(),
+        config: config_json,
+        dataset: body.dataset,
+        tags: serde_json::to_string(&body.tags).unwrap_or_else(|_| "{}".into()),
+        progress: None,
+        result: None,
+        error: None,
+        created_at: now_ms(),
+        started_at: None,
+        finished_at: None,
+    };
+    if state.scheduler.stopping() {
+        return Err(ApiError::new(
+            ProblemKind::Protocol(StatusCode::SERVICE_UNAVAILABLE),
+            "the server is stopping and takes no new jobs",
+        ));
+    }
+    state.registry.insert_job(&row).await?;
+    state
+        .hub
+        .publish(
+            &row.id,
+            "status",
+            serde_json::json!({ "status": "queued" }).to_string(),
+        )
+        .await?;
+    if let Err(full) = state.scheduler.submit(row.id.clone(), false) {
+        state.registry.delete_job(&row.id).await?;
+        let mut error = ApiError::new(
+            ProblemKind::QueueFull,
+            format!("the job queue is full ({} waiting); retry later", full.0),
+        );
+        error.retry_after = Some(30);
+        return Err(error);
+    }
+    Ok((StatusCode::ACCEPTED, Json(JobView::from_row(row))))
+}
+
+/// Filters of `GET /v1/jobs`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct JobFilter {
+    /// Only jobs with this status.
+    pub status: Option<String>,
+    /// Only jobs with this tag, as `key:value`.
+    pub tag: Option<String>,
+}
+
+/// Lists jobs, oldest first.
+#[utoipa::path(get, path = "/v1/jobs", params(JobFilter), responses((status = 200, body = Vec<JobView>)))]
+pub async fn list(
+    State(state): State<AppState>,
+    Query(filter): Query<JobFilter>,
+) -> Result<Json<Vec<JobView>>, ApiError> {
+    let tag = match filter.tag.as_deref() {
+        Some(t) => Some(
+            t.split_once(':')
+                .ok_or_else(|| ApiError::bad_input(format!("tag: must be key:value, got {t:?}")))?,
+        ),
+        None => None,
+    };
+    let rows = state.registry.jobs(filter.status.as_deref()).await?;
+    let views = rows
+        .into_iter()
+        .map(JobView::from_row)
+        .filter(|v| tag.is_none_or(|(k, val)| v.tags.get(k).is_some_and(|x| x == val)))
+        .collect();
+    Ok(Json(views))
+}
+
+/// One job.
+#[utoipa::path(get, path = "/v1/jobs/{id}", responses((status = 200, body = JobView), (status = 404, body = super::problem::Problem)))]
+pub async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
+    Ok(Json(JobView::from_row(find(&state, &id).await?)))
+}
+
+/// Cancels a queued or training job (idempotent); 409 for a job that completed or failed.
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", responses((status = 202, body = JobView), (status = 409, body = super::problem::Problem)))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<JobView>), ApiError> {
+    let row = find(&state, &id).await?;
+    match row.status.as_str() {
+        "cancelled" => {}
+        "queued" | "processing" => {
+            if !state.scheduler.cancel_running(&id) {
+                state.scheduler.remove_queued(&id);
+                let done = state
+                    .registry
+                    .finish(&id, "cancelled", None, Some("the job was cancelled"))
+                    .await?;
+                if done {
+                    let event = serde_json::json!({ "status": "cancelled", "error": "the job was cancelled" });
+                    state.hub.publish(&id, "status", event.to_string()).await?;
+                }
+            }
+        }
+        other => {
+            return Err(ApiError::conflict(format!(
+                "job {id} has already ended ({other}); nothing to cancel"
+            )));
+        }
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(JobView::from_row(find(&state, &id).await?)),
+    ))
+}
+
+/// Deletes a job that has ended, with its events and run directory.
+#[utoipa::path(delete, path = "/v1/jobs/{id}", responses((status = 204), (status = 409, body = super::problem::Problem)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let row = find(&state, &id).await?;
+    if matches!(row.status.as_str(), "queued" | "processing") {
+        return Err(ApiError::conflict(format!(
+            "job {id} is {}; cancel it first",
+            row.status
+        )));
+    }
+    state.registry.delete_job(&id).await?;
+    let dir = state.runner.job_dir(&id);
+    blocking(move || match std::fs::remove_dir_all(&dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(kiln::KilnError::io(
+            format!("cannot remove {}", dir.display()),
+            e,
+        )),
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The run's metric lines (`metrics.jsonl`: progress and evaluations), as a JSON array.
+#[utoipa::path(get, path = "/v1/jobs/{id}/metrics", responses((status = 200, body = Vec<Object>)))]
+pub async fn metrics(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<Value>>, ApiError> {
+    find(&state, &id).await?;
+    let path = state.runner.job_dir(&id).join("metrics.jsonl");
+    let lines = blocking(move || match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(kiln::KilnError::io("cannot read metrics.jsonl", e)),
+    })
+    .await?;
+    Ok(Json(lines))
+}
+
+/// Where a reconnecting client left off: `Last-Event-ID`, or `?after=`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct EventsQuery {
+    /// Send only events after this id.
+    pub after: Option<i64>,
+}
+
+struct Follow {
+    state: AppState,
+    id: String,
+    pending: VecDeque<EventRow>,
+    live: broadcast::Receiver<EventRow>,
+    last: i64,
+    closed: bool,
+    done: bool,
+}
+
+fn to_sse(event: &EventRow) -> Event {
+    Event::default()
+        .id(event.seq.to_string())
+        .event(event.kind.clone())
+        .data(event.data.clone())
+}
+
+impl Follow {
+    async fn next(mut self) -> Option<(Result<Event, Infallible>, Self)> {
+        loop {
+            if self.done {
+                return None;
+            }
+            if let Some(event) = self.pending.pop_front() {
+                if event.seq <= self.last {
+                    continue;
+                }
+                self.last = event.seq;
+                self.done = is_terminal(&event);
+                return Some((Ok(to_sse(&event)), self));
+            }
+            if self.closed {
+                return None;
+            }
+            match self.live.recv().await {
+                Ok(event) => self.pending.push_back(event),
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    let missed = self.state.registry.events_after(&self.id, self.last).await;
+                    self.pending.extend(missed.unwrap_or_default());
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    let rest = self.state.registry.events_after(&self.id, self.last).await;
+                    self.pending.extend(rest.unwrap_or_default());
+                    self.closed = true;
+                }
+            }
+        }
+    }
+}
+
+/// Server-Sent Events of a job: its history after `Last-Event-ID`, then the live stream, ending
+/// after the final `status` event. Heartbeats every 10 s.
+#[utoipa::path(get, path = "/v1/jobs/{id}/events", params(EventsQuery), responses((status = 200, content_type = "text/event-stream")))]
+pub async fn events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<EventsQuery>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    find(&state, &id).await?;
+    let last = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .or(query.after)
+        .unwrap_or(0);
+    // Subscribe before reading the history, so nothing falls between the two.
+    let live = state.hub.subscribe(&id);
+    let row = find(&state, &id).await?;
+    let history = state.registry.events_after(&id, last).await?;
+    let follow = Follow {
+        closed: !matches!(row.status.as_str(), "queued" | "processing"),
+        state,
+        id,
+        pending: history.into(),
+        live,
+        last,
+        done: false,
+    };
+    let stream = futures::stream::unfold(follow, Follow::next);
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(10))))
+}

@@ -1,0 +1,17 @@
+//! `kiln serve`: the job API over HTTP (axum), with the registry in SQLite (sqlx).
+
+mod auth;
+mod datasets;
+mod datasets_api;
+mod hub;
+mod jobs_api;
+mod models_api;
+mod openapi;
+mod problem;
+mod registry;
+mod runner;
+mod scheduler;
+mod server;
+mod state;
+
+pub use server::{ServeOptions, serve};

@@ -1,0 +1,215 @@
+//! `/v1/models`: the directory model store under `DATA_DIR/models`, and online prediction.
+
+use super::problem::ApiError;
+use super::state::{AppState, blocking};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use kiln::backend::native_device;
+use kiln::model::{Predictor, SavedModel};
+use kiln::store::{ModelId, ModelStore, import_into, list_models, load_model};
+use kiln::{KilnError, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+fn no_model(id: &str) -> ApiError {
+    ApiError::not_found(format!("no model {id}"))
+}
+
+/// The stored models' headers (id, name, config, input shape, outputs, metrics).
+#[utoipa::path(get, path = "/v1/models", responses((status = 200, body = Vec<Object>)))]
+pub async fn list(State(state): State<AppState>) -> std::result::Result<Json<Value>, ApiError> {
+    let store = state.runner.store.clone();
+    let headers = blocking(move || futures::executor::block_on(list_models(&store))).await?;
+    Ok(Json(serde_json::to_value(headers).unwrap_or_default()))
+}
+
+async fn model_bytes(state: &AppState, id: &str) -> std::result::Result<Vec<u8>, ApiError> {
+    let model_id = ModelId::parse(id).map_err(|_| no_model(id))?;
+    let store = state.runner.store.clone();
+    blocking(move || futures::executor::block_on(store.get(&model_id)))
+        .await?
+        .ok_or_else(|| no_model(id))
+}
+
+/// The model's portable `.kiln` bytes.
+#[utoipa::path(get, path = "/v1/models/{guid}", responses((status = 200, content_type = "application/octet-stream"), (status = 404, body = super::problem::Problem)))]
+pub async fn download(
+    State(state): State<AppState>,
+    Path(guid): Path<String>,
+) -> std::result::Result<Response, ApiError> {
+    let bytes = model_bytes(&state, &guid).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{guid}.kiln\""),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+/// The model's header.
+#[utoipa::path(get, path = "/v1/models/{guid}/info", responses((status = 200, body = Object), (status = 404, body = super::problem::Problem)))]
+pub async fn info(
+    State(state): State<AppState>,
+    Path(guid): Path<String>,
+) -> std::result::Result<Json<Value>, ApiError> {
+    let bytes = model_bytes(&state, &guid).await?;
+    let saved = blocking(move || SavedModel::from_bytes(&bytes)).await?;
+    Ok(Json(serde_json::to_value(saved.header).unwrap_or_default()))
+}
+
+/// `?force=true` replaces a stored model with the same id.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ImportQuery {
+    /// Replace a model with the same id.
+    pub force: Option<bool>,
+}
+
+/// The id of an imported model.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Imported {
+    /// The model id from the file's header.
+    pub guid: String,
+}
+
+/// Imports `.kiln` bytes (checked like `kiln models import`).
+#[utoipa::path(post, path = "/v1/models", params(ImportQuery), request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 201, body = Imported), (status = 400, body = super::problem::Problem)))]
+pub async fn import(
+    State(state): State<AppState>,
+    Query(query): Query<ImportQuery>,
+    body: Bytes,
+) -> std::result::Result<(StatusCode, Json<Imported>), ApiError> {
+    let store = state.runner.store.clone();
+    let force = query.force.unwrap_or(false);
+    let id = blocking(move || {
+        let device = native_device(kiln::backend::BackendKind::Cpu)?;
+        futures::executor::block_on(import_into(&store, body.to_vec(), force, &device))
+    })
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Imported {
+            guid: id.to_string(),
+        }),
+    ))
+}
+
+/// Deletes a model.
+#[utoipa::path(delete, path = "/v1/models/{guid}", responses((status = 204), (status = 404, body = super::problem::Problem)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(guid): Path<String>,
+) -> std::result::Result<StatusCode, ApiError> {
+    let model_id = ModelId::parse(&guid).map_err(|_| no_model(&guid))?;
+    let store = state.runner.store.clone();
+    let existed = blocking(move || futures::executor::block_on(store.delete(&model_id))).await?;
+    if existed {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(no_model(&guid))
+    }
+}
+
+/// `POST /v1/models/{guid}/predict`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PredictRequest {
+    /// Row-major samples: numbers, or base64 of little-endian f32.
+    #[schema(value_type = Object)]
+    pub features: Value,
+    /// `[rows, …sample]`; default: rows of the model's input size.
+    pub shape: Option<Vec<usize>>,
+}
+
+/// Predictions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PredictResponse {
+    /// `rows × outputs` values: class probabilities or regression values.
+    pub outputs: Vec<f32>,
+    /// `[rows, outputs]`.
+    pub shape: Vec<usize>,
+}
+
+fn features_of(value: &Value) -> Result<Vec<f32>> {
+    match value {
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.as_f64().map(|x| x as f32).ok_or_else(|| {
+                    KilnError::InvalidArgument(format!("features[{i}]: must be a number, got {v}"))
+                })
+            })
+            .collect(),
+        Value::String(text) => {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(text.trim())
+                .map_err(|e| KilnError::InvalidArgument(format!("features: not base64: {e}")))?;
+            if bytes.len() % 4 != 0 {
+                return Err(KilnError::InvalidArgument(format!(
+                    "features: {} bytes of base64 are not whole f32 values",
+                    bytes.len()
+                )));
+            }
+            Ok(bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect())
+        }
+        _ => Err(KilnError::InvalidArgument(
+            "features: must be an array of numbers or base64 of little-endian f32".into(),
+        )),
+    }
+}
+
+/// Predicts with a stored model.
+#[utoipa::path(post, path = "/v1/models/{guid}/predict", request_body = PredictRequest,
+    responses((status = 200, body = PredictResponse), (status = 400, body = super::problem::Problem), (status = 404, body = super::problem::Problem)))]
+pub async fn predict(
+    State(state): State<AppState>,
+    Path(guid): Path<String>,
+    Json(request): Json<PredictRequest>,
+) -> std::result::Result<Json<PredictResponse>, ApiError> {
+    ModelId::parse(&guid).map_err(|_| no_model(&guid))?;
+    let store = state.runner.store.clone();
+    if model_bytes(&state, &guid).await.is_err() {
+        return Err(no_model(&guid));
+    }
+    let backend = state.runner.backend;
+    let response = blocking(move || {
+        let features = features_of(&request.features)?;
+        let saved = futures::executor::block_on(load_model(&store, &guid))?;
+        let outputs_per_row = saved.header.num_outputs;
+        let predictor = Predictor::new(saved, &native_device(backend)?)?;
+        let sample = predictor.sample_len();
+        if let Some(shape) = &request.shape {
+            let elements = kiln::limits::checked_elements(shape, "shape")?;
+            let per_row: usize = shape.iter().skip(1).product();
+            if elements != features.len() || per_row != sample {
+                return Err(KilnError::InvalidArgument(format!(
+                    "shape: {shape:?} does not fit {} feature values of samples with {sample} \
+                     values each",
+                    features.len()
+                )));
+            }
+        }
+        let outputs = futures::executor::block_on(predictor.predict(&features))?;
+        let rows = outputs.len() / outputs_per_row.max(1);
+        Ok(PredictResponse {
+            outputs,
+            shape: vec![rows, outputs_per_row],
+        })
+    })
+    .await?;
+    Ok(Json(response))
+}

@@ -1,0 +1,64 @@
+//! The OpenAPI document, generated from the handlers' annotations.
+
+use super::{datasets_api, jobs_api, models_api, problem};
+use axum::Json;
+use serde::Serialize;
+use utoipa::{OpenApi, ToSchema};
+
+/// `GET /v1/health`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    pub status: &'static str,
+    /// The server's version.
+    pub version: &'static str,
+    /// The backend jobs train on.
+    pub backend: &'static str,
+}
+
+/// The API description.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Kiln job server",
+        description = "Train, follow and serve Kiln models over HTTP."
+    ),
+    paths(
+        health,
+        jobs_api::submit,
+        jobs_api::list,
+        jobs_api::show,
+        jobs_api::cancel,
+        jobs_api::delete,
+        jobs_api::events,
+        jobs_api::metrics,
+        datasets_api::upload,
+        datasets_api::list,
+        datasets_api::delete,
+        models_api::list,
+        models_api::download,
+        models_api::info,
+        models_api::import,
+        models_api::delete,
+        models_api::predict,
+    ),
+    components(schemas(problem::Problem, Health))
+)]
+pub struct ApiDoc;
+
+/// Liveness (no token needed).
+#[utoipa::path(get, path = "/v1/health", responses((status = 200, body = Health)))]
+pub async fn health(
+    axum::extract::State(state): axum::extract::State<super::state::AppState>,
+) -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+        backend: state.runner.backend.name(),
+    })
+}
+
+/// `GET /v1/openapi.json`.
+pub async fn document() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

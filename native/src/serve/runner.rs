@@ -1,0 +1,203 @@
+//! Runs one queued job on a training thread: the same `run_job` the CLI uses, with the run
+//! directory `DATA_DIR/jobs/<id>` (checkpoints, metrics.jsonl, results) and every event recorded.
+
+use super::datasets;
+use super::hub::Hub;
+use super::registry::JobRow;
+use super::scheduler::Scheduler;
+use crate::run_dir::{MetricsLog, RunDir};
+use kiln::backend::{BackendKind, native_device};
+use kiln::config::DataSource;
+use kiln::data::{load_source, prepare};
+use kiln::jobs::{JobOutput, JobRun, run_job};
+use kiln::store::DirStore;
+use kiln::train::TrainEvent;
+use kiln::{Config, Job, KilnError, Result, TrainRunInfo};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::runtime::Handle;
+
+/// What every training thread shares.
+#[derive(Debug, Clone)]
+pub struct RunnerContext {
+    /// The async runtime (for registry writes from the training thread).
+    pub runtime: Handle,
+    /// Events and the registry.
+    pub hub: Hub,
+    /// The queue.
+    pub scheduler: Arc<Scheduler>,
+    /// `DATA_DIR`.
+    pub data_dir: PathBuf,
+    /// `DATA_DIR/models`.
+    pub store: DirStore,
+    /// `--backend`.
+    pub backend: BackendKind,
+}
+
+impl RunnerContext {
+    /// The run directory of a job.
+    pub fn job_dir(&self, id: &str) -> PathBuf {
+        self.data_dir.join("jobs").join(id)
+    }
+
+    /// Records an event from the training thread (a failure to record is logged).
+    pub fn publish(&self, id: &str, kind: &str, data: serde_json::Value) {
+        let text = data.to_string();
+        if let Err(e) = self.runtime.block_on(self.hub.publish(id, kind, text)) {
+            eprintln!("kiln serve: cannot record an event of {id}: {e}");
+        }
+    }
+
+    /// Ends a job in the registry and sends its final `status` event.
+    pub fn finish(
+        &self,
+        id: &str,
+        status: &str,
+        result: Option<&TrainRunInfo>,
+        error: Option<&str>,
+    ) {
+        let result_json = result.and_then(|r| serde_json::to_string(r).ok());
+        let registry = self.hub.registry();
+        match self
+            .runtime
+            .block_on(registry.finish(id, status, result_json.as_deref(), error))
+        {
+            Ok(true) => self.publish(
+                id,
+                "status",
+                serde_json::json!({ "status": status, "error": error, "result": result }),
+            ),
+            Ok(false) => {}
+            Err(e) => eprintln!("kiln serve: cannot record the end of {id}: {e}"),
+        }
+    }
+}
+
+/// Runs job `id` to its end (or, when the server stops, back into the queue).
+pub fn run_queued(ctx: &RunnerContext, id: &str) {
+    let row = match ctx.runtime.block_on(ctx.hub.registry().job(id)) {
+        Ok(Some(row)) if matches!(row.status.as_str(), "queued" | "processing") => row,
+        Ok(_) => return, // cancelled or deleted while queued
+        Err(e) => {
+            eprintln!("kiln serve: cannot read job {id}: {e}");
+            return;
+        }
+    };
+    let job = Job::with_id(id.to_string());
+    ctx.scheduler.started(&job);
+    let outcome = train(ctx, &row, &job);
+    ctx.scheduler.ended(id);
+    match outcome {
+        Ok(info) => ctx.finish(id, "completed", Some(&info), None),
+        Err(KilnError::Cancelled) if ctx.scheduler.stopping() => {
+            if let Err(e) = ctx.runtime.block_on(ctx.hub.registry().mark_queued(id)) {
+                eprintln!("kiln serve: cannot requeue {id}: {e}");
+            }
+            ctx.publish(
+                id,
+                "interrupted",
+                serde_json::json!({ "reason": "the server is stopping; the job resumes from its latest checkpoint when it starts again" }),
+            );
+        }
+        Err(KilnError::Cancelled) => {
+            ctx.finish(id, "cancelled", None, Some("the job was cancelled"));
+        }
+        Err(e) => {
+            if !e.is_user_error() {
+                eprintln!("kiln serve: job {id} failed: {e}");
+            }
+            ctx.finish(id, "failed", None, Some(&e.to_string()));
+        }
+    }
+}
+
+fn train(ctx: &RunnerContext, row: &JobRow, job: &Job) -> Result<TrainRunInfo> {
+    let id = row.id.as_str();
+    let config = Config::from_json_str(&row.config)?;
+    let loaded = match &row.dataset {
+        Some(dataset) => {
+            let found = ctx
+                .runtime
+                .block_on(ctx.hub.registry().dataset(dataset))
+                .map_err(|e| KilnError::Internal(format!("registry: {e}")))?
+                .ok_or_else(|| KilnError::Data(format!("dataset {dataset} was deleted")))?;
+            let file = datasets::file_of(&ctx.data_dir.join("datasets"), dataset, &found.format);
+            datasets::load(
+                &file,
+                &found,
+                &config,
+                config.data.source == DataSource::Csv,
+            )?
+        }
+        None => load_source(&config)?,
+    };
+    let splits = prepare(&config, loaded)?;
+    let device = native_device(ctx.backend)?;
+    let root = ctx.job_dir(id);
+    let resume = root
+        .join("checkpoints")
+        .join("index.json")
+        .exists()
+        .then(|| RunDir::latest_checkpoint(&root).ok())
+        .flatten();
+    let mut run_dir = RunDir::open(root.clone(), &config, config.checkpoint.save_top_k)?;
+    let mut metrics_log = MetricsLog::open(&root)?;
+    ctx.runtime
+        .block_on(ctx.hub.registry().mark_processing(id))
+        .map_err(|e| KilnError::Internal(format!("registry: {e}")))?;
+    ctx.publish(id, "status", serde_json::json!({ "status": "processing" }));
+    let mut log_error = None;
+    let mut on_event = |event: &TrainEvent| {
+        if let Err(e) = metrics_log.log(event) {
+            log_error.get_or_insert(e);
+        }
+        let Ok(value) = serde_json::to_value(event) else {
+            return;
+        };
+        let kind = value
+            .get("event")
+            .and_then(|k| k.as_str())
+            .unwrap_or("event")
+            .to_string();
+        if let TrainEvent::Progress(p) = event
+            && let Ok(progress) = serde_json::to_string(p)
+            && let Err(e) = ctx
+                .runtime
+                .block_on(ctx.hub.registry().set_progress(id, &progress))
+        {
+            eprintln!("kiln serve: cannot record progress of {id}: {e}");
+        }
+        ctx.publish(id, &kind, value);
+    };
+    let results_root = root.clone();
+    let mut write_results = |output: &JobOutput| {
+        let json = serde_json::to_string_pretty(&output.info)
+            .map_err(|e| KilnError::Internal(format!("cannot encode the result: {e}")))?;
+        RunDir::write_results(
+            &results_root,
+            &output.model.to_bytes()?,
+            &output.final_weights,
+            &json,
+        )
+    };
+    let output = futures::executor::block_on(run_job(
+        job,
+        JobRun {
+            config: &config,
+            splits: &splits,
+            device,
+            backend: ctx.backend.name().into(),
+            store: &ctx.store,
+            checkpoints: Some(&mut run_dir),
+            resume,
+            on_event: &mut on_event,
+            best_model_path: None,
+            yield_now: None,
+            before_store: Some(&mut write_results),
+        },
+    ))?;
+    if let Some(e) = log_error {
+        return Err(e);
+    }
+    Ok(output.info)
+}

@@ -1,0 +1,263 @@
+//! `kiln serve`: binds, recovers unfinished jobs, starts the training threads, serves the API,
+//! and stops cleanly on SIGINT / SIGTERM.
+
+use super::auth::{Tokens, require_token};
+use super::hub::Hub;
+use super::problem::problems_everywhere;
+use super::registry::Registry;
+use super::runner::{RunnerContext, run_queued};
+use super::scheduler::Scheduler;
+use super::state::AppState;
+use super::{datasets_api, jobs_api, models_api, openapi};
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::routing::{get, post};
+use kiln::backend::BackendKind;
+use kiln::store::DirStore;
+use kiln::{KilnError, Result};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::TimeoutLayer;
+
+/// Options of `kiln serve`.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Address to bind.
+    pub addr: SocketAddr,
+    /// Registry, datasets, job runs and models.
+    pub data_dir: PathBuf,
+    /// Bearer tokens, one per line.
+    pub token_file: Option<PathBuf>,
+    /// Origins allowed by CORS.
+    pub allow_origins: Vec<String>,
+    /// Jobs training at once.
+    pub max_concurrent_jobs: usize,
+    /// Largest request body, in MiB.
+    pub max_upload_mb: usize,
+    /// Jobs waiting at most.
+    pub max_queued_jobs: usize,
+    /// Backend for training and prediction.
+    pub backend: BackendKind,
+}
+
+/// How long a request (not an event stream) may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn internal(context: &str, e: impl std::fmt::Display) -> KilnError {
+    KilnError::Internal(format!("{context}: {e}"))
+}
+
+/// Runs the server until SIGINT or SIGTERM. Training uses `pool` (the CPU backend's threads).
+pub fn serve(options: ServeOptions, pool: Arc<rayon::ThreadPool>) -> Result<()> {
+    let tokens = match &options.token_file {
+        Some(path) => Tokens::from_file(path)?,
+        None => Tokens::default(),
+    };
+    if !tokens.required() && !options.addr.ip().is_loopback() {
+        return Err(KilnError::InvalidArgument(format!(
+            "--addr {}: without --token-file the server only binds a loopback address \
+             (127.0.0.1, ::1); give --token-file to serve other hosts",
+            options.addr
+        )));
+    }
+    let mut origins = Vec::new();
+    for origin in &options.allow_origins {
+        origins.push(HeaderValue::from_str(origin).map_err(|_| {
+            KilnError::InvalidArgument(format!("--allow-origin: {origin:?} is not a valid origin"))
+        })?);
+    }
+    for dir in ["datasets", "jobs", "models"] {
+        let path = options.data_dir.join(dir);
+        std::fs::create_dir_all(&path)
+            .map_err(|e| KilnError::io(format!("cannot create {}", path.display()), e))?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| internal("cannot start the async runtime", e))?;
+    let registry = runtime
+        .block_on(Registry::open(&options.data_dir.join("kiln.db")))
+        .map_err(|e| internal("cannot open the registry", e))?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(options.addr))
+        .map_err(|e| KilnError::io(format!("cannot bind {}", options.addr), e))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| KilnError::io("cannot read the bound address", e))?;
+    let hub = Hub::new(registry.clone());
+    let scheduler = Arc::new(Scheduler::new(options.max_queued_jobs));
+    let runner = RunnerContext {
+        runtime: runtime.handle().clone(),
+        hub: hub.clone(),
+        scheduler: scheduler.clone(),
+        data_dir: options.data_dir.clone(),
+        store: DirStore::new(options.data_dir.join("models")),
+        backend: options.backend,
+    };
+    runtime.block_on(recover(&runner))?;
+    let workers: Vec<_> = (0..options.max_concurrent_jobs)
+        .map(|i| {
+            let runner = runner.clone();
+            let pool = pool.clone();
+            std::thread::Builder::new()
+                .name(format!("kiln-job-{i}"))
+                .spawn(move || {
+                    while let Some(id) = runner.scheduler.next() {
+                        pool.install(|| run_queued(&runner, &id));
+                    }
+                })
+                .map_err(|e| internal("cannot start a training thread", e))
+        })
+        .collect::<Result<_>>()?;
+    let state = AppState {
+        registry,
+        hub,
+        scheduler: scheduler.clone(),
+        runner,
+        tokens: tokens.clone(),
+    };
+    let state_hub = state.hub.clone();
+    let app = router(state, &options, origins);
+    println!(
+        "kiln serve: listening on http://{bound} (data in {})",
+        options.data_dir.display()
+    );
+    let stopping = scheduler.clone();
+    let streams = state_hub;
+    let served = runtime.block_on(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown_signal().await;
+                eprintln!("kiln serve: stopping (running jobs are checkpointed and resume at the next start)");
+                stopping.stop();
+                streams.close_all();
+            })
+            .await
+    });
+    scheduler.stop();
+    for worker in workers {
+        let _ = worker.join();
+    }
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    served.map_err(|e| KilnError::io("the server failed", e))
+}
+
+/// Puts every job that had not ended back in the queue, oldest first; a job that was training
+/// resumes from its latest checkpoint (or starts again), with an `interrupted` event.
+async fn recover(runner: &RunnerContext) -> Result<()> {
+    let registry = runner.hub.registry();
+    let jobs = registry
+        .unfinished_jobs()
+        .await
+        .map_err(|e| internal("cannot read the registry", e))?;
+    for job in jobs {
+        if job.status == "processing" {
+            let resumable = runner
+                .job_dir(&job.id)
+                .join("checkpoints")
+                .join("index.json")
+                .exists();
+            let reason = if resumable {
+                "the server stopped while the job was training; it resumes from its latest checkpoint"
+            } else {
+                "the server stopped while the job was training; it starts again (no checkpoint yet)"
+            };
+            registry
+                .mark_queued(&job.id)
+                .await
+                .map_err(|e| internal("cannot requeue a job", e))?;
+            runner
+                .hub
+                .publish(
+                    &job.id,
+                    "interrupted",
+                    serde_json::json!({ "reason": reason }).to_string(),
+                )
+                .await
+                .map_err(|e| internal("cannot record an event", e))?;
+        }
+        let _ = runner.scheduler.submit(job.id, true);
+    }
+    Ok(())
+}
+
+fn router(state: AppState, options: &ServeOptions, origins: Vec<HeaderValue>) -> Router {
+    let api = Router::new()
+        .route("/v1/health", get(openapi::health))
+        .route("/v1/openapi.json", get(openapi::document))
+        .route(
+            "/v1/datasets",
+            post(datasets_api::upload).get(datasets_api::list),
+        )
+        .route(
+            "/v1/datasets/{id}",
+            axum::routing::delete(datasets_api::delete),
+        )
+        .route("/v1/jobs", post(jobs_api::submit).get(jobs_api::list))
+        .route(
+            "/v1/jobs/{id}",
+            get(jobs_api::show).delete(jobs_api::delete),
+        )
+        .route("/v1/jobs/{id}/cancel", post(jobs_api::cancel))
+        .route("/v1/jobs/{id}/events", get(jobs_api::events))
+        .route("/v1/jobs/{id}/metrics", get(jobs_api::metrics))
+        .route("/v1/models", get(models_api::list).post(models_api::import))
+        .route(
+            "/v1/models/{guid}",
+            get(models_api::download).delete(models_api::delete),
+        )
+        .route("/v1/models/{guid}/info", get(models_api::info))
+        .route("/v1/models/{guid}/predict", post(models_api::predict))
+        .layer(axum::middleware::from_fn_with_state(
+            state.tokens.clone(),
+            require_token,
+        ))
+        .layer(DefaultBodyLimit::max(
+            options.max_upload_mb.saturating_mul(1 << 20),
+        ))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(axum::middleware::map_response(problems_everywhere))
+        .with_state(state);
+    if origins.is_empty() {
+        return api;
+    }
+    api.layer(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("last-event-id"),
+            ]),
+    )
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}

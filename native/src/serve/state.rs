@@ -1,0 +1,33 @@
+//! What every request handler shares.
+
+use super::auth::Tokens;
+use super::hub::Hub;
+use super::registry::Registry;
+use super::runner::RunnerContext;
+use super::scheduler::Scheduler;
+use std::sync::Arc;
+
+/// The server's state, cloned into every handler.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Jobs, datasets and events.
+    pub registry: Registry,
+    /// Live event subscribers.
+    pub hub: Hub,
+    /// The job queue.
+    pub scheduler: Arc<Scheduler>,
+    /// Data directory, store, backend.
+    pub runner: RunnerContext,
+    /// The accepted tokens.
+    pub tokens: Tokens,
+}
+
+/// Runs blocking work (file and model-store I/O, inference) off the async reactor.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> kiln::Result<T> + Send + 'static,
+) -> Result<T, super::problem::ApiError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(Into::into),
+        Err(e) => Err(super::problem::ApiError::internal("blocking task", e)),
+    }
+}
