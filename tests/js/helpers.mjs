@@ -10,6 +10,12 @@ export const repo = resolve(import.meta.dirname, "../..");
 export const kilnBin = join(process.env.CARGO_TARGET_DIR ?? join(repo, "target"), "debug", "kiln");
 
 let installed;
+let entryUrl;
+
+/** The file URL a script can import the installed package from (after installPackage()). */
+export function packageEntryUrl() {
+  return entryUrl;
+}
 
 /** Packs pkg/, installs it into a fresh project and returns the imported package. */
 export async function installPackage() {
@@ -20,7 +26,8 @@ export async function installPackage() {
     writeFileSync(join(project, "package.json"), JSON.stringify({ name: "consumer", private: true, type: "module" }));
     execFileSync("npm", ["install", "--offline", "--no-audit", "--no-fund", join(project, tarball)], { cwd: project, stdio: "pipe" });
     writeFileSync(join(project, "entry.mjs"), 'export * from "kiln";\n');
-    return import(pathToFileURL(join(project, "entry.mjs")).href);
+    entryUrl = pathToFileURL(join(project, "entry.mjs")).href;
+    return import(entryUrl);
   })();
   return installed;
 }

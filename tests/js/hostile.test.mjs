@@ -4,9 +4,10 @@
 // pending Promise) and the same instance must still train afterwards.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { installPackage, tempDir } from "./helpers.mjs";
+import { spawnSync } from "node:child_process";
+import { installPackage, packageEntryUrl, tempDir } from "./helpers.mjs";
 
 const { Kiln, MemoryStore, DirectoryStore, assertModelId } = await installPackage();
 
@@ -170,41 +171,61 @@ test("seeded fuzz of train, predict and importModel: clean errors only, the inst
   await stillTrains(kiln);
 });
 
+/**
+ * The recovery scenario runs as a plain Node program (no test runner, which installs its own
+ * uncaughtException listener): it must survive a trap inside a running job, fail that job with
+ * the panic message, and carry on on a fresh wasm instance.
+ */
+const PANIC_SCENARIO = `
+import { Kiln, MemoryStore } from ENTRY;
+const out = {};
+const kiln = await Kiln.create({ backend: "cpu", store: new MemoryStore(), limits: { maxLayers: 64 } });
+const before = await kiln.train({ fast_dev_run: true }).waitForTraining();
+const oldModel = await kiln.preloadedModel(before.modelId);
+const rows = new Float32Array(64);
+out.expected = [...await oldModel.predict(rows)];
+await kiln._injectPanic("job");
+const job = kiln.train({ fast_dev_run: true });
+try { await job.waitForTraining(); out.failure = null; } catch (e) {
+  out.failure = { message: e.message, trap: e instanceof WebAssembly.RuntimeError, isError: e instanceof Error };
+}
+out.failedStatus = job.status();
+const after = await kiln.train({ fast_dev_run: true }).waitForTraining();
+out.ids = (await kiln.listModels()).map((m) => m.guid);
+out.before = before.modelId;
+out.after = after.modelId;
+out.again = [...await (await kiln.preloadedModel(before.modelId)).predict(rows)];
+try { await oldModel.predict(rows); out.stale = null; } catch (e) { out.stale = e.message; }
+try { await kiln.validateConfig({ model: { hidden: new Array(100).fill(4) } }); out.limited = null; } catch (e) { out.limited = e.message; }
+try { await kiln._injectPanic("now"); out.sync = null; } catch (e) {
+  out.sync = { message: e.message, trap: e instanceof WebAssembly.RuntimeError };
+}
+out.afterSync = Boolean((await kiln.train({ fast_dev_run: true }).waitForTraining()).modelId);
+console.log(JSON.stringify(out));
+`;
+
 test("a panic inside wasm fails its job with the message, and Kiln carries on on a fresh instance", async () => {
-  const store = new MemoryStore();
-  const kiln = await Kiln.create({ backend: "cpu", store, limits: { maxLayers: 64 } });
-  const before = await stillTrains(kiln);
-  const oldModel = await kiln.preloadedModel(before.modelId);
-  const rows = new Float32Array(64);
-  const expected = await oldModel.predict(rows);
-
-  // A panic in a running job (the trap unwinds out of a microtask): the job fails, the process lives.
-  await kiln._injectPanic("job");
-  const job = kiln.train({ fast_dev_run: true });
-  const failure = await settle(() => job.waitForTraining());
-  assert.ok(failure instanceof Error && !(failure instanceof WebAssembly.RuntimeError), String(failure));
-  assert.match(failure.message, /internal error: Kiln panicked.*injected fault/);
-  assert.equal(job.status(), "failed");
-
-  // The same Kiln trains again (re-opened on a fresh instance); the store kept every model.
-  const after = await stillTrains(kiln);
-  const ids = (await kiln.listModels()).map((m) => m.guid ?? m.modelId ?? m.id);
-  assert.ok(ids.includes(before.modelId) && ids.includes(after.modelId), JSON.stringify(ids));
-  const reloaded = await kiln.preloadedModel(before.modelId);
-  const again = await reloaded.predict(rows);
-  assert.equal(again.length, expected.length);
-  for (let i = 0; i < again.length; i++) assert.ok(Math.abs(again[i] - expected[i]) < 1e-6);
+  const script = join(tempDir("kiln-panic-"), "scenario.mjs");
+  writeFileSync(script, PANIC_SCENARIO.replace("ENTRY", JSON.stringify(packageEntryUrl())));
+  const run = spawnSync(process.execPath, [script], { encoding: "utf8", timeout: 120000 });
+  assert.equal(run.status, 0, `the process did not survive: ${run.stderr.slice(-2000)}`);
+  const out = JSON.parse(run.stdout.trim().split("\n").at(-1));
+  // The job that panicked failed with the panic message (a real Error, not a trap).
+  assert.ok(out.failure && out.failure.isError && !out.failure.trap, JSON.stringify(out.failure));
+  assert.match(out.failure.message, /internal error: Kiln panicked .*injected fault/s);
+  assert.equal(out.failedStatus, "failed");
+  // The same Kiln trained again; the store kept both models; the old model reloads and predicts the same.
+  assert.ok(out.ids.includes(out.before) && out.ids.includes(out.after), JSON.stringify(out.ids));
+  assert.equal(out.again.length, out.expected.length);
+  out.again.forEach((v, i) => assert.ok(Math.abs(v - out.expected[i]) < 1e-6));
   // Objects of the crashed instance refuse clearly instead of reading freed memory.
-  const stale = await settle(() => oldModel.predict(rows));
-  assert.match(stale.message, /belonged to a wasm instance that crashed .*injected fault.*load it again/);
+  assert.match(out.stale, /belonged to a wasm instance that crashed .*injected fault.*load it again/s);
   // The limits given at create still hold on the new instance.
-  const limited = await settle(() => kiln.validateConfig({ model: { hidden: new Array(100).fill(4) } }));
-  assert.match(limited.message, /limit/);
-
-  // A panic in a synchronous call: an Error (not a trap), and the next call works.
-  const sync = await settle(() => kiln._injectPanic("now"));
-  assert.ok(sync instanceof Error && !(sync instanceof WebAssembly.RuntimeError), String(sync));
-  assert.match(sync.message, /injected fault/);
-  const jobAfterSync = kiln.train({ fast_dev_run: true });
-  assert.ok((await jobAfterSync.waitForTraining()).modelId);
+  assert.match(out.limited, /limit/);
+  // A panic in a synchronous call is an Error too, and the next call works.
+  assert.ok(out.sync && !out.sync.trap, JSON.stringify(out.sync));
+  assert.match(out.sync.message, /injected fault/);
+  assert.equal(out.afterSync, true);
+  // console_error_panic_hook still reports the panic on stderr.
+  assert.match(run.stderr, /injected fault/);
 });

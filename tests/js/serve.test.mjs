@@ -186,9 +186,9 @@ test("a CSV upload trains remotely; the model downloads, predicts like `kiln pre
 
   const guid = done.result.modelId;
   const models = await api(s, "/v1/models");
-  assert.ok(models.json.some((m) => m.model_id === guid || m.modelId === guid), models.text);
+  assert.ok(models.json.some((m) => m.guid === guid), models.text);
   const info = await api(s, `/v1/models/${guid}/info`);
-  assert.deepEqual(info.json.input_shape ?? info.json.inputShape, [4]);
+  assert.deepEqual(info.json.inputShape, [4]);
   const bytes = new Uint8Array(await (await fetch(`${s.url}/v1/models/${guid}`)).arrayBuffer());
   assert.ok(bytes.length > 100);
 

@@ -231,7 +231,7 @@ impl Kiln {
         let shared = self.shared.clone();
         future_to_promise(async move {
             let headers = list_models(&shared.store).await.map_err(js_error)?;
-            let summaries: Vec<_> = headers.iter().map(super::model::summary).collect();
+            let summaries: Vec<_> = headers.iter().map(crate::model::summary).collect();
             to_js(&summaries)
         })
     }

@@ -2,38 +2,10 @@
 
 use super::convert::{js_error, to_js};
 use crate::error::KilnError;
-use crate::model::{ModelHeader, Predictor};
-use serde::Serialize;
-use std::collections::BTreeMap;
+use crate::model::{Predictor, summary};
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
-
-/// What `listModels()` and `model.info` report about a model.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ModelSummary {
-    guid: String,
-    name: String,
-    task: String,
-    input_shape: Vec<usize>,
-    num_outputs: usize,
-    created_unix_ms: u64,
-    metrics: BTreeMap<String, f64>,
-}
-
-/// The summary of a model header.
-pub fn summary(header: &ModelHeader) -> ModelSummary {
-    ModelSummary {
-        guid: header.model_id.clone(),
-        name: header.name.clone(),
-        task: crate::config::task_name(header.config.task).into(),
-        input_shape: header.input_shape.clone(),
-        num_outputs: header.num_outputs,
-        created_unix_ms: header.created_unix_ms,
-        metrics: header.metrics.clone(),
-    }
-}
 
 /// A loaded model.
 #[wasm_bindgen]

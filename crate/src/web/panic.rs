@@ -54,9 +54,14 @@ pub fn install() {
 fn install_hook() {
     std::panic::set_hook(Box::new(|info| {
         console_error_panic_hook::hook(info);
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let payload = info.payload_as_str().unwrap_or("no message");
         let message = format!(
-            "internal error: Kiln panicked ({info}); Kiln restarts its wasm module for the next \
-             call — please report the bug"
+            "internal error: Kiln panicked{place}: {payload}; Kiln restarts its wasm module for \
+             the next call — please report the bug"
         );
         RUNNING.with(|jobs| {
             if let Ok(jobs) = jobs.try_borrow() {

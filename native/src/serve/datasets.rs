@@ -229,11 +229,14 @@ pub fn check_remote_data(config: &Config, has_dataset: bool) -> Result<()> {
         }
     }
     match (data.source, has_dataset) {
-        (DataSource::Csv, true) | (DataSource::Digits, false) => Ok(()),
-        (DataSource::Digits, true) => Ok(()),
+        // With a dataset, `inline` (the JS API's caller-supplied arrays) and the default
+        // `digits` both mean "the uploaded data"; `csv` also says how to read it.
+        (DataSource::Csv | DataSource::Inline | DataSource::Digits, true)
+        | (DataSource::Digits, false) => Ok(()),
         (source, true) => Err(KilnError::Config(format!(
-            "data.source: a job with a `dataset` reads it as csv (or leave data.source out), got \
-             {source:?}"
+            "data.source: a job with a `dataset` reads it as csv or inline (or leave data.source \
+             out), got {}",
+            source_name(source)
         ))),
         (DataSource::FashionMnist | DataSource::Idx, false) => Err(KilnError::Config(
             "data.source: fashion-mnist and idx read the server's files; upload the data with \
@@ -241,8 +244,16 @@ pub fn check_remote_data(config: &Config, has_dataset: bool) -> Result<()> {
                 .into(),
         )),
         (source, false) => Err(KilnError::Config(format!(
-            "data.source: {source:?} needs uploaded data: POST /v1/datasets, then pass its id as \
-             `dataset` (remote jobs without one train on the embedded digits)"
+            "data.source: {} needs uploaded data: POST /v1/datasets, then pass its id as \
+             `dataset` (remote jobs without one train on the embedded digits)",
+            source_name(source)
         ))),
     }
+}
+
+fn source_name(source: DataSource) -> String {
+    serde_json::to_value(source)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }

@@ -35,6 +35,22 @@ pub struct SubmitJob {
     /// String tags, e.g. `{"team": "vision"}`.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// The job's id, when the client hands it out itself (`trainingjob-<uuid v4>`, as the JS
+    /// client does so `job.id` is known at once); default: a new random one.
+    pub id: Option<String>,
+}
+
+/// A client-given job id: `trainingjob-` and a random (v4) UUID.
+fn check_job_id(id: &str) -> Result<(), ApiError> {
+    let uuid = id
+        .strip_prefix("trainingjob-")
+        .and_then(|u| uuid::Uuid::parse_str(u).ok());
+    match uuid {
+        Some(u) if u.get_version_num() == 4 && u.hyphenated().to_string() == id["trainingjob-".len()..] => Ok(()),
+        _ => Err(ApiError::bad_input(format!(
+            "id: must be trainingjob-<random v4 uuid, lower case>, got {id:?}"
+        ))),
+    }
 }
 
 /// A job as the API shows it.
@@ -136,6 +152,12 @@ pub async fn submit(
     Json(body): Json<SubmitJob>,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
     check_tags(&body.tags)?;
+    if let Some(id) = &body.id {
+        check_job_id(id)?;
+        if state.registry.job(id).await?.is_some() {
+            return Err(ApiError::conflict(format!("a job with id {id} already exists")));
+        }
+    }
     let config = parse_config(body.config)?;
     check_remote_data(&config, body.dataset.is_some())?;
     if let Some(dataset) = &body.dataset
@@ -148,7 +170,7 @@ pub async fn submit(
     let config_json =
         serde_json::to_string(&config).map_err(|e| ApiError::internal("encoding a config", e))?;
     let row = JobRow {
-        id: kiln::Job::new().id().to_string(),
+        id: body.id.unwrap_or_else(|| kiln::Job::new().id().to_string()),
         status: "queued".into(),
         config: config_json,
         dataset: body.dataset,

@@ -9,7 +9,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use kiln::backend::native_device;
-use kiln::model::{Predictor, SavedModel};
+use kiln::model::{Predictor, SavedModel, summary};
 use kiln::store::{ModelId, ModelStore, import_into, list_models, load_model};
 use kiln::{KilnError, Result};
 use serde::{Deserialize, Serialize};
@@ -20,12 +20,13 @@ fn no_model(id: &str) -> ApiError {
     ApiError::not_found(format!("no model {id}"))
 }
 
-/// The stored models' headers (id, name, config, input shape, outputs, metrics).
+/// The stored models (the same summaries as the JS `listModels()`: guid, name, task, inputShape, numOutputs, createdUnixMs, metrics).
 #[utoipa::path(get, path = "/v1/models", responses((status = 200, body = Vec<Object>)))]
 pub async fn list(State(state): State<AppState>) -> std::result::Result<Json<Value>, ApiError> {
     let store = state.runner.store.clone();
     let headers = blocking(move || futures::executor::block_on(list_models(&store))).await?;
-    Ok(Json(serde_json::to_value(headers).unwrap_or_default()))
+    let summaries: Vec<_> = headers.iter().map(summary).collect();
+    Ok(Json(serde_json::to_value(summaries).unwrap_or_default()))
 }
 
 async fn model_bytes(state: &AppState, id: &str) -> std::result::Result<Vec<u8>, ApiError> {
@@ -56,7 +57,7 @@ pub async fn download(
         .into_response())
 }
 
-/// The model's header.
+/// The model's summary (as the JS `model.info`).
 #[utoipa::path(get, path = "/v1/models/{guid}/info", responses((status = 200, body = Object), (status = 404, body = super::problem::Problem)))]
 pub async fn info(
     State(state): State<AppState>,
@@ -64,7 +65,7 @@ pub async fn info(
 ) -> std::result::Result<Json<Value>, ApiError> {
     let bytes = model_bytes(&state, &guid).await?;
     let saved = blocking(move || SavedModel::from_bytes(&bytes)).await?;
-    Ok(Json(serde_json::to_value(saved.header).unwrap_or_default()))
+    Ok(Json(serde_json::to_value(summary(&saved.header)).unwrap_or_default()))
 }
 
 /// `?force=true` replaces a stored model with the same id.
