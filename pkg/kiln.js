@@ -2,6 +2,7 @@
 // CPU wasm, optionally inside a Web Worker) and in Node 20 (CPU wasm).
 import initWasm, { Kiln as WasmKiln, __wbg_reset_state as resetWasm } from "./wasm/kiln.js";
 import { defaultStore, isModelId } from "./store.js";
+import { eventsUntil } from "./fed-job.js";
 
 export { MemoryStore, IndexedDbStore, DirectoryStore, defaultStore, assertModelId, isModelId } from "./store.js";
 
@@ -215,19 +216,7 @@ export class TrainingJob {
   /** Stops the job before its next step; it ends as "cancelled". */
   cancel() { this.#inner.cancel(); }
   /** Every event (`started`, `progress`, `evaluated`, `checkpoint`) until the job ends. */
-  async *events() {
-    const queue = [];
-    let wake = null;
-    let finished = false;
-    this.#inner.onEvent((event) => { queue.push(event); wake?.(); });
-    this.#done.then(() => { finished = true; wake?.(); }, () => { finished = true; wake?.(); });
-    while (true) {
-      if (queue.length > 0) { yield queue.shift(); continue; }
-      if (finished) return;
-      await new Promise((resolve) => { wake = resolve; });
-      wake = null;
-    }
-  }
+  events() { return eventsUntil((listener) => this.#inner.onEvent(listener), this.#done); }
 }
 
 /**
@@ -308,6 +297,16 @@ export class Kiln {
     const modelStore = store ?? (await defaultStore({ dir: storeDir }));
     const open = () => untilSettledOrCrashed(callWasm(() => WasmKiln.open(choice.kind, modelStore, choice.reason)));
     return new Kiln(await open(), open, choice.adapterName);
+  }
+
+  /**
+   * Connects to a `kiln serve` server (`url`, e.g. "http://127.0.0.1:7878"; `token` when the
+   * server has tokens): the same API as `create()`, with training on the server. Models are
+   * downloaded to predict locally in wasm (cached in `store`: IndexedDB in browsers by default).
+   */
+  static async connect(url, options = {}) {
+    const { RemoteKiln } = await import("./remote.js");
+    return RemoteKiln.connect(url, options);
   }
 
   /** The wasm Kiln on the live instance, re-opened there after a crash. */

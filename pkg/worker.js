@@ -4,15 +4,7 @@
 
 const inWorker = typeof WorkerGlobalScope !== "undefined" && globalThis instanceof WorkerGlobalScope;
 
-function serializeError(e) {
-  return { message: e?.message ?? String(e), name: e?.name ?? "Error", status: e?.status };
-}
-
-function reviveError(data) {
-  const error = data.name === "TypeError" ? new TypeError(data.message) : new Error(data.message);
-  if (data.status) error.status = data.status;
-  return error;
-}
+import { FedTrainingJob, serializeError, reviveError } from "./fed-job.js";
 
 if (inWorker) {
   // ---- worker side: a real Kiln, driven by messages ----
@@ -89,64 +81,6 @@ class WorkerModel {
   export() { return this.#call("export", { handle: this.#handle }); }
 }
 
-/** Main-thread view of a job running in the worker. */
-class WorkerTrainingJob {
-  #call;
-  #status = "queued";
-  #progress;
-  #error;
-  #info;
-  #listeners = [];
-  #eventListeners = [];
-  #done;
-  #settle;
-  constructor(call, id, started) {
-    this.#call = call;
-    this.id = id;
-    this.#done = new Promise((resolve, reject) => { this.#settle = { resolve, reject }; });
-    this.#done.catch(() => {});
-    started.catch((error) => this._finish({ status: "failed", error: serializeError(error) }));
-  }
-  _event(event, status) {
-    this.#status = status;
-    if (event.event === "progress") {
-      const { event: _, ...progress } = event;
-      this.#progress = progress;
-      for (const listener of this.#listeners) try { listener(progress); } catch { /* keep going */ }
-    }
-    for (const listener of this.#eventListeners) listener(event);
-  }
-  _finish({ status, info, error }) {
-    this.#status = status;
-    if (info) { this.#info = info; this.#settle.resolve(info); }
-    else { this.#error = error.message; this.#settle.reject(reviveError({ ...error, status })); }
-    this.#eventListeners = [];
-  }
-  status() { return this.#status; }
-  progress() { return this.#progress; }
-  get error() { return this.#error; }
-  get trainedModel() { return this.#info ? { guid: this.#info.modelId } : undefined; }
-  onProgress(callback) {
-    if (typeof callback !== "function") throw new TypeError("onProgress takes a function");
-    this.#listeners.push(callback);
-  }
-  waitForTraining() { return this.#done; }
-  cancel() { this.#call("cancel", { jobId: this.id }); }
-  async *events() {
-    const queue = [];
-    let wake = null;
-    let finished = false;
-    this.#eventListeners.push((event) => { queue.push(event); wake?.(); });
-    this.#done.then(() => { finished = true; wake?.(); }, () => { finished = true; wake?.(); });
-    while (true) {
-      if (queue.length > 0) { yield queue.shift(); continue; }
-      if (finished) return;
-      await new Promise((resolve) => { wake = resolve; });
-      wake = null;
-    }
-  }
-}
-
 /** `Kiln` with training in a dedicated Web Worker; same methods, same results. */
 export class WorkerKiln {
   #worker;
@@ -202,7 +136,7 @@ export class WorkerKiln {
   train(config, data) {
     const jobId = `trainingjob-${crypto.randomUUID()}`;
     const started = this.#call("train", { config, data, jobId });
-    const job = new WorkerTrainingJob(this.#call, jobId, started);
+    const job = new FedTrainingJob(jobId, () => this.#call("cancel", { jobId }), started);
     this.#jobs.set(jobId, job);
     return job;
   }

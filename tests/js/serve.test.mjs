@@ -421,3 +421,74 @@ test("SIGKILL mid-job: after a restart the job resumes from its checkpoint and e
   assert.equal((await waitFor(s, c.json.id)).status, "cancelled");
   assert.equal((await stop(s)).code, 0);
 });
+
+test("the npm package's remote mode: Kiln.connect has the API of Kiln.create, with jobs on the server", async () => {
+  const dir = tempDir("kiln-remote-");
+  const tokenFile = join(dir, "tokens");
+  writeFileSync(tokenFile, "remote-secret\n");
+  const s = await startServer(["--token-file", tokenFile]);
+  const { Kiln, MemoryStore } = await installPackage();
+  await assert.rejects(Kiln.connect(s.url, { token: "wrong" }), /401|token/);
+  await assert.rejects(Kiln.connect("http://127.0.0.1:1"), /cannot reach the Kiln server/);
+  const kiln = await Kiln.connect(s.url, { token: "remote-secret", backend: "cpu", store: new MemoryStore() });
+  assert.equal(kiln.backend.kind, "remote");
+  assert.equal(kiln.backend.server, "cpu");
+
+  // Arrays: uploaded as safetensors; the job id is known at once; progress and events arrive.
+  const n = 180;
+  const features = new Float32Array(n * 4);
+  const labels = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    labels[i] = i % 2;
+    for (let j = 0; j < 4; j++) features[i * 4 + j] = (labels[i] ? 1 : -1) + ((i + j) % 5) / 10;
+  }
+  const job = kiln.train({ data: { source: "inline" }, training: { num_passes: 3, batch_size: 16 } }, { features, labels, shape: [n, 4] });
+  assert.match(job.id, /^trainingjob-[0-9a-f-]{36}$/);
+  assert.equal(job.status(), "queued");
+  const progress = [];
+  job.onProgress((p) => progress.push(p));
+  const kinds = [];
+  const iterate = (async () => { for await (const e of job.events()) kinds.push(e.event); })();
+  const info = await job.waitForTraining();
+  await iterate;
+  assert.equal(job.status(), "completed");
+  assert.equal(job.trainedModel.guid, info.modelId);
+  assert.ok(progress.length > 0 && progress.at(-1).epoch === 3, JSON.stringify(progress.at(-1)));
+  assert.ok(kinds.includes("started") && kinds.includes("evaluated"), kinds.join(","));
+  const remoteJob = await (await fetch(`${s.url}/v1/jobs/${job.id}`, { headers: { authorization: "Bearer remote-secret" } })).json();
+  assert.equal(remoteJob.status, "completed");
+
+  // The model predicts locally what the server predicts.
+  const model = await kiln.preloadedModel(info.modelId);
+  const rows = features.subarray(0, 40);
+  const local = await model.predict(rows);
+  const served = await (await fetch(`${s.url}/v1/models/${info.modelId}/predict`, {
+    method: "POST", headers: { authorization: "Bearer remote-secret", "content-type": "application/json" },
+    body: JSON.stringify({ features: [...rows] }),
+  })).json();
+  served.outputs.forEach((v, i) => assert.ok(Math.abs(v - local[i]) < 1e-5));
+
+  // CSV data, the model list, import/delete.
+  const csvJob = kiln.train({ data: { label_column: "label" }, training: { num_passes: 2, batch_size: 16 } }, { csv: twoClassCsv() });
+  const csvInfo = await csvJob.waitForTraining();
+  assert.ok(csvInfo.finalMetrics.test_accuracy > 0.9);
+  const listed = (await kiln.listModels()).map((m) => m.guid);
+  assert.ok(listed.includes(info.modelId) && listed.includes(csvInfo.modelId));
+  const bytes = await model.export();
+  assert.equal(await kiln.deleteModel(info.modelId), true);
+  assert.equal(await kiln.deleteModel(info.modelId), false);
+  assert.equal(await kiln.importModel(bytes), info.modelId);
+  await assert.rejects(kiln.importModel(bytes), /already in the store/);
+
+  // A refused config rejects waitForTraining with the server's message; cancel works.
+  const bad = kiln.train({ data: { source: "csv", path: "/etc/passwd" } });
+  await assert.rejects(bad.waitForTraining(), /data.path: a remote job cannot name a server-side path/);
+  assert.equal(bad.status(), "failed");
+  const long = kiln.train({ training: { num_passes: 500 } });
+  await new Promise((resolve) => long.onProgress(resolve));
+  long.cancel();
+  await assert.rejects(long.waitForTraining(), (e) => e.status === "cancelled");
+  assert.equal(long.status(), "cancelled");
+  await assert.rejects(kiln.validateConfig({ training: { batch_size: 0 } }), /training.batch_size/);
+  assert.equal((await stop(s)).code, 0);
+});

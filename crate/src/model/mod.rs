@@ -10,6 +10,6 @@ mod weights;
 pub use network::{Flatten, Layer, Network};
 pub use predict::{Predictor, argmax_rows};
 pub use saved::{MODEL_MAGIC, ModelHeader, SavedModel};
-pub use summary::{ModelSummary, summary};
 pub use shape::{SampleShape, infer_shapes, resolve_layers};
+pub use summary::{ModelSummary, summary};
 pub use weights::{export_weights, import_weights};

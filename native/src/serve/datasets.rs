@@ -172,29 +172,19 @@ fn read_safetensors(bytes: &[u8]) -> Result<(Vec<f32>, Vec<usize>, Vec<f64>)> {
     Ok((values, shape, labels))
 }
 
-/// Reads a stored dataset for a job. A CSV is read with the config's label settings when the
-/// config names `source: csv`, else with the settings given at upload.
-pub fn load(
-    file: &Path,
-    row: &DatasetRow,
-    config: &Config,
-    csv_from_config: bool,
-) -> Result<Loaded> {
+/// Reads a stored dataset for a job, with the job's task; a CSV is read with the label column
+/// and header given at upload.
+pub fn load(file: &Path, row: &DatasetRow, config: &Config) -> Result<Loaded> {
     let bytes = std::fs::read(file)
         .map_err(|e| KilnError::io(format!("cannot read dataset {}", row.id), e))?;
     let samples = if row.format == "csv" {
         let text = String::from_utf8(bytes)
             .map_err(|_| KilnError::Data(format!("dataset {} is not UTF-8", row.id)))?;
-        let (header, label_column) = if csv_from_config {
-            (config.data.header, config.data.label_column.clone())
-        } else {
-            let column = row
-                .label_column
-                .as_deref()
-                .and_then(|c| serde_json::from_str::<LabelColumn>(c).ok());
-            (row.header, column)
-        };
-        parse_table(&text, header, &format!("dataset {}", row.id))?
+        let label_column = row
+            .label_column
+            .as_deref()
+            .and_then(|c| serde_json::from_str::<LabelColumn>(c).ok());
+        parse_table(&text, row.header, &format!("dataset {}", row.id))?
             .into_dataset(label_column.as_ref(), config.task)?
     } else {
         let (features, shape, labels) = read_safetensors(&bytes)?;
@@ -229,13 +219,12 @@ pub fn check_remote_data(config: &Config, has_dataset: bool) -> Result<()> {
         }
     }
     match (data.source, has_dataset) {
-        // With a dataset, `inline` (the JS API's caller-supplied arrays) and the default
-        // `digits` both mean "the uploaded data"; `csv` also says how to read it.
-        (DataSource::Csv | DataSource::Inline | DataSource::Digits, true)
-        | (DataSource::Digits, false) => Ok(()),
+        // With a dataset, `inline` (data handed over by the caller) and the default `digits`
+        // both mean "the uploaded data".
+        (DataSource::Inline | DataSource::Digits, true) | (DataSource::Digits, false) => Ok(()),
         (source, true) => Err(KilnError::Config(format!(
-            "data.source: a job with a `dataset` reads it as csv or inline (or leave data.source \
-             out), got {}",
+            "data.source: a job with a `dataset` trains on it: set data.source to inline or leave \
+             it out, got {}",
             source_name(source)
         ))),
         (DataSource::FashionMnist | DataSource::Idx, false) => Err(KilnError::Config(

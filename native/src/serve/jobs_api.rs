@@ -46,7 +46,12 @@ fn check_job_id(id: &str) -> Result<(), ApiError> {
         .strip_prefix("trainingjob-")
         .and_then(|u| uuid::Uuid::parse_str(u).ok());
     match uuid {
-        Some(u) if u.get_version_num() == 4 && u.hyphenated().to_string() == id["trainingjob-".len()..] => Ok(()),
+        Some(u)
+            if u.get_version_num() == 4
+                && u.hyphenated().to_string() == id["trainingjob-".len()..] =>
+        {
+            Ok(())
+        }
         _ => Err(ApiError::bad_input(format!(
             "id: must be trainingjob-<random v4 uuid, lower case>, got {id:?}"
         ))),
@@ -155,7 +160,9 @@ pub async fn submit(
     if let Some(id) = &body.id {
         check_job_id(id)?;
         if state.registry.job(id).await?.is_some() {
-            return Err(ApiError::conflict(format!("a job with id {id} already exists")));
+            return Err(ApiError::conflict(format!(
+                "a job with id {id} already exists"
+            )));
         }
     }
     let config = parse_config(body.config)?;

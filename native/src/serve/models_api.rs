@@ -65,7 +65,9 @@ pub async fn info(
 ) -> std::result::Result<Json<Value>, ApiError> {
     let bytes = model_bytes(&state, &guid).await?;
     let saved = blocking(move || SavedModel::from_bytes(&bytes)).await?;
-    Ok(Json(serde_json::to_value(summary(&saved.header)).unwrap_or_default()))
+    Ok(Json(
+        serde_json::to_value(summary(&saved.header)).unwrap_or_default(),
+    ))
 }
 
 /// `?force=true` replaces a stored model with the same id.

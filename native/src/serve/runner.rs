@@ -7,7 +7,6 @@ use super::registry::JobRow;
 use super::scheduler::Scheduler;
 use crate::run_dir::{MetricsLog, RunDir};
 use kiln::backend::{BackendKind, native_device};
-use kiln::config::DataSource;
 use kiln::data::{load_source, prepare};
 use kiln::jobs::{JobOutput, JobRun, run_job};
 use kiln::store::DirStore;
@@ -122,12 +121,7 @@ fn train(ctx: &RunnerContext, row: &JobRow, job: &Job) -> Result<TrainRunInfo> {
                 .map_err(|e| KilnError::Internal(format!("registry: {e}")))?
                 .ok_or_else(|| KilnError::Data(format!("dataset {dataset} was deleted")))?;
             let file = datasets::file_of(&ctx.data_dir.join("datasets"), dataset, &found.format);
-            datasets::load(
-                &file,
-                &found,
-                &config,
-                config.data.source == DataSource::Csv,
-            )?
+            datasets::load(&file, &found, &config)?
         }
         None => load_source(&config)?,
     };
