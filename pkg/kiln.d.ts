@@ -15,11 +15,15 @@ export interface KilnOptions {
 
 /** The backend in use. */
 export interface BackendInfo {
-  kind: "webgpu" | "cpu";
+  kind: "webgpu" | "cpu" | "remote";
   /** The WebGPU adapter's name and API. */
   adapter?: string;
   /** Why "auto" chose the CPU. */
   reason?: string;
+  /** Remote mode: the server's URL, backend and version. */
+  url?: string;
+  server?: string;
+  version?: string;
 }
 
 export type Task = "classification" | "regression";
@@ -185,8 +189,22 @@ export class TrainingJob {
   events(): AsyncGenerator<TrainEvent, void, undefined>;
 }
 
+/** Options of `Kiln.connect`. */
+export interface ConnectOptions {
+  /** A bearer token, when the server has `--token-file`. */
+  token?: string;
+  /** Store that caches downloaded models (default: IndexedDB in browsers, memory in Node). */
+  store?: ModelStore;
+  /** Directory store for the cache (Node). */
+  storeDir?: string;
+  /** Backend of the local wasm that predicts with downloaded models (default "auto"). */
+  backend?: "auto" | "webgpu" | "cpu";
+}
+
 export class Kiln {
   static create(options?: KilnOptions): Promise<Kiln>;
+  /** The same API with jobs trained by a `kiln serve` server; `backend` is then `{ kind: "remote", url, server, version }`. */
+  static connect(url: string | URL, options?: ConnectOptions): Promise<Kiln>;
   readonly backend: BackendInfo;
   /** Returns at once; throws an Error naming the field on a bad config. */
   train(config?: TrainConfig | string, data?: TrainData): TrainingJob;
@@ -199,5 +217,5 @@ export class Kiln {
   preloadedModel(source: string | Uint8Array): Promise<Model>;
   listModels(): Promise<ModelInfo[]>;
   deleteModel(guid: string): Promise<boolean>;
-  importModel(bytes: Uint8Array): Promise<string>;
+  importModel(bytes: Uint8Array, options?: { force?: boolean }): Promise<string>;
 }

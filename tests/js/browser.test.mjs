@@ -7,7 +7,7 @@ import { createServer } from "node:http";
 import { readFile } from "node:fs/promises";
 import { readFileSync, writeFileSync } from "node:fs";
 import { extname, join, normalize } from "node:path";
-import { repo, kiln, tempDir, launchChromium } from "./helpers.mjs";
+import { repo, kiln, tempDir, launchChromium, startServer, stopServer } from "./helpers.mjs";
 
 const TYPES = { ".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm", ".html": "text/html", ".kiln": "application/octet-stream" };
 const work = tempDir("kiln-browser-");
@@ -145,4 +145,45 @@ test("a model trained on WebGPU in the browser imports into the native CLI and p
   const native = readFileSync(join(work, "row-out.csv"), "utf8").trim().split("\n")[1].split(",").slice(1).map(Number);
   assert.equal(native.length, 10);
   native.forEach((p, i) => assert.ok(Math.abs(p - probs[i]) < 1e-4, `output ${i}: native ${p} vs browser ${probs[i]}`));
+});
+
+test("remote mode in Chromium: Kiln.connect trains on kiln serve; the downloaded model predicts what `kiln predict` does", { timeout: 600_000 }, async () => {
+  const tokenFile = join(work, "tokens");
+  writeFileSync(tokenFile, "browser-secret\n");
+  const s = await startServer(["--token-file", tokenFile, "--allow-origin", base]);
+  const context = await browser.newContext();
+  const { page, errors } = await openPage(context);
+  const rows = Array.from({ length: 5 }, (_, r) => Array.from({ length: 64 }, (_, i) => ((r * 13 + i * 7) % 17)));
+  const result = await page.evaluate(async ({ url, rows }) => {
+    const { Kiln } = window.kilnModule;
+    const kiln = await Kiln.connect(url, { token: "browser-secret", backend: "cpu" });
+    const job = kiln.train({ name: "from-the-page", training: { num_passes: 3 } });
+    const statuses = new Set();
+    job.onProgress(() => statuses.add(job.status()));
+    const info = await job.waitForTraining();
+    const model = await kiln.preloadedModel(info.modelId);
+    const probs = [];
+    for (const row of rows) probs.push([...(await model.predict(new Float32Array(row)))]);
+    // Cached in IndexedDB: a local Kiln on the same origin finds it without the server.
+    const local = await Kiln.create({ backend: "cpu" });
+    const cached = (await local.listModels()).some((m) => m.guid === info.modelId);
+    return { guid: info.modelId, probs, statuses: [...statuses], cached, backend: kiln.backend };
+  }, { url: s.url, rows });
+  assert.deepEqual(errors, []);
+  assert.equal(result.backend.kind, "remote");
+  assert.ok(result.statuses.includes("processing"));
+  assert.ok(result.cached, "the downloaded model is not in IndexedDB");
+  writeFileSync(join(work, "remote-in.csv"), rows.map((r) => r.join(",")).join("\n") + "\n");
+  kiln(["--store", join(s.dataDir, "models"), "predict", "--model", result.guid, "--input", join(work, "remote-in.csv"), "--output", join(work, "remote-out.csv")]);
+  const native = readFileSync(join(work, "remote-out.csv"), "utf8").trim().split("\n").slice(1).map((l) => l.split(",").slice(1).map(Number));
+  for (let r = 0; r < rows.length; r++) {
+    for (let c = 0; c < 10; c++) assert.ok(Math.abs(native[r][c] - result.probs[r][c]) < 1e-5, `row ${r} class ${c}: ${native[r][c]} vs ${result.probs[r][c]}`);
+  }
+  // CORS: an origin not allowed gets no Access-Control-Allow-Origin.
+  const other = await fetch(`${s.url}/v1/health`, { headers: { origin: "http://evil.example" } });
+  assert.equal(other.headers.get("access-control-allow-origin"), null);
+  const allowed = await fetch(`${s.url}/v1/health`, { headers: { origin: base } });
+  assert.equal(allowed.headers.get("access-control-allow-origin"), base);
+  await context.close();
+  assert.equal((await stopServer(s)).code, 0);
 });

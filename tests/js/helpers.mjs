@@ -1,6 +1,6 @@
 // Shared by the Node tests: pack the npm package, install the tarball into a temp project, and
 // import it by name from there, exactly as a consumer would.
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, writeFileSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -50,3 +50,35 @@ export async function launchChromium() {
     args: ["--no-sandbox", "--enable-unsafe-webgpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"],
   });
 }
+
+const servers = new Set();
+process.on("exit", () => { for (const s of servers) s.child.kill("SIGKILL"); });
+
+/** Starts `kiln serve` on a free loopback port; resolves once it prints its URL. */
+export function startServer(args = [], dataDir = tempDir("kiln-serve-")) {
+  const child = spawn(kilnBin, ["serve", "--addr", "127.0.0.1:0", "--data-dir", dataDir, ...args], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, XDG_RUNTIME_DIR: tmpdir() },
+  });
+  const server = { child, dataDir, log: "" };
+  servers.add(server);
+  child.stderr.on("data", (d) => { server.log += d; });
+  server.exited = new Promise((resolve) => child.on("exit", (code, signal) => { servers.delete(server); resolve({ code, signal }); }));
+  return new Promise((resolve, reject) => {
+    let out = "";
+    const timer = setTimeout(() => reject(new Error(`server did not start: ${server.log}`)), 30000);
+    child.stdout.on("data", (d) => {
+      out += d;
+      const m = out.match(/listening on (http:\/\/127\.0\.0\.1:\d+)/);
+      if (m) { clearTimeout(timer); server.url = m[1]; resolve(server); }
+    });
+    child.on("exit", (code) => { clearTimeout(timer); reject(new Error(`server exited ${code}: ${server.log}`)); });
+  });
+}
+
+/** Stops a server (SIGTERM by default); resolves with its exit code and signal. */
+export async function stopServer(server, signal = "SIGTERM") {
+  server.child.kill(signal);
+  return server.exited;
+}
+

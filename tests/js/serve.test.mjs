@@ -1,42 +1,12 @@
 // `kiln serve` over real HTTP on loopback: every endpoint, uploads, the FIFO queue, SSE resume,
 // tokens, limits, cancel, SIGKILL + restart, and server-trained models in the npm package.
-import { test, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, execFileSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { writeFileSync, readFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
-import { kilnBin, tempDir, installPackage } from "./helpers.mjs";
-
-const servers = new Set();
-after(() => { for (const s of servers) s.child.kill("SIGKILL"); });
-
-/** Starts `kiln serve` on a free loopback port; resolves once it prints its URL. */
-function startServer(args = [], dataDir = tempDir("kiln-serve-")) {
-  const child = spawn(kilnBin, ["serve", "--addr", "127.0.0.1:0", "--data-dir", dataDir, ...args], {
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, XDG_RUNTIME_DIR: tmpdir() },
-  });
-  const server = { child, dataDir, log: "" };
-  servers.add(server);
-  child.stderr.on("data", (d) => { server.log += d; });
-  server.exited = new Promise((resolve) => child.on("exit", (code, signal) => { servers.delete(server); resolve({ code, signal }); }));
-  return new Promise((resolve, reject) => {
-    let out = "";
-    const timer = setTimeout(() => reject(new Error(`server did not start: ${server.log}`)), 30000);
-    child.stdout.on("data", (d) => {
-      out += d;
-      const m = out.match(/listening on (http:\/\/127\.0\.0\.1:\d+)/);
-      if (m) { clearTimeout(timer); server.url = m[1]; resolve(server); }
-    });
-    child.on("exit", (code) => { clearTimeout(timer); reject(new Error(`server exited ${code}: ${server.log}`)); });
-  });
-}
-
-async function stop(server, signal = "SIGTERM") {
-  server.child.kill(signal);
-  return server.exited;
-}
+import { kilnBin, tempDir, installPackage, startServer, stopServer as stop } from "./helpers.mjs";
 
 /** fetch + JSON with an optional token. */
 async function api(server, path, { method = "GET", body, token, type, headers = {} } = {}) {
