@@ -4,10 +4,9 @@ use crate::cli::ModelsAction;
 use burn::module::Module;
 use futures::executor::block_on;
 use kiln::backend::{BackendKind, native_device};
-use kiln::config::Task;
 use kiln::data::{Dataset, load_and_prepare, load_idx_pair, parse_table, read_text_file};
 use kiln::limits::read_file_limited;
-use kiln::model::{Predictor, SavedModel, argmax_rows};
+use kiln::model::{Predictor, SavedModel, predictions_csv};
 use kiln::store::{DirStore, ModelId, ModelStore, import_into, list_models, load_model};
 use kiln::train::evaluate;
 use kiln::{KilnError, Result};
@@ -129,26 +128,7 @@ pub fn predict(
     let outputs = saved.header.num_outputs;
     let predictor = Predictor::new(saved, &device)?;
     let values = block_on(predictor.predict(&features))?;
-    let mut csv = String::new();
-    match task {
-        Task::Classification => {
-            let probs: Vec<String> = (0..outputs).map(|c| format!("p{c}")).collect();
-            csv.push_str(&format!("prediction,{}\n", probs.join(",")));
-            for (row, class) in values
-                .chunks_exact(outputs)
-                .zip(argmax_rows(&values, outputs))
-            {
-                let p: Vec<String> = row.iter().map(|v| format!("{v:.6}")).collect();
-                csv.push_str(&format!("{class},{}\n", p.join(",")));
-            }
-        }
-        Task::Regression => {
-            csv.push_str("prediction\n");
-            for v in &values {
-                csv.push_str(&format!("{v}\n"));
-            }
-        }
-    }
+    let csv = predictions_csv(&values, outputs, task);
     match output {
         Some(path) => kiln::store::write_atomic(&path, csv.as_bytes()),
         None => {

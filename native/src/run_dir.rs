@@ -16,6 +16,9 @@ fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| KilnError::io(format!("cannot read {}", path.display()), e))
 }
 
+/// The test split's predictions by the saved model.
+pub const HOLDOUT_CSV: &str = "holdout.csv";
+
 /// The file that marks a finished run.
 const RUN_JSON: &str = "run.json";
 
@@ -131,10 +134,14 @@ impl RunDir {
         root: &Path,
         model_bytes: &[u8],
         final_weights: &[u8],
+        holdout_csv: Option<&str>,
         run_json: &str,
     ) -> Result<()> {
         write(&Self::best_model_path_in(root), model_bytes)?;
         write(&root.join("final_weights.bpk"), final_weights)?;
+        if let Some(csv) = holdout_csv {
+            write(&root.join(HOLDOUT_CSV), csv.as_bytes())?;
+        }
         write(&root.join(RUN_JSON), run_json.as_bytes())
     }
 

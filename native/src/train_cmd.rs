@@ -147,6 +147,7 @@ pub fn run(args: TrainArgs, store: &DirStore) -> Result<()> {
             &results_root,
             &output.model.to_bytes()?,
             &output.final_weights,
+            output.holdout_csv.as_deref(),
             &run_json(&output.info)?,
         )
     };
@@ -164,6 +165,7 @@ pub fn run(args: TrainArgs, store: &DirStore) -> Result<()> {
             best_model_path: Some(best_path),
             yield_now: None,
             before_store: Some(&mut write_results),
+            holdout: true,
         },
     ));
     bar.finish_and_clear();

@@ -188,6 +188,46 @@ test("a CSV upload trains remotely; the model downloads, predicts like `kiln pre
   const badShape = await api(s, `/v1/models/${guid}/predict`, { method: "POST", body: { features: [1, 2, 3], shape: [1, 3] } });
   assert.equal(badShape.status, 400);
 
+  // Holdout predictions: the test split, by source row, with the model's probabilities.
+  const holdout = await api(s, `/v1/jobs/${done.id}/holdout`);
+  assert.equal(holdout.status, 200, holdout.text);
+  assert.match(holdout.headers.get("content-type"), /text\/csv/);
+  const holdoutLines = holdout.text.trim().split("\n");
+  assert.equal(holdoutLines[0], "row,label,prediction,p0,p1");
+  const sourceRows = csv.trim().split("\n").slice(1).map((l) => l.split(",").map(Number));
+  const testRows = holdoutLines.slice(1).map((l) => l.split(",").map(Number));
+  assert.ok(testRows.length >= 20, `${testRows.length} test rows`);
+  let correct = 0;
+  for (const [row, label, prediction, p0, p1] of testRows) {
+    assert.equal(label, sourceRows[row][4], `row ${row}: the label is not the source's`);
+    assert.equal(prediction, p1 > p0 ? 1 : 0);
+    assert.ok(Math.abs(p0 + p1 - 1) < 1e-4);
+    if (prediction === label) correct++;
+  }
+  const acc = correct / testRows.length;
+  assert.ok(Math.abs(acc - done.result.finalMetrics.test_accuracy) < 1e-6, `${acc} vs ${done.result.finalMetrics.test_accuracy}`);
+
+  // A batch prediction job over the uploaded dataset: a bp-job whose CSV matches online predict.
+  const bp = await api(s, "/v1/predictions", { method: "POST", body: { model: guid, dataset: up.json.id } });
+  assert.equal(bp.status, 202, bp.text);
+  assert.match(bp.json.id, /^bp-job-[0-9a-f-]{36}$/);
+  assert.equal(bp.json.kind, "prediction");
+  const bpDone = await waitFor(s, bp.json.id);
+  assert.equal(bpDone.status, "completed", JSON.stringify(bpDone));
+  assert.equal(bpDone.result.rows, 240);
+  assert.equal((await api(s, `/v1/predictions/${bp.json.id}`)).json.status, "completed");
+  const bpOut = await api(s, `/v1/predictions/${bp.json.id}/output`);
+  const bpLines = bpOut.text.trim().split("\n");
+  assert.equal(bpLines[0], "prediction,p0,p1");
+  assert.equal(bpLines.length, 241);
+  for (let i = 0; i < 20; i++) {
+    const [, p0, p1] = bpLines[i + 1].split(",").map(Number);
+    assert.ok(Math.abs(p0 - http.json.outputs[i * 2]) < 1e-5 && Math.abs(p1 - http.json.outputs[i * 2 + 1]) < 1e-5);
+  }
+  assert.equal((await api(s, "/v1/predictions", { method: "POST", body: { model: "no-such-model", dataset: up.json.id } })).status, 400);
+  assert.equal((await api(s, `/v1/predictions/${done.id}`)).status, 404);
+  assert.equal((await api(s, "/v1/jobs")).json.length, 1, "prediction jobs are not training jobs");
+
   // Import, delete, and the dataset's lifecycle.
   assert.equal((await api(s, `/v1/models`, { method: "POST", body: bytes })).status, 400); // already stored
   assert.equal((await api(s, `/v1/models?force=true`, { method: "POST", body: bytes })).status, 201);

@@ -87,9 +87,32 @@ fn default_config_reaches_95_percent_on_digits() {
         "metrics.jsonl",
         "best_model.kiln",
         "run.json",
+        "holdout.csv",
     ] {
         assert!(out_dir.join(file).exists(), "{file} missing");
     }
+    // holdout.csv: the test split by source row; its accuracy is the run's test accuracy.
+    let holdout = std::fs::read_to_string(out_dir.join("holdout.csv")).unwrap();
+    let mut holdout_lines = holdout.lines();
+    let probs: Vec<String> = (0..10).map(|c| format!("p{c}")).collect();
+    assert_eq!(
+        holdout_lines.next().unwrap(),
+        format!("row,label,prediction,{}", probs.join(","))
+    );
+    let rows: Vec<Vec<f64>> = holdout_lines
+        .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    let correct = rows.iter().filter(|r| r[1] == r[2]).count();
+    let holdout_accuracy = correct as f64 / rows.len() as f64;
+    assert!(
+        (holdout_accuracy - accuracy).abs() < 1e-6,
+        "holdout accuracy {holdout_accuracy} vs test_accuracy {accuracy}"
+    );
+    let mut source_rows: Vec<usize> = rows.iter().map(|r| r[0] as usize).collect();
+    source_rows.sort_unstable();
+    source_rows.dedup();
+    assert_eq!(source_rows.len(), rows.len(), "holdout rows repeat");
+    assert!(source_rows.iter().all(|&r| r < 1797));
     let lines = std::fs::read_to_string(out_dir.join("metrics.jsonl")).unwrap();
     assert!(lines.lines().any(|l| l.contains("\"event\":\"evaluated\"")));
     assert!(lines.lines().any(|l| l.contains("\"gradNorm\"")));

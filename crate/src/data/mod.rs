@@ -99,6 +99,10 @@ pub fn prepare(config: &Config, loaded: Loaded) -> Result<Splits> {
     let [train_i, val_i, test_i] = split_indices(&samples.targets, fractions, config.seed);
     let nonempty = |idx: &[usize]| (!idx.is_empty()).then(|| samples.select(idx));
     let mut val = nonempty(&val_i);
+    let test_rows = match &official_test {
+        Some(t) => (0..t.len()).collect(),
+        None => test_i.clone(),
+    };
     let mut test = official_test.or_else(|| nonempty(&test_i));
     let mut train = samples.into_selected(&train_i);
     let batch = config.training.batch_size;
@@ -120,6 +124,7 @@ pub fn prepare(config: &Config, loaded: Loaded) -> Result<Splits> {
         train,
         val,
         test,
+        test_rows,
         normalization,
     })
 }

@@ -68,6 +68,8 @@ pub struct Splits {
     pub val: Option<Dataset>,
     /// Test samples (none when the test fraction is 0).
     pub test: Option<Dataset>,
+    /// For each test sample, its 0-based row in the source (or in the source's own test set).
+    pub test_rows: Vec<usize>,
     /// The standardisation applied to every split, if any.
     pub normalization: Option<Normalization>,
 }

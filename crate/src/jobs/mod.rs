@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+mod holdout;
+pub use holdout::holdout_csv;
+
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -215,6 +218,8 @@ pub struct JobRun<'a> {
     /// Called with the finished job's output before the model goes to the store, so a run
     /// directory keeps its own results even when the store then fails.
     pub before_store: Option<&'a mut BeforeStore<'a>>,
+    /// Also predict the test split with the saved model (`JobOutput::holdout_csv`).
+    pub holdout: bool,
 }
 
 /// Runs a job to its end: trains, saves the best model to the store, and records the outcome
@@ -235,6 +240,8 @@ pub struct JobOutput {
     pub model: SavedModel,
     /// The weights at the end of training (burnpack).
     pub final_weights: Vec<u8>,
+    /// The saved model's predictions on the test split (when asked for and there is one).
+    pub holdout_csv: Option<String>,
 }
 
 async fn run_inner(job: &Job, run: JobRun<'_>) -> Result<JobOutput> {
@@ -250,6 +257,7 @@ async fn run_inner(job: &Job, run: JobRun<'_>) -> Result<JobOutput> {
         best_model_path,
         yield_now,
         before_store,
+        holdout,
     } = run;
     store.check_writable().await?;
     let progress_job = job.clone();
@@ -262,7 +270,7 @@ async fn run_inner(job: &Job, run: JobRun<'_>) -> Result<JobOutput> {
     let outcome = train(TrainRequest {
         config,
         splits,
-        device,
+        device: device.clone(),
         events: &mut events,
         cancel: job.cancel_token(),
         checkpoints,
@@ -305,10 +313,15 @@ async fn run_inner(job: &Job, run: JobRun<'_>) -> Result<JobOutput> {
         steps: outcome.steps,
         duration_secs: outcome.duration_secs,
     };
+    let holdout_csv = match (&splits.test, holdout) {
+        (Some(test), true) => Some(holdout_csv(&saved, test, &splits.test_rows, &device).await?),
+        _ => None,
+    };
     let output = JobOutput {
         info,
         model: saved,
         final_weights: outcome.final_weights,
+        holdout_csv,
     };
     if let Some(before_store) = before_store {
         before_store(&output)?;

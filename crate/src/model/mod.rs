@@ -2,6 +2,7 @@
 
 mod network;
 mod predict;
+mod predictions_csv;
 mod saved;
 mod shape;
 mod summary;
@@ -9,6 +10,7 @@ mod weights;
 
 pub use network::{Flatten, Layer, Network};
 pub use predict::{Predictor, argmax_rows};
+pub use predictions_csv::predictions_csv;
 pub use saved::{MODEL_MAGIC, ModelHeader, SavedModel};
 pub use shape::{SampleShape, infer_shapes, resolve_layers};
 pub use summary::{ModelSummary, summary};

@@ -49,11 +49,18 @@ impl Predictor {
                 "features must be finite numbers (found NaN or infinity)".into(),
             ));
         }
-        let rows = features.len() / n;
         let mut input = features.to_vec();
         if let Some(norm) = &self.saved.header.normalization {
             norm.apply(&mut input);
         }
+        self.predict_standardized(input).await
+    }
+
+    /// Predicts samples that are already standardised (a prepared split's features), in
+    /// row-major order; `features.len()` must be a multiple of the sample size.
+    pub async fn predict_standardized(&self, input: Vec<f32>) -> Result<Vec<f32>> {
+        let n = self.sample_len();
+        let rows = input.len() / n.max(1);
         let x = Tensor::<2>::from_data(TensorData::new(input, [rows, n]), &self.device);
         let out = self.network.forward(x);
         let out = match self.saved.task() {

@@ -193,6 +193,7 @@ impl Kiln {
                     best_model_path: None,
                     yield_now: Some(yield_fn),
                     before_store: None,
+                    holdout: false,
                 },
             )
             .await;

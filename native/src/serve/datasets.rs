@@ -202,6 +202,57 @@ pub fn load(file: &Path, row: &DatasetRow, config: &Config) -> Result<Loaded> {
     })
 }
 
+/// A stored dataset's features for prediction by a model with `sample_len` inputs: a CSV's
+/// columns are all features when there are `sample_len` of them, or all but the label column
+/// given at upload when there is one more.
+pub fn prediction_features(file: &Path, row: &DatasetRow, sample_len: usize) -> Result<Vec<f32>> {
+    let bytes = std::fs::read(file)
+        .map_err(|e| KilnError::io(format!("cannot read dataset {}", row.id), e))?;
+    if row.format != "csv" {
+        let (features, shape, _) = read_safetensors(&bytes)?;
+        let per_sample: usize = shape[1..].iter().product();
+        if per_sample != sample_len {
+            return Err(KilnError::Data(format!(
+                "dataset {}: samples of shape {:?} ({per_sample} values), the model takes \
+                 {sample_len}",
+                row.id,
+                &shape[1..]
+            )));
+        }
+        return Ok(features);
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|_| KilnError::Data(format!("dataset {} is not UTF-8", row.id)))?;
+    let table = parse_table(&text, row.header, &format!("dataset {}", row.id))?;
+    let width = table.rows.first().map_or(0, Vec::len);
+    let skip = if width == sample_len {
+        None
+    } else if width == sample_len + 1 {
+        let column = row
+            .label_column
+            .as_deref()
+            .and_then(|c| serde_json::from_str::<LabelColumn>(c).ok());
+        Some(table.label_index(column.as_ref())?)
+    } else {
+        return Err(KilnError::Data(format!(
+            "dataset {}: {width} columns, the model takes {sample_len} features (or {} with a \
+             label column)",
+            row.id,
+            sample_len + 1
+        )));
+    };
+    Ok(table
+        .rows
+        .iter()
+        .flat_map(|r| {
+            r.iter()
+                .enumerate()
+                .filter(move |(i, _)| Some(*i) != skip)
+                .map(|(_, v)| *v as f32)
+        })
+        .collect())
+}
+
 /// Refuses what a remote config may not say: a server-side path, or a source that reads the
 /// server's files. Remote jobs train on an uploaded dataset or the embedded `digits`.
 pub fn check_remote_data(config: &Config, has_dataset: bool) -> Result<()> {

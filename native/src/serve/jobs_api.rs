@@ -7,8 +7,9 @@ use super::registry::{EventRow, JobRow, now_ms};
 use super::state::{AppState, blocking};
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use futures::Stream;
 use kiln::Config;
 use serde::{Deserialize, Serialize};
@@ -62,8 +63,10 @@ fn check_job_id(id: &str) -> Result<(), ApiError> {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobView {
-    /// `trainingjob-<uuid>`.
+    /// `trainingjob-<uuid>` (training) or `bp-job-<uuid>` (batch prediction).
     pub id: String,
+    /// `training` or `prediction`.
+    pub kind: String,
     /// queued | processing | completed | failed | cancelled.
     pub status: String,
     /// The latest progress report.
@@ -98,6 +101,7 @@ impl JobView {
             progress: parse(row.progress),
             result: parse(row.result),
             id: row.id,
+            kind: row.kind,
             status: row.status,
             error: row.error,
             dataset: row.dataset,
@@ -140,7 +144,8 @@ fn check_tags(tags: &BTreeMap<String, String>) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn find(state: &AppState, id: &str) -> Result<JobRow, ApiError> {
+/// A job (of either kind) by id, or a 404.
+pub async fn find(state: &AppState, id: &str) -> Result<JobRow, ApiError> {
     state
         .registry
         .job(id)
@@ -178,6 +183,7 @@ pub async fn submit(
         serde_json::to_string(&config).map_err(|e| ApiError::internal("encoding a config", e))?;
     let row = JobRow {
         id: body.id.unwrap_or_else(|| kiln::Job::new().id().to_string()),
+        kind: "training".into(),
         status: "queued".into(),
         config: config_json,
         dataset: body.dataset,
@@ -189,13 +195,19 @@ pub async fn submit(
         started_at: None,
         finished_at: None,
     };
+    enqueue(&state, &row).await?;
+    Ok((StatusCode::ACCEPTED, Json(JobView::from_row(row))))
+}
+
+/// Records a new job and queues it: `503` while the server stops, `429` when the queue is full.
+pub async fn enqueue(state: &AppState, row: &JobRow) -> Result<(), ApiError> {
     if state.scheduler.stopping() {
         return Err(ApiError::new(
             ProblemKind::Protocol(StatusCode::SERVICE_UNAVAILABLE),
             "the server is stopping and takes no new jobs",
         ));
     }
-    state.registry.insert_job(&row).await?;
+    state.registry.insert_job(row).await?;
     state
         .hub
         .publish(
@@ -213,7 +225,7 @@ pub async fn submit(
         error.retry_after = Some(30);
         return Err(error);
     }
-    Ok((StatusCode::ACCEPTED, Json(JobView::from_row(row))))
+    Ok(())
 }
 
 /// Filters of `GET /v1/jobs`.
@@ -238,7 +250,10 @@ pub async fn list(
         ),
         None => None,
     };
-    let rows = state.registry.jobs(filter.status.as_deref()).await?;
+    let rows = state
+        .registry
+        .jobs("training", filter.status.as_deref())
+        .await?;
     let views = rows
         .into_iter()
         .map(JobView::from_row)
@@ -335,6 +350,35 @@ pub async fn metrics(
     })
     .await?;
     Ok(Json(lines))
+}
+
+/// The finished job's holdout predictions: its test split predicted by the saved model, as CSV
+/// (`row,label,prediction` then one probability per class).
+#[utoipa::path(get, path = "/v1/jobs/{id}/holdout", responses((status = 200, content_type = "text/csv"), (status = 404, body = super::problem::Problem), (status = 409, body = super::problem::Problem)))]
+pub async fn holdout(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let row = find(&state, &id).await?;
+    if row.status != "completed" {
+        return Err(ApiError::conflict(format!(
+            "job {id} is {}: holdout predictions exist once it has completed",
+            row.status
+        )));
+    }
+    let path = state.runner.job_dir(&id).join(crate::run_dir::HOLDOUT_CSV);
+    let csv = blocking(move || match std::fs::read(&path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(kiln::KilnError::io("cannot read holdout.csv", e)),
+    })
+    .await?
+    .ok_or_else(|| {
+        ApiError::not_found(format!(
+            "job {id} has no test split (data.split's test fraction is 0)"
+        ))
+    })?;
+    Ok(([(header::CONTENT_TYPE, "text/csv")], csv).into_response())
 }
 
 /// Where a reconnecting client left off: `Last-Event-ID`, or `?after=`.

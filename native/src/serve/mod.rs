@@ -7,6 +7,7 @@ mod hub;
 mod jobs_api;
 mod models_api;
 mod openapi;
+mod predictions_api;
 mod problem;
 mod registry;
 mod runner;

@@ -1,6 +1,6 @@
 //! The OpenAPI document, generated from the handlers' annotations.
 
-use super::{datasets_api, jobs_api, models_api, problem};
+use super::{datasets_api, jobs_api, models_api, predictions_api, problem};
 use axum::Json;
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
@@ -32,6 +32,10 @@ pub struct Health {
         jobs_api::delete,
         jobs_api::events,
         jobs_api::metrics,
+        jobs_api::holdout,
+        predictions_api::submit,
+        predictions_api::show,
+        predictions_api::output,
         datasets_api::upload,
         datasets_api::list,
         datasets_api::delete,

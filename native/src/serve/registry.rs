@@ -13,7 +13,7 @@ const SCHEMA: &[&str] = &[
         sample_shape TEXT NOT NULL, header INTEGER NOT NULL, label_column TEXT,
         bytes INTEGER NOT NULL, created_at INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS jobs (
-        id TEXT PRIMARY KEY, status TEXT NOT NULL, config TEXT NOT NULL, dataset TEXT,
+        id TEXT PRIMARY KEY, kind TEXT NOT NULL, status TEXT NOT NULL, config TEXT NOT NULL, dataset TEXT,
         tags TEXT NOT NULL, progress TEXT, result TEXT, error TEXT,
         created_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER)",
     "CREATE TABLE IF NOT EXISTS events (
@@ -45,11 +45,13 @@ pub struct DatasetRow {
 /// A job row.
 #[derive(Debug, Clone, FromRow)]
 pub struct JobRow {
-    /// `trainingjob-<uuid>`.
+    /// `trainingjob-<uuid>` or `bp-job-<uuid>`.
     pub id: String,
+    /// `training` or `prediction`.
+    pub kind: String,
     /// queued | processing | completed | failed | cancelled.
     pub status: String,
-    /// The validated config (JSON).
+    /// The validated config (JSON); for a prediction job `{"model": guid}`.
     pub config: String,
     /// The dataset it trains on.
     pub dataset: Option<String>,
@@ -164,9 +166,10 @@ impl Registry {
     /// Records a new queued job.
     pub async fn insert_job(&self, job: &JobRow) -> Result<(), sqlx::Error> {
         sqlx::query(
-            "INSERT INTO jobs (id, status, config, dataset, tags, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO jobs (id, kind, status, config, dataset, tags, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&job.id)
+        .bind(&job.kind)
         .bind(&job.status)
         .bind(&job.config)
         .bind(&job.dataset)
@@ -185,21 +188,15 @@ impl Registry {
             .await
     }
 
-    /// Jobs, oldest first, optionally with one status.
-    pub async fn jobs(&self, status: Option<&str>) -> Result<Vec<JobRow>, sqlx::Error> {
-        match status {
-            Some(status) => {
-                sqlx::query_as("SELECT * FROM jobs WHERE status = ? ORDER BY rowid")
-                    .bind(status)
-                    .fetch_all(&self.pool)
-                    .await
-            }
-            None => {
-                sqlx::query_as("SELECT * FROM jobs ORDER BY rowid")
-                    .fetch_all(&self.pool)
-                    .await
-            }
-        }
+    /// Jobs of one kind, oldest first, optionally with one status.
+    pub async fn jobs(&self, kind: &str, status: Option<&str>) -> Result<Vec<JobRow>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT * FROM jobs WHERE kind = ?1 AND (?2 IS NULL OR status = ?2) ORDER BY rowid",
+        )
+        .bind(kind)
+        .bind(status)
+        .fetch_all(&self.pool)
+        .await
     }
 
     /// Jobs that had not ended when the server last stopped, in submission order.

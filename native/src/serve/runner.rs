@@ -9,7 +9,9 @@ use crate::run_dir::{MetricsLog, RunDir};
 use kiln::backend::{BackendKind, native_device};
 use kiln::data::{load_source, prepare};
 use kiln::jobs::{JobOutput, JobRun, run_job};
+use kiln::model::{Predictor, predictions_csv};
 use kiln::store::DirStore;
+use kiln::store::load_model;
 use kiln::train::TrainEvent;
 use kiln::{Config, Job, KilnError, Result, TrainRunInfo};
 use std::path::PathBuf;
@@ -52,10 +54,10 @@ impl RunnerContext {
         &self,
         id: &str,
         status: &str,
-        result: Option<&TrainRunInfo>,
+        result: Option<serde_json::Value>,
         error: Option<&str>,
     ) {
-        let result_json = result.and_then(|r| serde_json::to_string(r).ok());
+        let result_json = result.as_ref().map(|r| r.to_string());
         let registry = self.hub.registry();
         match self
             .runtime
@@ -84,10 +86,16 @@ pub fn run_queued(ctx: &RunnerContext, id: &str) {
     };
     let job = Job::with_id(id.to_string());
     ctx.scheduler.started(&job);
-    let outcome = train(ctx, &row, &job);
+    let outcome = if row.kind == "prediction" {
+        predict_batch(ctx, &row, &job)
+    } else {
+        train(ctx, &row, &job).and_then(|info| {
+            serde_json::to_value(info).map_err(|e| KilnError::Internal(e.to_string()))
+        })
+    };
     ctx.scheduler.ended(id);
     match outcome {
-        Ok(info) => ctx.finish(id, "completed", Some(&info), None),
+        Ok(result) => ctx.finish(id, "completed", Some(result), None),
         Err(KilnError::Cancelled) if ctx.scheduler.stopping() => {
             if let Err(e) = ctx.runtime.block_on(ctx.hub.registry().mark_queued(id)) {
                 eprintln!("kiln serve: cannot requeue {id}: {e}");
@@ -108,6 +116,60 @@ pub fn run_queued(ctx: &RunnerContext, id: &str) {
             ctx.finish(id, "failed", None, Some(&e.to_string()));
         }
     }
+}
+
+/// Rows predicted per pass (and per progress event) of a batch prediction.
+const PREDICT_ROWS_PER_PASS: usize = 4096;
+
+/// A batch prediction job: the model over the dataset's features, written as CSV.
+fn predict_batch(ctx: &RunnerContext, row: &JobRow, job: &Job) -> Result<serde_json::Value> {
+    let id = row.id.as_str();
+    let spec: serde_json::Value = serde_json::from_str(&row.config)
+        .map_err(|e| KilnError::Internal(format!("prediction job spec: {e}")))?;
+    let model_id = spec["model"].as_str().unwrap_or_default().to_string();
+    let saved = futures::executor::block_on(load_model(&ctx.store, &model_id))?;
+    let dataset = row.dataset.clone().unwrap_or_default();
+    let found = ctx
+        .runtime
+        .block_on(ctx.hub.registry().dataset(&dataset))
+        .map_err(|e| KilnError::Internal(format!("registry: {e}")))?
+        .ok_or_else(|| KilnError::Data(format!("dataset {dataset} was deleted")))?;
+    let sample_len: usize = saved.header.input_shape.iter().product();
+    let file = datasets::file_of(&ctx.data_dir.join("datasets"), &dataset, &found.format);
+    let features = datasets::prediction_features(&file, &found, sample_len)?;
+    ctx.runtime
+        .block_on(ctx.hub.registry().mark_processing(id))
+        .map_err(|e| KilnError::Internal(format!("registry: {e}")))?;
+    ctx.publish(id, "status", serde_json::json!({ "status": "processing" }));
+    let (task, outputs) = (saved.task(), saved.header.num_outputs);
+    let predictor = Predictor::new(saved, &native_device(ctx.backend)?)?;
+    let rows = features.len() / sample_len.max(1);
+    let mut values = Vec::with_capacity(rows * outputs);
+    for chunk in features.chunks(PREDICT_ROWS_PER_PASS * sample_len.max(1)) {
+        if job.cancel_token().is_cancelled() {
+            return Err(KilnError::Cancelled);
+        }
+        values.extend(futures::executor::block_on(predictor.predict(chunk))?);
+        let done = values.len() / outputs.max(1);
+        ctx.publish(
+            id,
+            "progress",
+            serde_json::json!({ "event": "progress", "rowsDone": done, "rows": rows }),
+        );
+    }
+    let dir = ctx.job_dir(id);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| KilnError::io(format!("cannot create {}", dir.display()), e))?;
+    let csv = predictions_csv(&values, outputs, task);
+    kiln::store::write_atomic(
+        &dir.join(super::predictions_api::OUTPUT_CSV),
+        csv.as_bytes(),
+    )?;
+    Ok(serde_json::json!({
+        "model": model_id,
+        "rows": rows,
+        "outputUrl": format!("/v1/predictions/{id}/output"),
+    }))
 }
 
 fn train(ctx: &RunnerContext, row: &JobRow, job: &Job) -> Result<TrainRunInfo> {
@@ -171,6 +233,7 @@ fn train(ctx: &RunnerContext, row: &JobRow, job: &Job) -> Result<TrainRunInfo> {
             &results_root,
             &output.model.to_bytes()?,
             &output.final_weights,
+            output.holdout_csv.as_deref(),
             &json,
         )
     };
@@ -188,6 +251,7 @@ fn train(ctx: &RunnerContext, row: &JobRow, job: &Job) -> Result<TrainRunInfo> {
             best_model_path: None,
             yield_now: None,
             before_store: Some(&mut write_results),
+            holdout: true,
         },
     ))?;
     if let Some(e) = log_error {

@@ -8,7 +8,7 @@ use super::registry::Registry;
 use super::runner::{RunnerContext, run_queued};
 use super::scheduler::Scheduler;
 use super::state::AppState;
-use super::{datasets_api, jobs_api, models_api, openapi};
+use super::{datasets_api, jobs_api, models_api, openapi, predictions_api};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, header};
@@ -206,6 +206,10 @@ fn router(state: AppState, options: &ServeOptions, origins: Vec<HeaderValue>) ->
         .route("/v1/jobs/{id}/cancel", post(jobs_api::cancel))
         .route("/v1/jobs/{id}/events", get(jobs_api::events))
         .route("/v1/jobs/{id}/metrics", get(jobs_api::metrics))
+        .route("/v1/jobs/{id}/holdout", get(jobs_api::holdout))
+        .route("/v1/predictions", post(predictions_api::submit))
+        .route("/v1/predictions/{id}", get(predictions_api::show))
+        .route("/v1/predictions/{id}/output", get(predictions_api::output))
         .route("/v1/models", get(models_api::list).post(models_api::import))
         .route(
             "/v1/models/{guid}",

@@ -1,0 +1,107 @@
+//! `/v1/predictions`: batch prediction jobs (`bp-job-<uuid>`) — a stored model over an uploaded
+//! dataset, queued like training jobs, with a CSV result.
+
+use super::jobs_api::{JobView, enqueue, find};
+use super::problem::ApiError;
+use super::registry::{JobRow, now_ms};
+use super::state::{AppState, blocking};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use kiln::store::ModelId;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+/// The file a prediction job writes in its directory.
+pub const OUTPUT_CSV: &str = "predictions.csv";
+
+/// `POST /v1/predictions`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitPrediction {
+    /// The stored model's id.
+    pub model: String,
+    /// An uploaded dataset's id: its features are predicted (a label column, if any, is ignored).
+    pub dataset: String,
+}
+
+/// Queues a batch prediction job.
+#[utoipa::path(post, path = "/v1/predictions", request_body = SubmitPrediction,
+    responses((status = 202, body = JobView), (status = 400, body = super::problem::Problem), (status = 429, body = super::problem::Problem)))]
+pub async fn submit(
+    State(state): State<AppState>,
+    Json(body): Json<SubmitPrediction>,
+) -> Result<(StatusCode, Json<JobView>), ApiError> {
+    let model =
+        ModelId::parse(&body.model).map_err(|e| ApiError::bad_input(format!("model: {e}")))?;
+    let store = state.runner.store.clone();
+    let id = model.clone();
+    let exists = blocking(move || {
+        futures::executor::block_on(kiln::store::ModelStore::get(&store, &id)).map(|b| b.is_some())
+    })
+    .await?;
+    if !exists {
+        return Err(ApiError::bad_input(format!("model: no model {model}")));
+    }
+    if state.registry.dataset(&body.dataset).await?.is_none() {
+        return Err(ApiError::bad_input(format!(
+            "dataset: no dataset {:?} (upload one with POST /v1/datasets)",
+            body.dataset
+        )));
+    }
+    let row = JobRow {
+        id: format!("bp-job-{}", uuid::Uuid::new_v4()),
+        kind: "prediction".into(),
+        status: "queued".into(),
+        config: serde_json::json!({ "model": model.to_string() }).to_string(),
+        dataset: Some(body.dataset),
+        tags: "{}".into(),
+        progress: None,
+        result: None,
+        error: None,
+        created_at: now_ms(),
+        started_at: None,
+        finished_at: None,
+    };
+    enqueue(&state, &row).await?;
+    Ok((StatusCode::ACCEPTED, Json(JobView::from_row(row))))
+}
+
+/// A prediction job (as `/v1/jobs/{id}` shows it).
+#[utoipa::path(get, path = "/v1/predictions/{id}", responses((status = 200, body = JobView), (status = 404, body = super::problem::Problem)))]
+pub async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
+    let row = find(&state, &id).await?;
+    if row.kind != "prediction" {
+        return Err(ApiError::not_found(format!("no prediction job {id}")));
+    }
+    Ok(Json(JobView::from_row(row)))
+}
+
+/// The predictions as CSV: one row per sample, `prediction,p0,…` (classification) or
+/// `prediction` (regression).
+#[utoipa::path(get, path = "/v1/predictions/{id}/output", responses((status = 200, content_type = "text/csv"), (status = 404, body = super::problem::Problem), (status = 409, body = super::problem::Problem)))]
+pub async fn output(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let row = find(&state, &id).await?;
+    if row.kind != "prediction" {
+        return Err(ApiError::not_found(format!("no prediction job {id}")));
+    }
+    if row.status != "completed" {
+        return Err(ApiError::conflict(format!(
+            "prediction job {id} is {}; its output exists once it has completed",
+            row.status
+        )));
+    }
+    let path = state.runner.job_dir(&id).join(OUTPUT_CSV);
+    let bytes = blocking(move || {
+        std::fs::read(&path).map_err(|e| kiln::KilnError::io("cannot read the predictions", e))
+    })
+    .await?;
+    Ok(([(header::CONTENT_TYPE, "text/csv")], bytes).into_response())
+}
