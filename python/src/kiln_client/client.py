@@ -1,0 +1,195 @@
+"""The blocking client: :class:`Client`, :class:`Job` and :class:`Model`."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Dict, Iterator, List, Optional, TextIO, Union
+
+import httpx
+
+from ._data import features_payload, outputs_array, remote_config, to_upload
+from ._sse import Event, describe, is_final, parse_lines
+from .errors import JobFailed, raise_for_problem
+
+#: How long a dropped event stream is retried before giving up (seconds).
+RECONNECT_FOR = 120.0
+
+
+class Client:
+    """A connection to a ``kiln serve`` server: ``Client("http://127.0.0.1:7878", token=...)``."""
+
+    def __init__(self, url: str, token: Optional[str] = None, timeout: float = 60.0) -> None:
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        """Closes the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One API call; raises :class:`~kiln_client.KilnError` on an error answer."""
+        response = self._http.request(method, path, **kwargs)
+        raise_for_problem(response)
+        return response
+
+    def health(self) -> Dict[str, Any]:
+        """``{status, version, backend}``."""
+        return self.request("GET", "/v1/health").json()
+
+    def upload(self, data: Any, config: Any = None) -> str:
+        """Uploads data as a dataset (see :meth:`train`); returns its id."""
+        body, content_type, query = to_upload(config, data)
+        answer = self.request(
+            "POST", "/v1/datasets", params=query, content=body, headers={"content-type": content_type}
+        )
+        return answer.json()["id"]
+
+    def train(
+        self,
+        config: Union[Dict[str, Any], str, None] = None,
+        data: Any = None,
+        tags: Optional[Dict[str, str]] = None,
+    ) -> "Job":
+        """Starts a training job and returns it at once. ``config``: a dict with the YAML schema,
+        or YAML/JSON text. ``data``: a CSV path, a pandas DataFrame, ``(features, labels)`` numpy
+        arrays or ``{"features", "labels"}``; without it the config's source is used (the
+        server allows the embedded ``digits``)."""
+        dataset = self.upload(data, config) if data is not None else None
+        body: Dict[str, Any] = {"config": remote_config(config, dataset is not None), "tags": tags or {}}
+        if dataset:
+            body["dataset"] = dataset
+        answer = self.request("POST", "/v1/jobs", json=body).json()
+        return Job(self, answer["id"])
+
+    def job(self, job_id: str) -> "Job":
+        """A handle on an existing job."""
+        return Job(self, job_id)
+
+    def jobs(self, status: Optional[str] = None, tag: Optional[str] = None) -> List[Dict[str, Any]]:
+        """Training jobs, oldest first (``tag`` as ``"key:value"``)."""
+        params = {k: v for k, v in {"status": status, "tag": tag}.items() if v is not None}
+        return self.request("GET", "/v1/jobs", params=params).json()
+
+    def preloaded_model(self, guid: str) -> "Model":
+        """A stored model by id (checked to exist)."""
+        info = self.request("GET", f"/v1/models/{guid}/info").json()
+        return Model(self, guid, info)
+
+    def models(self) -> List[Dict[str, Any]]:
+        """Summaries of the server's models."""
+        return self.request("GET", "/v1/models").json()
+
+    def events(self, job_id: str, last_event_id: int = 0) -> Iterator[Event]:
+        """A job's events after ``last_event_id``, live, until its final status; a dropped
+        stream is resumed with Last-Event-ID."""
+        last = last_event_id
+        lost_since: Optional[float] = None
+        while True:
+            headers = {"accept": "text/event-stream"}
+            if last:
+                headers["last-event-id"] = str(last)
+            try:
+                with self._http.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers, timeout=None) as r:
+                    if r.status_code >= 400:
+                        r.read()
+                        raise_for_problem(r)
+                    for event in parse_lines(r.iter_lines()):
+                        last = event.id or last
+                        lost_since = None
+                        yield event
+                        if is_final(event):
+                            return
+            except httpx.TransportError:
+                pass
+            lost_since = lost_since or time.monotonic()
+            if time.monotonic() - lost_since > RECONNECT_FOR:
+                raise ConnectionError(f"lost the event stream of {job_id} for {RECONNECT_FOR:.0f} s")
+            time.sleep(0.5)
+
+
+class Job:
+    """A job on the server."""
+
+    def __init__(self, client: Client, job_id: str) -> None:
+        self._client = client
+        self.id = job_id
+
+    def __repr__(self) -> str:
+        return f"Job({self.id!r})"
+
+    def info(self) -> Dict[str, Any]:
+        """The job as the server shows it (status, progress, result, error, times, tags)."""
+        return self._client.request("GET", f"/v1/jobs/{self.id}").json()
+
+    def status(self) -> str:
+        """``queued | processing | completed | failed | cancelled``."""
+        return self.info()["status"]
+
+    def result(self) -> Dict[str, Any]:
+        """The TrainRunInfo of a completed job; raises :class:`JobFailed` otherwise."""
+        info = self.info()
+        if info["status"] != "completed":
+            raise JobFailed(self.id, info["status"], info.get("error") or "the job has not completed")
+        return info["result"]
+
+    @property
+    def trained_model(self) -> Dict[str, str]:
+        """``{"guid": ...}`` of the model a completed job trained."""
+        return {"guid": self.result()["modelId"]}
+
+    def wait_for_training(self) -> Dict[str, Any]:
+        """Blocks until the job ends; returns its result or raises :class:`JobFailed`."""
+        for event in self._client.events(self.id):
+            if is_final(event):
+                break
+        return self.result()
+
+    def attach(self, out: TextIO = sys.stdout) -> None:
+        """Prints the job's live progress until it ends; Ctrl-C detaches (the job keeps going)."""
+        try:
+            for event in self._client.events(self.id):
+                line = describe(event)
+                if line:
+                    print(f"[{self.id}] {line}", file=out, flush=True)
+        except KeyboardInterrupt:
+            print(f"[{self.id}] detached; the job goes on (job.attach() to follow it again)", file=out)
+
+    def cancel(self) -> None:
+        """Cancels the job (idempotent; a finished job raises KilnError 409)."""
+        self._client.request("POST", f"/v1/jobs/{self.id}/cancel")
+
+
+class Model:
+    """A model stored on the server."""
+
+    def __init__(self, client: Client, guid: str, info: Dict[str, Any]) -> None:
+        self._client = client
+        self.guid = guid
+        self.info = info
+
+    def __repr__(self) -> str:
+        return f"Model({self.guid!r})"
+
+    def predict(self, features: Any) -> Any:
+        """Predicts on the server: ``features`` ``[rows, ...]`` (or one row) → a numpy array
+        ``[rows, outputs]`` of class probabilities or values."""
+        encoded, shape = features_payload(features)
+        answer = self._client.request(
+            "POST", f"/v1/models/{self.guid}/predict", json={"features": encoded, "shape": shape}
+        ).json()
+        return outputs_array(answer)
+
+    def download(self, path: str) -> str:
+        """Writes the model's ``.kiln`` bytes to ``path`` (loads in the CLI and the npm package)."""
+        data = self._client.request("GET", f"/v1/models/{self.guid}").content
+        with open(path, "wb") as f:
+            f.write(data)
+        return path
