@@ -4,6 +4,7 @@
 // with Last-Event-ID when it drops. Models are downloaded and predict locally in wasm.
 import { Kiln } from "./kiln.js";
 import { FedTrainingJob } from "./fed-job.js";
+import { serverEvents } from "./sse.js";
 
 const FINAL = new Set(["completed", "failed", "cancelled"]);
 /** How long a dropped event stream is retried before the job is given up (ms). */
@@ -51,31 +52,6 @@ export function toSafetensors({ features, labels, shape }) {
   out.set(f, 8 + header.length);
   out.set(l, 8 + header.length + f.length);
   return out;
-}
-
-/** Parses a text/event-stream body into `{ id, event, data }` objects. */
-async function* serverEvents(body) {
-  const decoder = new TextDecoder();
-  let buffer = "";
-  for await (const chunk of body) {
-    buffer += decoder.decode(chunk, { stream: true });
-    let cut;
-    while ((cut = buffer.search(/\r?\n\r?\n/)) >= 0) {
-      const block = buffer.slice(0, cut);
-      buffer = buffer.slice(cut).replace(/^\r?\n\r?\n/, "");
-      const event = { data: [] };
-      for (const line of block.split(/\r?\n/)) {
-        if (line.startsWith(":")) continue; // heartbeat
-        const colon = line.indexOf(":");
-        const key = colon < 0 ? line : line.slice(0, colon);
-        const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
-        if (key === "data") event.data.push(value);
-        else if (key === "id") event.id = Number(value);
-        else if (key === "event") event.event = value;
-      }
-      if (event.data.length > 0) yield { id: event.id, event: event.event, data: JSON.parse(event.data.join("\n")) };
-    }
-  }
 }
 
 /** A `kiln serve` server behind the `Kiln` API. */

@@ -5,6 +5,7 @@ import { Kiln } from "kiln";
 import { LineChart } from "./chart.js";
 import { DrawingPad, paintThumbnail } from "./draw.js";
 import { FASHION_CLASSES, fashionAvailable, loadFashionMnist, previewCsv } from "./datasets.js";
+import { confusionHtml, escapeHtml, formatLocalTime, formatSeconds, groupThousands, metricsHtml } from "./results.js";
 
 const $ = (id) => document.getElementById(id);
 const FASHION_DEFAULT_LIMIT = 10000;
@@ -157,10 +158,6 @@ function renderCsvPreview() {
   $("csv-preview").innerHTML = table.length ? `<table>${rows.join("")}</table>` : "<p class=muted>The file is empty.</p>";
 }
 
-function escapeHtml(text) {
-  return String(text).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
-}
-
 // ---------- training ----------
 
 function setStatus(status) {
@@ -174,23 +171,6 @@ function setProgressText(text) {
 }
 
 /** 12345.6 → "12,346" (no Intl: its first use loads locale data, a long task mid-training). */
-function groupThousands(value) {
-  return String(Math.round(value)).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
-}
-
-/** Local "2026-11-23 14:05" (no Intl: loading its locale data is a long task on first use). */
-function formatLocalTime(unixMs) {
-  const d = new Date(unixMs);
-  const two = (n) => String(n).padStart(2, "0");
-  return `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())} ${two(d.getHours())}:${two(d.getMinutes())}`;
-}
-
-function formatSeconds(s) {
-  if (!Number.isFinite(s)) return "–";
-  if (s < 60) return `${Math.max(0, Math.round(s))} s`;
-  return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
-}
-
 function setTraining(running) {
   $("train").disabled = running;
   $("cancel").disabled = !running;
@@ -271,22 +251,9 @@ function classNames(count, config) {
 }
 
 function showResults(info, config) {
-  const m = info.finalMetrics;
-  const rows = Object.entries(m).filter(([k]) => k.startsWith("test_") || k.startsWith("val_"))
-    .map(([k, v]) => `<tr><th>${escapeHtml(k)}</th><td>${Number(v).toFixed(4)}</td></tr>`).join("");
-  const accuracy = m.test_accuracy !== undefined ? `<p>Test accuracy <span class="big" id="test-accuracy" data-value="${m.test_accuracy}">${(100 * m.test_accuracy).toFixed(1)}%</span></p>` : "";
-  $("final-metrics").innerHTML = `${accuracy}<table>${rows}</table>`;
+  $("final-metrics").innerHTML = metricsHtml(info.finalMetrics);
   const cm = info.confusionMatrix;
-  if (!cm) return;
-  const names = classNames(cm.length, config);
-  const max = Math.max(1, ...cm.flat());
-  const head = `<tr><th></th>${names.map((n) => `<th title="${escapeHtml(n)}">${escapeHtml(n.slice(0, 3))}</th>`).join("")}</tr>`;
-  const body = cm.map((row, r) => `<tr><th title="${escapeHtml(names[r])}">${escapeHtml(names[r].slice(0, 3))}</th>${row.map((v, c) => {
-    const alpha = v / max;
-    const color = r === c ? `rgba(21,128,61,${0.12 + 0.8 * alpha})` : `rgba(185,28,28,${v ? 0.12 + 0.8 * alpha : 0})`;
-    return `<td style="background:${color};color:${alpha > 0.55 ? "#fff" : "inherit"}">${v}</td>`;
-  }).join("")}</tr>`).join("");
-  $("confusion").innerHTML = `<table><caption>Confusion matrix (rows: true class, columns: predicted)</caption>${head}${body}</table>`;
+  if (cm) $("confusion").innerHTML = confusionHtml(cm, classNames(cm.length, config));
 }
 
 // ---------- saved models ----------

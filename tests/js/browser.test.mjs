@@ -7,7 +7,7 @@ import { createServer } from "node:http";
 import { readFile } from "node:fs/promises";
 import { readFileSync, writeFileSync } from "node:fs";
 import { extname, join, normalize } from "node:path";
-import { repo, kiln, tempDir, launchChromium, startServer, stopServer } from "./helpers.mjs";
+import { repo, kiln, tempDir, launchChromium, startServer, stopServer, killServers } from "./helpers.mjs";
 
 const TYPES = { ".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm", ".html": "text/html", ".kiln": "application/octet-stream" };
 const work = tempDir("kiln-browser-");
@@ -32,6 +32,7 @@ before(async () => {
 });
 
 after(async () => {
+  killServers();
   await browser?.close();
   server?.close();
 });
@@ -184,6 +185,64 @@ test("remote mode in Chromium: Kiln.connect trains on kiln serve; the downloaded
   assert.equal(other.headers.get("access-control-allow-origin"), null);
   const allowed = await fetch(`${s.url}/v1/health`, { headers: { origin: base } });
   assert.equal(allowed.headers.get("access-control-allow-origin"), base);
+  await context.close();
+  assert.equal((await stopServer(s)).code, 0);
+});
+
+test("the server's dashboard: asks for the token once, lists jobs and models, follows a job live with curves and results", { timeout: 600_000 }, async () => {
+  const tokenFile = join(work, "dash-tokens");
+  writeFileSync(tokenFile, "dash-secret\n");
+  const s = await startServer(["--token-file", tokenFile]);
+  const auth = { authorization: "Bearer dash-secret", "content-type": "application/json" };
+  const first = await (await fetch(`${s.url}/v1/jobs`, { method: "POST", headers: auth, body: JSON.stringify({ config: { name: "dash-done", training: { num_passes: 3 } }, tags: { team: "vision" } }) })).json();
+  for (let i = 0; i < 600; i++) {
+    const j = await (await fetch(`${s.url}/v1/jobs/${first.id}`, { headers: auth })).json();
+    if (j.status === "completed") break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const context = await browser.newContext({ acceptDownloads: true });
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  await page.goto(`${s.url}/`);
+  await page.waitForSelector("#token-dialog[open]");
+  await page.fill("#token", "dash-secret");
+  await page.click("#token-ok");
+  const row = page.locator(`tr[data-job="${first.id}"]`);
+  await row.waitFor();
+  assert.match(await row.innerText(), /completed/i);
+  assert.match(await row.innerText(), /team:vision/);
+  const model = (await (await fetch(`${s.url}/v1/jobs/${first.id}`, { headers: auth })).json()).result.modelId;
+  await page.locator(`tr[data-model="${model}"]`).waitFor();
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click(`tr[data-model="${model}"] button.download`)]);
+  assert.equal(download.suggestedFilename(), `${model}.kiln`);
+
+  // A job followed live on its trackingUrl page: the token is not asked again (same tab).
+  const live = await (await fetch(`${s.url}/v1/jobs`, { method: "POST", headers: auth, body: JSON.stringify({ config: { name: "dash-live", training: { num_passes: 12 }, validation: { metrics: ["loss", "accuracy", "confusion_matrix"] } } }) })).json();
+  assert.equal(live.trackingUrl, `/jobs/${live.id}`);
+  await page.click('a.home');
+  await page.locator(`tr[data-job="${live.id}"] a`).click();
+  await page.waitForURL(`${s.url}/jobs/${live.id}`);
+  await page.waitForFunction(() => Number(document.getElementById("chart-loss").dataset.points) > 0, null, { timeout: 120_000 });
+  await page.waitForFunction(() => document.getElementById("status").dataset.status === "completed", null, { timeout: 300_000 });
+  const shown = await page.evaluate(() => ({
+    loss: Number(document.getElementById("chart-loss").dataset.points),
+    accuracy: Number(document.getElementById("chart-accuracy").dataset.points),
+    grad: Number(document.getElementById("chart-grad").dataset.points),
+    accuracyText: document.getElementById("test-accuracy")?.dataset.value,
+    confusionCells: document.querySelectorAll("#confusion td").length,
+    dialogOpen: document.getElementById("token-dialog").open,
+  }));
+  const result = (await (await fetch(`${s.url}/v1/jobs/${live.id}`, { headers: auth })).json()).result;
+  assert.ok(shown.loss >= 12 + 12 && shown.accuracy === 12 && shown.grad >= 12, JSON.stringify(shown));
+  assert.ok(Math.abs(Number(shown.accuracyText) - result.finalMetrics.test_accuracy) < 1e-9);
+  assert.equal(shown.confusionCells, 100);
+  assert.equal(shown.dialogOpen, false);
+  assert.deepEqual(errors, []);
+  // The page is public (it holds no data); the API behind it is not.
+  assert.equal((await fetch(`${s.url}/jobs/${live.id}`)).status, 200);
+  assert.equal((await fetch(`${s.url}/v1/jobs/${live.id}`)).status, 401);
+  assert.match((await fetch(`${s.url}/`)).headers.get("content-security-policy"), /default-src 'self'/);
   await context.close();
   assert.equal((await stopServer(s)).code, 0);
 });

@@ -52,7 +52,11 @@ export async function launchChromium() {
 }
 
 const servers = new Set();
-process.on("exit", () => { for (const s of servers) s.child.kill("SIGKILL"); });
+/** Kills every server a test left running (call it from an `after` hook). */
+export function killServers() {
+  for (const s of servers) s.child.kill("SIGKILL");
+}
+process.on("exit", killServers);
 
 /** Starts `kiln serve` on a free loopback port; resolves once it prints its URL. */
 export function startServer(args = [], dataDir = tempDir("kiln-serve-")) {

@@ -1,12 +1,12 @@
 // `kiln serve` over real HTTP on loopback: every endpoint, uploads, the FIFO queue, SSE resume,
 // tokens, limits, cancel, SIGKILL + restart, and server-trained models in the npm package.
-import { test } from "node:test";
+import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { writeFileSync, readFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
-import { kilnBin, tempDir, installPackage, startServer, stopServer as stop } from "./helpers.mjs";
+import { kilnBin, tempDir, installPackage, startServer, stopServer as stop, killServers } from "./helpers.mjs";
 
 /** fetch + JSON with an optional token. */
 async function api(server, path, { method = "GET", body, token, type, headers = {} } = {}) {
@@ -106,6 +106,8 @@ function safetensors(n = 200) {
   out.set(new Uint8Array(labels.buffer), 8 + h.length + fBytes);
   return out;
 }
+
+after(killServers);
 
 const FAST = { training: { num_passes: 2, batch_size: 16 } };
 

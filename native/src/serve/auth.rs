@@ -62,14 +62,21 @@ impl Tokens {
     }
 }
 
-/// Middleware: every endpoint but `/v1/health` needs `Authorization: Bearer <token>` when the
-/// server has tokens.
+/// Middleware: every API endpoint but `/v1/health` needs `Authorization: Bearer <token>` when
+/// the server has tokens.
 pub async fn require_token(
     State(tokens): State<Tokens>,
     request: Request,
     next: Next,
 ) -> std::result::Result<Response, ApiError> {
-    let open = request.uri().path() == "/v1/health" || request.method() == "OPTIONS";
+    // Health, and the dashboard's page and files (they hold no data; the page asks for the
+    // token and sends it with every API call). CORS preflights carry no credentials.
+    let path = request.uri().path();
+    let open = path == "/v1/health"
+        || path == "/"
+        || path.starts_with("/ui/")
+        || (path.starts_with("/jobs/") && !path[6..].contains('/'))
+        || request.method() == "OPTIONS";
     if tokens.required() && !open {
         let given = request
             .headers()

@@ -96,7 +96,7 @@ impl JobView {
     pub fn from_row(row: JobRow) -> Self {
         let parse = |text: Option<String>| text.and_then(|t| serde_json::from_str(&t).ok());
         Self {
-            tracking_url: format!("/v1/jobs/{}", row.id),
+            tracking_url: format!("/jobs/{}", row.id),
             tags: serde_json::from_str(&row.tags).unwrap_or_default(),
             progress: parse(row.progress),
             result: parse(row.result),

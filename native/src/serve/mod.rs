@@ -14,5 +14,6 @@ mod runner;
 mod scheduler;
 mod server;
 mod state;
+mod ui;
 
 pub use server::{ServeOptions, serve};

@@ -8,7 +8,7 @@ use super::registry::Registry;
 use super::runner::{RunnerContext, run_queued};
 use super::scheduler::Scheduler;
 use super::state::AppState;
-use super::{datasets_api, jobs_api, models_api, openapi, predictions_api};
+use super::{datasets_api, jobs_api, models_api, openapi, predictions_api, ui};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, header};
@@ -188,6 +188,9 @@ async fn recover(runner: &RunnerContext) -> Result<()> {
 
 fn router(state: AppState, options: &ServeOptions, origins: Vec<HeaderValue>) -> Router {
     let api = Router::new()
+        .route("/", get(ui::page))
+        .route("/jobs/{id}", get(ui::page))
+        .route("/ui/{file}", get(ui::file))
         .route("/v1/health", get(openapi::health))
         .route("/v1/openapi.json", get(openapi::document))
         .route(
