@@ -71,7 +71,9 @@ impl Predictor {
             .into_data_async()
             .await
             .map_err(|e| KilnError::Internal(format!("reading predictions failed: {e:?}")))?;
-        data.try_into_vec::<f32>()
+        // Reduced-precision devices (`precision: f16`) hand back their own float type.
+        data.convert::<f32>()
+            .try_into_vec::<f32>()
             .map_err(|e| KilnError::Internal(format!("unexpected prediction data: {e:?}")))
     }
 }

@@ -3,7 +3,7 @@
 use super::datasets::check_remote_data;
 use super::hub::is_terminal;
 use super::problem::{ApiError, ProblemKind};
-use super::registry::{EventRow, JobRow, now_ms};
+use super::registry::{EventRow, JobRow};
 use super::state::{AppState, blocking};
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -181,20 +181,13 @@ pub async fn submit(
     }
     let config_json =
         serde_json::to_string(&config).map_err(|e| ApiError::internal("encoding a config", e))?;
-    let row = JobRow {
-        id: body.id.unwrap_or_else(|| kiln::Job::new().id().to_string()),
-        kind: "training".into(),
-        status: "queued".into(),
-        config: config_json,
-        dataset: body.dataset,
-        tags: serde_json::to_string(&body.tags).unwrap_or_else(|_| "{}".into()),
-        progress: None,
-        result: None,
-        error: None,
-        created_at: now_ms(),
-        started_at: None,
-        finished_at: None,
-    };
+    let row = JobRow::queued(
+        body.id.unwrap_or_else(|| kiln::Job::new().id().to_string()),
+        "training",
+        config_json,
+        body.dataset,
+        serde_json::to_string(&body.tags).unwrap_or_else(|_| "{}".into()),
+    );
     enqueue(&state, &row).await?;
     Ok((StatusCode::ACCEPTED, Json(JobView::from_row(row))))
 }

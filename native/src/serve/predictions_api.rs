@@ -3,7 +3,7 @@
 
 use super::jobs_api::{JobView, enqueue, find};
 use super::problem::ApiError;
-use super::registry::{JobRow, now_ms};
+use super::registry::JobRow;
 use super::state::{AppState, blocking};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -50,20 +50,13 @@ pub async fn submit(
             body.dataset
         )));
     }
-    let row = JobRow {
-        id: format!("bp-job-{}", uuid::Uuid::new_v4()),
-        kind: "prediction".into(),
-        status: "queued".into(),
-        config: serde_json::json!({ "model": model.to_string() }).to_string(),
-        dataset: Some(body.dataset),
-        tags: "{}".into(),
-        progress: None,
-        result: None,
-        error: None,
-        created_at: now_ms(),
-        started_at: None,
-        finished_at: None,
-    };
+    let row = JobRow::queued(
+        format!("bp-job-{}", uuid::Uuid::new_v4()),
+        "prediction",
+        serde_json::json!({ "model": model.to_string() }).to_string(),
+        Some(body.dataset),
+        "{}".into(),
+    );
     enqueue(&state, &row).await?;
     Ok((StatusCode::ACCEPTED, Json(JobView::from_row(row))))
 }

@@ -71,6 +71,32 @@ pub struct JobRow {
     pub finished_at: Option<i64>,
 }
 
+impl JobRow {
+    /// A new queued job of `kind` (`training` or `prediction`).
+    pub fn queued(
+        id: String,
+        kind: &str,
+        config: String,
+        dataset: Option<String>,
+        tags: String,
+    ) -> Self {
+        Self {
+            id,
+            kind: kind.into(),
+            status: "queued".into(),
+            config,
+            dataset,
+            tags,
+            progress: None,
+            result: None,
+            error: None,
+            created_at: now_ms(),
+            started_at: None,
+            finished_at: None,
+        }
+    }
+}
+
 /// One recorded event of a job.
 #[derive(Debug, Clone, Serialize)]
 pub struct EventRow {
