@@ -422,13 +422,21 @@ test("SIGKILL mid-job: after a restart the job resumes from its checkpoint and e
   assert.ok(weightsA.length > 1000 && weightsA.equals(weightsB), "final weights differ from the uninterrupted run");
   assert.deepEqual(doneB.result.finalMetrics, doneA.result.finalMetrics);
 
-  // SIGTERM while training: exit 0, the job goes back to the queue and finishes after a restart.
-  const c = await api(s, "/v1/jobs", { method: "POST", body: { config: { ...DETERMINISTIC, training: { num_passes: 200, batch_size: 16 } } } });
-  await readEvents(s, c.json.id, { until: (e) => e.event === "checkpoint" });
+  // SIGTERM while training: exit 0; the job checkpoints the epoch it is in (this config would
+  // otherwise checkpoint only every 1000 epochs), goes back to the queue, and resumes right there.
+  const rare = { ...DETERMINISTIC, training: { num_passes: 200, batch_size: 16 }, checkpoint: { every_epochs: 1000, save_top_k: 1 } };
+  const c = await api(s, "/v1/jobs", { method: "POST", body: { config: rare } });
+  await readEvents(s, c.json.id, { until: (e) => e.event === "evaluated" && e.data.epoch >= 2 });
   assert.equal((await stop(s, "SIGTERM")).code, 0);
   s = await startServer([], dataDir);
   const resumed = await readEvents(s, c.json.id, { until: (e) => e.event === "started" && e.data.start_epoch > 1 });
-  assert.ok(resumed.some((e) => e.event === "interrupted" && /server is stopping/.test(e.data.reason)), JSON.stringify(resumed.map((e) => e.event)));
+  const kinds = resumed.map((e) => e.event);
+  assert.ok(resumed.some((e) => e.event === "interrupted" && /server is stopping/.test(e.data.reason)), JSON.stringify(kinds));
+  const stopCheckpoint = resumed.filter((e) => e.event === "checkpoint").at(-1);
+  assert.ok(stopCheckpoint, `no checkpoint at the stop: ${kinds}`);
+  const lastEvaluated = resumed.filter((e) => e.event === "evaluated").at(-1);
+  assert.equal(stopCheckpoint.data.epoch, lastEvaluated.data.epoch, "the stop lost finished epochs");
+  assert.equal(resumed.at(-1).data.start_epoch, stopCheckpoint.data.epoch + 1);
   await api(s, `/v1/jobs/${c.json.id}/cancel`, { method: "POST" });
   assert.equal((await waitFor(s, c.json.id)).status, "cancelled");
   assert.equal((await stop(s)).code, 0);

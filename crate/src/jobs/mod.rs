@@ -99,6 +99,7 @@ pub struct Job {
     id: String,
     state: Arc<Mutex<JobState>>,
     cancel: CancelToken,
+    stop_at_epoch_end: CancelToken,
 }
 
 impl Default for Job {
@@ -119,6 +120,7 @@ impl Job {
                 error: None,
             })),
             cancel: CancelToken::new(),
+            stop_at_epoch_end: CancelToken::new(),
         }
     }
 
@@ -165,6 +167,12 @@ impl Job {
     /// The token the training loop checks.
     pub fn cancel_token(&self) -> CancelToken {
         self.cancel.clone()
+    }
+
+    /// Asks the loop to checkpoint at the end of the current epoch and stop there (it ends as
+    /// cancelled; a server requeues it and resumes from that checkpoint).
+    pub fn stop_at_epoch_end(&self) {
+        self.stop_at_epoch_end.cancel();
     }
 
     /// Marks the job failed with a reason (used when it cannot even start).
@@ -273,6 +281,7 @@ async fn run_inner(job: &Job, run: JobRun<'_>) -> Result<JobOutput> {
         device: device.clone(),
         events: &mut events,
         cancel: job.cancel_token(),
+        stop_at_epoch_end: job.stop_at_epoch_end.clone(),
         checkpoints,
         resume,
         yield_now,

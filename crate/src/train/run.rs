@@ -29,6 +29,10 @@ pub struct TrainRequest<'a, 'c> {
     pub events: &'a mut dyn FnMut(TrainEvent),
     /// Checked between steps.
     pub cancel: CancelToken,
+    /// Checked at the end of every epoch: once set, the epoch is checkpointed (when there is a
+    /// checkpoint sink) and the run stops as cancelled — a server shutting down uses it so its
+    /// jobs resume from exactly there.
+    pub stop_at_epoch_end: CancelToken,
     /// Where checkpoints go, if anywhere.
     pub checkpoints: Option<&'c mut dyn CheckpointSink>,
     /// Continue from here instead of starting fresh.
@@ -137,6 +141,7 @@ pub async fn train(request: TrainRequest<'_, '_>) -> Result<TrainOutcome> {
         mut device,
         events,
         cancel,
+        stop_at_epoch_end,
         mut checkpoints,
         resume,
         yield_now,
@@ -345,8 +350,12 @@ pub async fn train(request: TrainRequest<'_, '_>) -> Result<TrainOutcome> {
         read_losses(&mut pending, &mut loss_window, epoch, &checkpoints).await?;
         state.epochs_done = epoch + 1;
         let every = config.checkpoint.every_epochs;
+        let stopping = stop_at_epoch_end.is_cancelled() && state.epochs_done < epochs;
         let due = every > 0
-            && (state.epochs_done % every == 0 || state.epochs_done == epochs || stopped_early);
+            && (state.epochs_done % every == 0
+                || state.epochs_done == epochs
+                || stopped_early
+                || stopping);
         if let (true, Some(sink)) = (due, checkpoints.as_deref_mut()) {
             state.elapsed_secs += started.elapsed().as_secs_f64();
             let weights = export_weights(&model).await?;
@@ -370,6 +379,9 @@ pub async fn train(request: TrainRequest<'_, '_>) -> Result<TrainOutcome> {
         }
         if stopped_early || config.fast_dev_run {
             break 'epochs;
+        }
+        if stopping {
+            return Err(KilnError::Cancelled);
         }
     }
 

@@ -90,13 +90,21 @@ impl Scheduler {
         }
     }
 
-    /// Stops taking jobs and stops the training ones before their next step.
+    /// Stops taking jobs; the training ones checkpoint at the end of their epoch and stop.
     pub fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         for job in lock(&self.running).values() {
-            job.cancel();
+            job.stop_at_epoch_end();
         }
         self.wake.notify_all();
+    }
+
+    /// Stops the training jobs before their next step (when an epoch takes too long to wait for;
+    /// they resume from their latest checkpoint).
+    pub fn stop_now(&self) {
+        for job in lock(&self.running).values() {
+            job.cancel();
+        }
     }
 
     /// Whether the server is stopping.

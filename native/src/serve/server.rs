@@ -44,6 +44,9 @@ pub struct ServeOptions {
     pub backend: BackendKind,
 }
 
+/// How long a stopping server waits for running jobs to reach the end of their epoch.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
 /// How long a request (not an event stream) may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -133,13 +136,23 @@ pub fn serve(options: ServeOptions, pool: Arc<rayon::ThreadPool>) -> Result<()> 
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 shutdown_signal().await;
-                eprintln!("kiln serve: stopping (running jobs are checkpointed and resume at the next start)");
+                eprintln!(
+                    "kiln serve: stopping (running jobs checkpoint at the end of their epoch and \
+                     resume at the next start)"
+                );
                 stopping.stop();
                 streams.close_all();
             })
             .await
     });
     scheduler.stop();
+    // Jobs finish their epoch and checkpoint; one that takes longer than this is stopped at
+    // its next step and resumes from its previous checkpoint.
+    let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
+    while workers.iter().any(|w| !w.is_finished()) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    scheduler.stop_now();
     for worker in workers {
         let _ = worker.join();
     }
