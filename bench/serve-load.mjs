@@ -14,6 +14,8 @@ const REPEATS = Number(process.env.REPEATS ?? 3);
 const POLLERS = 50;
 const FOLLOWERS = 20;
 const LOAD_SECONDS = 30;
+/** Pause between one poller's requests (0: each poller sends its next request at once). */
+const POLL_INTERVAL_MS = Number(process.env.POLL_INTERVAL_MS ?? 0);
 const env = { ...process.env, XDG_RUNTIME_DIR: tmpdir(), RAYON_NUM_THREADS: "1" };
 
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor((s.length - 1) / 2)]; };
@@ -52,7 +54,7 @@ async function serverJob(url, config) {
   const t0 = performance.now();
   const id = await submit(url, config);
   const job = await waitDone(url, id);
-  return { wall: (performance.now() - t0) / 1000, train: job.result.durationSecs, steps: job.result.steps };
+  return { wall: (performance.now() - t0) / 1000, train: job.result.durationSecs, progress: job.progress };
 }
 
 /** Wall time of the same job with `kiln train` (process start to exit). */
@@ -73,6 +75,7 @@ async function poller(url, id, until, stats) {
       if (!r.ok) stats.errors++;
     } catch { stats.errors++; }
     stats.latencies.push(performance.now() - t0);
+    if (POLL_INTERVAL_MS > 0) await new Promise((r) => setTimeout(r, POLL_INTERVAL_MS));
   }
 }
 
@@ -101,10 +104,11 @@ try {
     cli.push(cliJob(digits, dir, i));
     served.push(await serverJob(server.url, digits));
   }
-  // 2. Load: a job sized to train about LOAD_SECONDS, first alone, then under load.
-  const probe = await serverJob(server.url, { ...digits, training: { num_passes: 20, batch_size: 32 } });
+  // 2. Load: a wider MLP on digits sized to train about LOAD_SECONDS, first alone, then under load.
+  const wide = { ...digits, name: "bench-load", model: { preset: "mlp", hidden: [512, 512] } };
+  const probe = await serverJob(server.url, { ...wide, training: { num_passes: 20, batch_size: 32 } });
   const epochs = Math.max(20, Math.round((LOAD_SECONDS * 20) / probe.train));
-  const long = { ...digits, name: "bench-load", training: { num_passes: epochs, batch_size: 32 } };
+  const long = { ...wide, training: { num_passes: epochs, batch_size: 32 } };
   const quiet = await serverJob(server.url, long);
   const id = await submit(server.url, long);
   const progressOf = async () => (await (await fetch(`${server.url}/v1/jobs/${id}`)).json()).progress;
@@ -122,12 +126,13 @@ try {
   ];
   await Promise.all(clients);
   const end = await progressOf();
+  const finishedInWindow = finished;
   const seconds = (performance.now() - t0) / 1000;
   const loaded = await done;
   // Training speed in the load window (steps/s between the first and last progress reports
   // seen in it) against the same job's average speed alone.
   const loadedRate = (end.step - start.step) / Math.max(1e-9, end.elapsedSeconds - start.elapsedSeconds);
-  const quietRate = quiet.steps / quiet.train;
+  const quietRate = quiet.progress.step / quiet.progress.elapsedSeconds;
   const report = {
     date: new Date().toISOString().slice(0, 10),
     repeats: REPEATS,
@@ -144,7 +149,8 @@ try {
       requestsPerSecond: stats.latencies.length / seconds,
       p50ms: quantile(stats.latencies, 0.5), p99ms: quantile(stats.latencies, 0.99),
       errors: stats.errors, streamsEnded: stats.streamsEnded, eventBytes: stats.eventBytes,
-      jobFinishedDuringLoad: finished,
+      pollIntervalMs: POLL_INTERVAL_MS,
+      jobFinishedDuringLoad: finishedInWindow,
       trainSecondsQuiet: quiet.train, trainSecondsLoaded: loaded.result.durationSecs,
       stepsPerSecondQuiet: quietRate, stepsPerSecondLoaded: loadedRate,
       slowdown: quietRate / loadedRate,

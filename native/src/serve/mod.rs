@@ -9,6 +9,7 @@ mod models_api;
 mod openapi;
 mod predictions_api;
 mod problem;
+mod recorder;
 mod registry;
 mod runner;
 mod scheduler;

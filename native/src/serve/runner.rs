@@ -3,6 +3,7 @@
 
 use super::datasets;
 use super::hub::Hub;
+use super::recorder::{Record, Recorder};
 use super::registry::JobRow;
 use super::scheduler::Scheduler;
 use crate::run_dir::{MetricsLog, RunDir};
@@ -33,6 +34,8 @@ pub struct RunnerContext {
     pub store: DirStore,
     /// `--backend`.
     pub backend: BackendKind,
+    /// Writes events and status changes in order, off the training threads.
+    pub recorder: Recorder,
 }
 
 impl RunnerContext {
@@ -41,36 +44,29 @@ impl RunnerContext {
         self.data_dir.join("jobs").join(id)
     }
 
-    /// Records an event from the training thread (a failure to record is logged).
+    /// Records an event from the training thread (written in order, off the thread).
     pub fn publish(&self, id: &str, kind: &str, data: serde_json::Value) {
-        let text = data.to_string();
-        if let Err(e) = self.runtime.block_on(self.hub.publish(id, kind, text)) {
-            eprintln!("kiln serve: cannot record an event of {id}: {e}");
-        }
+        self.recorder.send(Record::Event {
+            job: id.to_string(),
+            kind: kind.to_string(),
+            data,
+        });
     }
 
     /// Ends a job in the registry and sends its final `status` event.
     pub fn finish(
         &self,
         id: &str,
-        status: &str,
+        status: &'static str,
         result: Option<serde_json::Value>,
         error: Option<&str>,
     ) {
-        let result_json = result.as_ref().map(|r| r.to_string());
-        let registry = self.hub.registry();
-        match self
-            .runtime
-            .block_on(registry.finish(id, status, result_json.as_deref(), error))
-        {
-            Ok(true) => self.publish(
-                id,
-                "status",
-                serde_json::json!({ "status": status, "error": error, "result": result }),
-            ),
-            Ok(false) => {}
-            Err(e) => eprintln!("kiln serve: cannot record the end of {id}: {e}"),
-        }
+        self.recorder.send(Record::Finish {
+            job: id.to_string(),
+            status,
+            result,
+            error: error.map(str::to_string),
+        });
     }
 }
 
@@ -97,14 +93,7 @@ pub fn run_queued(ctx: &RunnerContext, id: &str) {
     match outcome {
         Ok(result) => ctx.finish(id, "completed", Some(result), None),
         Err(KilnError::Cancelled) if ctx.scheduler.stopping() => {
-            if let Err(e) = ctx.runtime.block_on(ctx.hub.registry().mark_queued(id)) {
-                eprintln!("kiln serve: cannot requeue {id}: {e}");
-            }
-            ctx.publish(
-                id,
-                "interrupted",
-                serde_json::json!({ "reason": "the server is stopping; the job resumes from its latest checkpoint when it starts again" }),
-            );
+            ctx.recorder.send(Record::Requeued { job: id.to_string() });
         }
         Err(KilnError::Cancelled) => {
             ctx.finish(id, "cancelled", None, Some("the job was cancelled"));
@@ -137,10 +126,7 @@ fn predict_batch(ctx: &RunnerContext, row: &JobRow, job: &Job) -> Result<serde_j
     let sample_len: usize = saved.header.input_shape.iter().product();
     let file = datasets::file_of(&ctx.data_dir.join("datasets"), &dataset, &found.format);
     let features = datasets::prediction_features(&file, &found, sample_len)?;
-    ctx.runtime
-        .block_on(ctx.hub.registry().mark_processing(id))
-        .map_err(|e| KilnError::Internal(format!("registry: {e}")))?;
-    ctx.publish(id, "status", serde_json::json!({ "status": "processing" }));
+    ctx.recorder.send(Record::Processing { job: id.to_string() });
     let (task, outputs) = (saved.task(), saved.header.num_outputs);
     let predictor = Predictor::new(saved, &native_device(ctx.backend)?)?;
     let rows = features.len() / sample_len.max(1);
@@ -198,10 +184,7 @@ fn train(ctx: &RunnerContext, row: &JobRow, job: &Job) -> Result<TrainRunInfo> {
         .flatten();
     let mut run_dir = RunDir::open(root.clone(), &config, config.checkpoint.save_top_k)?;
     let mut metrics_log = MetricsLog::open(&root)?;
-    ctx.runtime
-        .block_on(ctx.hub.registry().mark_processing(id))
-        .map_err(|e| KilnError::Internal(format!("registry: {e}")))?;
-    ctx.publish(id, "status", serde_json::json!({ "status": "processing" }));
+    ctx.recorder.send(Record::Processing { job: id.to_string() });
     let mut log_error = None;
     let mut on_event = |event: &TrainEvent| {
         if let Err(e) = metrics_log.log(event) {
@@ -217,11 +200,11 @@ fn train(ctx: &RunnerContext, row: &JobRow, job: &Job) -> Result<TrainRunInfo> {
             .to_string();
         if let TrainEvent::Progress(p) = event
             && let Ok(progress) = serde_json::to_string(p)
-            && let Err(e) = ctx
-                .runtime
-                .block_on(ctx.hub.registry().set_progress(id, &progress))
         {
-            eprintln!("kiln serve: cannot record progress of {id}: {e}");
+            ctx.recorder.send(Record::Progress {
+                job: id.to_string(),
+                progress,
+            });
         }
         ctx.publish(id, &kind, value);
     };

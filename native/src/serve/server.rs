@@ -4,6 +4,7 @@
 use super::auth::{Tokens, require_token};
 use super::hub::Hub;
 use super::problem::problems_everywhere;
+use super::recorder::Recorder;
 use super::registry::Registry;
 use super::runner::{RunnerContext, run_queued};
 use super::scheduler::Scheduler;
@@ -101,8 +102,10 @@ pub fn serve(options: ServeOptions, pool: Arc<rayon::ThreadPool>) -> Result<()> 
         data_dir: options.data_dir.clone(),
         store: DirStore::new(options.data_dir.join("models")),
         backend: options.backend,
+        recorder: Recorder::start(runtime.handle(), hub.clone()),
     };
     runtime.block_on(recover(&runner))?;
+    let recorder = runner.recorder.clone();
     let workers: Vec<_> = (0..options.max_concurrent_jobs)
         .map(|i| {
             let runner = runner.clone();
@@ -156,6 +159,7 @@ pub fn serve(options: ServeOptions, pool: Arc<rayon::ThreadPool>) -> Result<()> 
     for worker in workers {
         let _ = worker.join();
     }
+    recorder.flush(Duration::from_secs(30));
     runtime.shutdown_timeout(Duration::from_secs(5));
     served.map_err(|e| KilnError::io("the server failed", e))
 }
