@@ -105,7 +105,10 @@ async fn write(hub: &Hub, record: Record) {
             let mut outcome = registry.mark_queued(&job).await;
             if outcome.is_ok() {
                 let reason = serde_json::json!({ "reason": "the server is stopping; the job resumes from its latest checkpoint when it starts again" });
-                outcome = hub.publish(&job, "interrupted", reason.to_string()).await.map(drop);
+                outcome = hub
+                    .publish(&job, "interrupted", reason.to_string())
+                    .await
+                    .map(drop);
             }
             (job, outcome)
         }
@@ -123,8 +126,11 @@ async fn write(hub: &Hub, record: Record) {
             // cancelled already).
             let outcome = match ended {
                 Ok(true) => {
-                    let event = serde_json::json!({ "status": status, "error": error, "result": result });
-                    hub.publish(&job, "status", event.to_string()).await.map(drop)
+                    let event =
+                        serde_json::json!({ "status": status, "error": error, "result": result });
+                    hub.publish(&job, "status", event.to_string())
+                        .await
+                        .map(drop)
                 }
                 Ok(false) => Ok(()),
                 Err(e) => Err(e),

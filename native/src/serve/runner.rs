@@ -93,7 +93,9 @@ pub fn run_queued(ctx: &RunnerContext, id: &str) {
     match outcome {
         Ok(result) => ctx.finish(id, "completed", Some(result), None),
         Err(KilnError::Cancelled) if ctx.scheduler.stopping() => {
-            ctx.recorder.send(Record::Requeued { job: id.to_string() });
+            ctx.recorder.send(Record::Requeued {
+                job: id.to_string(),
+            });
         }
         Err(KilnError::Cancelled) => {
             ctx.finish(id, "cancelled", None, Some("the job was cancelled"));
@@ -126,7 +128,9 @@ fn predict_batch(ctx: &RunnerContext, row: &JobRow, job: &Job) -> Result<serde_j
     let sample_len: usize = saved.header.input_shape.iter().product();
     let file = datasets::file_of(&ctx.data_dir.join("datasets"), &dataset, &found.format);
     let features = datasets::prediction_features(&file, &found, sample_len)?;
-    ctx.recorder.send(Record::Processing { job: id.to_string() });
+    ctx.recorder.send(Record::Processing {
+        job: id.to_string(),
+    });
     let (task, outputs) = (saved.task(), saved.header.num_outputs);
     let predictor = Predictor::new(saved, &native_device(ctx.backend)?)?;
     let rows = features.len() / sample_len.max(1);
@@ -184,7 +188,9 @@ fn train(ctx: &RunnerContext, row: &JobRow, job: &Job) -> Result<TrainRunInfo> {
         .flatten();
     let mut run_dir = RunDir::open(root.clone(), &config, config.checkpoint.save_top_k)?;
     let mut metrics_log = MetricsLog::open(&root)?;
-    ctx.recorder.send(Record::Processing { job: id.to_string() });
+    ctx.recorder.send(Record::Processing {
+        job: id.to_string(),
+    });
     let mut log_error = None;
     let mut on_event = |event: &TrainEvent| {
         if let Err(e) = metrics_log.log(event) {
