@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
 import io
 import subprocess
 
@@ -129,3 +131,27 @@ def test_async_client(server):
             assert all(r["epochsRun"] == 3 for r in results)
 
     asyncio.run(scenario())
+
+
+def test_ctrl_c_detaches_attach_without_cancelling(kiln, server):
+    job = kiln.train({"training": {"num_passes": 400}})
+    script = (
+        "import sys\n"
+        "from kiln_client import Client\n"
+        f"Client({server.url!r}, token={TOKEN!r}).job({job.id!r}).attach()\n"
+        "print('attach returned', flush=True)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    while True:  # the history, then live progress
+        line = child.stdout.readline()
+        assert line, "attach ended before any progress"
+        if "epoch" in line:
+            break
+    child.send_signal(signal.SIGINT)
+    out, _ = child.communicate(timeout=30)
+    assert child.returncode == 0
+    assert "detached; the job goes on" in out and "attach returned" in out
+    assert job.status() == "processing"
+    job.cancel()
+    with pytest.raises(JobFailed):
+        job.wait_for_training()
