@@ -101,3 +101,24 @@ pub async fn require_token(
     }
     Ok(next.run(request).await)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_read_one_per_line_and_compared_whole() {
+        let dir = std::env::temp_dir().join(format!("kiln-tokens-{}", uuid::Uuid::new_v4()));
+        std::fs::write(&dir, "# a comment\n\n  first  \nsecond\n").unwrap();
+        let tokens = Tokens::from_file(&dir).unwrap();
+        assert!(tokens.required());
+        assert!(tokens.accepts("first") && tokens.accepts("second"));
+        assert!(!tokens.accepts("firs") && !tokens.accepts("first ") && !tokens.accepts(""));
+        assert!(!tokens.accepts("# a comment"));
+        std::fs::write(&dir, "# only comments\n\n").unwrap();
+        let empty = Tokens::from_file(&dir).unwrap_err().to_string();
+        assert!(empty.contains("holds no token"), "{empty}");
+        std::fs::remove_file(&dir).unwrap();
+        assert!(!Tokens::default().required());
+    }
+}

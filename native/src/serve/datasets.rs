@@ -297,3 +297,98 @@ fn source_name(source: DataSource) -> String {
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn safetensors(header: &str, data: &[u8]) -> Vec<u8> {
+        let mut out = (header.len() as u64).to_le_bytes().to_vec();
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(data);
+        out
+    }
+
+    #[test]
+    fn csv_uploads_are_checked_with_their_settings() {
+        let csv = b"a,b,label\n1,2,0\n3,4,1\n";
+        let by_name = CsvSettings::from_query(Some(true), Some("label".into()));
+        let row = inspect(csv, Format::Csv, &by_name).unwrap();
+        assert_eq!((row.rows, row.sample_shape.as_str()), (2, "[2]"));
+        assert!(row.id.starts_with("dataset-"));
+        let missing = CsvSettings::from_query(Some(true), Some("nope".into()));
+        let e = inspect(csv, Format::Csv, &missing).unwrap_err().to_string();
+        assert!(e.contains("no column named `nope`"), "{e}");
+        let by_index = CsvSettings::from_query(Some(true), Some("7".into()));
+        let e = inspect(csv, Format::Csv, &by_index)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("label_column"), "{e}");
+        let e = inspect(&[0xff, 0xfe], Format::Csv, &by_name)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn safetensors_uploads_need_features_and_matching_labels() {
+        let settings = CsvSettings::from_query(None, None);
+        let mut data = Vec::new();
+        for v in [0.0f32, 1.0, 2.0, 3.0] {
+            data.extend_from_slice(&v.to_le_bytes());
+        }
+        for l in [0i32, 1] {
+            data.extend_from_slice(&l.to_le_bytes());
+        }
+        let good = r#"{"features":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},"labels":{"dtype":"I32","shape":[2],"data_offsets":[16,24]}}"#;
+        let row = inspect(&safetensors(good, &data), Format::Safetensors, &settings).unwrap();
+        assert_eq!((row.rows, row.sample_shape.as_str()), (2, "[2]"));
+        let short = r#"{"features":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},"labels":{"dtype":"I32","shape":[1],"data_offsets":[16,20]}}"#;
+        let e = inspect(
+            &safetensors(short, &data[..20]),
+            Format::Safetensors,
+            &settings,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("labels: shape must be [2]"), "{e}");
+        let no_labels = r#"{"features":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}}"#;
+        let e = inspect(
+            &safetensors(no_labels, &data[..16]),
+            Format::Safetensors,
+            &settings,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("no tensor `labels`"), "{e}");
+        let e = inspect(b"junk", Format::Safetensors, &settings)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not safetensors"), "{e}");
+    }
+
+    #[test]
+    fn remote_configs_name_no_server_path() {
+        let config = |yaml: &str| Config::from_yaml_str(yaml).unwrap();
+        assert!(check_remote_data(&config("{}"), false).is_ok());
+        assert!(check_remote_data(&config("data: {source: inline}"), true).is_ok());
+        let e = check_remote_data(&config("data: {source: csv, path: /etc/passwd}"), false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("data.path: a remote job cannot name a server-side path"),
+            "{e}"
+        );
+        let e = check_remote_data(&config("data: {source: fashion-mnist}"), false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("fashion-mnist and idx read the server's files"),
+            "{e}"
+        );
+        let e = check_remote_data(&config("data: {source: inline}"), false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("data.source: inline needs uploaded data"), "{e}");
+    }
+}

@@ -463,3 +463,37 @@ pub async fn events(
     let stream = futures::stream::unfold(follow, Follow::next);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(10))))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_job_ids_are_random_v4_uuids_in_lower_case() {
+        let fresh = kiln::Job::new().id().to_string();
+        assert!(check_job_id(&fresh).is_ok());
+        for bad in [
+            "trainingjob-../../etc",
+            "trainingjob-00000000-0000-1000-8000-000000000000",
+            &fresh.to_uppercase(),
+            "bp-job-6f1c2a4e-8a9b-4c3d-9e2f-1a2b3c4d5e6f",
+            "trainingjob-",
+            &format!("{fresh}/x"),
+        ] {
+            assert!(check_job_id(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn tags_are_bounded() {
+        let mut tags = BTreeMap::new();
+        tags.insert("team".to_string(), "vision".to_string());
+        assert!(check_tags(&tags).is_ok());
+        tags.insert(String::new(), "x".into());
+        assert!(check_tags(&tags).is_err());
+        let many: BTreeMap<_, _> = (0..=MAX_TAGS)
+            .map(|i| (i.to_string(), String::new()))
+            .collect();
+        assert!(check_tags(&many).is_err());
+    }
+}
