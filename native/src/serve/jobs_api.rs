@@ -353,24 +353,43 @@ pub async fn holdout(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let row = find(&state, &id).await?;
+    completed_job_csv(
+        &state,
+        &row,
+        crate::run_dir::HOLDOUT_CSV,
+        "holdout predictions",
+        "it has no test split (data.split's test fraction is 0)",
+    )
+    .await
+}
+
+/// A CSV file a completed job wrote in its directory: `409` before it completed, `404` (with
+/// `missing` as the reason) when there is none.
+pub async fn completed_job_csv(
+    state: &AppState,
+    row: &JobRow,
+    file: &str,
+    what: &str,
+    missing: &str,
+) -> Result<Response, ApiError> {
+    let id = &row.id;
     if row.status != "completed" {
         return Err(ApiError::conflict(format!(
-            "job {id} is {}: holdout predictions exist once it has completed",
+            "job {id} is {}: its {what} exist once it has completed",
             row.status
         )));
     }
-    let path = state.runner.job_dir(&id).join(crate::run_dir::HOLDOUT_CSV);
+    let path = state.runner.job_dir(id).join(file);
     let csv = blocking(move || match std::fs::read(&path) {
         Ok(bytes) => Ok(Some(bytes)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(kiln::KilnError::io("cannot read holdout.csv", e)),
+        Err(e) => Err(kiln::KilnError::io(
+            format!("cannot read {}", path.display()),
+            e,
+        )),
     })
     .await?
-    .ok_or_else(|| {
-        ApiError::not_found(format!(
-            "job {id} has no test split (data.split's test fraction is 0)"
-        ))
-    })?;
+    .ok_or_else(|| ApiError::not_found(format!("job {id} has no {what}: {missing}")))?;
     Ok(([(header::CONTENT_TYPE, "text/csv")], csv).into_response())
 }
 

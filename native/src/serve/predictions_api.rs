@@ -1,14 +1,14 @@
 //! `/v1/predictions`: batch prediction jobs (`bp-job-<uuid>`) — a stored model over an uploaded
 //! dataset, queued like training jobs, with a CSV result.
 
-use super::jobs_api::{JobView, enqueue, find};
+use super::jobs_api::{JobView, completed_job_csv, enqueue, find};
 use super::problem::ApiError;
 use super::registry::JobRow;
 use super::state::{AppState, blocking};
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use kiln::store::ModelId;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -85,16 +85,12 @@ pub async fn output(
     if row.kind != "prediction" {
         return Err(ApiError::not_found(format!("no prediction job {id}")));
     }
-    if row.status != "completed" {
-        return Err(ApiError::conflict(format!(
-            "prediction job {id} is {}; its output exists once it has completed",
-            row.status
-        )));
-    }
-    let path = state.runner.job_dir(&id).join(OUTPUT_CSV);
-    let bytes = blocking(move || {
-        std::fs::read(&path).map_err(|e| kiln::KilnError::io("cannot read the predictions", e))
-    })
-    .await?;
-    Ok(([(header::CONTENT_TYPE, "text/csv")], bytes).into_response())
+    completed_job_csv(
+        &state,
+        &row,
+        OUTPUT_CSV,
+        "predictions",
+        "its output file is missing",
+    )
+    .await
 }
