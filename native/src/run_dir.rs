@@ -1,8 +1,9 @@
 //! The run directory: resolved config, metrics.jsonl, checkpoints (top-k), best model, run.json.
 
+use kiln::jobs::JobOutput;
 use kiln::store::DirStore;
 use kiln::train::{CheckpointData, CheckpointSink, ResumePoint, TrainEvent, TrainerState};
-use kiln::{Config, KilnError, Result};
+use kiln::{Config, KilnError, Result, TrainRunInfo};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,12 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 
 /// The test split's predictions by the saved model.
 pub const HOLDOUT_CSV: &str = "holdout.csv";
+
+/// A job's result as `run.json` holds it (and `kiln train --json` prints it).
+pub fn run_json(info: &TrainRunInfo) -> Result<String> {
+    serde_json::to_string_pretty(info)
+        .map_err(|e| KilnError::Internal(format!("cannot encode the result: {e}")))
+}
 
 /// The file that marks a finished run.
 const RUN_JSON: &str = "run.json";
@@ -128,24 +135,22 @@ impl RunDir {
         })
     }
 
-    /// Writes the final files of the run in `root`: best model, final weights, and run.json
-    /// last (a run counts as finished once it has one).
-    pub fn write_results(
-        root: &Path,
-        model_bytes: &[u8],
-        final_weights: &[u8],
-        holdout_csv: Option<&str>,
-        run_json: &str,
-    ) -> Result<()> {
-        write(&Self::best_model_path_in(root), model_bytes)?;
-        write(&root.join("final_weights.bpk"), final_weights)?;
-        if let Some(csv) = holdout_csv {
+    /// Writes a finished job's files to the run in `root`: best model, final weights, holdout
+    /// predictions, and run.json last (a run counts as finished once it has one).
+    pub fn write_results(root: &Path, output: &JobOutput) -> Result<()> {
+        write(&Self::best_model_path_in(root), &output.model.to_bytes()?)?;
+        write(&root.join("final_weights.bpk"), &output.final_weights)?;
+        if let Some(csv) = &output.holdout_csv {
             write(&root.join(HOLDOUT_CSV), csv.as_bytes())?;
         }
-        write(&root.join(RUN_JSON), run_json.as_bytes())
+        write(&root.join(RUN_JSON), run_json(&output.info)?.as_bytes())
     }
 
-    /// Where the best model goes.
+    /// Whether the run in `root` has a checkpoint to resume from.
+    pub fn has_checkpoint(root: &Path) -> bool {
+        root.join("checkpoints").join("index.json").exists()
+    }
+
     pub fn best_model_path(&self) -> PathBuf {
         Self::best_model_path_in(&self.root)
     }

@@ -1,6 +1,6 @@
 //! `kiln train`: run (or resume) a job with a live progress bar.
 
-use crate::run_dir::{MetricsLog, RunDir};
+use crate::run_dir::{MetricsLog, RunDir, run_json};
 use indicatif::{ProgressBar, ProgressStyle};
 use kiln::backend::{BackendKind, native_device};
 use kiln::data::load_and_prepare;
@@ -75,11 +75,6 @@ fn backend_label(kind: BackendKind) -> String {
     }
 }
 
-fn run_json(info: &kiln::TrainRunInfo) -> Result<String> {
-    serde_json::to_string_pretty(info)
-        .map_err(|e| kiln::KilnError::Internal(format!("cannot encode the result: {e}")))
-}
-
 /// Runs `kiln train`.
 pub fn run(args: TrainArgs, store: &DirStore) -> Result<()> {
     futures::executor::block_on(store.check_writable())?;
@@ -142,15 +137,7 @@ pub fn run(args: TrainArgs, store: &DirStore) -> Result<()> {
     };
     let best_path = run_dir.best_model_path().display().to_string();
     let results_root = run_dir.root.clone();
-    let mut write_results = |output: &JobOutput| {
-        RunDir::write_results(
-            &results_root,
-            &output.model.to_bytes()?,
-            &output.final_weights,
-            output.holdout_csv.as_deref(),
-            &run_json(&output.info)?,
-        )
-    };
+    let mut write_results = |output: &JobOutput| RunDir::write_results(&results_root, output);
     let outcome = futures::executor::block_on(run_job(
         &job,
         JobRun {

@@ -1,6 +1,6 @@
 //! Numeric CSV: one sample per row, one label column, every other column a feature.
 
-use super::dataset::{Dataset, Targets, labels_to_classes};
+use super::dataset::{Dataset, dataset_from_labels};
 use crate::config::{LabelColumn, Task};
 use crate::error::{KilnError, Result};
 
@@ -146,21 +146,11 @@ impl CsvTable {
                 }
             }
         }
-        let (targets, outputs) = match task {
-            Task::Classification => {
-                let line_of = |i: usize| {
-                    let line = self.lines.get(i).copied().unwrap_or(i + 1);
-                    format!("{}: line {line}, column {}", self.source, label_at + 1)
-                };
-                let (classes, n) = labels_to_classes(&labels, &line_of)?;
-                (Targets::Classes(classes), n)
-            }
-            Task::Regression => (
-                Targets::Values(labels.iter().map(|&v| v as f32).collect()),
-                1,
-            ),
+        let line_of = |i: usize| {
+            let line = self.lines.get(i).copied().unwrap_or(i + 1);
+            format!("{}: line {line}, column {}", self.source, label_at + 1)
         };
-        Dataset::new(features, targets, vec![width - 1], outputs)
+        dataset_from_labels(features, vec![width - 1], &labels, task, &line_of)
     }
 }
 
@@ -194,6 +184,7 @@ pub fn read_text_file(path: &std::path::Path, what: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::Targets;
 
     #[test]
     fn ragged_row_is_named() {

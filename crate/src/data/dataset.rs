@@ -209,17 +209,18 @@ fn permute_rows<T: Copy>(data: &mut [T], width: usize, order: &[usize]) {
 }
 
 /// Builds a data set from row-major features and numeric labels, read as class indices or as
-/// values depending on `task`; `what` names the labels in messages (`data.labels`).
+/// values depending on `task`; `sample(i)` says where sample `i` is in messages (a file and
+/// line, `data.labels[i]`).
 pub fn dataset_from_labels(
     features: Vec<f32>,
     sample_shape: Vec<usize>,
     labels: &[f64],
     task: crate::config::Task,
-    what: &str,
+    sample: &dyn Fn(usize) -> String,
 ) -> Result<Dataset> {
     let (targets, outputs) = match task {
         crate::config::Task::Classification => {
-            let (classes, n) = labels_to_classes(labels, &|i| format!("{what}[{i}]"))?;
+            let (classes, n) = labels_to_classes(labels, sample)?;
             (Targets::Classes(classes), n)
         }
         crate::config::Task::Regression => (

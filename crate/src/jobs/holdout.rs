@@ -1,11 +1,11 @@
-//! Holdout predictions: the saved model's predictions on the test split, as CSV
-//! (`row,label,prediction` then one probability per class for classification).
+//! Holdout predictions: the saved model's predictions on the test split, as CSV — each line of
+//! `predictions_csv` (the prediction, then one probability per class for classification)
+//! behind the sample's source row and label.
 
 use crate::data::{Dataset, Targets};
 use crate::error::Result;
-use crate::model::{Predictor, SavedModel, argmax_rows};
+use crate::model::{Predictor, SavedModel, predictions_csv};
 use burn::tensor::Device;
-use std::fmt::Write;
 
 /// Rows predicted per forward pass.
 const ROWS_PER_PASS: usize = 2048;
@@ -19,50 +19,20 @@ pub async fn holdout_csv(
     device: &Device,
 ) -> Result<String> {
     let predictor = Predictor::new(model.clone(), device)?;
-    let width = model.header.num_outputs.max(1);
-    let sample = test.sample_len();
-    let mut csv = String::from("row,label,prediction");
-    if let Targets::Classes(_) = test.targets {
-        for c in 0..width {
-            let _ = write!(csv, ",p{c}");
-        }
+    let mut outputs = Vec::with_capacity(test.len() * model.header.num_outputs);
+    for features in test.features.chunks(ROWS_PER_PASS * test.sample_len()) {
+        outputs.extend(predictor.predict_standardized(features.to_vec()).await?);
     }
-    csv.push('\n');
-    for (chunk, features) in test.features.chunks(ROWS_PER_PASS * sample).enumerate() {
-        let outputs = predictor.predict_standardized(features.to_vec()).await?;
-        let first = chunk * ROWS_PER_PASS;
-        match &test.targets {
-            Targets::Classes(classes) => {
-                for (i, (predicted, probs)) in argmax_rows(&outputs, width)
-                    .into_iter()
-                    .zip(outputs.chunks_exact(width))
-                    .enumerate()
-                {
-                    let at = first + i;
-                    let _ = write!(
-                        csv,
-                        "{},{},{predicted}",
-                        rows.get(at).copied().unwrap_or(at),
-                        classes[at]
-                    );
-                    for p in probs {
-                        let _ = write!(csv, ",{p:.6}");
-                    }
-                    csv.push('\n');
-                }
-            }
-            Targets::Values(values) => {
-                for (i, value) in outputs.iter().enumerate() {
-                    let at = first + i;
-                    let _ = writeln!(
-                        csv,
-                        "{},{},{value}",
-                        rows.get(at).copied().unwrap_or(at),
-                        values[at]
-                    );
-                }
-            }
-        }
+    let predicted = predictions_csv(&outputs, model.header.num_outputs, model.task());
+    let labels: Vec<String> = match &test.targets {
+        Targets::Classes(classes) => classes.iter().map(u32::to_string).collect(),
+        Targets::Values(values) => values.iter().map(f32::to_string).collect(),
+    };
+    let mut lines = predicted.lines();
+    let mut csv = format!("row,label,{}\n", lines.next().unwrap_or("prediction"));
+    for (i, (line, label)) in lines.zip(&labels).enumerate() {
+        let row = rows.get(i).copied().unwrap_or(i);
+        csv.push_str(&format!("{row},{label},{line}\n"));
     }
     Ok(csv)
 }

@@ -128,7 +128,7 @@ pub fn data_from_js(value: &JsValue, config: &Config) -> Result<Option<Loaded>, 
         sample_shape.to_vec(),
         &labels,
         config.task,
-        "data.labels",
+        &|i| format!("data.labels[{i}]"),
     )?;
     Ok(Some(Loaded {
         samples,

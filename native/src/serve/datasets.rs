@@ -188,13 +188,9 @@ pub fn load(file: &Path, row: &DatasetRow, config: &Config) -> Result<Loaded> {
             .into_dataset(label_column.as_ref(), config.task)?
     } else {
         let (features, shape, labels) = read_safetensors(&bytes)?;
-        dataset_from_labels(
-            features,
-            shape[1..].to_vec(),
-            &labels,
-            config.task,
-            "labels",
-        )?
+        dataset_from_labels(features, shape[1..].to_vec(), &labels, config.task, &|i| {
+            format!("labels[{i}]")
+        })?
     };
     Ok(Loaded {
         samples,

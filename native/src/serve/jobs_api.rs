@@ -284,6 +284,9 @@ pub async fn cancel(
                     let event = serde_json::json!({ "status": "cancelled", "error": "the job was cancelled" });
                     state.hub.publish(&id, "status", event.to_string()).await?;
                 }
+                // A training thread may have taken it from the queue meanwhile (it registers
+                // before reading the row, so it is either found here or sees "cancelled").
+                state.scheduler.cancel_running(&id);
             }
         }
         other => {

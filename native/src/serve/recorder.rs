@@ -10,7 +10,8 @@ use tokio::sync::mpsc;
 /// One thing to record.
 #[derive(Debug)]
 pub enum Record {
-    /// An engine event (`kind`: started, progress, evaluated, checkpoint, …).
+    /// An engine event (`kind`: started, progress, evaluated, checkpoint, …); a progress
+    /// event also becomes the job's latest progress.
     Event {
         /// The job.
         job: String,
@@ -18,13 +19,6 @@ pub enum Record {
         kind: String,
         /// The event as JSON.
         data: serde_json::Value,
-    },
-    /// The job's latest progress (JSON).
-    Progress {
-        /// The job.
-        job: String,
-        /// The progress as JSON text.
-        progress: String,
     },
     /// The job started (or resumed) processing.
     Processing {
@@ -86,11 +80,18 @@ async fn write(hub: &Hub, record: Record) {
     let registry = hub.registry();
     let (job, outcome) = match record {
         Record::Event { job, kind, data } => {
-            let outcome = hub.publish(&job, &kind, data.to_string()).await.map(drop);
-            (job, outcome)
-        }
-        Record::Progress { job, progress } => {
-            let outcome = registry.set_progress(&job, &progress).await;
+            // A progress event is also the job's latest progress (without its tag).
+            let mut outcome = Ok(());
+            if kind == "progress" {
+                let mut progress = data.clone();
+                if let Some(fields) = progress.as_object_mut() {
+                    fields.remove("event");
+                }
+                outcome = registry.set_progress(&job, &progress.to_string()).await;
+            }
+            if outcome.is_ok() {
+                outcome = hub.publish(&job, &kind, data.to_string()).await.map(drop);
+            }
             (job, outcome)
         }
         Record::Processing { job } => {

@@ -232,10 +232,11 @@ impl Registry {
             .await
     }
 
-    /// Marks a job processing (keeping its first start time).
+    /// Marks a job processing (keeping its first start time), unless it has ended meanwhile.
     pub async fn mark_processing(&self, id: &str) -> Result<(), sqlx::Error> {
         sqlx::query(
-            "UPDATE jobs SET status = 'processing', started_at = COALESCE(started_at, ?) WHERE id = ?",
+            "UPDATE jobs SET status = 'processing', started_at = COALESCE(started_at, ?)
+             WHERE id = ? AND status IN ('queued', 'processing')",
         )
         .bind(now_ms())
         .bind(id)

@@ -72,16 +72,22 @@ impl RunnerContext {
 
 /// Runs job `id` to its end (or, when the server stops, back into the queue).
 pub fn run_queued(ctx: &RunnerContext, id: &str) {
+    // Registered as running before its row is read: a cancel that comes in between either finds
+    // it here (and cancels it) or has already marked the row cancelled (and it is skipped).
+    let job = Job::with_id(id.to_string());
+    ctx.scheduler.started(&job);
     let row = match ctx.runtime.block_on(ctx.hub.registry().job(id)) {
         Ok(Some(row)) if matches!(row.status.as_str(), "queued" | "processing") => row,
-        Ok(_) => return, // cancelled or deleted while queued
+        Ok(_) => {
+            ctx.scheduler.ended(id); // cancelled or deleted while queued
+            return;
+        }
         Err(e) => {
             eprintln!("kiln serve: cannot read job {id}: {e}");
+            ctx.scheduler.ended(id);
             return;
         }
     };
-    let job = Job::with_id(id.to_string());
-    ctx.scheduler.started(&job);
     let outcome = if row.kind == "prediction" {
         predict_batch(ctx, &row, &job)
     } else {
@@ -180,12 +186,11 @@ fn train(ctx: &RunnerContext, row: &JobRow, job: &Job) -> Result<TrainRunInfo> {
     let splits = prepare(&config, loaded)?;
     let device = native_device(ctx.backend)?;
     let root = ctx.job_dir(id);
-    let resume = root
-        .join("checkpoints")
-        .join("index.json")
-        .exists()
-        .then(|| RunDir::latest_checkpoint(&root).ok())
-        .flatten();
+    let resume = if RunDir::has_checkpoint(&root) {
+        Some(RunDir::latest_checkpoint(&root)?)
+    } else {
+        None
+    };
     let mut run_dir = RunDir::open(root.clone(), &config, config.checkpoint.save_top_k)?;
     let mut metrics_log = MetricsLog::open(&root)?;
     ctx.recorder.send(Record::Processing {
@@ -204,28 +209,9 @@ fn train(ctx: &RunnerContext, row: &JobRow, job: &Job) -> Result<TrainRunInfo> {
             .and_then(|k| k.as_str())
             .unwrap_or("event")
             .to_string();
-        if let TrainEvent::Progress(p) = event
-            && let Ok(progress) = serde_json::to_string(p)
-        {
-            ctx.recorder.send(Record::Progress {
-                job: id.to_string(),
-                progress,
-            });
-        }
         ctx.publish(id, &kind, value);
     };
-    let results_root = root.clone();
-    let mut write_results = |output: &JobOutput| {
-        let json = serde_json::to_string_pretty(&output.info)
-            .map_err(|e| KilnError::Internal(format!("cannot encode the result: {e}")))?;
-        RunDir::write_results(
-            &results_root,
-            &output.model.to_bytes()?,
-            &output.final_weights,
-            output.holdout_csv.as_deref(),
-            &json,
-        )
-    };
+    let mut write_results = |output: &JobOutput| RunDir::write_results(&root, output);
     let output = futures::executor::block_on(run_job(
         job,
         JobRun {

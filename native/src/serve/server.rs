@@ -174,11 +174,7 @@ async fn recover(runner: &RunnerContext) -> Result<()> {
         .map_err(|e| internal("cannot read the registry", e))?;
     for job in jobs {
         if job.status == "processing" {
-            let resumable = runner
-                .job_dir(&job.id)
-                .join("checkpoints")
-                .join("index.json")
-                .exists();
+            let resumable = crate::run_dir::RunDir::has_checkpoint(&runner.job_dir(&job.id));
             let reason = if resumable {
                 "the server stopped while the job was training; it resumes from its latest checkpoint"
             } else {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import struct
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Tuple
 
 #: (body, content type, query) of an upload.
 Upload = Tuple[bytes, str, Dict[str, str]]
@@ -100,8 +100,3 @@ def outputs_array(answer: Mapping[str, Any]) -> Any:
     import numpy as np
 
     return np.asarray(answer["outputs"], dtype=np.float32).reshape(answer["shape"])
-
-
-def optional(value: Optional[Any], default: Any) -> Any:
-    """``value``, or ``default`` when it is None."""
-    return default if value is None else value
