@@ -105,6 +105,23 @@ pub enum Command {
         /// cpu, wgpu or cuda.
         #[arg(long, default_value = "cpu")]
         backend: String,
+        /// The registry: postgres://user:password@host/db, shared by every worker of a fleet
+        /// (default: the embedded SQLite file DATA_DIR/kiln.db). Also KILN_DATABASE_URL.
+        #[arg(long, env = "KILN_DATABASE_URL", hide_env_values = true)]
+        database: Option<String>,
+        /// Models, datasets, checkpoints and results: file:///shared/dir or
+        /// s3://bucket/prefix (AWS_* variables for credentials, region, endpoint); default:
+        /// DATA_DIR itself.
+        #[arg(long)]
+        objects: Option<String>,
+        /// A label this worker offers (key=value, repeatable); jobs may require labels with
+        /// resources.labels. Every worker also has backend=<its backend>.
+        #[arg(long = "label")]
+        label: Vec<String>,
+        /// Seconds a job's claim lasts without a heartbeat; after that another worker takes
+        /// the job over from its latest checkpoint.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(2..=3600))]
+        lease_secs: u32,
     },
 }
 

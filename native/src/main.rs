@@ -95,6 +95,10 @@ fn run(cli: Cli, pool: std::sync::Arc<rayon::ThreadPool>) -> Result<()> {
             max_queued_jobs,
             max_upload_mb,
             backend,
+            database,
+            objects,
+            label,
+            lease_secs,
         } => serve::serve(
             serve::ServeOptions {
                 addr,
@@ -105,6 +109,13 @@ fn run(cli: Cli, pool: std::sync::Arc<rayon::ThreadPool>) -> Result<()> {
                 max_queued_jobs: max_queued_jobs as usize,
                 max_upload_mb: max_upload_mb as usize,
                 backend: kiln::backend::BackendKind::parse(&backend)?,
+                database,
+                objects,
+                labels: label
+                    .iter()
+                    .map(|l| serve::parse_label(l))
+                    .collect::<Result<_>>()?,
+                lease: std::time::Duration::from_secs(u64::from(lease_secs)),
             },
             pool,
         ),

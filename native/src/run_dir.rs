@@ -146,6 +146,29 @@ impl RunDir {
         write(&root.join(RUN_JSON), run_json(&output.info)?.as_bytes())
     }
 
+    /// The directory name of the checkpoint after `epoch` epochs.
+    pub fn checkpoint_name(epoch: usize) -> String {
+        format!("epoch-{epoch:04}")
+    }
+
+    /// Makes `files` (name, bytes) the run's only checkpoint, after `epoch` epochs (a run taken
+    /// over from another machine).
+    pub fn adopt_checkpoint(root: &Path, epoch: usize, files: &[(&str, Vec<u8>)]) -> Result<()> {
+        let name = Self::checkpoint_name(epoch);
+        let dir = root.join("checkpoints").join(&name);
+        for (file, bytes) in files {
+            write(&dir.join(file), bytes)?;
+        }
+        let index = vec![IndexEntry {
+            dir: name,
+            epoch,
+            score: None,
+        }];
+        let json = serde_json::to_vec_pretty(&index)
+            .map_err(|e| KilnError::Internal(format!("cannot encode index: {e}")))?;
+        write(&root.join("checkpoints").join("index.json"), &json)
+    }
+
     /// Whether the run in `root` has a checkpoint to resume from.
     pub fn has_checkpoint(root: &Path) -> bool {
         root.join("checkpoints").join("index.json").exists()
@@ -209,7 +232,7 @@ impl RunDir {
 
 impl CheckpointSink for RunDir {
     fn save(&mut self, c: CheckpointData<'_>) -> Result<()> {
-        let name = format!("epoch-{:04}", c.state.epochs_done);
+        let name = Self::checkpoint_name(c.state.epochs_done);
         let dir = self.root.join("checkpoints").join(&name);
         // Serialising the optimiser reads device memory synchronously: fine natively.
         let optimizer = c

@@ -58,11 +58,11 @@ export function killServers() {
 }
 process.on("exit", killServers);
 
-/** Starts `kiln serve` on a free loopback port; resolves once it prints its URL. */
-export function startServer(args = [], dataDir = tempDir("kiln-serve-")) {
+/** Starts `kiln serve` on a free loopback port (extra environment in `env`); resolves once it prints its URL. */
+export function startServer(args = [], dataDir = tempDir("kiln-serve-"), env = {}) {
   const child = spawn(kilnBin, ["serve", "--addr", "127.0.0.1:0", "--data-dir", dataDir, ...args], {
     stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, XDG_RUNTIME_DIR: tmpdir() },
+    env: { ...process.env, XDG_RUNTIME_DIR: tmpdir(), ...env },
   });
   const server = { child, dataDir, log: "" };
   servers.add(server);
@@ -73,8 +73,8 @@ export function startServer(args = [], dataDir = tempDir("kiln-serve-")) {
     const timer = setTimeout(() => reject(new Error(`server did not start: ${server.log}`)), 30000);
     child.stdout.on("data", (d) => {
       out += d;
-      const m = out.match(/listening on (http:\/\/127\.0\.0\.1:\d+)/);
-      if (m) { clearTimeout(timer); server.url = m[1]; resolve(server); }
+      const m = out.match(/listening on (http:\/\/127\.0\.0\.1:\d+).*worker (worker-[0-9a-f-]+)/);
+      if (m) { clearTimeout(timer); server.url = m[1]; server.worker = m[2]; resolve(server); }
     });
     child.on("exit", (code) => { clearTimeout(timer); reject(new Error(`server exited ${code}: ${server.log}`)); });
   });

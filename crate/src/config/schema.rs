@@ -31,6 +31,26 @@ pub struct Config {
     pub early_stopping: Option<EarlyStoppingConfig>,
     /// Periodic checkpoints for resuming and keeping the best models.
     pub checkpoint: CheckpointConfig,
+    /// What a `kiln serve` worker must offer to claim the job (ignored by `kiln train` and in
+    /// the browser).
+    #[serde(skip_serializing_if = "ResourcesConfig::is_empty")]
+    pub resources: ResourcesConfig,
+}
+
+/// Where a job may run, in a fleet of `kiln serve` workers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResourcesConfig {
+    /// Labels a worker must have (`kiln serve --label key=value`; every worker also has
+    /// `backend=<its backend>`), e.g. `{gpu: h200}`.
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+impl ResourcesConfig {
+    /// Whether nothing is required.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
 }
 
 impl Default for Config {
@@ -47,6 +67,7 @@ impl Default for Config {
             validation: ValidationConfig::default(),
             early_stopping: None,
             checkpoint: CheckpointConfig::default(),
+            resources: ResourcesConfig::default(),
         }
     }
 }

@@ -10,7 +10,7 @@ use kiln::data::{Loaded, dataset_from_labels, parse_table};
 use kiln::limits::checked_elements;
 use kiln::{KilnError, Result};
 use safetensors::{Dtype, SafeTensors};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The formats an upload can have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,8 +47,8 @@ impl Format {
 }
 
 /// Where a dataset's file lives.
-pub fn file_of(dir: &Path, id: &str, format: &str) -> PathBuf {
-    dir.join(format!("{id}.{format}"))
+pub fn dataset_key(id: &str, format: &str) -> String {
+    format!("datasets/{id}.{format}")
 }
 
 /// The CSV settings of an upload (`?label_column=&header=`).

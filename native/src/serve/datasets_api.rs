@@ -1,6 +1,6 @@
 //! `/v1/datasets`: upload (CSV or safetensors), list, delete.
 
-use super::datasets::{CsvSettings, Format, file_of, inspect};
+use super::datasets::{CsvSettings, Format, dataset_key, inspect};
 use super::problem::ApiError;
 use super::registry::DatasetRow;
 use super::state::{AppState, blocking};
@@ -68,15 +68,23 @@ pub async fn upload(
         .and_then(|v| v.to_str().ok());
     let format = Format::from_content_type(content_type)?;
     let settings = CsvSettings::from_query(query.header, query.label_column);
-    let dir = state.runner.data_dir.join("datasets");
-    let row = blocking(move || {
+    let objects = state.runner.objects.clone();
+    let (row, body) = blocking(move || {
         let row = inspect(&body, format, &settings)?;
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| kiln::KilnError::io(format!("cannot create {}", dir.display()), e))?;
-        kiln::store::write_atomic(&file_of(&dir, &row.id, &row.format), &body)?;
-        Ok(row)
+        if !objects.is_remote() {
+            let file = objects.local_file(&dataset_key(&row.id, &row.format))?;
+            kiln::store::write_atomic(&file, &body)?;
+        }
+        Ok((row, body))
     })
     .await?;
+    if state.runner.objects.is_remote() {
+        state
+            .runner
+            .objects
+            .put(&dataset_key(&row.id, &row.format), body)
+            .await?;
+    }
     state.registry.insert_dataset(&row).await?;
     Ok((StatusCode::CREATED, Json(DatasetView::from_row(row))))
 }
@@ -105,12 +113,8 @@ pub async fn delete(
         )));
     }
     state.registry.delete_dataset(&id).await?;
-    let file = file_of(&state.runner.data_dir.join("datasets"), &id, &row.format);
-    blocking(move || match std::fs::remove_file(&file) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(kiln::KilnError::io("cannot remove the dataset file", e)),
-    })
-    .await?;
+    let key = dataset_key(&id, &row.format);
+    state.runner.objects.delete(&key).await?;
+    state.runner.objects.drop_cached(&key);
     Ok(StatusCode::NO_CONTENT)
 }

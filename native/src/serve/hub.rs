@@ -1,16 +1,29 @@
 //! Job events: every event is appended to the registry (so a reconnecting client can catch up
-//! with `Last-Event-ID`) and then handed to the live subscribers of its job.
+//! with `Last-Event-ID`, on any server of the fleet) and then handed to this server's live
+//! subscribers of its job. Events written by other servers arrive through a PostgreSQL
+//! notification (see `listener`), and are read from the registry and forwarded the same way.
 
 use super::registry::{EventRow, Registry};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 
+/// The channel that announces a recorded event: payload `<origin worker>|<job id>`.
+pub const EVENTS_CHANNEL: &str = "kiln_events";
+
+#[derive(Debug)]
+struct Live {
+    sender: broadcast::Sender<EventRow>,
+    /// The last event handed to the subscribers.
+    last: i64,
+}
+
 /// Live subscribers per job.
 #[derive(Debug, Clone)]
 pub struct Hub {
     registry: Registry,
-    live: Arc<Mutex<HashMap<String, broadcast::Sender<EventRow>>>>,
+    origin: String,
+    live: Arc<Mutex<HashMap<String, Live>>>,
 }
 
 /// Whether an event ends its job's stream (a `status` event with a final status).
@@ -23,47 +36,108 @@ pub fn is_terminal(event: &EventRow) -> bool {
 }
 
 impl Hub {
-    /// A hub over the registry.
-    pub fn new(registry: Registry) -> Self {
+    /// A hub over the registry, for the worker `origin`.
+    pub fn new(registry: Registry, origin: String) -> Self {
         Self {
             registry,
+            origin,
             live: Arc::default(),
         }
     }
 
-    fn senders(&self) -> std::sync::MutexGuard<'_, HashMap<String, broadcast::Sender<EventRow>>> {
+    fn senders(&self) -> std::sync::MutexGuard<'_, HashMap<String, Live>> {
         self.live.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records an event and sends it to the job's subscribers; a terminal event closes them.
+    /// Records an event and sends it to the job's subscribers (here, and on the other servers
+    /// through a notification); a terminal event closes them. With `attempt` > 0 the event is
+    /// written only while that lease attempt holds the job (`None`: refused).
     pub async fn publish(
         &self,
         job_id: &str,
         kind: &str,
         data: String,
-    ) -> Result<i64, sqlx::Error> {
-        let seq = self.registry.append_event(job_id, kind, &data).await?;
-        let event = EventRow {
-            seq,
-            kind: kind.to_string(),
-            data,
+        attempt: i64,
+    ) -> Result<Option<i64>, sqlx::Error> {
+        let Some(seq) = self
+            .registry
+            .append_event(job_id, kind, &data, attempt)
+            .await?
+        else {
+            return Ok(None);
         };
-        let terminal = is_terminal(&event);
+        self.deliver(
+            job_id,
+            vec![EventRow {
+                seq,
+                kind: kind.to_string(),
+                data,
+                attempt,
+            }],
+        );
+        // Followers elsewhere catch up from the registry (and every few seconds anyway), so a
+        // lost notification only delays them.
+        let _ = self
+            .registry
+            .notify(EVENTS_CHANNEL, &format!("{}|{job_id}", self.origin))
+            .await;
+        Ok(Some(seq))
+    }
+
+    fn deliver(&self, job_id: &str, events: Vec<EventRow>) {
         let mut senders = self.senders();
-        if let Some(sender) = senders.get(job_id) {
-            let _ = sender.send(event);
+        let Some(live) = senders.get_mut(job_id) else {
+            return;
+        };
+        let mut terminal = false;
+        for event in events {
+            if event.seq <= live.last {
+                continue;
+            }
+            live.last = event.seq;
+            terminal |= is_terminal(&event);
+            let _ = live.sender.send(event);
         }
         if terminal {
             senders.remove(job_id);
         }
-        Ok(seq)
+    }
+
+    /// Hands the job's events recorded by another server to the subscribers here.
+    pub async fn forward(&self, origin: &str, job_id: &str) {
+        if origin == self.origin {
+            return;
+        }
+        self.catch_up(job_id).await;
+    }
+
+    async fn catch_up(&self, job_id: &str) {
+        let Some(last) = self.senders().get(job_id).map(|l| l.last) else {
+            return;
+        };
+        if let Ok(events) = self.registry.events_after(job_id, last).await {
+            self.deliver(job_id, events);
+        }
+    }
+
+    /// Catches every followed job up from the registry (after notifications may have been
+    /// missed: the database connection was lost).
+    pub async fn catch_up_all(&self) {
+        let jobs: Vec<String> = self.senders().keys().cloned().collect();
+        for job in jobs {
+            self.catch_up(&job).await;
+        }
     }
 
     /// A receiver of the job's future events.
     pub fn subscribe(&self, job_id: &str) -> broadcast::Receiver<EventRow> {
         self.senders()
             .entry(job_id.to_string())
-            .or_insert_with(|| broadcast::channel(1024).0)
+            .or_insert_with(|| Live {
+                sender: broadcast::channel(1024).0,
+                last: 0,
+            })
+            .sender
             .subscribe()
     }
 

@@ -2,9 +2,11 @@
 
 use super::datasets::check_remote_data;
 use super::hub::is_terminal;
+use super::listener::{CANCEL_CHANNEL, JOBS_CHANNEL};
 use super::problem::{ApiError, ProblemKind};
 use super::registry::{EventRow, JobRow};
 use super::state::{AppState, blocking};
+use super::worker::check_label;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -39,6 +41,10 @@ pub struct SubmitJob {
     /// The job's id, when the client hands it out itself (`trainingjob-<uuid v4>`, as the JS
     /// client does so `job.id` is known at once); default: a new random one.
     pub id: Option<String>,
+    /// Where it may run: `{"labels": {"gpu": "h200"}}` — only workers with these labels
+    /// (`kiln serve --label`) claim it. Adds to the config's `resources.labels`.
+    #[schema(value_type = Object)]
+    pub resources: Option<kiln::config::ResourcesConfig>,
 }
 
 /// A client-given job id: `trainingjob-` and a random (v4) UUID.
@@ -89,6 +95,17 @@ pub struct JobView {
     pub finished_at: Option<i64>,
     /// Where to follow it.
     pub tracking_url: String,
+    /// The worker that holds (or last held) it.
+    pub worker_id: Option<String>,
+    /// How many times a worker has claimed it (more than 1: it was handed over).
+    pub attempt: i64,
+    /// The latest checkpoint its worker recorded: `{epoch, step, attempt}`.
+    #[schema(value_type = Object)]
+    pub checkpoint: Option<Value>,
+    /// Labels a worker needs to claim it.
+    pub requires: BTreeMap<String, String>,
+    /// A cancel was asked for while it trains; its worker stops it before the next step.
+    pub cancel_requested: bool,
 }
 
 impl JobView {
@@ -98,6 +115,11 @@ impl JobView {
         Self {
             tracking_url: format!("/jobs/{}", row.id),
             tags: serde_json::from_str(&row.tags).unwrap_or_default(),
+            requires: row.required_labels(),
+            worker_id: row.worker_id,
+            attempt: row.attempt,
+            cancel_requested: row.cancel_requested != 0,
+            checkpoint: parse(row.checkpoint),
             progress: parse(row.progress),
             result: parse(row.result),
             id: row.id,
@@ -179,6 +201,14 @@ pub async fn submit(
             "dataset: no dataset {dataset:?} (upload one with POST /v1/datasets)"
         )));
     }
+    let mut requires = config.resources.labels.clone();
+    for (key, value) in body.resources.map(|r| r.labels).unwrap_or_default() {
+        requires.insert(key, value);
+    }
+    for (key, value) in &requires {
+        check_label(key, value)
+            .map_err(|why| ApiError::bad_input(format!("resources.labels.{key}: {why}")))?;
+    }
     let config_json =
         serde_json::to_string(&config).map_err(|e| ApiError::internal("encoding a config", e))?;
     let row = JobRow::queued(
@@ -187,6 +217,7 @@ pub async fn submit(
         config_json,
         body.dataset,
         serde_json::to_string(&body.tags).unwrap_or_else(|_| "{}".into()),
+        &requires,
     );
     enqueue(&state, &row).await?;
     Ok((StatusCode::ACCEPTED, Json(JobView::from_row(row))))
@@ -200,6 +231,16 @@ pub async fn enqueue(state: &AppState, row: &JobRow) -> Result<(), ApiError> {
             "the server is stopping and takes no new jobs",
         ));
     }
+    // The bound is fleet-wide: the queue is the registry's.
+    let waiting = state.registry.queued_count().await?;
+    if waiting >= state.max_queued_jobs as i64 {
+        let mut error = ApiError::new(
+            ProblemKind::QueueFull,
+            format!("the job queue is full ({waiting} waiting); retry later"),
+        );
+        error.retry_after = Some(30);
+        return Err(error);
+    }
     state.registry.insert_job(row).await?;
     state
         .hub
@@ -207,17 +248,11 @@ pub async fn enqueue(state: &AppState, row: &JobRow) -> Result<(), ApiError> {
             &row.id,
             "status",
             serde_json::json!({ "status": "queued" }).to_string(),
+            0,
         )
         .await?;
-    if let Err(full) = state.scheduler.submit(row.id.clone(), false) {
-        state.registry.delete_job(&row.id).await?;
-        let mut error = ApiError::new(
-            ProblemKind::QueueFull,
-            format!("the job queue is full ({} waiting); retry later", full.0),
-        );
-        error.retry_after = Some(30);
-        return Err(error);
-    }
+    state.scheduler.wake();
+    let _ = state.registry.notify(JOBS_CHANNEL, &row.id).await;
     Ok(())
 }
 
@@ -273,20 +308,33 @@ pub async fn cancel(
     let row = find(&state, &id).await?;
     match row.status.as_str() {
         "cancelled" => {}
-        "queued" | "processing" => {
+        "processing" if row.lease_until.is_some() => {
+            // Its worker stops it before the next step and records it cancelled: here at
+            // once, elsewhere through a notification or, at the latest, its next heartbeat.
+            state.registry.request_cancel(&id).await?;
             if !state.scheduler.cancel_running(&id) {
-                state.scheduler.remove_queued(&id);
-                let done = state
-                    .registry
-                    .finish(&id, "cancelled", None, Some("the job was cancelled"))
+                let _ = state.registry.notify(CANCEL_CHANNEL, &id).await;
+            }
+        }
+        "queued" | "processing" => {
+            // Queued (or held by nobody): ended here, unless a worker claims it first — then
+            // it is cancelled there as above.
+            let done = state
+                .registry
+                .finish(&id, "cancelled", None, Some("the job was cancelled"), 0)
+                .await?;
+            if done {
+                let event =
+                    serde_json::json!({ "status": "cancelled", "error": "the job was cancelled" });
+                state
+                    .hub
+                    .publish(&id, "status", event.to_string(), 0)
                     .await?;
-                if done {
-                    let event = serde_json::json!({ "status": "cancelled", "error": "the job was cancelled" });
-                    state.hub.publish(&id, "status", event.to_string()).await?;
+            } else {
+                state.registry.request_cancel(&id).await?;
+                if !state.scheduler.cancel_running(&id) {
+                    let _ = state.registry.notify(CANCEL_CHANNEL, &id).await;
                 }
-                // A training thread may have taken it from the queue meanwhile (it registers
-                // before reading the row, so it is either found here or sees "cancelled").
-                state.scheduler.cancel_running(&id);
             }
         }
         other => {
@@ -315,6 +363,13 @@ pub async fn delete(
         )));
     }
     state.registry.delete_job(&id).await?;
+    if state.runner.objects.is_remote() {
+        state
+            .runner
+            .objects
+            .delete_all(&format!("jobs/{id}"))
+            .await?;
+    }
     let dir = state.runner.job_dir(&id);
     blocking(move || match std::fs::remove_dir_all(&dir) {
         Ok(()) => Ok(()),
@@ -335,16 +390,13 @@ pub async fn metrics(
     Path(id): Path<String>,
 ) -> Result<Json<Vec<Value>>, ApiError> {
     find(&state, &id).await?;
-    let path = state.runner.job_dir(&id).join("metrics.jsonl");
-    let lines = blocking(move || match std::fs::read_to_string(&path) {
-        Ok(text) => Ok(text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .collect()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(kiln::KilnError::io("cannot read metrics.jsonl", e)),
-    })
-    .await?;
+    let text = job_file(&state, &id, "metrics.jsonl")
+        .await?
+        .unwrap_or_default();
+    let lines = String::from_utf8_lossy(&text)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .collect();
     Ok(Json(lines))
 }
 
@@ -382,18 +434,32 @@ pub async fn completed_job_csv(
             row.status
         )));
     }
-    let path = state.runner.job_dir(id).join(file);
-    let csv = blocking(move || match std::fs::read(&path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(kiln::KilnError::io(
-            format!("cannot read {}", path.display()),
-            e,
-        )),
-    })
-    .await?
-    .ok_or_else(|| ApiError::not_found(format!("job {id} has no {what}: {missing}")))?;
+    let csv = job_file(state, id, file)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("job {id} has no {what}: {missing}")))?;
     Ok(([(header::CONTENT_TYPE, "text/csv")], csv).into_response())
+}
+
+/// A file of a job's run: this machine's run directory while the job trains here, otherwise
+/// the object store's copy (which, with the default store, is that same directory).
+async fn job_file(state: &AppState, id: &str, file: &str) -> Result<Option<Vec<u8>>, ApiError> {
+    let objects = &state.runner.objects;
+    if objects.is_remote() && state.scheduler.runs(id) {
+        let path = state.runner.job_dir(id).join(file);
+        return blocking(move || match std::fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(kiln::KilnError::io(
+                format!("cannot read {}", path.display()),
+                e,
+            )),
+        })
+        .await;
+    }
+    Ok(objects
+        .get(&super::mirror::job_key(id, file))
+        .await?
+        .map(|b| b.to_vec()))
 }
 
 /// Where a reconnecting client left off: `Last-Event-ID`, or `?after=`.
@@ -412,6 +478,9 @@ struct Follow {
     closed: bool,
     done: bool,
 }
+
+/// How long a follower waits for a live event before reading the registry itself.
+const CATCH_UP_EVERY: Duration = Duration::from_secs(3);
 
 fn to_sse(event: &EventRow) -> Event {
     Event::default()
@@ -437,7 +506,15 @@ impl Follow {
             if self.closed {
                 return None;
             }
-            match self.live.recv().await {
+            // Every few seconds without news, the registry is read anyway (a notification from
+            // another server may have been lost).
+            let received = tokio::time::timeout(CATCH_UP_EVERY, self.live.recv()).await;
+            let Ok(received) = received else {
+                let missed = self.state.registry.events_after(&self.id, self.last).await;
+                self.pending.extend(missed.unwrap_or_default());
+                continue;
+            };
+            match received {
                 Ok(event) => self.pending.push_back(event),
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     let missed = self.state.registry.events_after(&self.id, self.last).await;

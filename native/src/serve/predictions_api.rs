@@ -56,6 +56,7 @@ pub async fn submit(
         serde_json::json!({ "model": model.to_string() }).to_string(),
         Some(body.dataset),
         "{}".into(),
+        &Default::default(),
     );
     enqueue(&state, &row).await?;
     Ok((StatusCode::ACCEPTED, Json(JobView::from_row(row))))

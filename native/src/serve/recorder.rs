@@ -1,8 +1,14 @@
 //! Writes what training threads report (events, progress, status changes) to the registry on
 //! the async runtime, one record after another in the order sent, so a training step never
-//! waits for SQLite.
+//! waits for the database. Every record carries its lease attempt: a write the registry refuses
+//! (the lease moved to another worker) stops the job here; a write that fails because the
+//! database is unreachable (restarting) is retried until it goes through.
 
 use super::hub::Hub;
+use super::lease::StopReason;
+use super::registry::retry_while_unreachable;
+use super::scheduler::Scheduler;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
@@ -19,16 +25,24 @@ pub enum Record {
         kind: String,
         /// The event as JSON.
         data: serde_json::Value,
+        /// The lease attempt.
+        attempt: i64,
     },
     /// The job started (or resumed) processing.
     Processing {
         /// The job.
         job: String,
+        /// The lease attempt.
+        attempt: i64,
     },
-    /// The server is stopping: the job goes back to the queue.
+    /// The worker stops or hands the job over: it goes back to the queue.
     Requeued {
         /// The job.
         job: String,
+        /// The lease attempt.
+        attempt: i64,
+        /// Why (the `interrupted` event's reason).
+        reason: String,
     },
     /// The job ended.
     Finish {
@@ -40,6 +54,8 @@ pub enum Record {
         result: Option<serde_json::Value>,
         /// Why it failed or was cancelled.
         error: Option<String>,
+        /// The lease attempt.
+        attempt: i64,
     },
     /// Answers once everything sent before it is written.
     Flush(std::sync::mpsc::Sender<()>),
@@ -52,12 +68,13 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Starts the writer on `runtime`.
-    pub fn start(runtime: &Handle, hub: Hub) -> Self {
+    /// Starts the writer on `runtime`; jobs whose lease turns out lost are stopped through
+    /// `scheduler`.
+    pub fn start(runtime: &Handle, hub: Hub, scheduler: Arc<Scheduler>) -> Self {
         let (records, mut incoming) = mpsc::unbounded_channel();
         runtime.spawn(async move {
             while let Some(record) = incoming.recv().await {
-                write(&hub, record).await;
+                write_retrying(&hub, &scheduler, record).await;
             }
         });
         Self { records }
@@ -76,74 +93,127 @@ impl Recorder {
     }
 }
 
-async fn write(hub: &Hub, record: Record) {
+/// What became of one record.
+enum Written {
+    Done,
+    /// The registry refused it: the lease is no longer this worker's.
+    Refused,
+}
+
+/// How long the writer keeps retrying one statement while the database is unreachable.
+const RETRY_FOR: Duration = Duration::from_secs(300);
+
+async fn retrying<T, F, Fut>(statement: F) -> Result<T, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    retry_while_unreachable(RETRY_FOR, statement).await
+}
+
+async fn write_retrying(hub: &Hub, scheduler: &Scheduler, record: Record) {
+    let job = match &record {
+        Record::Event { job, .. }
+        | Record::Processing { job, .. }
+        | Record::Requeued { job, .. }
+        | Record::Finish { job, .. } => job.clone(),
+        Record::Flush(done) => {
+            let _ = done.send(());
+            return;
+        }
+    };
+    match write(hub, record).await {
+        Ok(Written::Done) => {}
+        Ok(Written::Refused) => {
+            eprintln!(
+                "kiln serve: job {job}: the registry refused a write — its lease is held by \
+                 another worker now; stopping it here"
+            );
+            scheduler.stop_job(&job, StopReason::Lost, false);
+        }
+        Err(e) => eprintln!("kiln serve: cannot record for {job}: {e}"),
+    }
+}
+
+fn refused_if_none(seq: Option<i64>) -> Written {
+    match seq {
+        Some(_) => Written::Done,
+        None => Written::Refused,
+    }
+}
+
+async fn write(hub: &Hub, record: Record) -> Result<Written, sqlx::Error> {
     let registry = hub.registry();
-    let (job, outcome) = match record {
-        Record::Event { job, kind, data } => {
+    match record {
+        Record::Event {
+            job,
+            kind,
+            data,
+            attempt,
+        } => {
             // A progress event is also the job's latest progress (without its tag).
-            let mut outcome = Ok(());
             if kind == "progress" {
                 let mut progress = data.clone();
                 if let Some(fields) = progress.as_object_mut() {
                     fields.remove("event");
                 }
-                outcome = registry.set_progress(&job, &progress.to_string()).await;
+                let progress = progress.to_string();
+                retrying(|| registry.set_progress(&job, &progress, attempt)).await?;
             }
-            if outcome.is_ok() {
-                outcome = hub.publish(&job, &kind, data.to_string()).await.map(drop);
-            }
-            (job, outcome)
+            let data = data.to_string();
+            let seq = retrying(|| hub.publish(&job, &kind, data.clone(), attempt)).await?;
+            Ok(refused_if_none(seq))
         }
-        Record::Processing { job } => {
-            let mut outcome = registry.mark_processing(&job).await;
-            if outcome.is_ok() {
-                let status = serde_json::json!({ "status": "processing" }).to_string();
-                outcome = hub.publish(&job, "status", status).await.map(drop);
-            }
-            (job, outcome)
+        Record::Processing { job, attempt } => {
+            let status = serde_json::json!({ "status": "processing" }).to_string();
+            let seq = retrying(|| hub.publish(&job, "status", status.clone(), attempt)).await?;
+            Ok(refused_if_none(seq))
         }
-        Record::Requeued { job } => {
-            let mut outcome = registry.mark_queued(&job).await;
-            if outcome.is_ok() {
-                let reason = serde_json::json!({ "reason": "the server is stopping; the job resumes from its latest checkpoint when it starts again" });
-                outcome = hub
-                    .publish(&job, "interrupted", reason.to_string())
-                    .await
-                    .map(drop);
+        Record::Requeued {
+            job,
+            attempt,
+            reason,
+        } => {
+            let reason = serde_json::json!({ "reason": reason }).to_string();
+            let seq =
+                retrying(|| hub.publish(&job, "interrupted", reason.clone(), attempt)).await?;
+            if seq.is_none() || !retrying(|| registry.release(&job, attempt)).await? {
+                return Ok(Written::Refused);
             }
-            (job, outcome)
+            let _ = registry.notify(super::listener::JOBS_CHANNEL, &job).await;
+            Ok(Written::Done)
         }
         Record::Finish {
             job,
             status,
             result,
             error,
+            attempt,
         } => {
             let result_json = result.as_ref().map(|r| r.to_string());
-            let ended = registry
-                .finish(&job, status, result_json.as_deref(), error.as_deref())
-                .await;
+            let ended = retrying(|| {
+                registry.finish(
+                    &job,
+                    status,
+                    result_json.as_deref(),
+                    error.as_deref(),
+                    attempt,
+                )
+            })
+            .await?;
             // Only the call that ended the job announces it (a queued job may have been
             // cancelled already).
-            let outcome = match ended {
-                Ok(true) => {
-                    let event =
-                        serde_json::json!({ "status": status, "error": error, "result": result });
-                    hub.publish(&job, "status", event.to_string())
-                        .await
-                        .map(drop)
-                }
-                Ok(false) => Ok(()),
-                Err(e) => Err(e),
-            };
-            (job, outcome)
+            if ended {
+                let event =
+                    serde_json::json!({ "status": status, "error": error, "result": result })
+                        .to_string();
+                retrying(|| hub.publish(&job, "status", event.clone(), 0)).await?;
+            }
+            Ok(Written::Done)
         }
         Record::Flush(done) => {
             let _ = done.send(());
-            return;
+            Ok(Written::Done)
         }
-    };
-    if let Err(e) = outcome {
-        eprintln!("kiln serve: cannot record for {job}: {e}");
     }
 }

@@ -1,28 +1,28 @@
-//! The registry: jobs, datasets and job events in SQLite (WAL) at `DATA_DIR/kiln.db`.
+//! The registry: jobs, datasets, job events, leases and workers, in the embedded SQLite file
+//! `DATA_DIR/kiln.db` (WAL) or in PostgreSQL (`--database postgres://…`) — one set of queries
+//! through sqlx's `Any` driver and one set of migrations (`native/migrations`), run at start-up.
 
 use serde::Serialize;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::{FromRow, Row};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, FromRow, Row};
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
-const SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS datasets (
-        id TEXT PRIMARY KEY, format TEXT NOT NULL, rows INTEGER NOT NULL,
-        sample_shape TEXT NOT NULL, header INTEGER NOT NULL, label_column TEXT,
-        bytes INTEGER NOT NULL, created_at INTEGER NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS jobs (
-        id TEXT PRIMARY KEY, kind TEXT NOT NULL, status TEXT NOT NULL, config TEXT NOT NULL, dataset TEXT,
-        tags TEXT NOT NULL, progress TEXT, result TEXT, error TEXT,
-        created_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER)",
-    "CREATE TABLE IF NOT EXISTS events (
-        job_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, data TEXT NOT NULL,
-        PRIMARY KEY (job_id, seq))",
-];
+/// The migrations, embedded in the binary.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Which database engine holds the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// The embedded file (one host).
+    Sqlite,
+    /// A PostgreSQL server (a fleet).
+    Postgres,
+}
 
 /// A stored dataset's metadata.
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone)]
 pub struct DatasetRow {
     /// `dataset-<uuid>`.
     pub id: String,
@@ -40,6 +40,21 @@ pub struct DatasetRow {
     pub bytes: i64,
     /// Milliseconds since the epoch.
     pub created_at: i64,
+}
+
+impl FromRow<'_, AnyRow> for DatasetRow {
+    fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: row.try_get("id")?,
+            format: row.try_get("format")?,
+            rows: row.try_get("rows")?,
+            sample_shape: row.try_get("sample_shape")?,
+            header: row.try_get::<i64, _>("header")? != 0,
+            label_column: row.try_get("label_column")?,
+            bytes: row.try_get("bytes")?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
 }
 
 /// A job row.
@@ -69,16 +84,30 @@ pub struct JobRow {
     pub started_at: Option<i64>,
     /// When it ended.
     pub finished_at: Option<i64>,
+    /// The worker holding (or that last held) its lease.
+    pub worker_id: Option<String>,
+    /// How many times a worker has claimed it; the lease's fencing token.
+    pub attempt: i64,
+    /// When the current lease runs out (ms since the epoch).
+    pub lease_until: Option<i64>,
+    /// Labels a worker must have to claim it (JSON object).
+    pub requires: String,
+    /// The latest checkpoint recorded by its lease holder (JSON: epoch, step), if any.
+    pub checkpoint: Option<String>,
+    /// 1 once a cancel was asked for while it was training (on any server).
+    pub cancel_requested: i64,
 }
 
 impl JobRow {
-    /// A new queued job of `kind` (`training` or `prediction`).
+    /// A new queued job of `kind` (`training` or `prediction`) that workers with `requires`
+    /// labels may claim.
     pub fn queued(
         id: String,
         kind: &str,
         config: String,
         dataset: Option<String>,
         tags: String,
+        requires: &BTreeMap<String, String>,
     ) -> Self {
         Self {
             id,
@@ -93,7 +122,18 @@ impl JobRow {
             created_at: now_ms(),
             started_at: None,
             finished_at: None,
+            worker_id: None,
+            attempt: 0,
+            lease_until: None,
+            requires: serde_json::to_string(requires).unwrap_or_else(|_| "{}".into()),
+            checkpoint: None,
+            cancel_requested: 0,
         }
+    }
+
+    /// The labels a worker needs to claim it.
+    pub fn required_labels(&self) -> BTreeMap<String, String> {
+        serde_json::from_str(&self.requires).unwrap_or_default()
     }
 }
 
@@ -102,16 +142,72 @@ impl JobRow {
 pub struct EventRow {
     /// Increasing per job, from 1.
     pub seq: i64,
-    /// started | progress | evaluated | checkpoint | status | interrupted.
+    /// started | progress | evaluated | checkpoint | status | interrupted | assigned | …
     pub kind: String,
     /// The event (JSON).
     pub data: String,
+    /// The lease attempt that wrote it (0: written by an API call, not by a worker).
+    pub attempt: i64,
+}
+
+/// A worker as it registers itself.
+#[derive(Debug, Clone)]
+pub struct WorkerRow {
+    /// `worker-<uuid>`, kept in `DATA_DIR/worker-id` across restarts.
+    pub id: String,
+    /// The host name.
+    pub host: String,
+    /// The address its API listens on.
+    pub addr: String,
+    /// The backend it trains on.
+    pub backend: String,
+    /// Its labels (JSON object).
+    pub labels: String,
+    /// Jobs it trains at once.
+    pub capacity: i64,
+    /// When it (last) started.
+    pub started_at: i64,
+    /// Its last heartbeat.
+    pub heartbeat_at: i64,
+    /// 1 while it finishes its jobs and takes no new ones.
+    pub draining: i64,
+    /// When it stopped cleanly, if it did.
+    pub stopped_at: Option<i64>,
+}
+
+impl FromRow<'_, AnyRow> for WorkerRow {
+    fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: row.try_get("id")?,
+            host: row.try_get("host")?,
+            addr: row.try_get("addr")?,
+            backend: row.try_get("backend")?,
+            labels: row.try_get("labels")?,
+            capacity: row.try_get("capacity")?,
+            started_at: row.try_get("started_at")?,
+            heartbeat_at: row.try_get("heartbeat_at")?,
+            draining: row.try_get("draining")?,
+            stopped_at: row.try_get("stopped_at")?,
+        })
+    }
+}
+
+/// A job a worker has just claimed.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// The job after the claim (status processing, this worker's lease).
+    pub row: JobRow,
+    /// Its status before: `queued`, or `processing` when its previous holder's lease ran out.
+    pub previous_status: String,
+    /// The worker that held it before, if any.
+    pub previous_worker: Option<String>,
 }
 
 /// The registry's database.
 #[derive(Debug, Clone)]
 pub struct Registry {
-    pool: SqlitePool,
+    pool: AnyPool,
+    dialect: Dialect,
 }
 
 /// Milliseconds since the epoch.
@@ -119,33 +215,105 @@ pub fn now_ms() -> i64 {
     kiln::jobs::now_unix_ms() as i64
 }
 
-impl Registry {
-    /// Opens (creating if needed) `path` in WAL mode and makes the tables.
-    pub async fn open(path: &Path) -> Result<Self, sqlx::Error> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(std::time::Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await?;
-        for statement in SCHEMA {
-            sqlx::query(statement).execute(&pool).await?;
+/// Whether an error is the database being unreachable (restarting, network), which a caller
+/// may retry, rather than a refused statement.
+pub fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::Tls(_) => true,
+        // PostgreSQL shutting down / starting up: class 57P (operator intervention) and 08
+        // (connection exception); SQLite busy.
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("57P") || c.starts_with("08") || c == "5"),
+        _ => false,
+    }
+}
+
+/// Runs one registry statement, again and again (with back-off up to 2 s) while the database
+/// is unreachable, for at most `limit`.
+pub async fn retry_while_unreachable<T, F, Fut>(
+    limit: Duration,
+    mut statement: F,
+) -> Result<T, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match statement().await {
+            Err(e) if is_transient(&e) && started.elapsed() < limit => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            other => return other,
         }
-        Ok(Self { pool })
+    }
+}
+
+impl Registry {
+    /// Opens the registry at `url` (`sqlite://…` or `postgres://…`) and runs the migrations.
+    pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
+        sqlx::any::install_default_drivers();
+        let dialect = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Dialect::Postgres
+        } else if url.starts_with("sqlite:") {
+            Dialect::Sqlite
+        } else {
+            return Err(sqlx::Error::Configuration(
+                format!(
+                    "--database: {:?} is not a postgres:// or sqlite: URL",
+                    redact(url)
+                )
+                .into(),
+            ));
+        };
+        let mut options = AnyPoolOptions::new()
+            .max_connections(if dialect == Dialect::Sqlite { 8 } else { 10 })
+            .acquire_timeout(Duration::from_secs(10));
+        if dialect == Dialect::Sqlite {
+            options = options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL")
+                        .await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options.connect(url).await?;
+        if dialect == Dialect::Sqlite {
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await?;
+        }
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool, dialect })
+    }
+
+    /// Opens (creating if needed) the embedded SQLite file at `path`.
+    pub async fn open_file(path: &Path) -> Result<Self, sqlx::Error> {
+        Self::connect(&format!("sqlite://{}?mode=rwc", path.display())).await
+    }
+
+    /// Which engine this is.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
     }
 
     /// Records a dataset.
     pub async fn insert_dataset(&self, d: &DatasetRow) -> Result<(), sqlx::Error> {
-        sqlx::query("INSERT INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO datasets (id, format, rows, sample_shape, header, label_column, bytes, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
             .bind(&d.id)
             .bind(&d.format)
             .bind(d.rows)
             .bind(&d.sample_shape)
-            .bind(d.header)
+            .bind(i64::from(d.header))
             .bind(&d.label_column)
             .bind(d.bytes)
             .bind(d.created_at)
@@ -156,7 +324,7 @@ impl Registry {
 
     /// One dataset.
     pub async fn dataset(&self, id: &str) -> Result<Option<DatasetRow>, sqlx::Error> {
-        sqlx::query_as("SELECT * FROM datasets WHERE id = ?")
+        sqlx::query_as("SELECT * FROM datasets WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await
@@ -164,14 +332,14 @@ impl Registry {
 
     /// Every dataset, oldest first.
     pub async fn datasets(&self) -> Result<Vec<DatasetRow>, sqlx::Error> {
-        sqlx::query_as("SELECT * FROM datasets ORDER BY rowid")
+        sqlx::query_as("SELECT * FROM datasets ORDER BY created_at, id")
             .fetch_all(&self.pool)
             .await
     }
 
     /// Deletes a dataset's row; true if it existed.
     pub async fn delete_dataset(&self, id: &str) -> Result<bool, sqlx::Error> {
-        let done = sqlx::query("DELETE FROM datasets WHERE id = ?")
+        let done = sqlx::query("DELETE FROM datasets WHERE id = $1")
             .bind(id)
             .execute(&self.pool)
             .await?;
@@ -181,18 +349,19 @@ impl Registry {
     /// Whether a job that has not ended uses the dataset.
     pub async fn dataset_in_use(&self, id: &str) -> Result<bool, sqlx::Error> {
         let row = sqlx::query(
-            "SELECT COUNT(*) FROM jobs WHERE dataset = ? AND status IN ('queued', 'processing')",
+            "SELECT COUNT(*) FROM jobs WHERE dataset = $1 AND status IN ('queued', 'processing')",
         )
         .bind(id)
         .fetch_one(&self.pool)
         .await?;
-        Ok(row.get::<i64, _>(0) > 0)
+        Ok(row.try_get::<i64, _>(0)? > 0)
     }
 
     /// Records a new queued job.
     pub async fn insert_job(&self, job: &JobRow) -> Result<(), sqlx::Error> {
         sqlx::query(
-            "INSERT INTO jobs (id, kind, status, config, dataset, tags, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO jobs (id, kind, status, config, dataset, tags, created_at, requires)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&job.id)
         .bind(&job.kind)
@@ -201,14 +370,23 @@ impl Registry {
         .bind(&job.dataset)
         .bind(&job.tags)
         .bind(job.created_at)
+        .bind(&job.requires)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
+    /// Jobs waiting in the queue (fleet-wide).
+    pub async fn queued_count(&self) -> Result<i64, sqlx::Error> {
+        let row = sqlx::query("SELECT COUNT(*) FROM jobs WHERE status = 'queued'")
+            .fetch_one(&self.pool)
+            .await?;
+        row.try_get::<i64, _>(0)
+    }
+
     /// One job.
     pub async fn job(&self, id: &str) -> Result<Option<JobRow>, sqlx::Error> {
-        sqlx::query_as("SELECT * FROM jobs WHERE id = ?")
+        sqlx::query_as("SELECT * FROM jobs WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await
@@ -217,7 +395,8 @@ impl Registry {
     /// Jobs of one kind, oldest first, optionally with one status.
     pub async fn jobs(&self, kind: &str, status: Option<&str>) -> Result<Vec<JobRow>, sqlx::Error> {
         sqlx::query_as(
-            "SELECT * FROM jobs WHERE kind = ?1 AND (?2 IS NULL OR status = ?2) ORDER BY rowid",
+            "SELECT * FROM jobs WHERE kind = $1 AND ($2 IS NULL OR status = $2)
+             ORDER BY created_at, id",
         )
         .bind(kind)
         .bind(status)
@@ -225,63 +404,186 @@ impl Registry {
         .await
     }
 
-    /// Jobs that had not ended when the server last stopped, in submission order.
-    pub async fn unfinished_jobs(&self) -> Result<Vec<JobRow>, sqlx::Error> {
-        sqlx::query_as("SELECT * FROM jobs WHERE status IN ('queued', 'processing') ORDER BY rowid")
-            .fetch_all(&self.pool)
-            .await
+    /// Claims the oldest job this worker may run — queued, or processing with a lease that ran
+    /// out — with a lease until `lease_until`. On PostgreSQL the candidates are locked with
+    /// `FOR UPDATE SKIP LOCKED`, so workers claiming at once never wait on or take the same
+    /// row; the update itself re-checks the row's state either way.
+    pub async fn claim(
+        &self,
+        worker: &str,
+        labels: &BTreeMap<String, String>,
+        lease_until: i64,
+    ) -> Result<Option<Claimed>, sqlx::Error> {
+        let now = now_ms();
+        match self.dialect {
+            Dialect::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                let candidates = candidates(now, " FOR UPDATE SKIP LOCKED")
+                    .fetch_all(&mut *tx)
+                    .await?;
+                for (id, previous_status, previous_worker) in matching(candidates, labels)? {
+                    let row = take(worker, lease_until, now, &id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if let Some(row) = row {
+                        tx.commit().await?;
+                        return Ok(Some(Claimed {
+                            row,
+                            previous_status,
+                            previous_worker,
+                        }));
+                    }
+                }
+                tx.commit().await?;
+            }
+            // One statement at a time: SQLite has one writer, and the update re-checks the row
+            // (a read transaction upgraded to a write one would fail instead of waiting).
+            Dialect::Sqlite => {
+                let candidates = candidates(now, "").fetch_all(&self.pool).await?;
+                for (id, previous_status, previous_worker) in matching(candidates, labels)? {
+                    let row = take(worker, lease_until, now, &id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    if let Some(row) = row {
+                        return Ok(Some(Claimed {
+                            row,
+                            previous_status,
+                            previous_worker,
+                        }));
+                    }
+                }
+            }
+        }
+        Ok(None)
     }
 
-    /// Marks a job processing (keeping its first start time), unless it has ended meanwhile.
-    pub async fn mark_processing(&self, id: &str) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "UPDATE jobs SET status = 'processing', started_at = COALESCE(started_at, ?)
-             WHERE id = ? AND status IN ('queued', 'processing')",
+    /// Renews a lease; false when `worker` no longer holds attempt `attempt` of the job.
+    pub async fn renew(
+        &self,
+        id: &str,
+        worker: &str,
+        attempt: i64,
+        lease_until: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(
+            "UPDATE jobs SET lease_until = $1
+             WHERE id = $2 AND worker_id = $3 AND attempt = $4 AND status = 'processing'",
         )
-        .bind(now_ms())
+        .bind(lease_until)
         .bind(id)
+        .bind(worker)
+        .bind(attempt)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() > 0)
     }
 
-    /// Puts an interrupted job back in the queue (server shutdown).
-    pub async fn mark_queued(&self, id: &str) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE jobs SET status = 'queued' WHERE id = ?")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    /// Puts a job its holder stops training (shutdown, drain) back in the queue; false when the
+    /// lease was no longer this holder's.
+    pub async fn release(&self, id: &str, attempt: i64) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(
+            "UPDATE jobs SET status = 'queued', lease_until = NULL
+             WHERE id = $1 AND attempt = $2 AND status = 'processing'",
+        )
+        .bind(id)
+        .bind(attempt)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
     }
 
-    /// Records the latest progress.
-    pub async fn set_progress(&self, id: &str, progress: &str) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE jobs SET progress = ? WHERE id = ?")
+    /// Jobs this worker's previous run held when it stopped (it restarted): back in the queue
+    /// at once, without waiting for their leases to run out. Returns them.
+    pub async fn release_all_of(&self, worker: &str) -> Result<Vec<JobRow>, sqlx::Error> {
+        sqlx::query_as(
+            "UPDATE jobs SET status = 'queued', lease_until = NULL
+             WHERE worker_id = $1 AND status = 'processing' RETURNING *",
+        )
+        .bind(worker)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Records the latest checkpoint of the lease holder's run; false (nothing recorded) when
+    /// the lease is no longer attempt `attempt`.
+    pub async fn record_checkpoint(
+        &self,
+        id: &str,
+        attempt: i64,
+        checkpoint: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(
+            "UPDATE jobs SET checkpoint = $1
+             WHERE id = $2 AND attempt = $3 AND status = 'processing'",
+        )
+        .bind(checkpoint)
+        .bind(id)
+        .bind(attempt)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Records the latest progress (only while `attempt` holds the lease; 0: unconditionally).
+    pub async fn set_progress(
+        &self,
+        id: &str,
+        progress: &str,
+        attempt: i64,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE jobs SET progress = $1 WHERE id = $2 AND ($3 = 0 OR attempt = $3)")
             .bind(progress)
             .bind(id)
+            .bind(attempt)
             .execute(&self.pool)
             .await?;
         Ok(())
     }
 
-    /// Ends a job: `status` with its result or error. Only a job that has not ended changes;
-    /// returns whether this call ended it.
+    /// Asks the worker training a job to cancel it (it sees the request on its next heartbeat,
+    /// or at once through a notification).
+    pub async fn request_cancel(&self, id: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE jobs SET cancel_requested = 1 WHERE id = $1 AND status = 'processing'")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The jobs held by `worker` that were asked to cancel.
+    pub async fn cancel_requests(&self, worker: &str) -> Result<Vec<String>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT id FROM jobs WHERE worker_id = $1 AND status = 'processing'
+             AND cancel_requested = 1",
+        )
+        .bind(worker)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| r.try_get::<String, _>(0)).collect()
+    }
+
+    /// Ends a job: `status` with its result or error. Only a job that has not ended changes,
+    /// and, for `attempt` > 0, only while that attempt holds the lease; returns whether this
+    /// call ended it.
     pub async fn finish(
         &self,
         id: &str,
         status: &str,
         result: Option<&str>,
         error: Option<&str>,
+        attempt: i64,
     ) -> Result<bool, sqlx::Error> {
         let done = sqlx::query(
-            "UPDATE jobs SET status = ?, result = ?, error = ?, finished_at = ?
-             WHERE id = ? AND status IN ('queued', 'processing')",
+            "UPDATE jobs SET status = $1, result = $2, error = $3, finished_at = $4,
+                 lease_until = NULL
+             WHERE id = $5 AND status IN ('queued', 'processing') AND ($6 = 0 OR attempt = $6)",
         )
         .bind(status)
         .bind(result)
         .bind(error)
         .bind(now_ms())
         .bind(id)
+        .bind(attempt)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() > 0)
@@ -290,35 +592,52 @@ impl Registry {
     /// Deletes a job and its events.
     pub async fn delete_job(&self, id: &str) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM events WHERE job_id = ?")
+        sqlx::query("DELETE FROM events WHERE job_id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM jobs WHERE id = ?")
+        sqlx::query("DELETE FROM jobs WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
         tx.commit().await
     }
 
-    /// Appends an event; returns its sequence number.
+    /// Appends an event; returns its sequence number. With `attempt` > 0 it is written only
+    /// while that attempt holds the job's lease (`None`: refused — the lease moved on).
     pub async fn append_event(
         &self,
         job_id: &str,
         kind: &str,
         data: &str,
-    ) -> Result<i64, sqlx::Error> {
-        let row = sqlx::query(
-            "INSERT INTO events (job_id, seq, kind, data)
-             VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE job_id = ?1), ?2, ?3)
-             RETURNING seq",
-        )
-        .bind(job_id)
-        .bind(kind)
-        .bind(data)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(row.get::<i64, _>(0))
+        attempt: i64,
+    ) -> Result<Option<i64>, sqlx::Error> {
+        let mut tries = 0;
+        loop {
+            let inserted = sqlx::query(
+                "INSERT INTO events (job_id, seq, kind, data, attempt)
+                 SELECT $1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE job_id = $1),
+                        $2, $3, $4
+                 WHERE $4 = 0 OR EXISTS (SELECT 1 FROM jobs
+                     WHERE id = $1 AND attempt = $4 AND status = 'processing')
+                 RETURNING seq",
+            )
+            .bind(job_id)
+            .bind(kind)
+            .bind(data)
+            .bind(attempt)
+            .fetch_optional(&self.pool)
+            .await;
+            match inserted {
+                Ok(row) => return row.map(|r| r.try_get::<i64, _>(0)).transpose(),
+                // Two writers took the same next number (an API call and the lease holder):
+                // the loser takes the one after.
+                Err(sqlx::Error::Database(db)) if db.is_unique_violation() && tries < 8 => {
+                    tries += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// A job's events after `after`, in order.
@@ -328,19 +647,192 @@ impl Registry {
         after: i64,
     ) -> Result<Vec<EventRow>, sqlx::Error> {
         let rows = sqlx::query(
-            "SELECT seq, kind, data FROM events WHERE job_id = ? AND seq > ? ORDER BY seq",
+            "SELECT seq, kind, data, attempt FROM events WHERE job_id = $1 AND seq > $2
+             ORDER BY seq",
         )
         .bind(job_id)
         .bind(after)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
+        rows.into_iter()
+            .map(|r| {
+                Ok(EventRow {
+                    seq: r.try_get(0)?,
+                    kind: r.try_get(1)?,
+                    data: r.try_get(2)?,
+                    attempt: r.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Registers (or re-registers, after a restart) a worker, not draining.
+    pub async fn register_worker(&self, w: &WorkerRow) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM workers WHERE id = $1")
+            .bind(&w.id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO workers (id, host, addr, backend, labels, capacity, started_at,
+                 heartbeat_at, draining, stopped_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, NULL)",
+        )
+        .bind(&w.id)
+        .bind(&w.host)
+        .bind(&w.addr)
+        .bind(&w.backend)
+        .bind(&w.labels)
+        .bind(w.capacity)
+        .bind(w.started_at)
+        .bind(w.heartbeat_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    }
+
+    /// Records a worker's heartbeat; returns its drain request (0: none, 1: finish the running
+    /// jobs, 2: hand them over; `None`: the row is gone).
+    pub async fn worker_heartbeat(&self, id: &str) -> Result<Option<i64>, sqlx::Error> {
+        let row =
+            sqlx::query("UPDATE workers SET heartbeat_at = $1 WHERE id = $2 RETURNING draining")
+                .bind(now_ms())
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|r| r.try_get::<i64, _>(0)).transpose()
+    }
+
+    /// Asks a worker to drain (`handover`: its running jobs go back to the queue at their next
+    /// epoch end); false when there is no such worker.
+    pub async fn set_draining(&self, id: &str, handover: bool) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query("UPDATE workers SET draining = $1 WHERE id = $2")
+            .bind(if handover { 2_i64 } else { 1 })
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Records a clean stop.
+    pub async fn worker_stopped(&self, id: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE workers SET stopped_at = $1 WHERE id = $2")
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Every worker, with the ids of the jobs it holds.
+    pub async fn workers(&self) -> Result<Vec<(WorkerRow, Vec<String>)>, sqlx::Error> {
+        let workers: Vec<WorkerRow> =
+            sqlx::query_as("SELECT * FROM workers ORDER BY started_at, id")
+                .fetch_all(&self.pool)
+                .await?;
+        let held = sqlx::query(
+            "SELECT worker_id, id FROM jobs WHERE status = 'processing'
+             AND worker_id IS NOT NULL ORDER BY created_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut by_worker: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for row in held {
+            by_worker
+                .entry(row.try_get(0)?)
+                .or_default()
+                .push(row.try_get(1)?);
+        }
+        Ok(workers
             .into_iter()
-            .map(|r| EventRow {
-                seq: r.get(0),
-                kind: r.get(1),
-                data: r.get(2),
+            .map(|w| {
+                let jobs = by_worker.remove(&w.id).unwrap_or_default();
+                (w, jobs)
             })
             .collect())
+    }
+
+    /// Sends a PostgreSQL notification (nothing on SQLite, where every server is this one).
+    pub async fn notify(&self, channel: &str, payload: &str) -> Result<(), sqlx::Error> {
+        if self.dialect == Dialect::Postgres {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(channel)
+                .bind(payload)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+type AnyQueryAs<'q, T> = sqlx::query::QueryAs<'q, sqlx::Any, T, sqlx::any::AnyArguments<'q>>;
+
+/// The oldest claimable jobs: queued, or processing with a lease that ran out.
+fn candidates(now: i64, lock: &str) -> AnyQuery<'static> {
+    // The statement text is one of two constants, so it may live as long as the program.
+    let sql: &'static str = if lock.is_empty() {
+        CANDIDATES
+    } else {
+        CANDIDATES_LOCKED
+    };
+    sqlx::query(sql).bind(now)
+}
+
+const CANDIDATES: &str = "SELECT id, status, requires, worker_id FROM jobs
+     WHERE status = 'queued'
+        OR (status = 'processing' AND (lease_until IS NULL OR lease_until < $1))
+     ORDER BY created_at, id LIMIT 64";
+const CANDIDATES_LOCKED: &str = "SELECT id, status, requires, worker_id FROM jobs
+     WHERE status = 'queued'
+        OR (status = 'processing' AND (lease_until IS NULL OR lease_until < $1))
+     ORDER BY created_at, id LIMIT 64 FOR UPDATE SKIP LOCKED";
+
+/// The candidates whose required labels the worker has: (id, status, previous worker).
+fn matching(
+    candidates: Vec<AnyRow>,
+    labels: &BTreeMap<String, String>,
+) -> Result<Vec<(String, String, Option<String>)>, sqlx::Error> {
+    let mut out = Vec::new();
+    for candidate in candidates {
+        let requires: BTreeMap<String, String> =
+            serde_json::from_str(&candidate.try_get::<String, _>("requires")?).unwrap_or_default();
+        if requires.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+            out.push((
+                candidate.try_get("id")?,
+                candidate.try_get("status")?,
+                candidate.try_get("worker_id")?,
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Takes one candidate with a new lease (attempt + 1), re-checking that it is still claimable.
+fn take<'q>(worker: &'q str, lease_until: i64, now: i64, id: &'q str) -> AnyQueryAs<'q, JobRow> {
+    sqlx::query_as(
+        "UPDATE jobs SET status = 'processing', worker_id = $1, attempt = attempt + 1,
+             lease_until = $2, started_at = COALESCE(started_at, $3), cancel_requested = 0
+         WHERE id = $4 AND (status = 'queued'
+             OR (status = 'processing' AND (lease_until IS NULL OR lease_until < $3)))
+         RETURNING *",
+    )
+    .bind(worker)
+    .bind(lease_until)
+    .bind(now)
+    .bind(id)
+}
+
+/// A database URL with its password replaced, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
     }
 }

@@ -1,22 +1,29 @@
-//! Runs one queued job on a training thread: the same `run_job` the CLI uses, with the run
-//! directory `DATA_DIR/jobs/<id>` (checkpoints, metrics.jsonl, results) and every event recorded.
+//! Runs one claimed job on a training thread: the same `run_job` the CLI uses, with the run
+//! directory `DATA_DIR/jobs/<id>` (checkpoints, metrics.jsonl, results), every event recorded
+//! under the job's lease, and — with a shared object store — every checkpoint and the results
+//! copied there, so that any worker can take the job over.
 
 use super::datasets;
 use super::hub::Hub;
+use super::lease::{Lease, StopReason};
+use super::mirror;
+use super::model_store::ServerModels;
+use super::objects::Objects;
 use super::recorder::{Record, Recorder};
-use super::registry::JobRow;
+use super::registry::{Claimed, JobRow, retry_while_unreachable};
 use super::scheduler::Scheduler;
+use super::worker::WorkerIdentity;
 use crate::run_dir::{MetricsLog, RunDir};
 use kiln::backend::{BackendKind, native_device};
 use kiln::data::{load_source, prepare};
 use kiln::jobs::{JobOutput, JobRun, run_job};
 use kiln::model::{Predictor, predictions_csv};
-use kiln::store::DirStore;
 use kiln::store::load_model;
-use kiln::train::TrainEvent;
+use kiln::train::{CheckpointData, CheckpointSink, TrainEvent};
 use kiln::{Config, Job, KilnError, Result, TrainRunInfo};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::runtime::Handle;
 
 /// What every training thread shares.
@@ -26,16 +33,20 @@ pub struct RunnerContext {
     pub runtime: Handle,
     /// Events and the registry.
     pub hub: Hub,
-    /// The queue.
+    /// The jobs training here.
     pub scheduler: Arc<Scheduler>,
     /// `DATA_DIR`.
     pub data_dir: PathBuf,
-    /// `DATA_DIR/models`.
-    pub store: DirStore,
+    /// Models: `DATA_DIR/models` or the object store.
+    pub store: ServerModels,
+    /// Datasets, checkpoints and results.
+    pub objects: Objects,
     /// `--backend`.
     pub backend: BackendKind,
     /// Writes events and status changes in order, off the training threads.
     pub recorder: Recorder,
+    /// This worker.
+    pub worker: WorkerIdentity,
 }
 
 impl RunnerContext {
@@ -44,12 +55,14 @@ impl RunnerContext {
         self.data_dir.join("jobs").join(id)
     }
 
-    /// Records an event from the training thread (written in order, off the thread).
-    pub fn publish(&self, id: &str, kind: &str, data: serde_json::Value) {
+    /// Records an event from the training thread (written in order, off the thread, while
+    /// lease `attempt` holds the job).
+    pub fn publish(&self, id: &str, kind: &str, data: serde_json::Value, attempt: i64) {
         self.recorder.send(Record::Event {
             job: id.to_string(),
             kind: kind.to_string(),
             data,
+            attempt,
         });
     }
 
@@ -60,66 +73,115 @@ impl RunnerContext {
         status: &'static str,
         result: Option<serde_json::Value>,
         error: Option<&str>,
+        attempt: i64,
     ) {
         self.recorder.send(Record::Finish {
             job: id.to_string(),
             status,
             result,
             error: error.map(str::to_string),
+            attempt,
         });
     }
 }
 
-/// Runs job `id` to its end (or, when the server stops, back into the queue).
-pub fn run_queued(ctx: &RunnerContext, id: &str) {
-    // Registered as running before its row is read: a cancel that comes in between either finds
-    // it here (and cancels it) or has already marked the row cancelled (and it is skipped).
-    let job = Job::with_id(id.to_string());
-    ctx.scheduler.started(&job);
-    let row = match ctx.runtime.block_on(ctx.hub.registry().job(id)) {
-        Ok(Some(row)) if matches!(row.status.as_str(), "queued" | "processing") => row,
-        Ok(_) => {
-            ctx.scheduler.ended(id); // cancelled or deleted while queued
-            return;
-        }
-        Err(e) => {
-            eprintln!("kiln serve: cannot read job {id}: {e}");
-            ctx.scheduler.ended(id);
-            return;
-        }
-    };
-    let outcome = if row.kind == "prediction" {
-        predict_batch(ctx, &row, &job)
+/// The checkpoint a job's row records (epoch, step), as JSON.
+fn recorded_checkpoint(row: &JobRow) -> Option<serde_json::Value> {
+    row.checkpoint
+        .as_deref()
+        .and_then(|c| serde_json::from_str(c).ok())
+}
+
+/// Runs a job this worker has just claimed, to its end, or until it hands it over or loses
+/// its lease.
+pub fn run_claimed(ctx: &RunnerContext, claimed: Claimed) {
+    let row = claimed.row;
+    let id = row.id.clone();
+    let attempt = row.attempt;
+    let lease = Arc::new(Lease::new(id.clone(), attempt, ctx.worker.lease));
+    let job = Job::with_id(id.clone());
+    ctx.scheduler.started(&job, lease.clone());
+    let mut assigned = serde_json::json!({
+        "worker": ctx.worker.id,
+        "attempt": attempt,
+        "resumeFrom": recorded_checkpoint(&row),
+    });
+    if claimed.previous_status == "processing" {
+        assigned["previousWorker"] = claimed.previous_worker.clone().into();
+        assigned["reason"] = "the previous worker stopped renewing its lease".into();
+    }
+    ctx.publish(&id, "assigned", assigned, attempt);
+    if ctx.scheduler.stopping() || ctx.scheduler.draining() {
+        lease.stop_for(StopReason::Handover);
+    }
+    let outcome = if lease.stop_reason().is_some() {
+        Err(KilnError::Cancelled)
+    } else if row.kind == "prediction" {
+        predict_batch(ctx, &row, &job, &lease)
     } else {
-        train(ctx, &row, &job).and_then(|info| {
+        train(ctx, &row, &job, &lease).and_then(|info| {
             serde_json::to_value(info).map_err(|e| KilnError::Internal(e.to_string()))
         })
     };
-    ctx.scheduler.ended(id);
-    match outcome {
-        Ok(result) => ctx.finish(id, "completed", Some(result), None),
-        Err(KilnError::Cancelled) if ctx.scheduler.stopping() => {
+    ctx.scheduler.ended(&id);
+    match (outcome, lease.stop_reason()) {
+        (_, Some(StopReason::Lost)) => {
+            eprintln!("kiln serve: job {id}: stopped here; its lease is another worker's now");
+        }
+        (Ok(result), _) => ctx.finish(&id, "completed", Some(result), None, attempt),
+        (Err(KilnError::Cancelled), Some(StopReason::Handover)) => {
             ctx.recorder.send(Record::Requeued {
-                job: id.to_string(),
+                job: id.clone(),
+                attempt,
+                reason: format!(
+                    "worker {} stopped taking jobs (stopping or draining); the job resumes from \
+                     its latest checkpoint on the next worker",
+                    ctx.worker.id
+                ),
             });
         }
-        Err(KilnError::Cancelled) => {
-            ctx.finish(id, "cancelled", None, Some("the job was cancelled"));
+        (Err(KilnError::Cancelled), _) => {
+            ctx.finish(
+                &id,
+                "cancelled",
+                None,
+                Some("the job was cancelled"),
+                attempt,
+            );
         }
-        Err(e) => {
+        (Err(e), _) => {
             if !e.is_user_error() {
                 eprintln!("kiln serve: job {id} failed: {e}");
             }
-            ctx.finish(id, "failed", None, Some(&e.to_string()));
+            ctx.finish(&id, "failed", None, Some(&e.to_string()), attempt);
         }
     }
+}
+
+/// The local file of a stored dataset (a cached copy when the store is shared).
+fn dataset_file(ctx: &RunnerContext, dataset: &str, format: &str) -> Result<PathBuf> {
+    ctx.objects
+        .local_file(&datasets::dataset_key(dataset, format))
+}
+
+/// Refuses to go on once the lease is lost: nothing more is written for the job.
+fn check_lease(lease: &Lease) -> Result<()> {
+    if lease.lost() {
+        return Err(KilnError::Cancelled);
+    }
+    Ok(())
 }
 
 /// Rows predicted per pass (and per progress event) of a batch prediction.
 const PREDICT_ROWS_PER_PASS: usize = 4096;
 
 /// A batch prediction job: the model over the dataset's features, written as CSV.
-fn predict_batch(ctx: &RunnerContext, row: &JobRow, job: &Job) -> Result<serde_json::Value> {
+fn predict_batch(
+    ctx: &RunnerContext,
+    row: &JobRow,
+    job: &Job,
+    lease: &Lease,
+) -> Result<serde_json::Value> {
     let id = row.id.as_str();
     let spec: serde_json::Value = serde_json::from_str(&row.config)
         .map_err(|e| KilnError::Internal(format!("prediction job spec: {e}")))?;
@@ -132,10 +194,11 @@ fn predict_batch(ctx: &RunnerContext, row: &JobRow, job: &Job) -> Result<serde_j
         .map_err(|e| KilnError::Internal(format!("registry: {e}")))?
         .ok_or_else(|| KilnError::Data(format!("dataset {dataset} was deleted")))?;
     let sample_len: usize = saved.header.input_shape.iter().product();
-    let file = datasets::file_of(&ctx.data_dir.join("datasets"), &dataset, &found.format);
+    let file = dataset_file(ctx, &dataset, &found.format)?;
     let features = datasets::prediction_features(&file, &found, sample_len)?;
     ctx.recorder.send(Record::Processing {
         job: id.to_string(),
+        attempt: lease.attempt,
     });
     let (task, outputs) = (saved.task(), saved.header.num_outputs);
     let predictor = Predictor::new(saved, &native_device(ctx.backend)?)?;
@@ -151,6 +214,7 @@ fn predict_batch(ctx: &RunnerContext, row: &JobRow, job: &Job) -> Result<serde_j
             id,
             "progress",
             serde_json::json!({ "event": "progress", "rowsDone": done, "rows": rows }),
+            lease.attempt,
         );
     }
     let dir = ctx.job_dir(id);
@@ -161,6 +225,10 @@ fn predict_batch(ctx: &RunnerContext, row: &JobRow, job: &Job) -> Result<serde_j
         &dir.join(super::predictions_api::OUTPUT_CSV),
         csv.as_bytes(),
     )?;
+    check_lease(lease)?;
+    if ctx.objects.is_remote() {
+        mirror::upload_file(&ctx.objects, id, &dir, super::predictions_api::OUTPUT_CSV)?;
+    }
     Ok(serde_json::json!({
         "model": model_id,
         "rows": rows,
@@ -168,7 +236,7 @@ fn predict_batch(ctx: &RunnerContext, row: &JobRow, job: &Job) -> Result<serde_j
     }))
 }
 
-fn train(ctx: &RunnerContext, row: &JobRow, job: &Job) -> Result<TrainRunInfo> {
+fn train(ctx: &RunnerContext, row: &JobRow, job: &Job, lease: &Lease) -> Result<TrainRunInfo> {
     let id = row.id.as_str();
     let config = Config::from_json_str(&row.config)?;
     let loaded = match &row.dataset {
@@ -178,7 +246,7 @@ fn train(ctx: &RunnerContext, row: &JobRow, job: &Job) -> Result<TrainRunInfo> {
                 .block_on(ctx.hub.registry().dataset(dataset))
                 .map_err(|e| KilnError::Internal(format!("registry: {e}")))?
                 .ok_or_else(|| KilnError::Data(format!("dataset {dataset} was deleted")))?;
-            let file = datasets::file_of(&ctx.data_dir.join("datasets"), dataset, &found.format);
+            let file = dataset_file(ctx, dataset, &found.format)?;
             datasets::load(&file, &found, &config)?
         }
         None => load_source(&config)?,
@@ -186,15 +254,32 @@ fn train(ctx: &RunnerContext, row: &JobRow, job: &Job) -> Result<TrainRunInfo> {
     let splits = prepare(&config, loaded)?;
     let device = native_device(ctx.backend)?;
     let root = ctx.job_dir(id);
+    if ctx.objects.is_remote() {
+        // The recorded checkpoint is the truth: this machine's copy may be older, or from a
+        // lease that was lost.
+        let epoch = recorded_checkpoint(row)
+            .and_then(|c| c.get("epoch").and_then(|e| e.as_u64()))
+            .map(|e| e as usize);
+        mirror::restore(&ctx.objects, id, &root, epoch)?;
+    }
     let resume = if RunDir::has_checkpoint(&root) {
         Some(RunDir::latest_checkpoint(&root)?)
     } else {
         None
     };
-    let mut run_dir = RunDir::open(root.clone(), &config, config.checkpoint.save_top_k)?;
+    let run_dir = RunDir::open(root.clone(), &config, config.checkpoint.save_top_k)?;
+    let mut checkpoints = SharedCheckpoints {
+        run_dir,
+        ctx,
+        lease,
+        recorded: recorded_checkpoint(row)
+            .and_then(|c| c.get("epoch").and_then(|e| e.as_u64()))
+            .map(|e| e as usize),
+    };
     let mut metrics_log = MetricsLog::open(&root)?;
     ctx.recorder.send(Record::Processing {
         job: id.to_string(),
+        attempt: lease.attempt,
     });
     let mut log_error = None;
     let mut on_event = |event: &TrainEvent| {
@@ -209,9 +294,16 @@ fn train(ctx: &RunnerContext, row: &JobRow, job: &Job) -> Result<TrainRunInfo> {
             .and_then(|k| k.as_str())
             .unwrap_or("event")
             .to_string();
-        ctx.publish(id, &kind, value);
+        ctx.publish(id, &kind, value, lease.attempt);
     };
-    let mut write_results = |output: &JobOutput| RunDir::write_results(&root, output);
+    let mut write_results = |output: &JobOutput| {
+        RunDir::write_results(&root, output)?;
+        check_lease(lease)?;
+        if ctx.objects.is_remote() {
+            with_retries(|| mirror::upload_results(&ctx.objects, id, &root))?;
+        }
+        Ok(())
+    };
     let output = futures::executor::block_on(run_job(
         job,
         JobRun {
@@ -220,7 +312,7 @@ fn train(ctx: &RunnerContext, row: &JobRow, job: &Job) -> Result<TrainRunInfo> {
             device,
             backend: ctx.backend.name().into(),
             store: &ctx.store,
-            checkpoints: Some(&mut run_dir),
+            checkpoints: Some(&mut checkpoints),
             resume,
             on_event: &mut on_event,
             best_model_path: None,
@@ -233,4 +325,95 @@ fn train(ctx: &RunnerContext, row: &JobRow, job: &Job) -> Result<TrainRunInfo> {
         return Err(e);
     }
     Ok(output.info)
+}
+
+/// Tries an object-store call three times, a second and then two apart.
+fn with_retries<T>(mut call: impl FnMut() -> Result<T>) -> Result<T> {
+    let mut pause = Duration::from_secs(1);
+    let mut tries = 1;
+    loop {
+        match call() {
+            Err(e) if tries < 3 => {
+                eprintln!("kiln serve: {e}; trying again");
+                std::thread::sleep(pause);
+                pause *= 2;
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A server job's checkpoints: written to its run directory, copied to the shared object store
+/// (when there is one), then recorded in the registry under the job's lease — so a checkpoint
+/// is recorded only once it is all there, and only by the lease holder.
+struct SharedCheckpoints<'a> {
+    run_dir: RunDir,
+    ctx: &'a RunnerContext,
+    lease: &'a Lease,
+    /// The epoch of the checkpoint recorded last.
+    recorded: Option<usize>,
+}
+
+impl CheckpointSink for SharedCheckpoints<'_> {
+    fn save(&mut self, checkpoint: CheckpointData<'_>) -> Result<()> {
+        check_lease(self.lease)?;
+        let (epoch, step) = (checkpoint.state.epochs_done, checkpoint.state.step);
+        self.run_dir.save(checkpoint)?;
+        let (ctx, id, attempt) = (self.ctx, self.lease.job.as_str(), self.lease.attempt);
+        if ctx.objects.is_remote() {
+            let root = self.run_dir.root.clone();
+            if let Err(e) = with_retries(|| {
+                check_lease(self.lease)?;
+                mirror::upload_checkpoint(&ctx.objects, id, &root, epoch)
+            }) {
+                check_lease(self.lease)?;
+                // Training goes on; the next checkpoint tries again. Nothing is recorded, so a
+                // worker taking over resumes from the last checkpoint that is really there.
+                ctx.publish(
+                    id,
+                    "checkpointFailed",
+                    serde_json::json!({
+                        "event": "checkpointFailed",
+                        "epoch": epoch,
+                        "step": step,
+                        "error": e.to_string(),
+                        "recordedEpoch": self.recorded,
+                    }),
+                    attempt,
+                );
+                return Ok(());
+            }
+        }
+        let record =
+            serde_json::json!({ "epoch": epoch, "step": step, "attempt": attempt }).to_string();
+        let recorded = ctx
+            .runtime
+            .block_on(retry_while_unreachable(Duration::from_secs(60), || {
+                ctx.hub.registry().record_checkpoint(id, attempt, &record)
+            }));
+        match recorded {
+            Ok(true) => {
+                if ctx.objects.is_remote()
+                    && let Some(previous) = self.recorded
+                    && previous != epoch
+                {
+                    mirror::drop_checkpoint(&ctx.objects, id, previous);
+                }
+                self.recorded = Some(epoch);
+                Ok(())
+            }
+            Ok(false) => {
+                self.lease.stop_for(StopReason::Lost);
+                Err(KilnError::Cancelled)
+            }
+            Err(e) => Err(KilnError::Internal(format!(
+                "cannot record checkpoint {epoch} in the registry: {e}"
+            ))),
+        }
+    }
+
+    fn last_location(&self) -> Option<String> {
+        self.run_dir.last_location()
+    }
 }

@@ -3,13 +3,17 @@
 
 use super::auth::{Tokens, require_token};
 use super::hub::Hub;
+use super::model_store::ServerModels;
+use super::objects::Objects;
 use super::problem::problems_everywhere;
 use super::recorder::Recorder;
-use super::registry::Registry;
-use super::runner::{RunnerContext, run_queued};
+use super::registry::{Dialect, Registry, WorkerRow, now_ms, redact};
+use super::runner::{RunnerContext, run_claimed};
 use super::scheduler::Scheduler;
 use super::state::AppState;
-use super::{datasets_api, jobs_api, models_api, openapi, predictions_api, ui};
+use super::worker::{WorkerIdentity, worker_id};
+use super::{datasets_api, heartbeat, jobs_api, listener, models_api, openapi, predictions_api};
+use super::{ui, workers_api};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, header};
@@ -17,6 +21,7 @@ use axum::routing::{get, post};
 use kiln::backend::BackendKind;
 use kiln::store::DirStore;
 use kiln::{KilnError, Result};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -43,6 +48,14 @@ pub struct ServeOptions {
     pub max_queued_jobs: usize,
     /// Backend for training and prediction.
     pub backend: BackendKind,
+    /// `postgres://…` (a fleet's shared registry); `None`: `DATA_DIR/kiln.db`.
+    pub database: Option<String>,
+    /// `file:///dir` or `s3://bucket/prefix`; `None`: `DATA_DIR`.
+    pub objects: Option<String>,
+    /// This worker's labels.
+    pub labels: Vec<(String, String)>,
+    /// How long a claim lasts without a heartbeat.
+    pub lease: Duration,
 }
 
 /// How long a stopping server waits for running jobs to reach the end of their epoch.
@@ -85,26 +98,74 @@ pub fn serve(options: ServeOptions, pool: Arc<rayon::ThreadPool>) -> Result<()> 
         .build()
         .map_err(|e| internal("cannot start the async runtime", e))?;
     let registry = runtime
-        .block_on(Registry::open(&options.data_dir.join("kiln.db")))
-        .map_err(|e| internal("cannot open the registry", e))?;
+        .block_on(async {
+            match &options.database {
+                Some(url) => Registry::connect(url).await,
+                None => Registry::open_file(&options.data_dir.join("kiln.db")).await,
+            }
+        })
+        .map_err(|e| match &options.database {
+            Some(url) => internal(&format!("cannot open the registry at {}", redact(url)), e),
+            None => internal("cannot open the registry", e),
+        })?;
+    let objects = match &options.objects {
+        Some(url) => Objects::open(url, &options.data_dir, runtime.handle().clone())?,
+        None => Objects::data_dir(&options.data_dir, runtime.handle().clone())?,
+    };
+    if registry.dialect() == Dialect::Postgres && !objects.is_remote() {
+        eprintln!(
+            "kiln serve: warning: the registry is shared but models, datasets and checkpoints \
+             stay in this machine's {} — give every worker the same --objects URL so that any \
+             of them can run any job and take jobs over",
+            options.data_dir.display()
+        );
+    }
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(options.addr))
         .map_err(|e| KilnError::io(format!("cannot bind {}", options.addr), e))?;
     let bound = listener
         .local_addr()
         .map_err(|e| KilnError::io("cannot read the bound address", e))?;
-    let hub = Hub::new(registry.clone());
-    let scheduler = Arc::new(Scheduler::new(options.max_queued_jobs));
+    let mut labels: BTreeMap<String, String> = options.labels.iter().cloned().collect();
+    labels.insert("backend".into(), options.backend.name().into());
+    let worker = WorkerIdentity {
+        id: worker_id(&options.data_dir)?,
+        labels,
+        lease: options.lease,
+    };
+    let hub = Hub::new(registry.clone(), worker.id.clone());
+    let scheduler = Arc::new(Scheduler::new());
+    let store = if objects.is_remote() {
+        ServerModels::Objects(objects.clone())
+    } else {
+        ServerModels::Dir(DirStore::new(options.data_dir.join("models")))
+    };
     let runner = RunnerContext {
         runtime: runtime.handle().clone(),
         hub: hub.clone(),
         scheduler: scheduler.clone(),
         data_dir: options.data_dir.clone(),
-        store: DirStore::new(options.data_dir.join("models")),
+        store,
+        objects,
         backend: options.backend,
-        recorder: Recorder::start(runtime.handle(), hub.clone()),
+        recorder: Recorder::start(runtime.handle(), hub.clone(), scheduler.clone()),
+        worker: worker.clone(),
     };
-    runtime.block_on(recover(&runner))?;
+    runtime.block_on(join_fleet(&runner, &options, bound))?;
+    runtime.spawn(heartbeat::beat(
+        registry.clone(),
+        worker.id.clone(),
+        scheduler.clone(),
+        worker.lease,
+    ));
+    if let (Dialect::Postgres, Some(url)) = (registry.dialect(), &options.database) {
+        runtime.spawn(listener::listen(
+            url.clone(),
+            worker.id.clone(),
+            hub.clone(),
+            scheduler.clone(),
+        ));
+    }
     let recorder = runner.recorder.clone();
     let workers: Vec<_> = (0..options.max_concurrent_jobs)
         .map(|i| {
@@ -112,26 +173,24 @@ pub fn serve(options: ServeOptions, pool: Arc<rayon::ThreadPool>) -> Result<()> 
             let pool = pool.clone();
             std::thread::Builder::new()
                 .name(format!("kiln-job-{i}"))
-                .spawn(move || {
-                    while let Some(id) = runner.scheduler.next() {
-                        pool.install(|| run_queued(&runner, &id));
-                    }
-                })
+                .spawn(move || claim_and_run(&runner, &pool))
                 .map_err(|e| internal("cannot start a training thread", e))
         })
         .collect::<Result<_>>()?;
     let state = AppState {
-        registry,
+        registry: registry.clone(),
         hub,
         scheduler: scheduler.clone(),
         runner,
         tokens: tokens.clone(),
+        max_queued_jobs: options.max_queued_jobs,
     };
     let state_hub = state.hub.clone();
     let app = router(state, &options, origins);
     println!(
-        "kiln serve: listening on http://{bound} (data in {})",
-        options.data_dir.display()
+        "kiln serve: listening on http://{bound} (data in {}; worker {})",
+        options.data_dir.display(),
+        worker.id
     );
     let stopping = scheduler.clone();
     let streams = state_hub;
@@ -160,43 +219,110 @@ pub fn serve(options: ServeOptions, pool: Arc<rayon::ThreadPool>) -> Result<()> 
         let _ = worker.join();
     }
     recorder.flush(Duration::from_secs(30));
+    let _ = runtime.block_on(registry.worker_stopped(&worker.id));
     runtime.shutdown_timeout(Duration::from_secs(5));
     served.map_err(|e| KilnError::io("the server failed", e))
 }
 
-/// Puts every job that had not ended back in the queue, oldest first; a job that was training
-/// resumes from its latest checkpoint (or starts again), with an `interrupted` event.
-async fn recover(runner: &RunnerContext) -> Result<()> {
+/// Registers this worker (again, after a restart) and puts the jobs its previous run held
+/// back in the queue at once — without waiting for their leases to run out — each with an
+/// `interrupted` event; they resume from their latest checkpoint.
+async fn join_fleet(
+    runner: &RunnerContext,
+    options: &ServeOptions,
+    bound: SocketAddr,
+) -> Result<()> {
     let registry = runner.hub.registry();
-    let jobs = registry
-        .unfinished_jobs()
+    let worker = &runner.worker;
+    let now = now_ms();
+    let row = WorkerRow {
+        id: worker.id.clone(),
+        host: hostname(),
+        addr: bound.to_string(),
+        backend: options.backend.name().into(),
+        labels: serde_json::to_string(&worker.labels).unwrap_or_else(|_| "{}".into()),
+        capacity: options.max_concurrent_jobs as i64,
+        started_at: now,
+        heartbeat_at: now,
+        draining: 0,
+        stopped_at: None,
+    };
+    registry
+        .register_worker(&row)
+        .await
+        .map_err(|e| internal("cannot register this worker", e))?;
+    let released = registry
+        .release_all_of(&worker.id)
         .await
         .map_err(|e| internal("cannot read the registry", e))?;
-    for job in jobs {
-        if job.status == "processing" {
-            let resumable = crate::run_dir::RunDir::has_checkpoint(&runner.job_dir(&job.id));
-            let reason = if resumable {
-                "the server stopped while the job was training; it resumes from its latest checkpoint"
-            } else {
-                "the server stopped while the job was training; it starts again (no checkpoint yet)"
-            };
-            registry
-                .mark_queued(&job.id)
-                .await
-                .map_err(|e| internal("cannot requeue a job", e))?;
-            runner
-                .hub
-                .publish(
-                    &job.id,
-                    "interrupted",
-                    serde_json::json!({ "reason": reason }).to_string(),
-                )
-                .await
-                .map_err(|e| internal("cannot record an event", e))?;
-        }
-        let _ = runner.scheduler.submit(job.id, true);
+    for job in released {
+        let reason = if job.checkpoint.is_some()
+            || crate::run_dir::RunDir::has_checkpoint(&runner.job_dir(&job.id))
+        {
+            "the server stopped while the job was training; it resumes from its latest checkpoint"
+        } else {
+            "the server stopped while the job was training; it starts again (no checkpoint yet)"
+        };
+        runner
+            .hub
+            .publish(
+                &job.id,
+                "interrupted",
+                serde_json::json!({ "reason": reason, "worker": worker.id }).to_string(),
+                0,
+            )
+            .await
+            .map_err(|e| internal("cannot record an event", e))?;
     }
     Ok(())
+}
+
+/// The machine's name, for `GET /v1/workers`.
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// One training thread: claims the oldest job this worker may run, runs it, and again, until
+/// the server stops; looks again when woken (a job was queued) or every poll interval (a
+/// lease may have run out).
+fn claim_and_run(runner: &RunnerContext, pool: &rayon::ThreadPool) {
+    let poll = (runner.worker.lease / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
+    let registry = runner.hub.registry();
+    let mut failing = false;
+    while !runner.scheduler.stopping() {
+        if runner.scheduler.draining() {
+            runner.scheduler.wait(poll);
+            continue;
+        }
+        let until = now_ms() + runner.worker.lease.as_millis() as i64;
+        let claimed = runner.runtime.block_on(registry.claim(
+            &runner.worker.id,
+            &runner.worker.labels,
+            until,
+        ));
+        match claimed {
+            Ok(Some(job)) => {
+                failing = false;
+                pool.install(|| run_claimed(runner, job));
+            }
+            Ok(None) => {
+                failing = false;
+                runner.scheduler.wait(poll);
+            }
+            Err(e) => {
+                if !failing {
+                    eprintln!("kiln serve: cannot look for queued jobs (retrying): {e}");
+                }
+                failing = true;
+                runner.scheduler.wait(Duration::from_secs(1));
+            }
+        }
+    }
 }
 
 fn router(state: AppState, options: &ServeOptions, origins: Vec<HeaderValue>) -> Router {
@@ -223,6 +349,8 @@ fn router(state: AppState, options: &ServeOptions, origins: Vec<HeaderValue>) ->
         .route("/v1/jobs/{id}/events", get(jobs_api::events))
         .route("/v1/jobs/{id}/metrics", get(jobs_api::metrics))
         .route("/v1/jobs/{id}/holdout", get(jobs_api::holdout))
+        .route("/v1/workers", get(workers_api::list))
+        .route("/v1/workers/{id}/drain", post(workers_api::drain))
         .route("/v1/predictions", post(predictions_api::submit))
         .route("/v1/predictions/{id}", get(predictions_api::show))
         .route("/v1/predictions/{id}/output", get(predictions_api::output))

@@ -14,12 +14,14 @@ pub struct AppState {
     pub registry: Registry,
     /// Live event subscribers.
     pub hub: Hub,
-    /// The job queue.
+    /// The jobs training here.
     pub scheduler: Arc<Scheduler>,
     /// Data directory, store, backend.
     pub runner: RunnerContext,
     /// The accepted tokens.
     pub tokens: Tokens,
+    /// Jobs waiting at most, fleet-wide.
+    pub max_queued_jobs: usize,
 }
 
 /// Runs blocking work (file and model-store I/O, inference) off the async reactor.

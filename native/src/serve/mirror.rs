@@ -1,0 +1,111 @@
+//! Copies a job's run directory to and from the object store when the store is not `DATA_DIR`
+//! itself: each checkpoint (state.json last) and the metrics so far as soon as it is written,
+//! the results at the end; and, when another worker takes a job over, its recorded checkpoint
+//! back into a fresh local run directory. Keys: `jobs/<id>/…`, laid out like the run directory.
+
+use super::objects::Objects;
+use crate::run_dir::{HOLDOUT_CSV, RunDir};
+use kiln::{KilnError, Result};
+use std::path::Path;
+
+/// The files of one checkpoint, `state.json` last (a checkpoint counts once it is there).
+const CHECKPOINT_FILES: [&str; 4] = ["model.bpk", "optimizer.bpk", "best.bpk", "state.json"];
+
+/// The files of a finished run that are kept.
+const RESULT_FILES: [&str; 4] = [
+    "metrics.jsonl",
+    HOLDOUT_CSV,
+    "final_weights.bpk",
+    "run.json",
+];
+
+/// The key of a file of job `id`'s run.
+pub fn job_key(id: &str, file: &str) -> String {
+    format!("jobs/{id}/{file}")
+}
+
+fn read_local(path: &Path) -> Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(KilnError::io(format!("cannot read {}", path.display()), e)),
+    }
+}
+
+/// Uploads checkpoint `epoch` of the run in `root` and the metrics so far.
+pub fn upload_checkpoint(objects: &Objects, id: &str, root: &Path, epoch: usize) -> Result<()> {
+    let name = RunDir::checkpoint_name(epoch);
+    let dir = root.join("checkpoints").join(&name);
+    if let Some(metrics) = read_local(&root.join("metrics.jsonl"))? {
+        objects.wait(objects.put(&job_key(id, "metrics.jsonl"), metrics.into()))?;
+    }
+    for file in CHECKPOINT_FILES {
+        if let Some(bytes) = read_local(&dir.join(file))? {
+            let key = job_key(id, &format!("checkpoints/{name}/{file}"));
+            objects.wait(objects.put(&key, bytes.into()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes an earlier checkpoint's objects (best effort: a leftover costs space only).
+pub fn drop_checkpoint(objects: &Objects, id: &str, epoch: usize) {
+    let prefix = job_key(
+        id,
+        &format!("checkpoints/{}", RunDir::checkpoint_name(epoch)),
+    );
+    let _ = objects.wait(objects.delete_all(&prefix));
+}
+
+/// Makes `root` hold exactly the recorded checkpoint `epoch` (none: a fresh start) and the
+/// metrics written up to it, from the object store.
+pub fn restore(objects: &Objects, id: &str, root: &Path, epoch: Option<usize>) -> Result<()> {
+    let clear = |path: &Path| match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(KilnError::io(format!("cannot clear {}", path.display()), e)),
+    };
+    clear(&root.join("checkpoints"))?;
+    let _ = std::fs::remove_file(root.join("metrics.jsonl"));
+    let Some(epoch) = epoch else {
+        return Ok(());
+    };
+    let name = RunDir::checkpoint_name(epoch);
+    let mut files = Vec::new();
+    for file in CHECKPOINT_FILES {
+        let key = job_key(id, &format!("checkpoints/{name}/{file}"));
+        if let Some(bytes) = objects.wait(objects.get(&key))? {
+            files.push((file, bytes.to_vec()));
+        }
+    }
+    if !files.iter().any(|(f, _)| *f == "state.json") {
+        return Err(KilnError::Model(format!(
+            "the recorded checkpoint (epoch {epoch}) of job {id} is not in the object store ({})",
+            objects.describe()
+        )));
+    }
+    std::fs::create_dir_all(root)
+        .map_err(|e| KilnError::io(format!("cannot create {}", root.display()), e))?;
+    if let Some(metrics) = objects.wait(objects.get(&job_key(id, "metrics.jsonl")))? {
+        kiln::store::write_atomic(&root.join("metrics.jsonl"), &metrics)?;
+    }
+    RunDir::adopt_checkpoint(root, epoch, &files)
+}
+
+/// Uploads a finished run's results.
+pub fn upload_results(objects: &Objects, id: &str, root: &Path) -> Result<()> {
+    for file in RESULT_FILES {
+        if let Some(bytes) = read_local(&root.join(file))? {
+            objects.wait(objects.put(&job_key(id, file), bytes.into()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Uploads one file of a run (a prediction job's output).
+pub fn upload_file(objects: &Objects, id: &str, root: &Path, file: &str) -> Result<()> {
+    if let Some(bytes) = read_local(&root.join(file))? {
+        objects.wait(objects.put(&job_key(id, file), bytes.into()))?;
+    }
+    Ok(())
+}

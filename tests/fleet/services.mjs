@@ -1,0 +1,122 @@
+// Real servers for the fleet tests, started on loopback and free ports and stopped afterwards:
+// a throwaway PostgreSQL cluster (Debian's binaries, in a temporary directory) and moto's
+// S3-compatible server (PyPI, in .venv-fleet; see scripts/setup-fleet.sh).
+import { spawn, execFileSync } from "node:child_process";
+import { chownSync, mkdtempSync, readdirSync, existsSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { repo } from "../js/helpers.mjs";
+
+/** A free TCP port on 127.0.0.1. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once("error", reject);
+    probe.listen(0, "127.0.0.1", () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const children = new Set();
+process.on("exit", () => { for (const c of children) c.kill("SIGKILL"); });
+
+function pgBin(name) {
+  const root = "/usr/lib/postgresql";
+  const versions = existsSync(root) ? readdirSync(root).sort((a, b) => Number(b) - Number(a)) : [];
+  for (const v of versions) {
+    const path = join(root, v, "bin", name);
+    if (existsSync(path)) return path;
+  }
+  throw new Error(`PostgreSQL's ${name} is not installed (run scripts/setup-fleet.sh)`);
+}
+
+/** PostgreSQL refuses to run as root: as root, its commands run as the `postgres` user. */
+function asPostgres(cmd, args) {
+  return process.getuid?.() === 0 ? ["runuser", ["-u", "postgres", "--", cmd, ...args]] : [cmd, args];
+}
+
+/**
+ * A new PostgreSQL cluster in a temporary directory, on a free loopback port, with databases
+ * `names`; `restart()` stops it (fast shutdown) and starts it again on the same port and data.
+ */
+export async function startPostgres(names = ["kiln"]) {
+  const dir = mkdtempSync(join(tmpdir(), "kiln-pg-"));
+  if (process.getuid?.() === 0) chownSync(dir, Number(execFileSync("id", ["-u", "postgres"]).toString()), Number(execFileSync("id", ["-g", "postgres"]).toString()));
+  const data = join(dir, "data");
+  const [initCmd, initArgs] = asPostgres(pgBin("initdb"), ["-D", data, "-U", "kiln", "--auth=trust", "-E", "UTF8", "--no-sync"]);
+  execFileSync(initCmd, initArgs, { stdio: "ignore" });
+  const port = await freePort();
+  const pg = { port, dir, child: null, log: "" };
+  pg.start = async () => {
+    const [cmd, args] = asPostgres(pgBin("postgres"), [
+      "-D", data, "-p", String(port), "-k", dir, "-c", "listen_addresses=127.0.0.1",
+      "-c", "fsync=off", "-c", "max_connections=200",
+    ]);
+    const child = spawn(cmd, args, { stdio: ["ignore", "ignore", "pipe"] });
+    children.add(child);
+    child.stderr.on("data", (d) => { pg.log += d; });
+    pg.exited = new Promise((resolve) => child.on("exit", () => { children.delete(child); resolve(); }));
+    pg.child = child;
+    const deadline = Date.now() + 30000;
+    for (;;) {
+      try {
+        execFileSync(pgBin("pg_isready"), ["-h", "127.0.0.1", "-p", String(port), "-q"]);
+        return;
+      } catch {
+        if (Date.now() > deadline) throw new Error(`PostgreSQL did not start: ${pg.log}`);
+        await sleep(100);
+      }
+    }
+  };
+  pg.stop = async () => {
+    if (!pg.child) return;
+    pg.child.kill("SIGINT"); // fast shutdown: disconnects every client
+    await pg.exited;
+    pg.child = null;
+  };
+  pg.restart = async () => { await pg.stop(); await pg.start(); };
+  await pg.start();
+  for (const name of names) {
+    execFileSync(pgBin("createdb"), ["-h", "127.0.0.1", "-p", String(port), "-U", "kiln", name]);
+  }
+  pg.url = (name = names[0]) => `postgres://kiln@127.0.0.1:${port}/${name}`;
+  return pg;
+}
+
+/** moto's S3 server on a free loopback port, with bucket `bucket`; `env` is what a worker needs. */
+export async function startMoto(bucket = "kiln-fleet") {
+  const port = await freePort();
+  const child = spawn(join(repo, ".venv-fleet", "bin", "moto_server"), ["-H", "127.0.0.1", "-p", String(port)], { stdio: ["ignore", "ignore", "pipe"] });
+  children.add(child);
+  const moto = { port, child, log: "" };
+  child.stderr.on("data", (d) => { moto.log += d; });
+  moto.exited = new Promise((resolve) => child.on("exit", () => { children.delete(child); resolve(); }));
+  const endpoint = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 30000;
+  for (;;) {
+    try {
+      const r = await fetch(`${endpoint}/${bucket}`, { method: "PUT" });
+      if (r.ok) break;
+    } catch { /* not up yet */ }
+    if (Date.now() > deadline) throw new Error(`moto did not start: ${moto.log}`);
+    await sleep(200);
+  }
+  moto.endpoint = endpoint;
+  moto.env = {
+    AWS_ACCESS_KEY_ID: "kiln-test",
+    AWS_SECRET_ACCESS_KEY: "kiln-test",
+    AWS_REGION: "us-east-1",
+    AWS_ENDPOINT_URL: endpoint,
+  };
+  /** An object's bytes (moto serves anonymous GETs), or null. */
+  moto.get = async (key) => {
+    const r = await fetch(`${endpoint}/${bucket}/${key}`);
+    return r.ok ? Buffer.from(await r.arrayBuffer()) : null;
+  };
+  moto.stop = async () => { child.kill("SIGTERM"); await moto.exited; };
+  return moto;
+}
