@@ -19,33 +19,35 @@ pub const DRAIN_CHANNEL: &str = "kiln_drain";
 /// Listens on `url` until the runtime stops, reconnecting when the connection drops.
 pub async fn listen(url: String, worker: String, hub: Hub, scheduler: Arc<Scheduler>) {
     loop {
-        match PgListener::connect(&url).await {
-            Ok(mut listener) => {
-                let channels = [EVENTS_CHANNEL, JOBS_CHANNEL, CANCEL_CHANNEL, DRAIN_CHANNEL];
-                if let Err(e) = listener.listen_all(channels).await {
-                    eprintln!("kiln serve: cannot listen for notifications: {e}");
-                } else {
-                    // Whatever was announced while not listening is read from the registry.
-                    hub.catch_up_all().await;
-                    scheduler.wake();
-                    loop {
-                        match listener.try_recv().await {
-                            Ok(Some(n)) => {
-                                handle(&worker, &hub, &scheduler, n.channel(), n.payload()).await
-                            }
-                            // The connection was lost; the next call reconnects.
-                            Ok(None) => {
-                                hub.catch_up_all().await;
-                                scheduler.wake();
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                }
-            }
-            Err(_) => {}
+        if let Err(e) = listen_once(&url, &worker, &hub, &scheduler).await {
+            eprintln!("kiln serve: notifications interrupted (reconnecting): {e}");
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// One connection's worth of notifications: returns when it fails.
+async fn listen_once(
+    url: &str,
+    worker: &str,
+    hub: &Hub,
+    scheduler: &Scheduler,
+) -> Result<(), sqlx::Error> {
+    let mut listener = PgListener::connect(url).await?;
+    let channels = [EVENTS_CHANNEL, JOBS_CHANNEL, CANCEL_CHANNEL, DRAIN_CHANNEL];
+    listener.listen_all(channels).await?;
+    // Whatever was announced while not listening is read from the registry.
+    hub.catch_up_all().await;
+    scheduler.wake();
+    loop {
+        match listener.try_recv().await? {
+            Some(n) => handle(worker, hub, scheduler, n.channel(), n.payload()).await,
+            // The connection was lost and re-established: catch up on what was missed.
+            None => {
+                hub.catch_up_all().await;
+                scheduler.wake();
+            }
+        }
     }
 }
 
