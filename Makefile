@@ -5,7 +5,7 @@ export XDG_RUNTIME_DIR ?= /tmp
 # One shared target dir and one test profile for everything.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: setup train test test-rust test-js test-web test-python test-demo lint fmt bench check-cuda pkg demo
+.PHONY: setup train test test-rust test-js test-web test-python test-fleet test-demo lint fmt bench check-cuda pkg demo
 
 setup:
 	./scripts/setup.sh
@@ -31,7 +31,7 @@ demo: setup pkg
 
 ## Every test: unit, CLI end-to-end (kill/resume, wgpu on lavapipe), WebGPU in headless Chromium,
 ## Node, the npm consumer and interchange tests, lint, CUDA type-check.
-test: setup lint check-cuda test-rust test-web test-js test-python
+test: setup lint check-cuda test-rust test-web test-js test-python test-fleet
 
 test-rust:
 	$(CARGO) test --workspace
@@ -46,6 +46,13 @@ test-python:
 	./scripts/setup-python.sh
 	$(CARGO) build -p kiln-native
 	KILN_BIN=$(CARGO_TARGET_DIR)/debug/kiln .venv/bin/pytest -q python/tests
+
+## A fleet of `kiln serve` workers on a real PostgreSQL (a throwaway cluster the tests start) and
+## a real S3 server (moto, in .venv-fleet) or file:// store: fail-over, drain, database faults.
+test-fleet:
+	./scripts/setup-fleet.sh
+	$(CARGO) build -p kiln-native
+	node --test tests/fleet/
 
 ## wasm-bindgen-test in headless Chromium with WebGPU (SwiftShader), asserting WebGPU is used,
 ## and the same binding tests in Node 20 on the CPU backend.

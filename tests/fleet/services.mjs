@@ -34,9 +34,14 @@ function pgBin(name) {
   throw new Error(`PostgreSQL's ${name} is not installed (run scripts/setup-fleet.sh)`);
 }
 
-/** PostgreSQL refuses to run as root: as root, its commands run as the `postgres` user. */
-function asPostgres(cmd, args) {
-  return process.getuid?.() === 0 ? ["runuser", ["-u", "postgres", "--", cmd, ...args]] : [cmd, args];
+/**
+ * PostgreSQL refuses to run as root: as root, its programs run as the `postgres` user (spawned
+ * with that uid directly, so that signals reach the server itself, not a wrapper).
+ */
+function asPostgres() {
+  if (process.getuid?.() !== 0) return {};
+  const id = (flag) => Number(execFileSync("id", [flag, "postgres"]).toString());
+  return { uid: id("-u"), gid: id("-g") };
 }
 
 /**
@@ -45,18 +50,17 @@ function asPostgres(cmd, args) {
  */
 export async function startPostgres(names = ["kiln"]) {
   const dir = mkdtempSync(join(tmpdir(), "kiln-pg-"));
-  if (process.getuid?.() === 0) chownSync(dir, Number(execFileSync("id", ["-u", "postgres"]).toString()), Number(execFileSync("id", ["-g", "postgres"]).toString()));
+  const user = asPostgres();
+  if (user.uid !== undefined) chownSync(dir, user.uid, user.gid);
   const data = join(dir, "data");
-  const [initCmd, initArgs] = asPostgres(pgBin("initdb"), ["-D", data, "-U", "kiln", "--auth=trust", "-E", "UTF8", "--no-sync"]);
-  execFileSync(initCmd, initArgs, { stdio: "ignore" });
+  execFileSync(pgBin("initdb"), ["-D", data, "-U", "kiln", "--auth=trust", "-E", "UTF8", "--no-sync"], { stdio: "ignore", ...user });
   const port = await freePort();
   const pg = { port, dir, child: null, log: "" };
   pg.start = async () => {
-    const [cmd, args] = asPostgres(pgBin("postgres"), [
+    const child = spawn(pgBin("postgres"), [
       "-D", data, "-p", String(port), "-k", dir, "-c", "listen_addresses=127.0.0.1",
       "-c", "fsync=off", "-c", "max_connections=200",
-    ]);
-    const child = spawn(cmd, args, { stdio: ["ignore", "ignore", "pipe"] });
+    ], { stdio: ["ignore", "ignore", "pipe"], ...user });
     children.add(child);
     child.stderr.on("data", (d) => { pg.log += d; });
     pg.exited = new Promise((resolve) => child.on("exit", () => { children.delete(child); resolve(); }));
@@ -112,10 +116,24 @@ export async function startMoto(bucket = "kiln-fleet") {
     AWS_REGION: "us-east-1",
     AWS_ENDPOINT_URL: endpoint,
   };
-  /** An object's bytes (moto serves anonymous GETs), or null. */
+  /** An object's bytes, or null: read with boto3 (moto's own dependency), signed as a client would. */
   moto.get = async (key) => {
-    const r = await fetch(`${endpoint}/${bucket}/${key}`);
-    return r.ok ? Buffer.from(await r.arrayBuffer()) : null;
+    const script = [
+      "import sys, boto3, botocore",
+      "s3 = boto3.client('s3', endpoint_url=sys.argv[1])",
+      "try:",
+      "    sys.stdout.buffer.write(s3.get_object(Bucket=sys.argv[2], Key=sys.argv[3])['Body'].read())",
+      "except botocore.exceptions.ClientError as e:",
+      "    sys.exit(3 if e.response['Error']['Code'] in ('NoSuchKey', '404') else 1)",
+    ].join("\n");
+    try {
+      return execFileSync(join(repo, ".venv-fleet", "bin", "python"), ["-c", script, endpoint, bucket, key], {
+        env: { ...process.env, ...moto.env }, maxBuffer: 1 << 28, stdio: ["ignore", "pipe", "pipe"],
+      });
+    } catch (e) {
+      if (e.status === 3) return null;
+      throw new Error(`cannot read s3://${bucket}/${key}: ${e.stderr}`);
+    }
   };
   moto.stop = async () => { child.kill("SIGTERM"); await moto.exited; };
   return moto;

@@ -1,0 +1,305 @@
+// A fleet of `kiln serve` workers on one real PostgreSQL (a throwaway cluster started here) and
+// one object store (moto's S3 server, and file://): every job exactly once across workers,
+// events followed from any server, label routing, kill -9 fail-over with identical weights, a
+// restarted worker rejoining, drain, PostgreSQL restarted under load, the object store failing
+// during checkpoints.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, mkdirSync, renameSync, writeFileSync, rmSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { tempDir, startServer, stopServer, killServers } from "../js/helpers.mjs";
+import { api, waitFor, readEvents } from "../js/server-api.mjs";
+import { startPostgres, startMoto } from "./services.mjs";
+
+let pg;
+let moto;
+const DATABASES = ["scale", "failover", "pgrestart", "files"];
+
+before(async () => {
+  pg = await startPostgres(DATABASES);
+  moto = await startMoto("kiln-fleet");
+});
+
+after(async () => {
+  killServers();
+  await pg?.stop();
+  await moto?.stop();
+  if (pg) rmSync(pg.dir, { recursive: true, force: true });
+});
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const FAST = { training: { num_passes: 2, batch_size: 32 } };
+const DETERMINISTIC = {
+  deterministic: true,
+  seed: 3,
+  model: { preset: "mlp", hidden: [64], dropout: 0.2 },
+  training: { num_passes: 12, batch_size: 16 },
+  checkpoint: { every_epochs: 1, save_top_k: 2 },
+};
+
+/** Workers on database `db` and object store `objects`. */
+function worker(db, objects, { lease = 6, labels = [], dataDir } = {}) {
+  const args = ["--database", pg.url(db), "--objects", objects, "--lease-secs", String(lease)];
+  for (const l of labels) args.push("--label", l);
+  return startServer(args, dataDir ?? tempDir("kiln-worker-"), moto.env);
+}
+
+/** Two separable classes in 4 features (CSV with a header, label last). */
+function csv(rows = 200) {
+  const lines = ["a,b,c,d,label"];
+  for (let i = 0; i < rows; i++) {
+    const cls = i % 2;
+    const f = [0, 1, 2, 3].map((j) => ((cls ? 1 : -1) * (1 + ((i * 7 + j * 3) % 5) / 5)).toFixed(3));
+    lines.push(`${f.join(",")},${cls}`);
+  }
+  return lines.join("\n") + "\n";
+}
+
+/**
+ * Checks a finished job's event history: exactly one final status; the lease attempts that
+ * wrote events only ever increase (a later claim never interleaves with an earlier one), one
+ * `assigned` event per attempt, and within an attempt training steps strictly increase.
+ */
+function assertRanOnceAtATime(events, id) {
+  const finals = events.filter((e) => e.event === "status" && ["completed", "failed", "cancelled"].includes(e.data.status));
+  assert.equal(finals.length, 1, `${id}: ${finals.length} final status events`);
+  const seqs = events.map((e) => e.id);
+  assert.deepEqual(seqs, seqs.map((_, i) => i + 1), `${id}: event ids are not 1..n`);
+  let attempt = 0;
+  let lastStep = -1;
+  const assigned = events.filter((e) => e.event === "assigned").map((e) => e.data.attempt);
+  for (const e of events) {
+    if (e.event === "assigned") {
+      assert.ok(e.data.attempt > attempt, `${id}: attempt ${e.data.attempt} after ${attempt}`);
+      attempt = e.data.attempt;
+      lastStep = -1;
+    }
+    if (e.event === "progress" && typeof e.data.step === "number") {
+      assert.ok(e.data.step > lastStep, `${id}: step ${e.data.step} after ${lastStep} in attempt ${attempt}`);
+      lastStep = e.data.step;
+    }
+  }
+  return assigned;
+}
+
+/** A burnpack file's tensor data (after its header, whose random parameter ids differ per run). */
+function parameterBytes(bytes) {
+  assert.equal(bytes.subarray(0, 4).toString("latin1"), "NRUB");
+  return bytes.subarray(10 + bytes.readUInt32LE(6));
+}
+
+test("three workers on one PostgreSQL and S3: 12 jobs each run once, events and models from any server, labels route jobs", async () => {
+  const objects = "s3://kiln-fleet/scale";
+  const servers = [await worker("scale", objects), await worker("scale", objects), await worker("scale", objects, { labels: ["gpu=h200"] })];
+  const [a, b, gpu] = servers;
+
+  const listed = (await api(b, "/v1/workers")).json;
+  assert.equal(listed.length, 3);
+  const gpuView = listed.find((w) => w.id === gpu.worker);
+  assert.deepEqual(gpuView.labels, { backend: "cpu", gpu: "h200" });
+  assert.equal(gpuView.state, "running");
+  assert.ok(Date.now() - gpuView.lastHeartbeat < 10000);
+
+  // A dataset uploaded through one server trains on whichever worker claims the job.
+  const up = await api(a, "/v1/datasets?label_column=label&header=true", { method: "POST", body: csv(), type: "text/csv" });
+  assert.equal(up.status, 201, up.text);
+  const ids = [];
+  for (let i = 0; i < 12; i++) {
+    const body = i % 3 === 0 ? { config: { ...FAST, name: `csv-${i}` }, dataset: up.json.id } : { config: { ...FAST, name: `digits-${i}` } };
+    const r = await api(servers[i % 3], "/v1/jobs", { method: "POST", body });
+    assert.equal(r.status, 202, r.text);
+    ids.push(r.json.id);
+  }
+  const done = [];
+  for (const id of ids) done.push(await waitFor(servers[(ids.indexOf(id) + 1) % 3], id, { timeout: 300000 }));
+  for (const job of done) assert.equal(job.status, "completed", JSON.stringify(job));
+  const ranOn = new Set(done.map((j) => j.workerId));
+  assert.ok(ranOn.size >= 2, `all 12 jobs ran on ${[...ranOn]}`);
+  for (const job of done) {
+    // Followed from a server that did not run it: the history is in PostgreSQL.
+    const other = servers.find((s) => s.worker !== job.workerId);
+    const events = await readEvents(other, job.id);
+    assert.deepEqual(assertRanOnceAtATime(events, job.id), [1]);
+    assert.equal(events.find((e) => e.event === "assigned").data.worker, job.workerId);
+    // Its model is in the shared store: any server serves it.
+    const model = await fetch(`${other.url}/v1/models/${job.result.modelId}`);
+    assert.equal(model.status, 200);
+    assert.ok((await model.arrayBuffer()).byteLength > 1000);
+    const metrics = (await api(other, `/v1/jobs/${job.id}/metrics`)).json;
+    assert.ok(metrics.length > 0, "metrics.jsonl did not reach the object store");
+  }
+  assert.ok(await moto.get(`scale/models/${done[0].result.modelId}.kiln`), "the model is not in the S3 bucket");
+
+  // Live events from another server: LISTEN/NOTIFY forwards them as they happen.
+  const live = await api(a, "/v1/jobs", { method: "POST", body: { config: { training: { num_passes: 4, batch_size: 32 } }, resources: { labels: { gpu: "h200" } } } });
+  const followed = await readEvents(b, live.json.id);
+  assert.equal(followed.at(-1).data.status, "completed");
+  assert.ok(followed.filter((e) => e.event === "progress").length >= 4);
+  const routed = await waitFor(a, live.json.id);
+  assert.equal(routed.workerId, gpu.worker, "a job requiring gpu=h200 ran on a worker without it");
+
+  // The config's resources.labels route too; a label no worker has keeps the job queued.
+  const viaConfig = await api(b, "/v1/jobs", { method: "POST", body: { config: { ...FAST, resources: { labels: { gpu: "h200" } } } } });
+  assert.equal((await waitFor(b, viaConfig.json.id)).workerId, gpu.worker);
+  const nowhere = await api(b, "/v1/jobs", { method: "POST", body: { config: FAST, resources: { labels: { gpu: "a100" } } } });
+  assert.deepEqual(nowhere.json.requires, { gpu: "a100" });
+  await sleep(3000);
+  assert.equal((await api(a, `/v1/jobs/${nowhere.json.id}`)).json.status, "queued");
+  assert.equal((await api(gpu, `/v1/jobs/${nowhere.json.id}/cancel`, { method: "POST" })).status, 202);
+  assert.equal((await waitFor(a, nowhere.json.id)).status, "cancelled");
+  const bad = await api(a, "/v1/jobs", { method: "POST", body: { config: FAST, resources: { labels: { "a b": "x" } } } });
+  assert.equal(bad.status, 400);
+  assert.match(bad.json.detail, /resources\.labels/);
+
+  for (const s of servers) assert.equal((await stopServer(s)).code, 0);
+});
+
+test("kill -9 a worker mid-job: another takes it over from its checkpoint in S3 with the uninterrupted run's weights; the killed one rejoins; drain", async () => {
+  const objects = "s3://kiln-fleet/failover";
+  const dirA = tempDir("kiln-worker-a-");
+  let a = await worker("failover", objects, { lease: 4, dataDir: dirA });
+  const b = await worker("failover", objects, { lease: 4 });
+  const straight = await api(a, "/v1/jobs", { method: "POST", body: { config: DETERMINISTIC } });
+  const reference = await waitFor(a, straight.json.id, { timeout: 300000 });
+  assert.equal(reference.status, "completed");
+
+  const job = await api(b, "/v1/jobs", { method: "POST", body: { config: DETERMINISTIC } });
+  const id = job.json.id;
+  await readEvents(a, id, { until: (e) => e.event === "checkpoint" && e.data.epoch >= 3 });
+  let row = (await api(a, `/v1/jobs/${id}`)).json;
+  const victim = [a, b].find((s) => s.worker === row.workerId);
+  const survivor = victim === a ? b : a;
+  await sleep(300); // the checkpoint's record follows its event
+  row = (await api(survivor, `/v1/jobs/${id}`)).json;
+  assert.ok(row.checkpoint?.epoch >= 3, JSON.stringify(row));
+  const killedAt = Date.now();
+  await stopServer(victim, "SIGKILL");
+  // Fail-over time: from the kill to the job's first training step on the survivor.
+  let takenOver = false;
+  await readEvents(survivor, id, {
+    until: (e) => {
+      if (e.event === "assigned" && e.data.attempt === 2) takenOver = true;
+      return takenOver && e.event === "progress";
+    },
+  });
+  console.log(`# fail-over: ${Date.now() - killedAt} ms from kill -9 to the next step on another worker (lease 4 s)`);
+  const done = await waitFor(survivor, id, { timeout: 300000 });
+  assert.equal(done.status, "completed", JSON.stringify(done));
+  assert.equal(done.workerId, survivor.worker);
+  assert.equal(done.attempt, 2);
+  const all = await readEvents(survivor, id);
+  assert.deepEqual(assertRanOnceAtATime(all, id), [1, 2]);
+  const handover = all.find((e) => e.event === "assigned" && e.data.attempt === 2);
+  assert.equal(handover.data.worker, survivor.worker);
+  assert.equal(handover.data.previousWorker, victim.worker);
+  assert.ok(handover.data.resumeFrom.epoch >= 3, JSON.stringify(handover.data));
+  const restart = all.find((e) => e.event === "started" && e.id > handover.id);
+  assert.ok(restart.data.start_epoch > 1, `resumed at ${JSON.stringify(restart.data)}`);
+  const weightsA = parameterBytes(await moto.get(`failover/jobs/${straight.json.id}/final_weights.bpk`));
+  const weightsB = parameterBytes(await moto.get(`failover/jobs/${id}/final_weights.bpk`));
+  assert.ok(weightsA.length > 1000 && weightsA.equals(weightsB), "final weights differ from the uninterrupted run");
+  assert.deepEqual(done.result.finalMetrics, reference.result.finalMetrics);
+
+  // The killed worker restarts with its data dir and rejoins as itself.
+  const restarted = await worker("failover", objects, { lease: 4, dataDir: victim.dataDir });
+  assert.equal(restarted.worker, victim.worker);
+  let workers = (await api(survivor, "/v1/workers")).json;
+  assert.equal(workers.length, 2);
+  assert.equal(workers.find((w) => w.id === restarted.worker).state, "running");
+
+  // Drain the survivor while it trains: it finishes that job, takes no new one; the rejoined
+  // worker runs the next.
+  const long = await api(survivor, "/v1/jobs", { method: "POST", body: { config: { ...FAST, training: { num_passes: 6, batch_size: 16 } } } });
+  await readEvents(survivor, long.json.id, { until: (e) => e.event === "started" });
+  const running = (await api(survivor, `/v1/jobs/${long.json.id}`)).json;
+  const drained = [survivor, restarted].find((s) => s.worker === running.workerId);
+  const other = drained === survivor ? restarted : survivor;
+  assert.equal((await api(other, `/v1/workers/${drained.worker}/drain`, { method: "POST" })).status, 202);
+  assert.equal((await api(other, "/v1/workers/worker-00000000-0000-4000-8000-000000000000/drain", { method: "POST" })).status, 404);
+  const next = await api(drained, "/v1/jobs", { method: "POST", body: { config: FAST } });
+  const finished = await waitFor(other, long.json.id);
+  assert.equal(finished.status, "completed");
+  assert.equal(finished.workerId, drained.worker, "the draining worker did not finish its own job");
+  assert.equal((await waitFor(other, next.json.id)).workerId, other.worker, "a draining worker took a new job");
+  workers = (await api(other, "/v1/workers")).json;
+  assert.equal(workers.find((w) => w.id === drained.worker).state, "draining");
+
+  // SIGTERM hands a running job over at its epoch end: the other worker resumes it at once.
+  const handed = await api(other, "/v1/jobs", { method: "POST", body: { config: { ...DETERMINISTIC, training: { num_passes: 40, batch_size: 16 }, checkpoint: { every_epochs: 1000, save_top_k: 1 } } } });
+  await readEvents(other, handed.json.id, { until: (e) => e.event === "evaluated" && e.data.epoch >= 2 });
+  const holder = (await api(other, `/v1/jobs/${handed.json.id}`)).json.workerId;
+  assert.equal(holder, other.worker);
+  await api(other, `/v1/workers/${drained.worker}/drain`, { method: "POST" }); // already draining: idempotent
+  // Undrain the drained worker by restarting it, then stop the holder.
+  await stopServer(drained);
+  const back = await worker("failover", objects, { lease: 4, dataDir: drained.dataDir });
+  assert.equal((await stopServer(other, "SIGTERM")).code, 0);
+  const resumed = await waitFor(back, handed.json.id, { timeout: 300000 });
+  assert.equal(resumed.status, "completed", JSON.stringify(resumed));
+  assert.equal(resumed.workerId, back.worker);
+  const handedEvents = await readEvents(back, handed.json.id);
+  assert.ok(handedEvents.some((e) => e.event === "interrupted" && /stopped taking jobs/.test(e.data.reason)));
+  assert.ok(handedEvents.some((e) => e.event === "started" && e.data.start_epoch > 1), "the handed-over job started again from scratch");
+  assertRanOnceAtATime(handedEvents, handed.json.id);
+  assert.equal((await stopServer(back)).code, 0);
+});
+
+test("PostgreSQL restarted while jobs train: workers reconnect and carry on; no job lost or run twice", async () => {
+  const objects = "s3://kiln-fleet/pgrestart";
+  const servers = [await worker("pgrestart", objects, { lease: 20 }), await worker("pgrestart", objects, { lease: 20 })];
+  const ids = [];
+  for (let i = 0; i < 4; i++) {
+    const r = await api(servers[i % 2], "/v1/jobs", { method: "POST", body: { config: { training: { num_passes: 5, batch_size: 16 } } } });
+    ids.push(r.json.id);
+  }
+  await readEvents(servers[0], ids[0], { until: (e) => e.event === "progress" });
+  await pg.restart();
+  for (const id of ids) {
+    const done = await waitFor(servers[1], id, { timeout: 300000 });
+    assert.equal(done.status, "completed", JSON.stringify(done));
+    const events = await readEvents(servers[0], id);
+    assert.deepEqual(assertRanOnceAtATime(events, id), [1], `${id} was claimed more than once`);
+  }
+  // Both still work after the restart.
+  for (const s of servers) {
+    const r = await api(s, "/v1/jobs", { method: "POST", body: { config: FAST } });
+    assert.equal((await waitFor(s, r.json.id)).status, "completed");
+    assert.equal((await stopServer(s)).code, 0);
+  }
+});
+
+test("file:// object store unreachable during a checkpoint: the job reports it, records no missing checkpoint, retries and completes", async () => {
+  const shared = join(tempDir("kiln-objects-"), "store");
+  mkdirSync(shared);
+  const s = await worker("files", `file://${shared}`, { lease: 20 });
+  const job = await api(s, "/v1/jobs", { method: "POST", body: { config: { ...FAST, training: { num_passes: 40, batch_size: 16 }, checkpoint: { every_epochs: 1, save_top_k: 1 } } } });
+  const id = job.json.id;
+  const stateOf = (epoch) => join(shared, "jobs", id, "checkpoints", `epoch-${String(epoch).padStart(4, "0")}`, "state.json");
+  let row;
+  for (;;) {
+    row = (await api(s, `/v1/jobs/${id}`)).json;
+    if (row.checkpoint?.epoch >= 1) break;
+    await sleep(100);
+  }
+  assert.ok(existsSync(stateOf(row.checkpoint.epoch)));
+  // The store goes away: its directory is replaced by a file.
+  renameSync(shared, `${shared}.away`);
+  writeFileSync(shared, "not a directory");
+  const failed = await readEvents(s, id, { until: (e) => e.event === "checkpointFailed" });
+  const failure = failed.at(-1);
+  assert.equal(failure.event, "checkpointFailed");
+  assert.match(failure.data.error, /object store: cannot write/);
+  const during = (await api(s, `/v1/jobs/${id}`)).json;
+  assert.ok(during.checkpoint.epoch < failure.data.epoch, "a checkpoint that failed was recorded");
+  assert.ok(existsSync(stateOf(during.checkpoint.epoch).replace(shared, `${shared}.away`)), "the recorded checkpoint is not in the store");
+  rmSync(shared);
+  renameSync(`${shared}.away`, shared);
+  const done = await waitFor(s, id, { timeout: 300000 });
+  assert.equal(done.status, "completed", JSON.stringify(done));
+  assert.ok(done.checkpoint.epoch > failure.data.epoch, "no checkpoint was recorded after the store came back");
+  assert.ok(existsSync(stateOf(done.checkpoint.epoch)));
+  assert.ok(existsSync(join(shared, "jobs", id, "run.json")));
+  assert.ok(JSON.parse(readFileSync(join(shared, "jobs", id, "run.json"), "utf8")).modelId);
+  assert.ok(existsSync(join(shared, "models", `${done.result.modelId}.kiln`)));
+  assert.equal((await stopServer(s)).code, 0);
+});
