@@ -50,9 +50,24 @@ pub struct MetricsLog {
 }
 
 impl MetricsLog {
-    /// Opens `metrics.jsonl` in `root` for appending.
-    pub fn open(root: &Path) -> Result<Self> {
+    /// Opens `metrics.jsonl` in `root` for appending. A run resumed from the checkpoint at step
+    /// `resumed_at` first drops the lines logged after it (that part of the run is trained
+    /// again), so every step appears once.
+    pub fn open(root: &Path, resumed_at: Option<u64>) -> Result<Self> {
         let path = root.join("metrics.jsonl");
+        if let Some(step) = resumed_at
+            && path.exists()
+        {
+            let text = String::from_utf8_lossy(&read(&path)?).into_owned();
+            let kept: String = text
+                .lines()
+                .filter(|line| !logged_after(line, step))
+                .map(|line| format!("{line}\n"))
+                .collect();
+            if kept.len() != text.len() {
+                write(&path, kept.as_bytes())?;
+            }
+        }
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -71,6 +86,14 @@ impl MetricsLog {
         }
         Ok(())
     }
+}
+
+/// Whether a metrics line was logged after step `step` (an unreadable line is kept).
+fn logged_after(line: &str, step: u64) -> bool {
+    serde_json::from_str::<serde_json::Value>(line)
+        .ok()
+        .and_then(|v| v.get("step").and_then(serde_json::Value::as_u64))
+        .is_some_and(|s| s > step)
 }
 
 impl RunDir {
@@ -305,4 +328,27 @@ pub fn default_store(flag: Option<PathBuf>) -> DirStore {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".kiln")))
         .unwrap_or_else(|| PathBuf::from(".kiln"));
     DirStore::new(home.join("models"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resumed_log_drops_the_lines_after_its_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        let lines = [
+            r#"{"event":"progress","step":10,"loss":1.0}"#,
+            r#"{"event":"evaluated","step":20,"epoch":1}"#,
+            r#"{"event":"progress","step":25,"loss":0.5}"#,
+            "not json",
+        ];
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        MetricsLog::open(dir.path(), None).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 4);
+        MetricsLog::open(dir.path(), Some(20)).unwrap();
+        let kept = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(kept, format!("{}\n{}\n{}\n", lines[0], lines[1], lines[3]));
+    }
 }

@@ -116,7 +116,7 @@ pub fn run(args: TrainArgs, store: &DirStore) -> Result<()> {
         }
     }
     let mut run_dir = RunDir::open(root, &config, config.checkpoint.save_top_k)?;
-    let mut metrics_log = MetricsLog::open(&run_dir.root)?;
+    let mut metrics_log = MetricsLog::open(&run_dir.root, resume.as_ref().map(|r| r.state.step))?;
     eprintln!(
         "kiln: training `{}` on {} ({} train / {} val / {} test samples) → {}",
         config.name,

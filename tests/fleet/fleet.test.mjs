@@ -199,6 +199,10 @@ test("kill -9 a worker mid-job: another takes it over from its checkpoint in S3 
   const weightsB = parameterBytes(await moto.get(`failover/jobs/${id}/final_weights.bpk`));
   assert.ok(weightsA.length > 1000 && weightsA.equals(weightsB), "final weights differ from the uninterrupted run");
   assert.deepEqual(done.result.finalMetrics, reference.result.finalMetrics);
+  // The new holder's checkpoints are its own (kept per attempt), the recorded one is in S3.
+  assert.equal(done.checkpoint.attempt, 2);
+  const lastState = `failover/jobs/${id}/checkpoints/attempt-2/epoch-${String(done.checkpoint.epoch).padStart(4, "0")}/state.json`;
+  assert.equal(JSON.parse((await moto.get(lastState)).toString()).epochs_done, done.checkpoint.epoch);
 
   // The killed worker restarts with its data dir and rejoins as itself.
   const restarted = await worker("failover", objects, { lease: 4, dataDir: victim.dataDir });
@@ -274,14 +278,15 @@ test("file:// object store unreachable during a checkpoint: the job reports it, 
   const s = await worker("files", `file://${shared}`, { lease: 20 });
   const job = await api(s, "/v1/jobs", { method: "POST", body: { config: { ...FAST, training: { num_passes: 40, batch_size: 16 }, checkpoint: { every_epochs: 1, save_top_k: 1 } } } });
   const id = job.json.id;
-  const stateOf = (epoch) => join(shared, "jobs", id, "checkpoints", `epoch-${String(epoch).padStart(4, "0")}`, "state.json");
+  // Checkpoints are kept per lease attempt: jobs/<id>/checkpoints/attempt-<n>/epoch-<e>/.
+  const stateOf = ({ attempt, epoch }) => join(shared, "jobs", id, "checkpoints", `attempt-${attempt}`, `epoch-${String(epoch).padStart(4, "0")}`, "state.json");
   let row;
   for (;;) {
     row = (await api(s, `/v1/jobs/${id}`)).json;
     if (row.checkpoint?.epoch >= 1) break;
     await sleep(100);
   }
-  assert.ok(existsSync(stateOf(row.checkpoint.epoch)));
+  assert.ok(existsSync(stateOf(row.checkpoint)));
   // The store goes away: its directory is replaced by a file.
   renameSync(shared, `${shared}.away`);
   writeFileSync(shared, "not a directory");
@@ -291,13 +296,13 @@ test("file:// object store unreachable during a checkpoint: the job reports it, 
   assert.match(failure.data.error, /object store: cannot write/);
   const during = (await api(s, `/v1/jobs/${id}`)).json;
   assert.ok(during.checkpoint.epoch < failure.data.epoch, "a checkpoint that failed was recorded");
-  assert.ok(existsSync(stateOf(during.checkpoint.epoch).replace(shared, `${shared}.away`)), "the recorded checkpoint is not in the store");
+  assert.ok(existsSync(stateOf(during.checkpoint).replace(shared, `${shared}.away`)), "the recorded checkpoint is not in the store");
   rmSync(shared);
   renameSync(`${shared}.away`, shared);
   const done = await waitFor(s, id, { timeout: 300000 });
   assert.equal(done.status, "completed", JSON.stringify(done));
   assert.ok(done.checkpoint.epoch > failure.data.epoch, "no checkpoint was recorded after the store came back");
-  assert.ok(existsSync(stateOf(done.checkpoint.epoch)));
+  assert.ok(existsSync(stateOf(done.checkpoint)));
   assert.ok(existsSync(join(shared, "jobs", id, "run.json")));
   assert.ok(JSON.parse(readFileSync(join(shared, "jobs", id, "run.json"), "utf8")).modelId);
   assert.ok(existsSync(join(shared, "models", `${done.result.modelId}.kiln`)));

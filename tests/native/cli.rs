@@ -247,6 +247,18 @@ fn killed_and_resumed_run_ends_with_the_same_weights() {
             "parameter {name_a} differs after resume"
         );
     }
+    // The log holds every step once: what was logged after the checkpoint before the kill was
+    // dropped on resume, as that part was trained again.
+    let steps = |dir: &Path| -> Vec<(String, u64)> {
+        std::fs::read_to_string(dir.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|v| (v["event"].to_string(), v["step"].as_u64().unwrap_or(0)))
+            .collect()
+    };
+    assert_eq!(steps(&resumed), steps(&straight));
+    assert_eq!(progress_losses(&resumed), progress_losses(&straight));
     // top-k: the 2 best plus the latest at most.
     let kept = std::fs::read_dir(resumed.join("checkpoints"))
         .unwrap()

@@ -1,7 +1,11 @@
 //! Copies a job's run directory to and from the object store when the store is not `DATA_DIR`
 //! itself: each checkpoint (state.json last) and the metrics so far as soon as it is written,
 //! the results at the end; and, when another worker takes a job over, its recorded checkpoint
-//! back into a fresh local run directory. Keys: `jobs/<id>/…`, laid out like the run directory.
+//! back into a fresh local run directory. Keys: `jobs/<id>/…`, laid out like the run directory,
+//! except that checkpoints are kept per lease attempt (`checkpoints/attempt-<n>/epoch-<e>/…`):
+//! a worker that lost its lease while an upload was under way can only write under its own
+//! attempt, which the registry no longer points at — never into the checkpoint a new holder
+//! resumes from or writes.
 
 use super::objects::Objects;
 use crate::run_dir::{HOLDOUT_CSV, RunDir};
@@ -24,6 +28,30 @@ pub fn job_key(id: &str, file: &str) -> String {
     format!("jobs/{id}/{file}")
 }
 
+/// One checkpoint of a job in the object store: written by lease `attempt` after `epoch` epochs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    /// The lease attempt that wrote it.
+    pub attempt: i64,
+    /// Epochs done.
+    pub epoch: usize,
+}
+
+impl StoredCheckpoint {
+    /// The key of one of its files.
+    fn key(&self, id: &str, file: &str) -> String {
+        job_key(id, &format!("{}/{file}", self.folder()))
+    }
+
+    fn folder(&self) -> String {
+        format!(
+            "checkpoints/attempt-{}/{}",
+            self.attempt,
+            RunDir::checkpoint_name(self.epoch)
+        )
+    }
+}
+
 fn read_local(path: &Path) -> Result<Option<Vec<u8>>> {
     match std::fs::read(path) {
         Ok(bytes) => Ok(Some(bytes)),
@@ -32,34 +60,40 @@ fn read_local(path: &Path) -> Result<Option<Vec<u8>>> {
     }
 }
 
-/// Uploads checkpoint `epoch` of the run in `root` and the metrics so far.
-pub fn upload_checkpoint(objects: &Objects, id: &str, root: &Path, epoch: usize) -> Result<()> {
-    let name = RunDir::checkpoint_name(epoch);
-    let dir = root.join("checkpoints").join(&name);
+/// Uploads `checkpoint` of the run in `root` and the metrics so far.
+pub fn upload_checkpoint(
+    objects: &Objects,
+    id: &str,
+    root: &Path,
+    checkpoint: StoredCheckpoint,
+) -> Result<()> {
+    let dir = root
+        .join("checkpoints")
+        .join(RunDir::checkpoint_name(checkpoint.epoch));
     if let Some(metrics) = read_local(&root.join("metrics.jsonl"))? {
         objects.wait(objects.put(&job_key(id, "metrics.jsonl"), metrics.into()))?;
     }
     for file in CHECKPOINT_FILES {
         if let Some(bytes) = read_local(&dir.join(file))? {
-            let key = job_key(id, &format!("checkpoints/{name}/{file}"));
-            objects.wait(objects.put(&key, bytes.into()))?;
+            objects.wait(objects.put(&checkpoint.key(id, file), bytes.into()))?;
         }
     }
     Ok(())
 }
 
 /// Removes an earlier checkpoint's objects (best effort: a leftover costs space only).
-pub fn drop_checkpoint(objects: &Objects, id: &str, epoch: usize) {
-    let prefix = job_key(
-        id,
-        &format!("checkpoints/{}", RunDir::checkpoint_name(epoch)),
-    );
-    let _ = objects.wait(objects.delete_all(&prefix));
+pub fn drop_checkpoint(objects: &Objects, id: &str, checkpoint: StoredCheckpoint) {
+    let _ = objects.wait(objects.delete_all(&job_key(id, &checkpoint.folder())));
 }
 
-/// Makes `root` hold exactly the recorded checkpoint `epoch` (none: a fresh start) and the
-/// metrics written up to it, from the object store.
-pub fn restore(objects: &Objects, id: &str, root: &Path, epoch: Option<usize>) -> Result<()> {
+/// Makes `root` hold exactly the recorded `checkpoint` (none: a fresh start) and the metrics
+/// written up to it, from the object store.
+pub fn restore(
+    objects: &Objects,
+    id: &str,
+    root: &Path,
+    checkpoint: Option<StoredCheckpoint>,
+) -> Result<()> {
     let clear = |path: &Path| match std::fs::remove_dir_all(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -67,14 +101,13 @@ pub fn restore(objects: &Objects, id: &str, root: &Path, epoch: Option<usize>) -
     };
     clear(&root.join("checkpoints"))?;
     let _ = std::fs::remove_file(root.join("metrics.jsonl"));
-    let Some(epoch) = epoch else {
+    let Some(checkpoint) = checkpoint else {
         return Ok(());
     };
-    let name = RunDir::checkpoint_name(epoch);
+    let epoch = checkpoint.epoch;
     let mut files = Vec::new();
     for file in CHECKPOINT_FILES {
-        let key = job_key(id, &format!("checkpoints/{name}/{file}"));
-        if let Some(bytes) = objects.wait(objects.get(&key))? {
+        if let Some(bytes) = objects.wait(objects.get(&checkpoint.key(id, file)))? {
             files.push((file, bytes.to_vec()));
         }
     }

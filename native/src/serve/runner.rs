@@ -6,7 +6,7 @@
 use super::datasets;
 use super::hub::Hub;
 use super::lease::{Lease, StopReason};
-use super::mirror;
+use super::mirror::{self, StoredCheckpoint};
 use super::model_store::ServerModels;
 use super::objects::Objects;
 use super::recorder::{Record, Recorder};
@@ -90,6 +90,15 @@ fn recorded_checkpoint(row: &JobRow) -> Option<serde_json::Value> {
     row.checkpoint
         .as_deref()
         .and_then(|c| serde_json::from_str(c).ok())
+}
+
+/// The checkpoint a job's row records, as stored in the object store.
+fn stored_checkpoint(row: &JobRow) -> Option<StoredCheckpoint> {
+    let recorded = recorded_checkpoint(row)?;
+    Some(StoredCheckpoint {
+        attempt: recorded.get("attempt")?.as_i64()?,
+        epoch: usize::try_from(recorded.get("epoch")?.as_u64()?).ok()?,
+    })
 }
 
 /// Runs a job this worker has just claimed, to its end, or until it hands it over or loses
@@ -257,10 +266,7 @@ fn train(ctx: &RunnerContext, row: &JobRow, job: &Job, lease: &Lease) -> Result<
     if ctx.objects.is_remote() {
         // The recorded checkpoint is the truth: this machine's copy may be older, or from a
         // lease that was lost.
-        let epoch = recorded_checkpoint(row)
-            .and_then(|c| c.get("epoch").and_then(|e| e.as_u64()))
-            .map(|e| e as usize);
-        mirror::restore(&ctx.objects, id, &root, epoch)?;
+        mirror::restore(&ctx.objects, id, &root, stored_checkpoint(row))?;
     }
     let resume = if RunDir::has_checkpoint(&root) {
         Some(RunDir::latest_checkpoint(&root)?)
@@ -272,11 +278,9 @@ fn train(ctx: &RunnerContext, row: &JobRow, job: &Job, lease: &Lease) -> Result<
         run_dir,
         ctx,
         lease,
-        recorded: recorded_checkpoint(row)
-            .and_then(|c| c.get("epoch").and_then(|e| e.as_u64()))
-            .map(|e| e as usize),
+        recorded: stored_checkpoint(row),
     };
-    let mut metrics_log = MetricsLog::open(&root)?;
+    let mut metrics_log = MetricsLog::open(&root, resume.as_ref().map(|r| r.state.step))?;
     ctx.recorder.send(Record::Processing {
         job: id.to_string(),
         attempt: lease.attempt,
@@ -351,8 +355,8 @@ struct SharedCheckpoints<'a> {
     run_dir: RunDir,
     ctx: &'a RunnerContext,
     lease: &'a Lease,
-    /// The epoch of the checkpoint recorded last.
-    recorded: Option<usize>,
+    /// The checkpoint recorded last.
+    recorded: Option<StoredCheckpoint>,
 }
 
 impl CheckpointSink for SharedCheckpoints<'_> {
@@ -361,11 +365,12 @@ impl CheckpointSink for SharedCheckpoints<'_> {
         let (epoch, step) = (checkpoint.state.epochs_done, checkpoint.state.step);
         self.run_dir.save(checkpoint)?;
         let (ctx, id, attempt) = (self.ctx, self.lease.job.as_str(), self.lease.attempt);
+        let stored = StoredCheckpoint { attempt, epoch };
         if ctx.objects.is_remote() {
             let root = self.run_dir.root.clone();
             if let Err(e) = with_retries(|| {
                 check_lease(self.lease)?;
-                mirror::upload_checkpoint(&ctx.objects, id, &root, epoch)
+                mirror::upload_checkpoint(&ctx.objects, id, &root, stored)
             }) {
                 check_lease(self.lease)?;
                 // Training goes on; the next checkpoint tries again. Nothing is recorded, so a
@@ -378,7 +383,7 @@ impl CheckpointSink for SharedCheckpoints<'_> {
                         "epoch": epoch,
                         "step": step,
                         "error": e.to_string(),
-                        "recordedEpoch": self.recorded,
+                        "recordedEpoch": self.recorded.map(|c| c.epoch),
                     }),
                     attempt,
                 );
@@ -396,11 +401,11 @@ impl CheckpointSink for SharedCheckpoints<'_> {
             Ok(true) => {
                 if ctx.objects.is_remote()
                     && let Some(previous) = self.recorded
-                    && previous != epoch
+                    && previous != stored
                 {
                     mirror::drop_checkpoint(&ctx.objects, id, previous);
                 }
-                self.recorded = Some(epoch);
+                self.recorded = Some(stored);
                 Ok(())
             }
             Ok(false) => {
