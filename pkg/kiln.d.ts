@@ -89,6 +89,8 @@ export interface TrainConfig {
     mode?: "any" | "all";
   };
   checkpoint?: { every_epochs?: number; save_top_k?: number; main_metric?: string };
+  /** Labels a `kiln serve` worker must offer to claim the job (remote mode; ignored locally). */
+  resources?: { labels?: Record<string, string> };
 }
 
 /**
