@@ -5,7 +5,7 @@ export XDG_RUNTIME_DIR ?= /tmp
 # One shared target dir and one test profile for everything.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: setup train test test-rust test-js test-web test-python test-fleet test-demo lint fmt bench check-cuda pkg demo
+.PHONY: setup train test test-rust test-js test-web test-python test-fleet test-demo lint fmt bench bench-fleet check-cuda pkg demo
 
 setup:
 	./scripts/setup.sh
@@ -76,3 +76,10 @@ fmt:
 ## Benchmarks: Kiln vs PyTorch / JAX / scikit-learn (see BENCHMARKS.md).
 bench:
 	./bench/run.sh
+
+## The fleet: jobs/minute with 1 and 2 workers on one PostgreSQL, kill -9 fail-over time,
+## SQLite vs PostgreSQL latency (BENCHMARKS.md).
+bench-fleet:
+	./scripts/setup-fleet.sh
+	$(CARGO) build --release -p kiln-native --no-default-features
+	node bench/fleet.mjs

@@ -242,7 +242,7 @@ test("kill -9 a worker mid-job: another takes it over from its checkpoint in S3 
   assert.equal(resumed.status, "completed", JSON.stringify(resumed));
   assert.equal(resumed.workerId, back.worker);
   const handedEvents = await readEvents(back, handed.json.id);
-  assert.ok(handedEvents.some((e) => e.event === "interrupted" && /stopped taking jobs/.test(e.data.reason)));
+  assert.ok(handedEvents.some((e) => e.event === "interrupted" && /the server is stopping \(worker [^)]+\)/.test(e.data.reason)));
   assert.ok(handedEvents.some((e) => e.event === "started" && e.data.start_epoch > 1), "the handed-over job started again from scratch");
   assertRanOnceAtATime(handedEvents, handed.json.id);
   assert.equal((await stopServer(back)).code, 0);

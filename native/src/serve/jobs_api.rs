@@ -4,7 +4,7 @@ use super::datasets::check_remote_data;
 use super::hub::is_terminal;
 use super::listener::{CANCEL_CHANNEL, JOBS_CHANNEL};
 use super::problem::{ApiError, ProblemKind};
-use super::registry::{EventRow, JobRow};
+use super::registry::{EventRow, JobRow, now_ms};
 use super::state::{AppState, blocking};
 use super::worker::check_label;
 use axum::Json;
@@ -321,7 +321,14 @@ pub async fn cancel(
             // it is cancelled there as above.
             let done = state
                 .registry
-                .finish(&id, "cancelled", None, Some("the job was cancelled"), 0)
+                .finish(
+                    &id,
+                    "cancelled",
+                    None,
+                    Some("the job was cancelled"),
+                    0,
+                    now_ms(),
+                )
                 .await?;
             if done {
                 let event =

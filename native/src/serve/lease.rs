@@ -31,20 +31,22 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// A lease just taken (renewed now) for `duration`.
-    pub fn new(job: String, attempt: i64, duration: Duration) -> Self {
+    /// A lease taken for `duration` by a claim sent at `asked` (the registry's expiry was
+    /// computed then, so the local clock starts then too, never later).
+    pub fn new(job: String, attempt: i64, duration: Duration, asked: Instant) -> Self {
         Self {
             job,
             attempt,
             duration,
-            renewed: Mutex::new(Instant::now()),
+            renewed: Mutex::new(asked),
             stop: AtomicU8::new(0),
         }
     }
 
-    /// The lease was renewed.
-    pub fn renewed(&self) {
-        *self.renewed.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    /// The lease was renewed by a request sent at `asked`.
+    pub fn renewed(&self, asked: Instant) {
+        let mut renewed = self.renewed.lock().unwrap_or_else(|p| p.into_inner());
+        *renewed = (*renewed).max(asked);
     }
 
     /// Whether this worker must stop on its own: a quarter of the lease before others may
@@ -94,7 +96,7 @@ mod tests {
 
     #[test]
     fn a_lost_lease_overrides_and_the_first_other_reason_stays() {
-        let lease = Lease::new("j".into(), 1, Duration::from_secs(30));
+        let lease = Lease::new("j".into(), 1, Duration::from_secs(30), Instant::now());
         assert_eq!(lease.stop_reason(), None);
         lease.stop_for(StopReason::Handover);
         lease.stop_for(StopReason::Cancel);
@@ -107,11 +109,15 @@ mod tests {
 
     #[test]
     fn a_lease_expires_locally_before_others_may_take_it() {
-        let lease = Lease::new("j".into(), 1, Duration::from_millis(40));
+        let asked = Instant::now();
+        let lease = Lease::new("j".into(), 1, Duration::from_millis(40), asked);
         assert!(!lease.expiring());
         std::thread::sleep(Duration::from_millis(35));
         assert!(lease.expiring());
-        lease.renewed();
+        // A renewal counts from when it was asked for, and an older answer changes nothing.
+        lease.renewed(asked);
+        assert!(lease.expiring());
+        lease.renewed(Instant::now());
         assert!(!lease.expiring());
     }
 }

@@ -56,6 +56,8 @@ pub enum Record {
         error: Option<String>,
         /// The lease attempt.
         attempt: i64,
+        /// When it ended on its worker (ms since the epoch): the record is written later.
+        at: i64,
     },
     /// Answers once everything sent before it is written.
     Flush(std::sync::mpsc::Sender<()>),
@@ -189,6 +191,7 @@ async fn write(hub: &Hub, record: Record) -> Result<Written, sqlx::Error> {
             result,
             error,
             attempt,
+            at,
         } => {
             let result_json = result.as_ref().map(|r| r.to_string());
             let ended = retrying(|| {
@@ -198,6 +201,7 @@ async fn write(hub: &Hub, record: Record) -> Result<Written, sqlx::Error> {
                     result_json.as_deref(),
                     error.as_deref(),
                     attempt,
+                    at,
                 )
             })
             .await?;

@@ -562,9 +562,9 @@ impl Registry {
         rows.iter().map(|r| r.try_get::<String, _>(0)).collect()
     }
 
-    /// Ends a job: `status` with its result or error. Only a job that has not ended changes,
-    /// and, for `attempt` > 0, only while that attempt holds the lease; returns whether this
-    /// call ended it.
+    /// Ends a job at `finished_at`: `status` with its result or error. Only a job that has not
+    /// ended changes, and, for `attempt` > 0, only while that attempt holds the lease; returns
+    /// whether this call ended it.
     pub async fn finish(
         &self,
         id: &str,
@@ -572,6 +572,7 @@ impl Registry {
         result: Option<&str>,
         error: Option<&str>,
         attempt: i64,
+        finished_at: i64,
     ) -> Result<bool, sqlx::Error> {
         let done = sqlx::query(
             "UPDATE jobs SET status = $1, result = $2, error = $3, finished_at = $4,
@@ -581,7 +582,7 @@ impl Registry {
         .bind(status)
         .bind(result)
         .bind(error)
-        .bind(now_ms())
+        .bind(finished_at)
         .bind(id)
         .bind(attempt)
         .execute(&self.pool)

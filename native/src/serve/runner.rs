@@ -23,7 +23,7 @@ use kiln::train::{CheckpointData, CheckpointSink, TrainEvent};
 use kiln::{Config, Job, KilnError, Result, TrainRunInfo};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 
 /// What every training thread shares.
@@ -81,6 +81,7 @@ impl RunnerContext {
             result,
             error: error.map(str::to_string),
             attempt,
+            at: super::registry::now_ms(),
         });
     }
 }
@@ -101,13 +102,13 @@ fn stored_checkpoint(row: &JobRow) -> Option<StoredCheckpoint> {
     })
 }
 
-/// Runs a job this worker has just claimed, to its end, or until it hands it over or loses
-/// its lease.
-pub fn run_claimed(ctx: &RunnerContext, claimed: Claimed) {
+/// Runs a job this worker has just claimed (with a claim sent at `asked`), to its end, or until
+/// it hands it over or loses its lease.
+pub fn run_claimed(ctx: &RunnerContext, claimed: Claimed, asked: Instant) {
     let row = claimed.row;
     let id = row.id.clone();
     let attempt = row.attempt;
-    let lease = Arc::new(Lease::new(id.clone(), attempt, ctx.worker.lease));
+    let lease = Arc::new(Lease::new(id.clone(), attempt, ctx.worker.lease, asked));
     let job = Job::with_id(id.clone());
     ctx.scheduler.started(&job, lease.clone());
     let mut assigned = serde_json::json!({
@@ -142,11 +143,19 @@ pub fn run_claimed(ctx: &RunnerContext, claimed: Claimed) {
             ctx.recorder.send(Record::Requeued {
                 job: id.clone(),
                 attempt,
-                reason: format!(
-                    "worker {} stopped taking jobs (stopping or draining); the job resumes from \
-                     its latest checkpoint on the next worker",
-                    ctx.worker.id
-                ),
+                reason: if ctx.scheduler.stopping() {
+                    format!(
+                        "the server is stopping (worker {}); the job resumes from its latest \
+                         checkpoint on the next worker to take it",
+                        ctx.worker.id
+                    )
+                } else {
+                    format!(
+                        "worker {} is draining and handed the job over; it resumes from its \
+                         latest checkpoint on the next worker to take it",
+                        ctx.worker.id
+                    )
+                },
             });
         }
         (Err(KilnError::Cancelled), _) => {

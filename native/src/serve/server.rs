@@ -299,6 +299,7 @@ fn claim_and_run(runner: &RunnerContext, pool: &rayon::ThreadPool) {
             runner.scheduler.wait(poll);
             continue;
         }
+        let asked = std::time::Instant::now();
         let until = now_ms() + runner.worker.lease.as_millis() as i64;
         let claimed = runner.runtime.block_on(registry.claim(
             &runner.worker.id,
@@ -308,7 +309,7 @@ fn claim_and_run(runner: &RunnerContext, pool: &rayon::ThreadPool) {
         match claimed {
             Ok(Some(job)) => {
                 failing = false;
-                pool.install(|| run_claimed(runner, job));
+                pool.install(|| run_claimed(runner, job, asked));
             }
             Ok(None) => {
                 failing = false;
