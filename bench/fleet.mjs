@@ -14,6 +14,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { startPostgres } from "../tests/fleet/services.mjs";
+import { readEvents } from "../tests/js/server-api.mjs";
 
 const repo = resolve(import.meta.dirname, "..");
 const kiln = process.argv[2] ?? join(repo, "target", "release", "kiln");
@@ -83,28 +84,8 @@ async function waitDone(server, id, timeoutMs = 600000) {
   throw new Error(`${id} did not end in ${timeoutMs} ms`);
 }
 
-/** Calls `seen(event)` for each SSE event of the job until it returns true (or the stream ends). */
-async function follow(server, id, seen) {
-  const controller = new AbortController();
-  const response = await fetch(`${server.url}/v1/jobs/${id}/events`, { signal: controller.signal });
-  const decoder = new TextDecoder();
-  let buffer = "";
-  try {
-    for await (const chunk of response.body) {
-      buffer += decoder.decode(chunk, { stream: true });
-      let cut;
-      while ((cut = buffer.indexOf("\n\n")) >= 0) {
-        const block = buffer.slice(0, cut);
-        buffer = buffer.slice(cut + 2);
-        const event = /^event: ?(.*)$/m.exec(block)?.[1];
-        const data = /^data: ?(.*)$/m.exec(block)?.[1];
-        if (data !== undefined && seen({ event, data: JSON.parse(data) })) { controller.abort(); return; }
-      }
-    }
-  } catch (e) {
-    if (e.name !== "AbortError") throw e;
-  }
-}
+/** Reads the job's events until `seen(event)` returns true (or the stream ends). */
+const follow = (server, id, seen) => readEvents(server, id, { until: seen });
 
 /** Jobs per minute of JOBS small jobs spread over `workers` (all submitted at once). */
 async function throughput(workers) {

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { existsSync, mkdirSync, renameSync, writeFileSync, rmSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { tempDir, startServer, stopServer, killServers } from "../js/helpers.mjs";
-import { api, waitFor, readEvents } from "../js/server-api.mjs";
+import { api, waitFor, readEvents, twoClassCsv, DETERMINISTIC, burnpackTensorData } from "../js/server-api.mjs";
 import { startPostgres, startMoto } from "./services.mjs";
 
 let pg;
@@ -29,30 +29,12 @@ after(async () => {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const FAST = { training: { num_passes: 2, batch_size: 32 } };
-const DETERMINISTIC = {
-  deterministic: true,
-  seed: 3,
-  model: { preset: "mlp", hidden: [64], dropout: 0.2 },
-  training: { num_passes: 12, batch_size: 16 },
-  checkpoint: { every_epochs: 1, save_top_k: 2 },
-};
 
 /** Workers on database `db` and object store `objects`. */
 function worker(db, objects, { lease = 6, labels = [], dataDir } = {}) {
   const args = ["--database", pg.url(db), "--objects", objects, "--lease-secs", String(lease)];
   for (const l of labels) args.push("--label", l);
   return startServer(args, dataDir ?? tempDir("kiln-worker-"), moto.env);
-}
-
-/** Two separable classes in 4 features (CSV with a header, label last). */
-function csv(rows = 200) {
-  const lines = ["a,b,c,d,label"];
-  for (let i = 0; i < rows; i++) {
-    const cls = i % 2;
-    const f = [0, 1, 2, 3].map((j) => ((cls ? 1 : -1) * (1 + ((i * 7 + j * 3) % 5) / 5)).toFixed(3));
-    lines.push(`${f.join(",")},${cls}`);
-  }
-  return lines.join("\n") + "\n";
 }
 
 /**
@@ -82,12 +64,6 @@ function assertRanOnceAtATime(events, id) {
   return assigned;
 }
 
-/** A burnpack file's tensor data (after its header, whose random parameter ids differ per run). */
-function parameterBytes(bytes) {
-  assert.equal(bytes.subarray(0, 4).toString("latin1"), "NRUB");
-  return bytes.subarray(10 + bytes.readUInt32LE(6));
-}
-
 test("three workers on one PostgreSQL and S3: 12 jobs each run once, events and models from any server, labels route jobs", async () => {
   const objects = "s3://kiln-fleet/scale";
   const servers = [await worker("scale", objects), await worker("scale", objects), await worker("scale", objects, { labels: ["gpu=h200"] })];
@@ -101,7 +77,7 @@ test("three workers on one PostgreSQL and S3: 12 jobs each run once, events and 
   assert.ok(Date.now() - gpuView.lastHeartbeat < 10000);
 
   // A dataset uploaded through one server trains on whichever worker claims the job.
-  const up = await api(a, "/v1/datasets?label_column=label&header=true", { method: "POST", body: csv(), type: "text/csv" });
+  const up = await api(a, "/v1/datasets?label_column=label&header=true", { method: "POST", body: twoClassCsv(200), type: "text/csv" });
   assert.equal(up.status, 201, up.text);
   const ids = [];
   for (let i = 0; i < 12; i++) {
@@ -195,8 +171,8 @@ test("kill -9 a worker mid-job: another takes it over from its checkpoint in S3 
   assert.ok(handover.data.resumeFrom.epoch >= 3, JSON.stringify(handover.data));
   const restart = all.find((e) => e.event === "started" && e.id > handover.id);
   assert.ok(restart.data.start_epoch > 1, `resumed at ${JSON.stringify(restart.data)}`);
-  const weightsA = parameterBytes(await moto.get(`failover/jobs/${straight.json.id}/final_weights.bpk`));
-  const weightsB = parameterBytes(await moto.get(`failover/jobs/${id}/final_weights.bpk`));
+  const weightsA = burnpackTensorData(await moto.get(`failover/jobs/${straight.json.id}/final_weights.bpk`));
+  const weightsB = burnpackTensorData(await moto.get(`failover/jobs/${id}/final_weights.bpk`));
   assert.ok(weightsA.length > 1000 && weightsA.equals(weightsB), "final weights differ from the uninterrupted run");
   assert.deepEqual(done.result.finalMetrics, reference.result.finalMetrics);
   // The new holder's checkpoints are its own (kept per attempt), the recorded one is in S3.

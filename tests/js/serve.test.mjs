@@ -7,19 +7,8 @@ import { writeFileSync, readFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
 import { kilnBin, tempDir, installPackage, startServer, stopServer as stop, killServers } from "./helpers.mjs";
-import { api, waitFor, readEvents } from "./server-api.mjs";
+import { api, waitFor, readEvents, twoClassCsv, DETERMINISTIC, burnpackTensorData } from "./server-api.mjs";
 
-
-/** Two separable classes in 4 features (CSV with a header, label last). */
-function twoClassCsv(rows = 240) {
-  const lines = ["a,b,c,d,label"];
-  for (let i = 0; i < rows; i++) {
-    const cls = i % 2;
-    const f = [0, 1, 2, 3].map((j) => ((cls ? 1 : -1) * (1 + ((i * 7 + j * 3) % 5) / 5)).toFixed(3));
-    lines.push(`${f.join(",")},${cls}`);
-  }
-  return lines.join("\n") + "\n";
-}
 
 /** A safetensors file with `features` (f32 [n, 4]) and `labels` (i32 [n]). */
 function safetensors(n = 200) {
@@ -318,19 +307,8 @@ test("6 jobs with --max-concurrent-jobs 1 complete in submission order; SSE resu
 });
 
 /** A burnpack file's tensor data (after its header, whose random parameter ids differ per run). */
-function parameterBytes(path) {
-  const bytes = readFileSync(path);
-  assert.equal(bytes.subarray(0, 4).toString("latin1"), "NRUB");
-  return bytes.subarray(10 + bytes.readUInt32LE(6));
-}
+const parameterBytes = (path) => burnpackTensorData(readFileSync(path));
 
-const DETERMINISTIC = {
-  deterministic: true,
-  seed: 3,
-  model: { preset: "mlp", hidden: [64], dropout: 0.2 },
-  training: { num_passes: 12, batch_size: 16 },
-  checkpoint: { every_epochs: 1, save_top_k: 2 },
-};
 
 test("SIGKILL mid-job: after a restart the job resumes from its checkpoint and ends with the uninterrupted run's weights", async () => {
   const straight = await startServer();

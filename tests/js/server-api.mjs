@@ -67,3 +67,29 @@ export async function readEvents(server, id, { lastEventId, token, until } = {})
   }
   return events;
 }
+
+/** Two separable classes in 4 features (CSV with a header, label last). */
+export function twoClassCsv(rows = 240) {
+  const lines = ["a,b,c,d,label"];
+  for (let i = 0; i < rows; i++) {
+    const cls = i % 2;
+    const f = [0, 1, 2, 3].map((j) => ((cls ? 1 : -1) * (1 + ((i * 7 + j * 3) % 5) / 5)).toFixed(3));
+    lines.push(`${f.join(",")},${cls}`);
+  }
+  return lines.join("\n") + "\n";
+}
+
+/** A config whose runs are bit-for-bit repeatable on CPU (resume tests compare weights). */
+export const DETERMINISTIC = {
+  deterministic: true,
+  seed: 3,
+  model: { preset: "mlp", hidden: [64], dropout: 0.2 },
+  training: { num_passes: 12, batch_size: 16 },
+  checkpoint: { every_epochs: 1, save_top_k: 2 },
+};
+
+/** A burnpack file's tensor data (after its header, whose random parameter ids differ per run). */
+export function burnpackTensorData(bytes) {
+  assert.equal(bytes.subarray(0, 4).toString("latin1"), "NRUB");
+  return bytes.subarray(10 + bytes.readUInt32LE(6));
+}
