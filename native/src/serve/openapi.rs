@@ -1,6 +1,6 @@
 //! The OpenAPI document, generated from the handlers' annotations.
 
-use super::{datasets_api, jobs_api, models_api, predictions_api, problem};
+use super::{datasets_api, jobs_api, models_api, predictions_api, problem, workers_api};
 use axum::Json;
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
@@ -45,6 +45,8 @@ pub struct Health {
         models_api::import,
         models_api::delete,
         models_api::predict,
+        workers_api::list,
+        workers_api::drain,
     ),
     components(schemas(problem::Problem, Health))
 )]
