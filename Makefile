@@ -10,9 +10,13 @@ export CARGO_TARGET_DIR ?= $(CURDIR)/target
 setup:
 	./scripts/setup.sh
 
-## Train the embedded default (an MLP on the embedded digits) on CPU.
-train: setup
-	$(CARGO) run --release -p kiln-native -- train
+## Train the embedded default (an MLP on the embedded digits) on CPU. The binary it builds has
+## only the backend asked for: `make train BACKEND=wgpu` (or cuda) builds one with that backend.
+BACKEND ?= cpu
+TRAIN_FEATURES := --no-default-features $(if $(filter-out cpu,$(BACKEND)),--features $(BACKEND))
+train:
+	./scripts/setup.sh train $(BACKEND)
+	$(CARGO) run --release -p kiln-native $(TRAIN_FEATURES) -- train --backend $(BACKEND)
 
 WASM_FEATURES := --no-default-features --features webgpu
 # wasm-release: fastest code; wasm-size: opt-level "s", a smaller download (BENCHMARKS.md).

@@ -1,11 +1,30 @@
 #!/usr/bin/env bash
 # Installs what `make train` / `make test` need on a fresh Debian machine with Rust, Node 20
 # and apt. Idempotent: every step checks first and does nothing when already done.
+#
+# `setup.sh` (no argument): everything `make test` and `make demo` need. `setup.sh train BACKEND`:
+# only what `make train` needs for that backend — nothing for cpu, Mesa's Vulkan driver for wgpu.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if [ "${1:-}" = train ]; then
+  case "${2:-cpu}" in
+    wgpu)
+      if ! dpkg-query -W -f='${Status}' mesa-vulkan-drivers 2>/dev/null | grep -q "install ok installed"; then
+        log "apt installing mesa-vulkan-drivers (a Vulkan driver for --backend wgpu without a GPU's own)"
+        as_root apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq mesa-vulkan-drivers >/dev/null
+      fi
+      ;;
+    cpu | cuda) ;;
+    *) log "BACKEND=${2}: allowed: cpu, wgpu, cuda"; exit 2 ;;
+  esac
+  log "ready to train on ${2:-cpu}"
+  exit 0
+fi
 
 # 1. Rust target for the browser / Node build.
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then

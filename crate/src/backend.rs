@@ -78,7 +78,9 @@ fn no_wgpu(detail: &str) -> KilnError {
 #[cfg(all(not(target_family = "wasm"), not(feature = "wgpu")))]
 fn wgpu_device() -> Result<Device> {
     Err(KilnError::BackendUnavailable(
-        "this build has no wgpu support: rebuild with `--features wgpu`, or use --backend cpu"
+        "this build has no wgpu support (a CPU-only build, as `make train` makes by default): \
+         build one with `make train BACKEND=wgpu` or `cargo build --release -p kiln-native \
+         --features wgpu`, or use --backend cpu"
             .into(),
     ))
 }
