@@ -28,13 +28,16 @@ pub fn job_key(id: &str, file: &str) -> String {
     format!("jobs/{id}/{file}")
 }
 
-/// One checkpoint of a job in the object store: written by lease `attempt` after `epoch` epochs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One checkpoint of a job in the object store, written by lease `attempt` after `epoch` epochs
+/// (`step` batches) — also what the job's registry row records (`jobs.checkpoint`, JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoredCheckpoint {
-    /// The lease attempt that wrote it.
-    pub attempt: i64,
     /// Epochs done.
     pub epoch: usize,
+    /// Batches done.
+    pub step: u64,
+    /// The lease attempt that wrote it.
+    pub attempt: i64,
 }
 
 impl StoredCheckpoint {

@@ -86,20 +86,9 @@ impl RunnerContext {
     }
 }
 
-/// The checkpoint a job's row records (epoch, step), as JSON.
-fn recorded_checkpoint(row: &JobRow) -> Option<serde_json::Value> {
-    row.checkpoint
-        .as_deref()
-        .and_then(|c| serde_json::from_str(c).ok())
-}
-
-/// The checkpoint a job's row records, as stored in the object store.
+/// The checkpoint a job's row records (written by `SharedCheckpoints::save`).
 fn stored_checkpoint(row: &JobRow) -> Option<StoredCheckpoint> {
-    let recorded = recorded_checkpoint(row)?;
-    Some(StoredCheckpoint {
-        attempt: recorded.get("attempt")?.as_i64()?,
-        epoch: usize::try_from(recorded.get("epoch")?.as_u64()?).ok()?,
-    })
+    serde_json::from_str(row.checkpoint.as_deref()?).ok()
 }
 
 /// Runs a job this worker has just claimed (with a claim sent at `asked`), to its end, or until
@@ -114,7 +103,7 @@ pub fn run_claimed(ctx: &RunnerContext, claimed: Claimed, asked: Instant) {
     let mut assigned = serde_json::json!({
         "worker": ctx.worker.id,
         "attempt": attempt,
-        "resumeFrom": recorded_checkpoint(&row),
+        "resumeFrom": stored_checkpoint(&row),
     });
     if claimed.previous_status == "processing" {
         assigned["previousWorker"] = claimed.previous_worker.clone().into();
@@ -374,7 +363,11 @@ impl CheckpointSink for SharedCheckpoints<'_> {
         let (epoch, step) = (checkpoint.state.epochs_done, checkpoint.state.step);
         self.run_dir.save(checkpoint)?;
         let (ctx, id, attempt) = (self.ctx, self.lease.job.as_str(), self.lease.attempt);
-        let stored = StoredCheckpoint { attempt, epoch };
+        let stored = StoredCheckpoint {
+            epoch,
+            step,
+            attempt,
+        };
         if ctx.objects.is_remote() {
             let root = self.run_dir.root.clone();
             if let Err(e) = with_retries(|| {
@@ -399,8 +392,8 @@ impl CheckpointSink for SharedCheckpoints<'_> {
                 return Ok(());
             }
         }
-        let record =
-            serde_json::json!({ "epoch": epoch, "step": step, "attempt": attempt }).to_string();
+        let record = serde_json::to_string(&stored)
+            .map_err(|e| KilnError::Internal(format!("cannot encode checkpoint record: {e}")))?;
         let recorded = ctx
             .runtime
             .block_on(retry_while_unreachable(Duration::from_secs(60), || {
