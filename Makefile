@@ -5,7 +5,7 @@ export XDG_RUNTIME_DIR ?= /tmp
 # One shared target dir and one test profile for everything.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: setup train test test-rust test-js test-web test-python test-fleet test-demo lint fmt bench bench-fleet check-cuda pkg demo
+.PHONY: size setup train test test-rust test-js test-web test-python test-fleet test-demo lint fmt bench bench-fleet check-cuda pkg demo
 
 setup:
 	./scripts/setup.sh
@@ -19,14 +19,25 @@ train:
 	$(CARGO) run --release -p kiln-native $(TRAIN_FEATURES) -- train --backend $(BACKEND)
 
 WASM_FEATURES := --no-default-features --features webgpu
-# wasm-release: fastest code; wasm-size: opt-level "s", a smaller download (BENCHMARKS.md).
-WASM_PROFILE ?= wasm-release
-WASM_OUT := $(CARGO_TARGET_DIR)/wasm32-unknown-unknown/$(WASM_PROFILE)/kiln.wasm
+# The two wasm builds of the npm package and their profiles (Cargo.toml; levers in BENCHMARKS.md).
+WASM_CPU_PROFILE ?= wasm-cpu
+WASM_WEBGPU_PROFILE ?= wasm-release
+WASM_DIR := $(CARGO_TARGET_DIR)/wasm32-unknown-unknown
+WASM_BINDGEN := wasm-bindgen --target web --experimental-reset-state-function --remove-name-section --remove-producers-section --out-dir pkg/wasm
 
-## The npm package: wasm (WebGPU + CPU) + bindings generated into pkg/wasm.
+## The npm package: a CPU-only wasm and a WebGPU (+ CPU) wasm, each with its bindings, in
+## pkg/wasm; the package loads only the one a backend needs.
 pkg:
-	$(CARGO) rustc --lib --crate-type cdylib --target wasm32-unknown-unknown -p kiln $(WASM_FEATURES) --profile $(WASM_PROFILE)
-	wasm-bindgen --target web --experimental-reset-state-function --remove-name-section --remove-producers-section --out-dir pkg/wasm --out-name kiln $(WASM_OUT)
+	rm -f pkg/wasm/kiln.js pkg/wasm/kiln_bg.wasm pkg/wasm/kiln.d.ts pkg/wasm/kiln_bg.wasm.d.ts
+	$(CARGO) rustc --lib --crate-type cdylib --target wasm32-unknown-unknown -p kiln --no-default-features --profile $(WASM_CPU_PROFILE)
+	$(WASM_BINDGEN) --out-name kiln-cpu $(WASM_DIR)/$(WASM_CPU_PROFILE)/kiln.wasm
+	$(CARGO) rustc --lib --crate-type cdylib --target wasm32-unknown-unknown -p kiln $(WASM_FEATURES) --profile $(WASM_WEBGPU_PROFILE)
+	$(WASM_BINDGEN) --out-name kiln-webgpu $(WASM_DIR)/$(WASM_WEBGPU_PROFILE)/kiln.wasm
+
+## Download sizes of the package's builds next to TensorFlow.js's (BENCHMARKS.md, "Package size").
+size: pkg
+	cd bench/js && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; }
+	node bench/size.mjs
 
 ## The demo page: builds the package and serves www/ on 127.0.0.1 (prints the URL).
 DEMO_PORT ?= 8080

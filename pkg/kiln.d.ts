@@ -11,11 +11,15 @@ export interface KilnOptions {
   storeDir?: string;
   /** Run training in a dedicated Web Worker (browsers). */
   worker?: boolean;
+  /** Input limits of this wasm instance (README: "Limits"), e.g. `{ maxParameters: 200_000_000 }`. */
+  limits?: Record<string, number>;
 }
 
 /** The backend in use. */
 export interface BackendInfo {
   kind: "webgpu" | "cpu" | "remote";
+  /** The wasm build running it: "cpu" (the CPU-only module) or "webgpu" (WebGPU + CPU). */
+  build?: "cpu" | "webgpu";
   /** The WebGPU adapter's name and API. */
   adapter?: string;
   /** Why "auto" chose the CPU. */
@@ -221,3 +225,6 @@ export class Kiln {
   deleteModel(guid: string): Promise<boolean>;
   importModel(bytes: Uint8Array, options?: { force?: boolean }): Promise<string>;
 }
+
+/** The wasm builds this page or process has loaded so far (each is downloaded on first use). */
+export function loadedBuilds(): ("cpu" | "webgpu")[];

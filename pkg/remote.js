@@ -2,7 +2,6 @@
 // `kiln serve` server. Data is uploaded as a dataset, the job's events are read from the
 // server's event stream with fetch (so the token travels in a header) and the stream is resumed
 // with Last-Event-ID when it drops. Models are downloaded and predict locally in wasm.
-import { Kiln } from "./kiln.js";
 import { FedTrainingJob } from "./fed-job.js";
 import { serverEvents } from "./sse.js";
 
@@ -59,17 +58,22 @@ export class RemoteKiln {
   #url;
   #token;
   #localOptions;
+  #createLocal;
   #local = null;
   #health;
 
-  constructor(url, token, localOptions) {
+  constructor(url, token, localOptions, createLocal) {
     this.#url = url;
     this.#token = token;
     this.#localOptions = localOptions;
+    this.#createLocal = createLocal;
   }
 
-  /** Connects and checks the server answers (and takes the token). */
-  static async connect(url, options = {}) {
+  /**
+   * Connects and checks the server answers (and takes the token). `createLocal(options)` opens
+   * the local wasm `Kiln` that predicts with downloaded models (the calling entry's `Kiln.create`).
+   */
+  static async connect(url, options, createLocal) {
     if (typeof url !== "string" && !(url instanceof URL)) {
       throw new TypeError("Kiln.connect takes the server's URL, e.g. \"http://127.0.0.1:7878\"");
     }
@@ -82,7 +86,7 @@ export class RemoteKiln {
     } catch {
       throw new TypeError(`Kiln.connect: ${JSON.stringify(String(url))} is not a URL`);
     }
-    const kiln = new RemoteKiln(base.href.replace(/\/+$/, ""), token, { store, storeDir, backend });
+    const kiln = new RemoteKiln(base.href.replace(/\/+$/, ""), token, { store, storeDir, backend }, createLocal);
     kiln.#health = await kiln._request("GET", "/v1/health");
     await kiln._request("GET", "/v1/datasets"); // checks the token now, not at the first job
     return kiln;
@@ -138,7 +142,7 @@ export class RemoteKiln {
 
   /** The local wasm Kiln that predicts with downloaded models. */
   async #localKiln() {
-    this.#local ??= Kiln.create(this.#localOptions);
+    this.#local ??= this.#createLocal(this.#localOptions);
     return this.#local;
   }
 

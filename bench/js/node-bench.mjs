@@ -11,7 +11,8 @@ const REPEATS = Number(process.argv[3] ?? 5);
 const { train, test } = loadDigits(`${repo}/crate/data/digits.csv.gz`);
 
 async function kiln() {
-  const { Kiln, MemoryStore } = await import(`${repo}/pkg/kiln.js`);
+  // KILN_PKG: another build of the package (a directory like pkg/) to compare against.
+  const { Kiln, MemoryStore } = await import(`${process.env.KILN_PKG ?? `${repo}/pkg`}/kiln.js`);
   const kiln = await Kiln.create({ backend: "cpu", store: new MemoryStore() });
   const result = await kilnRun({ kiln, runtime: "kiln-cpu-wasm", train, test, epochs: EPOCHS, repeats: REPEATS });
   return { ...result, rss_mb: process.memoryUsage().rss / 2 ** 20 };

@@ -246,3 +246,63 @@ test("the server's dashboard: asks for the token once, lists jobs and models, fo
   await context.close();
   assert.equal((await stopServer(s)).code, 0);
 });
+
+test("each wasm build is fetched only when a backend needs it, and the builds exchange models", { timeout: 600_000 }, async () => {
+  writeFileSync(join(work, "cpu-page.html"), "<!doctype html><title>kiln/cpu</title><script type=module>import * as k from '/pkg/cpu.js'; window.kilnModule = k;</script>");
+  const context = await browser.newContext();
+  const requested = [];
+  context.on("request", (request) => requested.push(new URL(request.url()).pathname));
+  const { page } = await openPage(context);
+  const row = Array.from({ length: 64 }, (_, i) => (i * 3) % 16);
+  const onCpu = await page.evaluate(async (row) => {
+    const { Kiln, loadedBuilds } = window.kilnModule;
+    const kiln = await Kiln.create({ backend: "cpu" });
+    const info = await kiln.train({ seed: 5, deterministic: true, training: { num_passes: 2 } }).waitForTraining();
+    const model = await kiln.preloadedModel(info.modelId);
+    const worker = await Kiln.create({ backend: "cpu", worker: true });
+    const inWorker = await worker.train({ training: { num_passes: 1 } }).waitForTraining();
+    worker.terminate();
+    window.exported = await model.export();
+    return { build: kiln.backend.build, loaded: loadedBuilds(), probs: [...(await model.predict(new Float32Array(row)))], workerSteps: inWorker.steps };
+  }, row);
+  assert.equal(onCpu.build, "cpu");
+  assert.deepEqual(onCpu.loaded, ["cpu"]);
+  assert.ok(onCpu.workerSteps > 0);
+  assert.ok(requested.includes("/pkg/wasm/kiln-cpu_bg.wasm"), requested.join(" "));
+  assert.deepEqual(requested.filter((p) => p.includes("webgpu")), [], "a CPU page fetched the WebGPU build");
+
+  const onGpu = await page.evaluate(async (row) => {
+    const { Kiln, loadedBuilds } = window.kilnModule;
+    const gpu = await Kiln.create({ backend: "webgpu" });
+    const guid = await gpu.importModel(window.exported, { force: true });
+    const probs = [...(await (await gpu.preloadedModel(guid)).predict(new Float32Array(row)))];
+    const cpuAfter = await Kiln.create({ backend: "cpu" });
+    return { kind: gpu.backend.kind, build: gpu.backend.build, cpuAfterBuild: cpuAfter.backend.build, loaded: loadedBuilds(), probs };
+  }, row);
+  assert.equal(onGpu.kind, "webgpu");
+  assert.equal(onGpu.build, "webgpu");
+  // Once the page has the WebGPU build (which has the CPU backend too), CPU Kilns use it.
+  assert.equal(onGpu.cpuAfterBuild, "webgpu");
+  assert.deepEqual(onGpu.loaded, ["cpu", "webgpu"]);
+  assert.ok(requested.includes("/pkg/wasm/kiln-webgpu_bg.wasm"));
+  onCpu.probs.forEach((p, i) => assert.ok(Math.abs(p - onGpu.probs[i]) < 1e-4, `output ${i}: CPU build ${p} vs WebGPU build ${onGpu.probs[i]}`));
+
+  // `kiln/cpu`: its worker and its `auto` never touch the WebGPU files.
+  requested.length = 0;
+  const cpuPage = await context.newPage();
+  await cpuPage.goto(`${base}/work/cpu-page.html`);
+  await cpuPage.waitForFunction(() => window.kilnModule !== undefined, null, { timeout: 60_000 });
+  const small = await cpuPage.evaluate(async () => {
+    const { Kiln } = window.kilnModule;
+    const worker = await Kiln.create({ worker: true });
+    const info = await worker.train({ training: { num_passes: 1 } }).waitForTraining();
+    const refused = await Kiln.create({ backend: "webgpu" }).then(() => "opened", (e) => e.message);
+    return { backend: worker.backend, steps: info.steps, refused };
+  });
+  assert.equal(small.backend.build, "cpu");
+  assert.ok(small.steps > 0);
+  assert.match(small.refused, /import from "kiln" instead/);
+  assert.ok(requested.includes("/pkg/cpu-worker.js"), requested.join(" "));
+  assert.deepEqual(requested.filter((p) => p.includes("webgpu") || p === "/pkg/kiln.js" || p === "/pkg/worker.js"), []);
+  await context.close();
+});

@@ -1,14 +1,40 @@
 // The npm package as a consumer uses it, in Node 20 on the CPU backend.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { installPackage } from "./helpers.mjs";
+import { installPackage, installCpuEntry } from "./helpers.mjs";
 
-const { Kiln, MemoryStore } = await installPackage();
+const { Kiln, MemoryStore, loadedBuilds } = await installPackage();
 const kiln = await Kiln.create({ backend: "auto", store: new MemoryStore() });
 
 test("auto picks the CPU in Node and says why", () => {
   assert.equal(kiln.backend.kind, "cpu");
   assert.match(kiln.backend.reason, /WebGPU unavailable/);
+});
+
+test("Node loads the CPU wasm build only (never the WebGPU one)", async () => {
+  assert.equal(kiln.backend.build, "cpu");
+  await kiln.validateConfig({ training: { num_passes: 1 } });
+  assert.deepEqual(loadedBuilds(), ["cpu"]);
+});
+
+test("kiln/cpu: the same API on the CPU build; WebGPU refused naming the entry to use", async () => {
+  const cpu = await installCpuEntry();
+  await assert.rejects(cpu.Kiln.create({ backend: "webgpu" }), /"kiln\/cpu" does not include; import from "kiln" instead/);
+  const small = await cpu.Kiln.create({ store: new cpu.MemoryStore() });
+  assert.equal(small.backend.kind, "cpu");
+  assert.equal(small.backend.build, "cpu");
+  assert.match(small.backend.reason, /"kiln\/cpu" has only the CPU build/);
+  // The same deterministic run through either entry gives the same model bytes.
+  const config = { seed: 3, deterministic: true, training: { num_passes: 2 } };
+  const viaCpu = await small.train(config).waitForTraining();
+  const viaFull = await kiln.train(config).waitForTraining();
+  assert.deepEqual(viaCpu.history, viaFull.history);
+  const bytes = await (await small.preloadedModel(viaCpu.modelId)).export();
+  const imported = await kiln.importModel(bytes);
+  assert.equal(imported, viaCpu.modelId);
+  const features = new Float32Array(64).fill(0.5);
+  assert.deepEqual(await (await kiln.preloadedModel(imported)).predict(features, [1, 64]), await (await small.preloadedModel(viaCpu.modelId)).predict(features, [1, 64]));
+  assert.deepEqual(loadedBuilds(), ["cpu"]);
 });
 
 test("webgpu in Node is a clear error, not a silent fallback", async () => {

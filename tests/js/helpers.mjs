@@ -11,10 +11,17 @@ export const kilnBin = join(process.env.CARGO_TARGET_DIR ?? join(repo, "target")
 
 let installed;
 let entryUrl;
+let cpuEntryUrl;
 
 /** The file URL a script can import the installed package from (after installPackage()). */
 export function packageEntryUrl() {
   return entryUrl;
+}
+
+/** The installed package's `kiln/cpu` entry (the CPU wasm build only). */
+export async function installCpuEntry() {
+  await installPackage();
+  return import(cpuEntryUrl);
 }
 
 /** Packs pkg/, installs it into a fresh project and returns the imported package. */
@@ -26,7 +33,9 @@ export async function installPackage() {
     writeFileSync(join(project, "package.json"), JSON.stringify({ name: "consumer", private: true, type: "module" }));
     execFileSync("npm", ["install", "--offline", "--no-audit", "--no-fund", join(project, tarball)], { cwd: project, stdio: "pipe" });
     writeFileSync(join(project, "entry.mjs"), 'export * from "kiln";\n');
+    writeFileSync(join(project, "cpu-entry.mjs"), 'export * from "kiln/cpu";\n');
     entryUrl = pathToFileURL(join(project, "entry.mjs")).href;
+    cpuEntryUrl = pathToFileURL(join(project, "cpu-entry.mjs")).href;
     return import(entryUrl);
   })();
   return installed;

@@ -1,0 +1,95 @@
+// `Kiln.create({ worker: true })`: the same API, with training running in a dedicated Web
+// Worker so the page's main thread stays free. This is the main thread's proxy; the worker runs
+// `worker.js` (or `cpu-worker.js` for `kiln/cpu`), served by `worker-host.js`.
+
+import { FedTrainingJob, serializeError, reviveError } from "./fed-job.js";
+
+/** Main-thread proxy of a model living in the worker. */
+class WorkerModel {
+  #call;
+  #handle;
+  constructor(call, { handle, guid, info }) {
+    this.#call = call;
+    this.#handle = handle;
+    this.guid = guid;
+    this.info = info;
+  }
+  predict(features, shape) {
+    if (!(features instanceof Float32Array)) {
+      return Promise.reject(new TypeError("features must be a Float32Array of row-major samples"));
+    }
+    return this.#call("predict", { handle: this.#handle, features, shape });
+  }
+  export() { return this.#call("export", { handle: this.#handle }); }
+}
+
+/** `Kiln` with training in a dedicated Web Worker; same methods, same results. */
+export class WorkerKiln {
+  #worker;
+  #pending = new Map();
+  #jobs = new Map();
+  #next = 0;
+  backend;
+
+  constructor(worker) {
+    this.#worker = worker;
+    worker.onmessage = ({ data }) => this.#receive(data);
+    worker.onerror = (event) => this.#crash(new Error(`the Kiln worker crashed: ${event.message ?? "unknown error"}`));
+  }
+
+  /** Starts the entry's worker (`createWorker()`) and opens a Kiln in it. */
+  static async create({ backend, store, storeDir, limits }, createWorker) {
+    if (typeof Worker === "undefined") throw new Error("worker: true needs Web Workers (a browser); omit it in Node");
+    if (store) throw new TypeError("a custom store cannot be passed to a worker; use the default IndexedDB store");
+    const proxy = new WorkerKiln(createWorker());
+    proxy.backend = await proxy.#call("create", { backend, storeDir, limits });
+    return proxy;
+  }
+
+  #call = (op, args) => {
+    const id = this.#next++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      this.#worker.postMessage({ id, op, args });
+    });
+  };
+
+  #receive(message) {
+    if (message.kind === "reply") {
+      const pending = this.#pending.get(message.id);
+      this.#pending.delete(message.id);
+      if (message.ok) pending?.resolve(message.value);
+      else pending?.reject(reviveError(message.error));
+    } else if (message.kind === "event") {
+      this.#jobs.get(message.jobId)?._event(message.event, message.status);
+    } else if (message.kind === "done") {
+      this.#jobs.get(message.jobId)?._finish(message);
+      this.#jobs.delete(message.jobId);
+    }
+  }
+
+  #crash(error) {
+    for (const { reject } of this.#pending.values()) reject(error);
+    this.#pending.clear();
+    for (const job of this.#jobs.values()) job._finish({ status: "failed", error: serializeError(error) });
+    this.#jobs.clear();
+  }
+
+  /** Starts training in the worker; returns the job at once. Config errors reject waitForTraining. */
+  train(config, data) {
+    const jobId = `trainingjob-${crypto.randomUUID()}`;
+    const started = this.#call("train", { config, data, jobId });
+    const job = new FedTrainingJob(jobId, () => this.#call("cancel", { jobId }), started);
+    this.#jobs.set(jobId, job);
+    return job;
+  }
+
+  async preloadedModel(source) { return new WorkerModel(this.#call, await this.#call("preloadedModel", { source })); }
+  validateConfig(config) { return this.#call("validateConfig", { config }); }
+  memoryBytes() { return this.#call("memoryBytes", {}); }
+  listModels() { return this.#call("listModels", {}); }
+  deleteModel(guid) { return this.#call("deleteModel", { guid }); }
+  importModel(bytes, { force = false } = {}) { return this.#call("importModel", { bytes, force }); }
+  /** Stops the worker (and every job in it). */
+  terminate() { this.#crash(new Error("the Kiln worker was terminated")); this.#worker.terminate(); }
+}
