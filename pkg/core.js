@@ -29,14 +29,9 @@ class WasmRuntime {
 
   /** Loads the build's glue and wasm (from the package's own files, in browsers and in Node). */
   async load(build) {
-    const glue = await build.glue();
-    const url = build.wasm();
-    if (isNode) {
-      const { readFile } = await import("node:fs/promises");
-      await glue.default({ module_or_path: await readFile(url) });
-    } else {
-      await glue.default({ module_or_path: url });
-    }
+    // The wasm is fetched and compiled while the glue module loads, not after it.
+    const [glue, module] = await Promise.all([build.glue(), compileWasm(build.wasm())]);
+    await glue.default({ module_or_path: module });
     this.glue = glue;
     glue.Kiln.onPanic((message) => this.recordCrash(message));
     return this;
@@ -125,6 +120,30 @@ class WasmRuntime {
       throw new Error(`this ${what} belonged to a wasm instance that crashed (${this.lastCrash ?? "internal error"}); load it again`);
     }
   }
+}
+
+/**
+ * Fetches and compiles a build's wasm: streaming in browsers (compiled as it downloads), from
+ * the file in Node. A server that does not send `application/wasm` still works (compiled from
+ * the bytes); one that answers with an error says so, naming the URL.
+ */
+async function compileWasm(url) {
+  if (isNode) {
+    const { readFile } = await import("node:fs/promises");
+    return WebAssembly.compile(await readFile(url));
+  }
+  let response;
+  try {
+    response = await fetch(url);
+  } catch (e) {
+    throw new Error(`cannot fetch Kiln's wasm from ${url}: ${e?.message ?? e}`);
+  }
+  if (!response.ok) throw new Error(`cannot fetch Kiln's wasm from ${url}: HTTP ${response.status} (serve the package's wasm/ folder beside its JS; README: "Self-hosting the wasm")`);
+  const type = response.headers.get("content-type") ?? "";
+  if (typeof WebAssembly.compileStreaming === "function" && type.split(";")[0].trim() === "application/wasm") {
+    return WebAssembly.compileStreaming(response);
+  }
+  return WebAssembly.compile(await response.arrayBuffer());
 }
 
 /** The builds loaded so far, by name: one instance of each per page or process. */

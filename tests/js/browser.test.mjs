@@ -5,7 +5,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import { readFile } from "node:fs/promises";
-import { readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { extname, join, normalize } from "node:path";
 import { repo, kiln, tempDir, launchChromium, startServer, stopServer, killServers } from "./helpers.mjs";
 
@@ -304,5 +304,19 @@ test("each wasm build is fetched only when a backend needs it, and the builds ex
   assert.match(small.refused, /import from "kiln" instead/);
   assert.ok(requested.includes("/pkg/cpu-worker.js"), requested.join(" "));
   assert.deepEqual(requested.filter((p) => p.includes("webgpu") || p === "/pkg/kiln.js" || p === "/pkg/worker.js"), []);
+
+  // Self-hosted without the .wasm files: a clear error naming the URL, and no hang.
+  mkdirSync(join(work, "no-wasm/wasm"), { recursive: true });
+  for (const dir of ["", "wasm/"]) {
+    for (const file of readdirSync(join(repo, "pkg", dir)).filter((f) => f.endsWith(".js"))) copyFileSync(join(repo, "pkg", dir, file), join(work, "no-wasm", dir, file));
+  }
+  const broken = await cpuPage.evaluate(async () => {
+    const { Kiln } = await import("/work/no-wasm/cpu.js");
+    const first = await Kiln.create({ backend: "cpu" }).then(() => "opened", (e) => e.message);
+    const again = await Kiln.create({ backend: "cpu" }).then(() => "opened", (e) => e.message);
+    return { first, again };
+  });
+  assert.match(broken.first, /cannot fetch Kiln's wasm from http:\/\/127\.0\.0\.1:\d+\/work\/no-wasm\/wasm\/kiln-cpu_bg\.wasm: HTTP 404/);
+  assert.equal(broken.again, broken.first);
   await context.close();
 });
