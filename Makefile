@@ -21,12 +21,12 @@ train:
 WASM_FEATURES := --no-default-features --features webgpu
 # The two wasm builds of the npm package and their profiles (Cargo.toml; levers in BENCHMARKS.md).
 WASM_CPU_PROFILE ?= wasm-cpu
-WASM_WEBGPU_PROFILE ?= wasm-release
+WASM_WEBGPU_PROFILE ?= wasm-webgpu
 WASM_DIR := $(CARGO_TARGET_DIR)/wasm32-unknown-unknown
 WASM_BINDGEN := wasm-bindgen --target web --experimental-reset-state-function --remove-name-section --remove-producers-section --out-dir pkg/wasm
 
-## The npm package: a CPU-only wasm and a WebGPU (+ CPU) wasm, each with its bindings, in
-## pkg/wasm; the package loads only the one a backend needs.
+## The npm package: a CPU wasm and a WebGPU wasm, each with its bindings, in pkg/wasm; the
+## package loads only the one a backend needs.
 pkg:
 	rm -f pkg/wasm/kiln.js pkg/wasm/kiln_bg.wasm pkg/wasm/kiln.d.ts pkg/wasm/kiln_bg.wasm.d.ts
 	$(CARGO) rustc --lib --crate-type cdylib --target wasm32-unknown-unknown -p kiln --no-default-features --profile $(WASM_CPU_PROFILE)

@@ -37,7 +37,7 @@ function group(library, what, root, files) {
 const rows = [
   group("Kiln", "CPU wasm (`kiln-cpu_bg.wasm`)", pkg, ["wasm/kiln-cpu_bg.wasm"]),
   group("Kiln", "JS for CPU (`kiln/cpu`: entry, core, store, jobs, glue)", pkg, KILN_JS.cpu),
-  group("Kiln", "WebGPU wasm (`kiln-webgpu_bg.wasm`, CPU included)", pkg, ["wasm/kiln-webgpu_bg.wasm"]),
+  group("Kiln", "WebGPU wasm (`kiln-webgpu_bg.wasm`)", pkg, ["wasm/kiln-webgpu_bg.wasm"]),
   group("Kiln", "JS for WebGPU (`kiln`: entry, core, store, jobs, glue)", pkg, KILN_JS.webgpu),
   group("TF.js 4.22", "core + layers (minified JS, needed to train)", tfjs, ["tfjs-core/dist/tf-core.min.js", "tfjs-layers/dist/tf-layers.min.js"]),
   group("TF.js 4.22", "wasm backend: JS + SIMD wasm", tfjs, ["tfjs-backend-wasm/dist/tf-backend-wasm.min.js", "tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm"]),

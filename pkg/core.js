@@ -150,12 +150,13 @@ async function compileWasm(url) {
 const runtimes = new Map();
 
 /**
- * The wasm runtime for a chosen backend. The WebGPU build also has the CPU backend, so a CPU
- * Kiln reuses it when a page already loaded it; otherwise CPU loads the (much smaller) CPU build
- * and the WebGPU build is fetched only when a WebGPU Kiln is opened.
+ * The wasm runtime for a chosen backend: the CPU build for the CPU, the WebGPU build for WebGPU,
+ * each loaded once per page or process and only when first needed. (The WebGPU build is
+ * optimised for size — its code mostly drives the GPU — so CPU training always runs on the fast
+ * CPU build, even on a page that also uses WebGPU.)
  */
 function runtimeFor(kind, builds, entry) {
-  const name = kind === "webgpu" ? "webgpu" : runtimes.has("webgpu") && builds.webgpu ? "webgpu" : "cpu";
+  const name = kind === "webgpu" ? "webgpu" : "cpu";
   const build = builds[name];
   if (!build) {
     throw new Error(`backend "${kind}" needs the WebGPU build, which ${entry} does not include; import from "kiln" instead`);

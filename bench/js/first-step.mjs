@@ -3,23 +3,16 @@
 // and measures page start → library ready, train() → first step, and train() → end of the first
 // epoch (digits, MLP 64→128→10, batch 32). Medians over RUNS, one JSON line per runtime.
 //   node first-step.mjs [RUNS]      ONLY=kiln-cpu,tfjs-wasm   PKG=/tmp/other-pkg (served at /pkg2)
-import { launchChromium, repo, serveRepo } from "./page-server.mjs";
+import { launchChromium, packageRoutes, repo, serveRepo } from "./page-server.mjs";
 import { loadDigits } from "./digits.mjs";
 import { median } from "./runs.mjs";
-import { readFile } from "node:fs/promises";
-import { join } from "node:path";
 
 const runs = Number(process.argv[2] ?? 5);
 const { train } = loadDigits(`${repo}/crate/data/digits.csv.gz`);
 const dataJson = JSON.stringify({ train: { features: [...train.features], labels: [...train.labels], n: train.n } });
 const routes = { "/bench-data.json": ["application/json", dataJson] };
 // A second package directory (PKG) is served under /pkg2 to compare builds in one session.
-if (process.env.PKG) {
-  for (const file of ["kiln.js", "core.js", "store.js", "fed-job.js", "wasm/kiln-cpu.js", "wasm/kiln-cpu_bg.wasm", "wasm/kiln-webgpu.js", "wasm/kiln-webgpu_bg.wasm"]) {
-    const type = file.endsWith(".wasm") ? "application/wasm" : "text/javascript";
-    routes[`/pkg2/${file}`] = [type, await readFile(join(process.env.PKG, file)).catch(() => "")];
-  }
-}
+if (process.env.PKG) Object.assign(routes, await packageRoutes(process.env.PKG, "/pkg2"));
 const { url: base, server } = await serveRepo(routes);
 const browser = await launchChromium();
 const runtimes = [["kiln", "cpu", "/pkg"], ["tfjs", "wasm"], ["kiln", "webgpu", "/pkg"], ["tfjs", "webgpu"]];
@@ -34,6 +27,24 @@ try {
       if (only && !only.includes(name.replace("-PKG", ""))) continue;
       const context = await browser.newContext();
       const page = await context.newPage();
+      // Counts WebGPU pipelines, WGSL bytes and the main-thread time spent creating them.
+      await page.addInitScript(() => {
+        if (typeof GPUDevice === "undefined") return;
+        const count = (globalThis.gpuCalls = { pipelines: 0, wgsl_kb: 0, create_ms: 0, dispatches: 0, submits: 0 });
+        const wrap = (proto, name, before) => {
+          const original = proto[name];
+          proto[name] = function (...args) {
+            before(...args);
+            const t = performance.now();
+            try { return original.apply(this, args); } finally { if (name.startsWith("create")) count.create_ms += performance.now() - t; }
+          };
+        };
+        wrap(GPUDevice.prototype, "createComputePipeline", () => count.pipelines++);
+        wrap(GPUDevice.prototype, "createComputePipelineAsync", () => count.pipelines++);
+        wrap(GPUDevice.prototype, "createShaderModule", (d) => { count.wgsl_kb += d.code.length / 1000; });
+        wrap(GPUComputePassEncoder.prototype, "dispatchWorkgroups", () => count.dispatches++);
+        wrap(GPUQueue.prototype, "submit", () => count.submits++);
+      });
       await page.goto(`${base}/bench/js/first-step.html?lib=${lib}&backend=${backend}&pkg=${pkg ?? ""}`);
       await page.waitForFunction(() => window.result !== undefined, null, { timeout: 300_000 });
       const result = await page.evaluate(() => window.result);
@@ -45,7 +56,8 @@ try {
   }
   for (const [name, results] of samples) {
     const pick = (key) => Math.round(median(results.map((x) => x[key])));
-    console.log(JSON.stringify({ runtime: name, runs: results.length, ready_ms: pick("ready_ms"), first_step_ms: pick("first_step_ms"), ready_plus_first_step_ms: pick("ready_plus_first_step_ms"), first_epoch_ms: pick("first_epoch_ms"), chromium: browser.version() }));
+    const gpu = results[0].gpu?.at_first_step ? { gpu_at_first_step: results[0].gpu.at_first_step, gpu_at_first_epoch: results[0].gpu.at_first_epoch } : {};
+    console.log(JSON.stringify({ runtime: name, runs: results.length, ready_ms: pick("ready_ms"), first_step_ms: pick("first_step_ms"), ready_plus_first_step_ms: pick("ready_plus_first_step_ms"), first_epoch_ms: pick("first_epoch_ms"), ...gpu, chromium: browser.version() }));
   }
 } finally {
   await browser.close();

@@ -24,6 +24,19 @@ export async function serveRepo(routes = {}) {
   return { url: `http://127.0.0.1:${server.address().port}`, server };
 }
 
+/** Routes serving every file of a package directory (like pkg/) under `prefix`. */
+export async function packageRoutes(dir, prefix) {
+  const { readdir, readFile: read } = await import("node:fs/promises");
+  const routes = {};
+  for (const sub of ["", "wasm/"]) {
+    for (const file of await readdir(join(dir, sub)).catch(() => [])) {
+      if (!/\.(js|wasm)$/.test(file)) continue;
+      routes[`${prefix}/${sub}${file}`] = [TYPES[extname(file)], await read(join(dir, sub, file))];
+    }
+  }
+  return routes;
+}
+
 /** Debian's headless Chromium with `--enable-unsafe-webgpu` (its only adapter here is SwiftShader). */
 export function launchChromium() {
   return chromium.launch({

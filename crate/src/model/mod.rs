@@ -5,6 +5,7 @@ mod predict;
 mod predictions_csv;
 mod saved;
 mod shape;
+mod small_linear;
 mod summary;
 mod weights;
 
@@ -13,5 +14,6 @@ pub use predict::{Predictor, argmax_rows};
 pub use predictions_csv::predictions_csv;
 pub use saved::{MODEL_MAGIC, ModelHeader, SavedModel};
 pub use shape::{SampleShape, infer_shapes, resolve_layers};
+pub use small_linear::{MAX_PRODUCT_ELEMENTS, linear_as_product, linear_forward};
 pub use summary::{ModelSummary, summary};
 pub use weights::{export_weights, import_weights};

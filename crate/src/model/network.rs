@@ -1,6 +1,7 @@
 //! The network: a sequence of burn layers built from the config's layer list.
 
 use super::shape::{SampleShape, infer_shapes};
+use super::small_linear::linear_forward;
 use crate::config::LayerSpec;
 use crate::error::Result;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
@@ -174,7 +175,7 @@ impl Network {
 
 fn apply(layer: &Layer, x: Activations) -> Activations {
     match layer {
-        Layer::Linear(l) => Activations::Vectors(l.forward(x.into_vectors())),
+        Layer::Linear(l) => Activations::Vectors(linear_forward(l, x.into_vectors())),
         Layer::Flatten(_) => Activations::Vectors(x.into_vectors()),
         // The builder only places image layers after image inputs (see `infer_shapes`).
         Layer::Conv2d(l) => x.map(|v| v, |i| l.forward(i)),
