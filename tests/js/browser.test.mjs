@@ -320,3 +320,27 @@ test("each wasm build is fetched only when a backend needs it, and the builds ex
   assert.equal(broken.again, broken.first);
   await context.close();
 });
+
+test("a small MLP on WebGPU compiles no tiled-matmul kernel (its first step waits on no 1 s shader compile)", { timeout: 600_000 }, async () => {
+  const context = await browser.newContext();
+  await context.addInitScript(() => {
+    globalThis.pipelineLabels = [];
+    const create = GPUDevice.prototype.createComputePipeline;
+    GPUDevice.prototype.createComputePipeline = function (descriptor) {
+      globalThis.pipelineLabels.push(descriptor.label ?? "");
+      return create.call(this, descriptor);
+    };
+  });
+  const { page } = await openPage(context);
+  const result = await page.evaluate(async () => {
+    const { Kiln } = window.kilnModule;
+    const kiln = await Kiln.create({ backend: "webgpu" });
+    const info = await kiln.train({ seed: 2, training: { num_passes: 2 } }).waitForTraining();
+    return { labels: globalThis.pipelineLabels, accuracy: info.finalMetrics.test_accuracy, kind: kiln.backend.kind };
+  });
+  assert.equal(result.kind, "webgpu");
+  assert.ok(result.labels.length > 10, `pipelines: ${result.labels.length}`);
+  assert.deepEqual(result.labels.filter((l) => l.startsWith("matmul")), []);
+  assert.ok(result.accuracy >= 0.85, `accuracy ${result.accuracy}`);
+  await context.close();
+});
