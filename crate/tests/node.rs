@@ -29,4 +29,12 @@ async fn webgpu_without_navigator_gpu_is_a_clear_error() {
     let error: js_sys::Error = error.dyn_into().expect("a real Error");
     let message = String::from(error.message());
     assert!(message.contains("backend: \"cpu\""), "{message}");
+    assert!(
+        message.contains("or a page that is not a secure context"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("  "),
+        "a message with a run of spaces: {message}"
+    );
 }

@@ -33,7 +33,8 @@ pub async fn webgpu_device() -> Result<(Device, String), KilnError> {
         // wgpu's browser backend panics without `navigator.gpu` (Node, old browsers, insecure
         // pages): say so instead.
         return Err(KilnError::BackendUnavailable(
-            "WebGPU is unavailable here (no navigator.gpu: Node, a browser without WebGPU, or a              page that is not a secure context); use backend: \"cpu\" (or \"auto\")"
+            "WebGPU is unavailable here (no navigator.gpu: Node, a browser without WebGPU, or a \
+             page that is not a secure context); use backend: \"cpu\" (or \"auto\")"
                 .into(),
         ));
     }
