@@ -78,6 +78,16 @@ async function runApp(dir) {
   }
 }
 
+/** Runs a built app: it trains on the CPU build, and nothing of the WebGPU build is fetched. */
+async function assertTrainsOnTheCpuBuildOnly(dist) {
+  const result = await runApp(dist);
+  assert.equal(result.build, "cpu");
+  assert.deepEqual(result.loaded, ["cpu"]);
+  assert.deepEqual(result.requested.filter((p) => p.includes("webgpu")), [], "a CPU run fetched the WebGPU build");
+  assert.ok(result.requested.some((p) => /kiln-cpu.*\.wasm$/.test(p)), result.requested.join(" "));
+  assert.ok(result.accuracy >= 0.85, `accuracy ${result.accuracy}`);
+}
+
 test("a Vite production build of a kiln/cpu app holds only the CPU wasm and trains in Chromium", { timeout: 600_000 }, async () => {
   const dist = await buildApp("cpu-app", "kiln/cpu");
   const files = filesUnder(dist);
@@ -87,12 +97,7 @@ test("a Vite production build of a kiln/cpu app holds only the CPU wasm and trai
   const cpuWasm = readFileSync(join(import.meta.dirname, "../../pkg/wasm/kiln-cpu_bg.wasm"));
   assert.equal(statSync(join(dist, wasm[0])).size, cpuWasm.length);
   assert.deepEqual(files.filter((f) => f.includes("webgpu")), []);
-  const result = await runApp(dist);
-  assert.equal(result.build, "cpu");
-  assert.deepEqual(result.loaded, ["cpu"]);
-  assert.deepEqual(result.requested.filter((p) => p.includes("webgpu")), [], "a CPU run fetched the WebGPU build");
-  assert.ok(result.requested.some((p) => /kiln-cpu.*\.wasm$/.test(p)), result.requested.join(" "));
-  assert.ok(result.accuracy >= 0.85, `accuracy ${result.accuracy}`);
+  await assertTrainsOnTheCpuBuildOnly(dist);
 });
 
 test("a Vite build of a kiln app keeps the WebGPU build as a lazy chunk a CPU run never loads", { timeout: 600_000 }, async () => {
@@ -100,10 +105,5 @@ test("a Vite build of a kiln app keeps the WebGPU build as a lazy chunk a CPU ru
   const wasm = filesUnder(dist).filter((f) => f.endsWith(".wasm")).sort();
   assert.equal(wasm.length, 2, `wasm files: ${wasm.join(", ")}`);
   assert.ok(wasm.some((f) => f.includes("kiln-cpu")) && wasm.some((f) => f.includes("kiln-webgpu")), wasm.join(", "));
-  const result = await runApp(dist);
-  assert.equal(result.build, "cpu");
-  assert.deepEqual(result.loaded, ["cpu"]);
-  assert.deepEqual(result.requested.filter((p) => p.includes("webgpu")), [], "a CPU run fetched the WebGPU build");
-  assert.ok(result.requested.some((p) => /kiln-cpu.*\.wasm$/.test(p)), result.requested.join(" "));
-  assert.ok(result.accuracy >= 0.85, `accuracy ${result.accuracy}`);
+  await assertTrainsOnTheCpuBuildOnly(dist);
 });
