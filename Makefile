@@ -28,7 +28,6 @@ WASM_BINDGEN := wasm-bindgen --target web --experimental-reset-state-function --
 ## The npm package: a CPU wasm and a WebGPU wasm, each with its bindings, in pkg/wasm; the
 ## package loads only the one a backend needs.
 pkg:
-	rm -f pkg/wasm/kiln.js pkg/wasm/kiln_bg.wasm pkg/wasm/kiln.d.ts pkg/wasm/kiln_bg.wasm.d.ts
 	$(CARGO) rustc --lib --crate-type cdylib --target wasm32-unknown-unknown -p kiln --no-default-features --profile $(WASM_CPU_PROFILE)
 	$(WASM_BINDGEN) --out-name kiln-cpu $(WASM_DIR)/$(WASM_CPU_PROFILE)/kiln.wasm
 	$(CARGO) rustc --lib --crate-type cdylib --target wasm32-unknown-unknown -p kiln $(WASM_FEATURES) --profile $(WASM_WEBGPU_PROFILE)

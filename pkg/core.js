@@ -150,23 +150,18 @@ async function compileWasm(url) {
 const runtimes = new Map();
 
 /**
- * The wasm runtime for a chosen backend: the CPU build for the CPU, the WebGPU build for WebGPU,
- * each loaded once per page or process and only when first needed. (The WebGPU build is
- * optimised for size — its code mostly drives the GPU — so CPU training always runs on the fast
- * CPU build, even on a page that also uses WebGPU.)
+ * The wasm runtime for a chosen backend (`"cpu"` or `"webgpu"`, from `chooseBackend`, which
+ * only picks a build the entry has): each build is loaded once per page or process, when first
+ * needed. (The WebGPU build is optimised for size — its code mostly drives the GPU — so CPU
+ * training always runs on the fast CPU build, even on a page that also uses WebGPU.)
  */
-function runtimeFor(kind, builds, entry) {
-  const name = kind === "webgpu" ? "webgpu" : "cpu";
-  const build = builds[name];
-  if (!build) {
-    throw new Error(`backend "${kind}" needs the WebGPU build, which ${entry} does not include; import from "kiln" instead`);
+function runtimeFor(kind, builds) {
+  if (!runtimes.has(kind)) {
+    const loading = new WasmRuntime(kind).load(builds[kind]);
+    runtimes.set(kind, loading);
+    loading.catch(() => runtimes.delete(kind));
   }
-  if (!runtimes.has(name)) {
-    const loading = new WasmRuntime(name).load(build);
-    runtimes.set(name, loading);
-    loading.catch(() => runtimes.delete(name));
-  }
-  return runtimes.get(name);
+  return runtimes.get(kind);
 }
 
 /** Which wasm builds have been loaded (`"cpu"`, `"webgpu"`): what a page has downloaded. */
@@ -363,7 +358,7 @@ export class Kiln {
     // The backend is chosen first (the adapter probe takes milliseconds), so only the build it
     // needs is fetched.
     const choice = await chooseBackend(backend, entry);
-    const runtime = await runtimeFor(choice.kind, entry.builds, entry.name);
+    const runtime = await runtimeFor(choice.kind, entry.builds);
     if (limits !== undefined) {
       runtime.call(() => runtime.WasmKiln.setLimits(limits));
       runtime.limits = limits;

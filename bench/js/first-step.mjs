@@ -3,7 +3,7 @@
 // and measures page start → library ready, train() → first step, and train() → end of the first
 // epoch (digits, MLP 64→128→10, batch 32). Medians over RUNS, one JSON line per runtime.
 //   node first-step.mjs [RUNS]      ONLY=kiln-cpu,tfjs-wasm   PKG=/tmp/other-pkg (served at /pkg2)
-import { launchChromium, packageRoutes, repo, serveRepo } from "./page-server.mjs";
+import { countGpuCalls, launchChromium, packageRoutes, repo, serveRepo } from "./page-server.mjs";
 import { loadDigits } from "./digits.mjs";
 import { median } from "./runs.mjs";
 
@@ -27,24 +27,7 @@ try {
       if (only && !only.includes(name.replace("-PKG", ""))) continue;
       const context = await browser.newContext();
       const page = await context.newPage();
-      // Counts WebGPU pipelines, WGSL bytes and the main-thread time spent creating them.
-      await page.addInitScript(() => {
-        if (typeof GPUDevice === "undefined") return;
-        const count = (globalThis.gpuCalls = { pipelines: 0, wgsl_kb: 0, create_ms: 0, dispatches: 0, submits: 0 });
-        const wrap = (proto, name, before) => {
-          const original = proto[name];
-          proto[name] = function (...args) {
-            before(...args);
-            const t = performance.now();
-            try { return original.apply(this, args); } finally { if (name.startsWith("create")) count.create_ms += performance.now() - t; }
-          };
-        };
-        wrap(GPUDevice.prototype, "createComputePipeline", () => count.pipelines++);
-        wrap(GPUDevice.prototype, "createComputePipelineAsync", () => count.pipelines++);
-        wrap(GPUDevice.prototype, "createShaderModule", (d) => { count.wgsl_kb += d.code.length / 1000; });
-        wrap(GPUComputePassEncoder.prototype, "dispatchWorkgroups", () => count.dispatches++);
-        wrap(GPUQueue.prototype, "submit", () => count.submits++);
-      });
+      await page.addInitScript(countGpuCalls);
       await page.goto(`${base}/bench/js/first-step.html?lib=${lib}&backend=${backend}&pkg=${pkg ?? ""}`);
       await page.waitForFunction(() => window.result !== undefined, null, { timeout: 300_000 });
       const result = await page.evaluate(() => window.result);

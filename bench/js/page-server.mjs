@@ -37,6 +37,30 @@ export async function packageRoutes(dir, prefix) {
   return routes;
 }
 
+/**
+ * An init script (`page.addInitScript(countGpuCalls)`) that counts what a page asks of WebGPU
+ * in `globalThis.gpuCalls`: compute pipelines, KB of WGSL, main-thread ms spent creating them,
+ * dispatches and queue submits — by wrapping the GPUDevice / pass / queue methods.
+ */
+export function countGpuCalls() {
+  if (typeof GPUDevice === "undefined") return;
+  const count = (globalThis.gpuCalls = { pipelines: 0, wgsl_kb: 0, create_ms: 0, dispatches: 0, submits: 0 });
+  const wrap = (proto, name, before) => {
+    const original = proto[name];
+    proto[name] = function (...args) {
+      before(...args);
+      const t = performance.now();
+      try { return original.apply(this, args); } finally { if (name.startsWith("create")) count.create_ms += performance.now() - t; }
+    };
+  };
+  wrap(GPUDevice.prototype, "createComputePipeline", () => count.pipelines++);
+  wrap(GPUDevice.prototype, "createComputePipelineAsync", () => count.pipelines++);
+  wrap(GPUDevice.prototype, "createShaderModule", (d) => { count.wgsl_kb += d.code.length / 1000; });
+  wrap(GPUComputePassEncoder.prototype, "dispatchWorkgroups", () => count.dispatches++);
+  wrap(GPUComputePassEncoder.prototype, "dispatchWorkgroupsIndirect", () => count.dispatches++);
+  wrap(GPUQueue.prototype, "submit", () => count.submits++);
+}
+
 /** Debian's headless Chromium with `--enable-unsafe-webgpu` (its only adapter here is SwiftShader). */
 export function launchChromium() {
   return chromium.launch({

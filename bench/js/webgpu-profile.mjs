@@ -5,7 +5,7 @@
 // with CPU_PROFILE=N, the N functions with the most main-thread self time during the measured
 // steps (CDP sampling profiler; build the package with a wasm name section to read them).
 //   [CASES=adam:32,sgd:32] [PKG=/pkg] [CPU_PROFILE=40] node webgpu-profile.mjs [STEPS]
-import { launchChromium, repo, serveRepo } from "./page-server.mjs";
+import { countGpuCalls, launchChromium, repo, serveRepo } from "./page-server.mjs";
 import { loadDigits } from "./digits.mjs";
 
 const steps = Number(process.argv[2] ?? 20);
@@ -22,20 +22,8 @@ const cases = (process.env.CASES ?? "adam:32,adam:128,adam:512,sgd:32").split(",
 try {
   const page = await browser.newPage();
   page.on("console", (m) => console.error(`page: ${m.text()}`));
-  // Counts what Kiln asks of WebGPU, by wrapping the page's GPUDevice / pass / queue methods.
-  await page.addInitScript(() => {
-    const count = (globalThis.gpuCalls = { pipelines: 0, wgslBytes: 0, dispatches: 0, submits: 0 });
-    const wrap = (proto, name, before) => {
-      const original = proto[name];
-      proto[name] = function (...args) { before(...args); return original.apply(this, args); };
-    };
-    wrap(GPUDevice.prototype, "createComputePipeline", () => count.pipelines++);
-    wrap(GPUDevice.prototype, "createComputePipelineAsync", () => count.pipelines++);
-    wrap(GPUDevice.prototype, "createShaderModule", (d) => { count.wgslBytes += d.code.length; });
-    wrap(GPUComputePassEncoder.prototype, "dispatchWorkgroups", () => count.dispatches++);
-    wrap(GPUComputePassEncoder.prototype, "dispatchWorkgroupsIndirect", () => count.dispatches++);
-    wrap(GPUQueue.prototype, "submit", () => count.submits++);
-  });
+  // Counts what Kiln asks of WebGPU (pipelines, WGSL, dispatches, submits).
+  await page.addInitScript(countGpuCalls);
   await page.goto(`${url}/`);
   const cdp = await page.context().newCDPSession(page);
   await cdp.send("Performance.enable");
