@@ -135,6 +135,7 @@ fn small_model() -> &'static SavedModel {
             header: ModelHeader {
                 model_id: "tiny-model".into(),
                 name: "tiny".into(),
+                architecture: kiln::model::CONFIG_ARCHITECTURE.into(),
                 created_unix_ms: 0,
                 kiln_version: "test".into(),
                 config,

@@ -2,9 +2,12 @@
 
 use kiln::jobs::JobOutput;
 use kiln::store::DirStore;
-use kiln::train::{CheckpointData, CheckpointSink, ResumePoint, TrainEvent, TrainerState};
+use kiln::train::{
+    CheckpointData, CheckpointSink, RankedCheckpoint, ResumePoint, TrainEvent, TrainerState,
+    retain_top_k,
+};
 use kiln::{Config, KilnError, Result, TrainRunInfo};
-use serde::{Deserialize, Serialize};
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -28,14 +31,6 @@ pub fn run_json(info: &TrainRunInfo) -> Result<String> {
 
 /// The file that marks a finished run.
 const RUN_JSON: &str = "run.json";
-
-/// One checkpoint in the index.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct IndexEntry {
-    dir: String,
-    epoch: usize,
-    score: Option<f64>,
-}
 
 /// A run directory.
 pub struct RunDir {
@@ -123,7 +118,7 @@ impl RunDir {
         self.root.join("checkpoints").join("index.json")
     }
 
-    fn index(root: &Path) -> Result<Vec<IndexEntry>> {
+    fn index(root: &Path) -> Result<Vec<RankedCheckpoint>> {
         let path = root.join("checkpoints").join("index.json");
         if !path.exists() {
             return Ok(Vec::new());
@@ -182,7 +177,7 @@ impl RunDir {
         for (file, bytes) in files {
             write(&dir.join(file), bytes)?;
         }
-        let index = vec![IndexEntry {
+        let index = vec![RankedCheckpoint {
             dir: name,
             epoch,
             score: None,
@@ -273,29 +268,12 @@ impl CheckpointSink for RunDir {
         write(&dir.join("state.json"), &state)?;
         let mut index = Self::index(&self.root)?;
         index.retain(|e| e.dir != name);
-        index.push(IndexEntry {
+        index.push(RankedCheckpoint {
             dir: name.clone(),
             epoch: c.state.epochs_done,
             score: c.score,
         });
-        let latest = index.iter().map(|e| e.epoch).max().unwrap_or(0);
-        let mut ranked: Vec<&IndexEntry> = index.iter().filter(|e| e.score.is_some()).collect();
-        ranked.sort_by(|a, b| {
-            let (x, y) = (a.score.unwrap_or(0.0), b.score.unwrap_or(0.0));
-            if c.lower_is_better {
-                x.total_cmp(&y)
-            } else {
-                y.total_cmp(&x)
-            }
-        });
-        let keep: Vec<String> = ranked
-            .iter()
-            .take(self.keep_top_k)
-            .map(|e| e.dir.clone())
-            .collect();
-        let (kept, dropped): (Vec<_>, Vec<_>) = index
-            .into_iter()
-            .partition(|e| e.epoch == latest || keep.contains(&e.dir));
+        let (kept, dropped) = retain_top_k(index, self.keep_top_k, c.direction);
         let json = serde_json::to_vec_pretty(&kept)
             .map_err(|e| KilnError::Internal(format!("cannot encode index: {e}")))?;
         write(&self.index_path(), &json)?;

@@ -5,8 +5,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use kiln::backend::{BackendKind, native_device};
 use kiln::data::load_and_prepare;
 use kiln::jobs::{Job, JobOutput, JobRun, run_job};
+use kiln::model::ConfigModel;
 use kiln::store::{DirStore, ModelStore};
 use kiln::train::TrainEvent;
+use kiln::train::TrainInputs;
 use kiln::{Config, Result};
 use std::path::PathBuf;
 
@@ -141,16 +143,19 @@ pub fn run(args: TrainArgs, store: &DirStore) -> Result<()> {
     let outcome = futures::executor::block_on(run_job(
         &job,
         JobRun {
-            config: &config,
-            splits: &splits,
-            device,
+            inputs: TrainInputs {
+                config: &config,
+                splits: &splits,
+                builder: &ConfigModel,
+                device,
+                checkpoints: Some(&mut run_dir),
+                resume,
+                yield_now: None,
+            },
             backend: kind.name().into(),
             store,
-            checkpoints: Some(&mut run_dir),
-            resume,
             on_event: &mut on_event,
             best_model_path: Some(best_path),
-            yield_now: None,
             before_store: Some(&mut write_results),
             holdout: true,
         },
@@ -163,7 +168,8 @@ pub fn run(args: TrainArgs, store: &DirStore) -> Result<()> {
     }
     let json = run_json(info)?;
     let show = |name: &str| {
-        info.final_metrics
+        info.summary
+            .final_metrics
             .get(name)
             .map(|v| format!("{name} {v:.4}"))
     };
@@ -180,9 +186,9 @@ pub fn run(args: TrainArgs, store: &DirStore) -> Result<()> {
     eprintln!(
         "kiln: {} in {:.1}s, {} epochs{} — {} — model {} saved in {}",
         info.job_id,
-        info.duration_secs,
-        info.epochs_run,
-        if info.stopped_early {
+        info.summary.duration_secs,
+        info.summary.epochs_run,
+        if info.summary.stopped_early {
             " (stopped early)"
         } else {
             ""

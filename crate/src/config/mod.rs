@@ -2,9 +2,10 @@
 
 mod guard;
 mod load;
+mod names;
 mod schema;
 mod validate;
 
 pub use load::DEFAULT_CONFIG_YAML;
+pub use names::{from_serde_name, serde_name};
 pub use schema::*;
-pub use validate::task_name;

@@ -517,28 +517,34 @@ impl Default for CheckpointConfig {
     }
 }
 
-impl Metric {
-    /// The metric's name as written in configs and reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Loss => "loss",
-            Self::Accuracy => "accuracy",
-            Self::PrecisionMacro => "precision_macro",
-            Self::PrecisionWeighted => "precision_weighted",
-            Self::RecallMacro => "recall_macro",
-            Self::RecallWeighted => "recall_weighted",
-            Self::F1Macro => "f1_macro",
-            Self::F1Weighted => "f1_weighted",
-            Self::ConfusionMatrix => "confusion_matrix",
-            Self::Mse => "mse",
-            Self::Mae => "mae",
-            Self::R2 => "r2",
+crate::display_serde_name!(Metric, Task, Direction);
+
+impl Direction {
+    /// Whether `value` beats `best` by more than `delta` (any value beats no best).
+    pub fn improves(self, value: f64, best: Option<f64>, delta: f64) -> bool {
+        match (best, self) {
+            (None, _) => true,
+            (Some(best), Self::Min) => value < best - delta,
+            (Some(best), Self::Max) => value > best + delta,
         }
     }
 
-    /// Whether lower values are better.
-    pub fn lower_is_better(self) -> bool {
-        matches!(self, Self::Loss | Self::Mse | Self::Mae)
+    /// Orders two scores best first.
+    pub fn best_first(self, a: f64, b: f64) -> std::cmp::Ordering {
+        match self {
+            Self::Min => a.total_cmp(&b),
+            Self::Max => b.total_cmp(&a),
+        }
+    }
+}
+
+impl Metric {
+    /// Which way is better.
+    pub fn direction(self) -> Direction {
+        match self {
+            Self::Loss | Self::Mse | Self::Mae => Direction::Min,
+            _ => Direction::Max,
+        }
     }
 
     /// Whether the metric applies to the task.

@@ -4,6 +4,7 @@
 use super::schema::*;
 use crate::error::{KilnError, Result};
 use crate::limits::{Limit, Limits};
+use crate::metrics::{MetricName, Split};
 
 /// The longest run name (it names the run directory and the saved model).
 pub const MAX_NAME_CHARS: usize = 128;
@@ -246,12 +247,12 @@ impl Config {
                 let allowed: Vec<_> = Metric::ALL
                     .iter()
                     .filter(|m| m.fits(self.task))
-                    .map(|m| m.name())
+                    .map(|m| m.to_string())
                     .collect();
                 return Err(KilnError::Config(format!(
                     "validation.metrics[{i}]: `{}` does not apply to task `{}` (allowed: {})",
-                    metric.name(),
-                    task_name(self.task),
+                    metric,
+                    self.task,
                     allowed.join(", ")
                 )));
             }
@@ -261,16 +262,14 @@ impl Config {
 
     /// The metric names that early stopping and checkpoint ranking may refer to.
     pub fn watchable_metrics(&self) -> Vec<String> {
-        let mut names = vec!["train_loss".to_string()];
-        for metric in &self.validation.metrics {
-            if *metric != Metric::ConfusionMatrix {
-                names.push(format!("val_{}", metric.name()));
-            }
-        }
+        let mut names = vec![MetricName::new(Split::Train, Metric::Loss)];
+        let scalars = self.validation.metrics.iter().copied();
+        let scalars = scalars.filter(|m| *m != Metric::ConfusionMatrix);
+        names.extend(scalars.map(|m| MetricName::new(Split::Val, m)));
         if !self.validation.metrics.contains(&Metric::Loss) {
-            names.push("val_loss".into());
+            names.push(MetricName::new(Split::Val, Metric::Loss));
         }
-        names
+        names.iter().map(MetricName::to_string).collect()
     }
 
     fn check_watchable(&self, path: &str, name: &str) -> Result<()> {
@@ -301,7 +300,9 @@ impl Config {
             let at = format!("early_stopping.tasks[{i}]");
             self.check_watchable(&format!("{at}.metric"), &task.metric)?;
             non_negative(&format!("{at}.delta"), task.delta)?;
-            if task.metric.starts_with("val_") && self.data.split[1] <= 0.0 {
+            let on_val =
+                task.metric.parse::<MetricName>().ok().map(|m| m.split) == Some(Split::Val);
+            if on_val && self.data.split[1] <= 0.0 {
                 return Err(KilnError::Config(format!(
                     "{at}.metric: `{}` needs a validation split, but data.split[1] is 0",
                     task.metric
@@ -339,14 +340,6 @@ impl Config {
         } else {
             slug
         }
-    }
-}
-
-/// The task's name as written in configs.
-pub fn task_name(task: Task) -> &'static str {
-    match task {
-        Task::Classification => "classification",
-        Task::Regression => "regression",
     }
 }
 

@@ -4,21 +4,19 @@
 
 use crate::data::{Dataset, Targets};
 use crate::error::Result;
-use crate::model::{Predictor, SavedModel, predictions_csv};
-use burn::tensor::Device;
+use crate::model::{Predictor, TrainStep, predictions_csv};
 
 /// Rows predicted per forward pass.
 const ROWS_PER_PASS: usize = 2048;
 
 /// The CSV of `model`'s predictions on `test` (already standardised), one line per sample;
 /// `rows[i]` is sample `i`'s row in the source.
-pub async fn holdout_csv(
-    model: &SavedModel,
+pub async fn holdout_csv<M: TrainStep>(
+    predictor: &Predictor<M>,
     test: &Dataset,
     rows: &[usize],
-    device: &Device,
 ) -> Result<String> {
-    let predictor = Predictor::new(model.clone(), device)?;
+    let model = &predictor.saved;
     let mut outputs = Vec::with_capacity(test.len() * model.header.num_outputs);
     for features in test.features.chunks(ROWS_PER_PASS * test.sample_len()) {
         outputs.extend(predictor.predict_standardized(features.to_vec()).await?);

@@ -1,17 +1,12 @@
 //! Jobs: every training run has an id, a status, the latest progress and a result.
 
-use crate::config::Config;
-use crate::data::Splits;
 use crate::error::{KilnError, Result};
-use crate::model::{ModelHeader, SavedModel};
+use crate::model::{ConfigModel, ModelBuilder, ModelHeader, Predictor, SavedModel};
 use crate::store::{ModelId, ModelStore, save_model};
 use crate::train::{
-    CancelToken, CheckpointSink, HistoryEntry, Progress, ResumePoint, TrainEvent, TrainRequest,
-    YieldFn, train,
+    CancelToken, Progress, RunSummary, TrainEvent, TrainInputs, TrainRequest, train,
 };
-use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 mod holdout;
@@ -33,18 +28,9 @@ pub enum JobStatus {
     Cancelled,
 }
 
-impl JobStatus {
-    /// The status as written in APIs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Processing => "processing",
-            Self::Completed => "completed",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
-        }
-    }
+crate::display_serde_name!(JobStatus);
 
+impl JobStatus {
     /// Whether the job has ended.
     pub fn is_final(self) -> bool {
         matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
@@ -63,26 +49,11 @@ pub struct TrainRunInfo {
     pub name: String,
     /// The backend it trained on.
     pub backend: String,
-    /// Metrics at the best evaluation (by `checkpoint.main_metric`).
-    pub best_metrics: BTreeMap<String, f64>,
-    /// Epoch of the best evaluation, 1-based.
-    pub best_epoch: Option<usize>,
-    /// Latest validation metrics and the saved model's test metrics (`test_*`).
-    pub final_metrics: BTreeMap<String, f64>,
-    /// The test split's confusion matrix, when requested.
-    pub confusion_matrix: Option<Vec<Vec<u64>>>,
     /// The best model's file, when the run wrote one.
     pub best_model_path: Option<String>,
-    /// Metrics at every evaluation.
-    pub history: Vec<HistoryEntry>,
-    /// Whether early stopping ended the run.
-    pub stopped_early: bool,
-    /// Epochs completed.
-    pub epochs_run: usize,
-    /// Batches processed.
-    pub steps: u64,
-    /// Training time in seconds.
-    pub duration_secs: f64,
+    /// What the run measured (its fields appear at this level in JSON).
+    #[serde(flatten)]
+    pub summary: RunSummary,
 }
 
 #[derive(Debug)]
@@ -201,28 +172,18 @@ impl Job {
 /// A hook that gets a finished job's output before its model goes to the store.
 pub type BeforeStore<'a> = dyn FnMut(&JobOutput) -> Result<()> + 'a;
 
-/// Everything a job run needs besides the job itself.
-pub struct JobRun<'a> {
-    /// The validated config.
-    pub config: &'a Config,
-    /// The prepared splits.
-    pub splits: &'a Splits,
-    /// The device to train on.
-    pub device: Device,
+/// Everything a job run needs besides the job itself. `B` builds the model.
+pub struct JobRun<'a, B: ModelBuilder = ConfigModel> {
+    /// What to train, on what, and where checkpoints go.
+    pub inputs: TrainInputs<'a, 'a, B>,
     /// A name for the backend, recorded in the result.
     pub backend: String,
     /// Where the trained model is saved.
     pub store: &'a dyn ModelStore,
-    /// Checkpoint destination, if any.
-    pub checkpoints: Option<&'a mut dyn CheckpointSink>,
-    /// Resume from here.
-    pub resume: Option<ResumePoint>,
     /// Also receives every event.
     pub on_event: &'a mut dyn FnMut(&TrainEvent),
     /// Recorded as the result's `best_model_path`.
     pub best_model_path: Option<String>,
-    /// Gives the host event loop control back between device reads (browser, Node).
-    pub yield_now: Option<&'a YieldFn>,
     /// Called with the finished job's output before the model goes to the store, so a run
     /// directory keeps its own results even when the store then fails.
     pub before_store: Option<&'a mut BeforeStore<'a>>,
@@ -232,7 +193,7 @@ pub struct JobRun<'a> {
 
 /// Runs a job to its end: trains, saves the best model to the store, and records the outcome
 /// on the job. The returned error (if any) is also the job's error.
-pub async fn run_job(job: &Job, run: JobRun<'_>) -> Result<JobOutput> {
+pub async fn run_job<B: ModelBuilder>(job: &Job, run: JobRun<'_, B>) -> Result<JobOutput> {
     job.with(|s| s.status = JobStatus::Processing);
     let outcome = run_inner(job, run).await;
     job.finish(outcome.as_ref().map(|out| &out.info));
@@ -252,22 +213,23 @@ pub struct JobOutput {
     pub holdout_csv: Option<String>,
 }
 
-async fn run_inner(job: &Job, run: JobRun<'_>) -> Result<JobOutput> {
+async fn run_inner<B: ModelBuilder>(job: &Job, run: JobRun<'_, B>) -> Result<JobOutput> {
     let JobRun {
-        config,
-        splits,
-        device,
+        inputs,
         backend,
         store,
-        checkpoints,
-        resume,
         on_event,
         best_model_path,
-        yield_now,
         before_store,
         holdout,
     } = run;
     store.check_writable().await?;
+    let (config, splits, builder, device) = (
+        inputs.config,
+        inputs.splits,
+        inputs.builder,
+        inputs.device.clone(),
+    );
     let progress_job = job.clone();
     let mut events = |event: TrainEvent| {
         if let TrainEvent::Progress(p) = &event {
@@ -276,15 +238,10 @@ async fn run_inner(job: &Job, run: JobRun<'_>) -> Result<JobOutput> {
         on_event(&event);
     };
     let outcome = train(TrainRequest {
-        config,
-        splits,
-        device: device.clone(),
+        inputs,
         events: &mut events,
         cancel: job.cancel_token(),
         stop_at_epoch_end: job.stop_at_epoch_end.clone(),
-        checkpoints,
-        resume,
-        yield_now,
     })
     .await?;
     let model_id = ModelId::random().to_string();
@@ -292,42 +249,33 @@ async fn run_inner(job: &Job, run: JobRun<'_>) -> Result<JobOutput> {
         header: ModelHeader {
             model_id: model_id.clone(),
             name: config.name.clone(),
+            architecture: builder.architecture(),
             created_unix_ms: now_unix_ms(),
             kiln_version: env!("CARGO_PKG_VERSION").into(),
             config: config.clone(),
             input_shape: splits.train.sample_shape.clone(),
             num_outputs: splits.train.num_outputs,
             normalization: splits.normalization.clone(),
-            metrics: outcome.final_metrics.clone(),
+            metrics: outcome.summary.final_metrics.clone(),
         },
-        weights: outcome.best_weights.clone(),
-    };
-    let info = TrainRunInfo {
-        job_id: job.id().to_string(),
-        model_id,
-        name: config.name.clone(),
-        backend,
-        best_metrics: outcome
-            .best
-            .as_ref()
-            .map(|b| b.metrics.clone())
-            .unwrap_or_default(),
-        best_epoch: outcome.best.as_ref().map(|b| b.epoch),
-        final_metrics: outcome.final_metrics.clone(),
-        confusion_matrix: outcome.test_confusion_matrix.clone(),
-        best_model_path,
-        history: outcome.history.clone(),
-        stopped_early: outcome.stopped_early,
-        epochs_run: outcome.epochs_run,
-        steps: outcome.steps,
-        duration_secs: outcome.duration_secs,
+        weights: outcome.best_weights,
     };
     let holdout_csv = match (&splits.test, holdout) {
-        (Some(test), true) => Some(holdout_csv(&saved, test, &splits.test_rows, &device).await?),
+        (Some(test), true) => {
+            let predictor = Predictor::with_builder(saved.clone(), builder, &device)?;
+            Some(holdout_csv(&predictor, test, &splits.test_rows).await?)
+        }
         _ => None,
     };
     let output = JobOutput {
-        info,
+        info: TrainRunInfo {
+            job_id: job.id().to_string(),
+            model_id,
+            name: config.name.clone(),
+            backend,
+            best_model_path,
+            summary: outcome.summary,
+        },
         model: saved,
         final_weights: outcome.final_weights,
         holdout_csv,

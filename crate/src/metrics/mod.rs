@@ -1,9 +1,11 @@
 //! Evaluation metrics, computed on the host from predictions read back in one batch.
 
 mod classification;
+mod name;
 mod regression;
 
 pub use classification::ConfusionMatrix;
+pub use name::{LEARNING_RATE, MetricName, Split, direction_of};
 pub use regression::regression_scores;
 
 use crate::config::Metric;
@@ -51,7 +53,7 @@ pub fn classification_report(
             }
             Metric::Mse | Metric::Mae | Metric::R2 => continue,
         };
-        report.metrics.insert(metric.name().into(), value);
+        report.metrics.insert(metric.to_string(), value);
     }
     report.metrics.insert("loss".into(), loss);
     report
@@ -76,7 +78,7 @@ pub fn regression_report(
             Metric::R2 => r2,
             _ => continue,
         };
-        report.metrics.insert(metric.name().into(), value);
+        report.metrics.insert(metric.to_string(), value);
     }
     report.metrics.insert("loss".into(), loss);
     report

@@ -1,19 +1,25 @@
 //! The model: layers from the config, weights import/export, saved-model format, inference.
 
 mod network;
+mod params;
 mod predict;
 mod predictions_csv;
 mod saved;
 mod shape;
 mod small_linear;
 mod summary;
+mod trainable;
 mod weights;
 
 pub use network::{Flatten, Layer, Network};
+pub use params::{cast_float, initialize_params};
 pub use predict::{Predictor, argmax_rows};
 pub use predictions_csv::predictions_csv;
 pub use saved::{MODEL_MAGIC, ModelHeader, SavedModel};
 pub use shape::{SampleShape, infer_shapes, resolve_layers};
 pub use small_linear::{MAX_PRODUCT_ELEMENTS, linear_as_product, linear_forward};
 pub use summary::{ModelSummary, summary};
+pub use trainable::{
+    Batch, CONFIG_ARCHITECTURE, ConfigModel, ModelBuilder, ModelSpec, StepOutput, TrainStep,
+};
 pub use weights::{export_weights, import_weights};

@@ -4,14 +4,14 @@ use super::shape::{SampleShape, infer_shapes};
 use super::small_linear::linear_forward;
 use crate::config::LayerSpec;
 use crate::error::Result;
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{
     BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Gelu, LayerNorm, LayerNormConfig, Linear,
     LinearConfig, PaddingConfig2d, Relu, Sigmoid, Tanh,
 };
-use burn::tensor::{Device, FloatDType, Tensor};
+use burn::tensor::{Device, Tensor};
 
 /// Flattens `[batch, channels, height, width]` to `[batch, features]`.
 #[derive(Module, Debug, Default)]
@@ -99,35 +99,6 @@ impl Network {
             layers,
             input_shape: input_shape.to_vec(),
         })
-    }
-
-    /// Forces every lazily-initialised parameter to be created now, on the device it was
-    /// built for (so its values come from that device's seeded generator).
-    pub fn initialize_params(&self) {
-        struct Touch;
-        impl ModuleVisitor for Touch {
-            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-                let _ = param.val();
-            }
-        }
-        self.visit(&mut Touch);
-    }
-
-    /// Converts every float parameter (and running statistic) to `dtype`, keeping which
-    /// parameters require gradients.
-    pub fn cast_float(self, dtype: FloatDType) -> Self {
-        struct Cast(FloatDType);
-        impl ModuleMapper for Cast {
-            fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-                let dtype = self.0;
-                param.map(|tensor| {
-                    let trainable = tensor.is_require_grad();
-                    let cast = tensor.cast(dtype).detach();
-                    if trainable { cast.require_grad() } else { cast }
-                })
-            }
-        }
-        self.map(&mut Cast(dtype))
     }
 
     /// Whether the first shape-dependent layer needs image batches; when it does not (an MLP

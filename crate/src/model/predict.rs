@@ -2,28 +2,46 @@
 
 use super::network::Network;
 use super::saved::SavedModel;
+use super::trainable::{ModelBuilder, TrainStep};
 use crate::config::Task;
 use crate::error::{KilnError, Result};
 use burn::module::Module;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 
-/// A loaded model ready to predict.
+/// A loaded model ready to predict: a config-built [`Network`] unless built with another
+/// builder.
 #[derive(Debug)]
-pub struct Predictor {
+pub struct Predictor<M: TrainStep = Network> {
     /// The model's metadata and weights as loaded.
     pub saved: SavedModel,
-    network: Network,
+    model: M,
     device: Device,
 }
 
 impl Predictor {
-    /// Loads a saved model onto `device` (without autodiff).
+    /// Loads a saved config-built model onto `device` (without autodiff).
     pub fn new(saved: SavedModel, device: &Device) -> Result<Self> {
-        let network = saved.load_network(device)?.valid();
+        let model = saved.load_network(device)?.valid();
         Ok(Self {
             saved,
-            network,
+            model,
+            device: device.clone(),
+        })
+    }
+}
+
+impl<M: TrainStep> Predictor<M> {
+    /// Loads a saved model of `builder`'s architecture onto `device` (without autodiff).
+    pub fn with_builder<B: ModelBuilder<Model = M>>(
+        saved: SavedModel,
+        builder: &B,
+        device: &Device,
+    ) -> Result<Self> {
+        let model = saved.load_with(builder, device)?.valid();
+        Ok(Self {
+            saved,
+            model,
             device: device.clone(),
         })
     }
@@ -62,7 +80,7 @@ impl Predictor {
         let n = self.sample_len();
         let rows = input.len() / n.max(1);
         let x = Tensor::<2>::from_data(TensorData::new(input, [rows, n]), &self.device);
-        let out = self.network.forward(x);
+        let out = self.model.forward(x);
         let out = match self.saved.task() {
             Task::Classification => softmax(out, 1),
             Task::Regression => out,

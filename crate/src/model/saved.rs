@@ -5,6 +5,7 @@
 
 use super::network::Network;
 use super::shape::{SampleShape, infer_shapes, layer_parameters, resolve_layers};
+use super::trainable::{CONFIG_ARCHITECTURE, ConfigModel, ModelBuilder, ModelSpec};
 use super::weights::import_weights;
 use crate::config::{Config, Task};
 use crate::data::Normalization;
@@ -25,6 +26,10 @@ pub struct ModelHeader {
     pub model_id: String,
     /// The run's name.
     pub name: String,
+    /// The architecture ([`super::ModelBuilder::architecture`]); files written before it was
+    /// recorded hold config-built networks.
+    #[serde(default = "config_architecture")]
+    pub architecture: String,
     /// Milliseconds since the Unix epoch when the model was saved.
     pub created_unix_ms: u64,
     /// The Kiln version that wrote the file.
@@ -39,6 +44,10 @@ pub struct ModelHeader {
     pub normalization: Option<Normalization>,
     /// Metrics measured when it was saved (e.g. `test_accuracy`).
     pub metrics: BTreeMap<String, f64>,
+}
+
+fn config_architecture() -> String {
+    CONFIG_ARCHITECTURE.into()
 }
 
 /// A model as stored: header plus burnpack weights.
@@ -164,9 +173,41 @@ impl SavedModel {
         })
     }
 
-    /// Rebuilds the network on `device` and loads the weights into it. The architecture is
-    /// checked against the limits and the weights' size before anything is allocated.
+    /// Builds the model with `builder` on `device` and loads the weights into it, after
+    /// checking that the file holds that architecture.
+    pub fn load_with<B: ModelBuilder>(&self, builder: &B, device: &Device) -> Result<B::Model> {
+        self.check_architecture(&builder.architecture())?;
+        let spec = ModelSpec {
+            config: &self.header.config,
+            input_shape: &self.header.input_shape,
+            num_outputs: self.header.num_outputs,
+        };
+        let model = builder
+            .build(&spec, device)
+            .map_err(|e| KilnError::Model(format!("the model's architecture is invalid: {e}")))?;
+        import_weights(model, &self.weights)
+    }
+
+    fn check_architecture(&self, expected: &str) -> Result<()> {
+        let found = &self.header.architecture;
+        if found == expected {
+            return Ok(());
+        }
+        let hint = if found == CONFIG_ARCHITECTURE {
+            " (a network from the config's model section: load it without a builder)".to_string()
+        } else {
+            format!(" (a custom model: load it with the `{found}` builder it was trained with)")
+        };
+        Err(KilnError::Model(format!(
+            "this model's architecture is `{found}`, not `{expected}`{hint}"
+        )))
+    }
+
+    /// Rebuilds a config-built network on `device` and loads the weights into it. The
+    /// architecture is checked against the limits and the weights' size before anything is
+    /// allocated.
     pub fn load_network(&self, device: &Device) -> Result<Network> {
+        self.check_architecture(CONFIG_ARCHITECTURE)?;
         let layers = resolve_layers(&self.header.config.model);
         let sample = SampleShape::from_dims(&self.header.input_shape)
             .map_err(|e| KilnError::Model(format!("the model's input shape is invalid: {e}")))?;
@@ -185,14 +226,7 @@ impl SavedModel {
                 self.weights.len()
             )));
         }
-        let network = Network::build(
-            &layers,
-            &self.header.input_shape,
-            self.header.num_outputs,
-            device,
-        )
-        .map_err(|e| KilnError::Model(format!("the model's architecture is invalid: {e}")))?;
-        import_weights(network, &self.weights)
+        self.load_with(&ConfigModel, device)
     }
 
     /// The task the model was trained for.

@@ -29,7 +29,7 @@ pub fn summary(header: &ModelHeader) -> ModelSummary {
     ModelSummary {
         guid: header.model_id.clone(),
         name: header.name.clone(),
-        task: crate::config::task_name(header.config.task).into(),
+        task: header.config.task.to_string(),
         input_shape: header.input_shape.clone(),
         num_outputs: header.num_outputs,
         created_unix_ms: header.created_unix_ms,

@@ -45,6 +45,15 @@ enum Objective {
 }
 
 impl BatchLoss {
+    /// A loss computed by the model itself: `loss` is the batch's mean loss `[1]`; when it is
+    /// tracked, its backward pass gives the gradients.
+    pub fn from_loss(loss: Tensor<1>) -> Self {
+        Self {
+            value: loss.clone().without_autodiff(),
+            objective: loss.is_tracked().then_some(Objective::Loss(loss)),
+        }
+    }
+
     /// The loss's gradients, scaled by `scale` (`1 / gradient_accumulation_steps`).
     pub fn gradients(self, scale: f32) -> Result<Gradients> {
         let gradients = |objective: Objective| match objective {
@@ -67,7 +76,7 @@ fn scaled_backward<const D: usize>(objective: Tensor<D>, scale: f32) -> Gradient
 }
 
 /// The mean loss of a batch: cross-entropy for classes, mean squared error for values.
-pub fn batch_loss(output: Tensor<2>, targets: BatchTargets) -> Result<BatchLoss> {
+pub fn task_loss(output: Tensor<2>, targets: BatchTargets) -> Result<BatchLoss> {
     match targets {
         BatchTargets::Classes(labels) => {
             let (value, weighted) = mean_cross_entropy(output, &labels)?;
@@ -79,11 +88,11 @@ pub fn batch_loss(output: Tensor<2>, targets: BatchTargets) -> Result<BatchLoss>
         BatchTargets::Values(values) => {
             let shape = [values.len(), 1];
             let y = Tensor::from_data(TensorData::new(values, shape), &output.device());
-            let loss = MseLoss::new().forward(output, y, Reduction::Mean);
-            Ok(BatchLoss {
-                value: loss.clone().without_autodiff(),
-                objective: loss.is_tracked().then_some(Objective::Loss(loss)),
-            })
+            Ok(BatchLoss::from_loss(MseLoss::new().forward(
+                output,
+                y,
+                Reduction::Mean,
+            )))
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use super::early_stop::EarlyStopState;
 use super::events::HistoryEntry;
+use crate::config::Direction;
 use crate::error::Result;
 use burn::optim::ModuleOptimizer;
 use serde::{Deserialize, Serialize};
@@ -52,8 +53,8 @@ pub struct CheckpointData<'a> {
     pub optimizer: &'a ModuleOptimizer,
     /// The main metric at this checkpoint, for top-k ranking.
     pub score: Option<f64>,
-    /// Whether lower scores are better.
-    pub lower_is_better: bool,
+    /// Which way the score is better.
+    pub direction: Direction,
 }
 
 /// Where checkpoints go. The native implementation writes directories; serialising the

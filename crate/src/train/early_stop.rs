@@ -1,6 +1,6 @@
 //! Early stopping over several watched metrics, with patience and a grace period.
 
-use crate::config::{Direction, EarlyStoppingConfig, StopMode};
+use crate::config::{EarlyStoppingConfig, StopMode};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -20,17 +20,6 @@ pub struct WatchState {
 pub struct EarlyStopState {
     /// One entry per configured task.
     pub tasks: Vec<WatchState>,
-}
-
-/// Whether `value` beats `best` by more than `delta` in the given direction.
-pub fn improves(value: f64, best: Option<f64>, delta: f64, direction: Direction) -> bool {
-    match best {
-        None => true,
-        Some(best) => match direction {
-            Direction::Min => value < best - delta,
-            Direction::Max => value > best + delta,
-        },
-    }
 }
 
 impl EarlyStopState {
@@ -57,7 +46,7 @@ impl EarlyStopState {
                 continue;
             };
             state.seen += 1;
-            if value.is_finite() && improves(value, state.best, task.delta, task.mode) {
+            if value.is_finite() && task.mode.improves(value, state.best, task.delta) {
                 state.best = Some(value);
                 state.stale = 0;
             } else {
@@ -75,7 +64,7 @@ impl EarlyStopState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::EarlyStoppingTask;
+    use crate::config::{Direction, EarlyStoppingTask};
 
     fn config(patience: usize, grace: usize) -> EarlyStoppingConfig {
         EarlyStoppingConfig {

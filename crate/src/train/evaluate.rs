@@ -1,17 +1,17 @@
 //! Evaluating a model on a split: every batch on the device, one read at the end.
 
-use super::batch::{BatchTargets, batch_loss, make_batch};
+use super::batch::make_batch;
 use crate::config::{Metric, Task};
 use crate::data::{Dataset, Targets};
 use crate::error::{KilnError, Result};
 use crate::metrics::{EvalReport, classification_report, regression_report};
-use crate::model::Network;
+use crate::model::{Batch, TrainStep};
 use burn::tensor::{Device, Transaction};
 
 /// Evaluates `model` (already in validation mode) on `data` in batches of `batch_size`,
 /// at most `max_batches` of them. Reads predictions and the loss in a single transaction.
-pub async fn evaluate(
-    model: &Network,
+pub async fn evaluate<M: TrainStep>(
+    model: &M,
     data: &Dataset,
     batch_size: usize,
     metrics: &[Metric],
@@ -25,17 +25,14 @@ pub async fn evaluate(
         .take(max_batches.unwrap_or(usize::MAX))
         .collect();
     let evaluated: usize = chunks.iter().map(|c| c.len()).sum();
+    let task = task_of(&data.targets);
     let mut transaction = Transaction::default();
     let mut loss_sum = None;
     for chunk in &chunks {
-        let (x, y) = make_batch(data, chunk, device);
-        let out = model.forward(x);
-        let task_output = match &y {
-            BatchTargets::Classes(_) => out.clone().argmax(1).float(),
-            BatchTargets::Values(_) => out.clone(),
-        };
-        transaction = transaction.register(task_output);
-        let weighted = batch_loss(out, y)?.value * (chunk.len() as f32);
+        let (inputs, targets) = make_batch(data, chunk, device);
+        let out = model.step(Batch { inputs, targets })?;
+        transaction = transaction.register(model.predictions(out.outputs, task));
+        let weighted = out.loss.value * (chunk.len() as f32);
         loss_sum = Some(match loss_sum {
             Some(sum) => sum + weighted,
             None => weighted,
@@ -55,13 +52,13 @@ pub async fn evaluate(
     let loss = loss_data.iter::<f64>().next().unwrap_or(f64::NAN) / evaluated as f64;
     let outputs: Vec<f32> = values.iter().flat_map(|d| d.iter::<f32>()).collect();
     let shown: Vec<usize> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
-    Ok(match (&data.targets, task_of(&data.targets)) {
-        (Targets::Classes(classes), _) => {
+    Ok(match &data.targets {
+        Targets::Classes(classes) => {
             let truth: Vec<u32> = shown.iter().map(|&i| classes[i]).collect();
             let predicted: Vec<u32> = outputs.iter().map(|&p| p as u32).collect();
             classification_report(metrics, loss, &truth, &predicted, data.num_outputs)
         }
-        (Targets::Values(v), _) => {
+        Targets::Values(v) => {
             let truth: Vec<f32> = shown.iter().map(|&i| v[i]).collect();
             regression_report(metrics, loss, &truth, &outputs)
         }

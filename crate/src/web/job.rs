@@ -90,7 +90,7 @@ impl JobShared {
             },
             Some(Outcome::Failed(message)) => {
                 let error = js_sys::Error::new(message);
-                let status = self.job.status().as_str();
+                let status = self.job.status().to_string();
                 let _ = js_sys::Reflect::set(&error, &"status".into(), &status.into());
                 let _ = reject.call1(&JsValue::NULL, &error);
             }
@@ -115,7 +115,7 @@ impl TrainingJob {
 
     /// `"queued" | "processing" | "completed" | "failed" | "cancelled"`.
     pub fn status(&self) -> String {
-        self.shared.job.status().as_str().to_string()
+        self.shared.job.status().to_string()
     }
 
     /// The latest progress report, or `undefined` before the first one.

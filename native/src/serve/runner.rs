@@ -17,8 +17,10 @@ use crate::run_dir::{MetricsLog, RunDir};
 use kiln::backend::{BackendKind, native_device};
 use kiln::data::{load_source, prepare};
 use kiln::jobs::{JobOutput, JobRun, run_job};
+use kiln::model::ConfigModel;
 use kiln::model::{Predictor, predictions_csv};
 use kiln::store::load_model;
+use kiln::train::TrainInputs;
 use kiln::train::{CheckpointData, CheckpointSink, TrainEvent};
 use kiln::{Config, Job, KilnError, Result, TrainRunInfo};
 use std::path::PathBuf;
@@ -309,16 +311,19 @@ fn train(ctx: &RunnerContext, row: &JobRow, job: &Job, lease: &Lease) -> Result<
     let output = futures::executor::block_on(run_job(
         job,
         JobRun {
-            config: &config,
-            splits: &splits,
-            device,
+            inputs: TrainInputs {
+                config: &config,
+                splits: &splits,
+                builder: &ConfigModel,
+                device,
+                checkpoints: Some(&mut checkpoints),
+                resume,
+                yield_now: None,
+            },
             backend: ctx.backend.name().into(),
             store: &ctx.store,
-            checkpoints: Some(&mut checkpoints),
-            resume,
             on_event: &mut on_event,
             best_model_path: None,
-            yield_now: None,
             before_store: Some(&mut write_results),
             holdout: true,
         },

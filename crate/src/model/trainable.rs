@@ -1,0 +1,104 @@
+//! The model trait the training loop trains, and the builder that makes a fresh model.
+//!
+//! Like burn-train's `TrainStep`/`ValidStep`, a model says what one step computes; unlike them,
+//! Kiln's loop runs the backward pass, the optimiser, metrics, checkpoints and jobs itself, so
+//! the trait only asks for the forward pass (and, optionally, a custom loss or predictions).
+
+use super::network::Network;
+use crate::config::{Config, Task};
+use crate::error::Result;
+use crate::train::{BatchLoss, BatchTargets, task_loss};
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+
+/// One batch as the loop hands it to a model.
+pub struct Batch {
+    /// Inputs `[batch, features]`: each sample flattened row-major (its shape is
+    /// [`ModelSpec::input_shape`]).
+    pub inputs: Tensor<2>,
+    /// The batch's targets.
+    pub targets: BatchTargets,
+}
+
+/// What a model computes for a batch.
+pub struct StepOutput {
+    /// Outputs `[batch, outputs]`: logits (classification) or values (regression).
+    pub outputs: Tensor<2>,
+    /// The batch's mean loss.
+    pub loss: BatchLoss,
+}
+
+/// A burn [`Module`] Kiln can train: the loop, events, jobs, checkpoints and resume, early
+/// stopping, metrics and the model store work for any implementation, natively and in wasm.
+pub trait TrainStep: Module {
+    /// The outputs for a batch of inputs `[batch, features]`: `[batch, outputs]` logits for
+    /// classification (softmax is applied at prediction time), values for regression.
+    fn forward(&self, inputs: Tensor<2>) -> Tensor<2>;
+
+    /// One step: outputs and loss. The default is the task's loss over [`Self::forward`]:
+    /// cross-entropy against class labels, mean squared error against values.
+    fn step(&self, batch: Batch) -> Result<StepOutput> {
+        let outputs = self.forward(batch.inputs);
+        let loss = task_loss(outputs.clone(), batch.targets)?;
+        Ok(StepOutput { outputs, loss })
+    }
+
+    /// What the model predicts, for metrics: `[batch, 1]`, the class index (as a float) for
+    /// classification, the value for regression. The default takes the largest logit.
+    fn predictions(&self, outputs: Tensor<2>, task: Task) -> Tensor<2> {
+        match task {
+            Task::Classification => outputs.argmax(1).float(),
+            Task::Regression => outputs,
+        }
+    }
+}
+
+/// What a builder knows about the data when it makes a model.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelSpec<'a> {
+    /// The run's config (its `model` section describes config-built networks).
+    pub config: &'a Config,
+    /// One sample's shape: `[features]` or `[channels, height, width]`.
+    pub input_shape: &'a [usize],
+    /// Classes (classification) or 1 (regression).
+    pub num_outputs: usize,
+}
+
+/// Makes fresh models of one architecture; the loop calls it once per run, and loading a saved
+/// model of that architecture calls it before reading the weights in.
+pub trait ModelBuilder {
+    /// The model it builds.
+    type Model: TrainStep;
+
+    /// The architecture's name, saved in every model header; loading checks it.
+    fn architecture(&self) -> String;
+
+    /// A new model with freshly initialised parameters on `device`.
+    fn build(&self, spec: &ModelSpec<'_>, device: &Device) -> Result<Self::Model>;
+}
+
+/// The architecture name of networks built from the config's `model` section.
+pub const CONFIG_ARCHITECTURE: &str = "kiln.layers";
+
+/// Builds the config's [`Network`] (`model.layers`, or a preset).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConfigModel;
+
+impl ModelBuilder for ConfigModel {
+    type Model = Network;
+
+    fn architecture(&self) -> String {
+        CONFIG_ARCHITECTURE.into()
+    }
+
+    fn build(&self, spec: &ModelSpec<'_>, device: &Device) -> Result<Network> {
+        let layers = super::resolve_layers(&spec.config.model);
+        Network::build(&layers, spec.input_shape, spec.num_outputs, device)
+    }
+}
+
+impl TrainStep for Network {
+    fn forward(&self, inputs: Tensor<2>) -> Tensor<2> {
+        Network::forward(self, inputs)
+    }
+}
