@@ -69,11 +69,14 @@ test-fleet:
 	node --test tests/fleet/
 
 ## wasm-bindgen-test in headless Chromium with WebGPU (SwiftShader), asserting WebGPU is used,
-## and the same binding tests in Node 20 on the CPU backend.
+## and the same binding tests in Node 20 on the CPU backend; the custom-model example in Node.
 test-web:
 	cd crate && CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_TIMEOUT=600 \
 	  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
 	  $(CARGO) test --target wasm32-unknown-unknown $(WASM_FEATURES) --test web --test node
+	WASM_BINDGEN_TEST_TIMEOUT=600 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+	  $(CARGO) test --target wasm32-unknown-unknown -p kiln-example-custom-model \
+	  --features kiln/webgpu --test node
 
 lint:
 	$(CARGO) fmt --all -- --check
