@@ -5,7 +5,7 @@ export XDG_RUNTIME_DIR ?= /tmp
 # One shared target dir and one test profile for everything.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: size setup train test test-rust test-js test-web test-python test-fleet test-demo lint fmt bench bench-fleet check-cuda pkg demo
+.PHONY: size setup train test test-rust test-js test-web test-python test-fleet test-demo lint fmt bench bench-fleet check-cuda pkg demo types
 
 setup:
 	./scripts/setup.sh
@@ -77,6 +77,11 @@ test-web:
 	WASM_BINDGEN_TEST_TIMEOUT=600 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
 	  $(CARGO) test --target wasm32-unknown-unknown -p kiln-example-custom-model \
 	  --features kiln/webgpu --test node
+
+## pkg/types.d.ts from the Rust types (`kiln schema --api`); tests/js/types.test.mjs checks it is current.
+types:
+	$(CARGO) build -p kiln-native
+	node scripts/gen-types.mjs $(CARGO_TARGET_DIR)/debug/kiln
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -232,7 +232,7 @@ export class Model {
   /** @internal */
   constructor(inner, runtime) { this.#inner = inner; this.#runtime = runtime; this.#generation = runtime.generation; }
   /** The model id. */
-  get guid() { return this.#inner.guid; }
+  get modelId() { return this.#inner.modelId; }
   /** Metadata: name, task, input shape, outputs, metrics. */
   get info() { return this.#inner.info; }
   /** Class probabilities (or values) for row-major samples, `rows × numOutputs`. */
@@ -268,7 +268,7 @@ export class TrainingJob {
   progress() { return this.#inner.progress(); }
   /** Why the job failed or was cancelled. */
   get error() { return this.#inner.error; }
-  /** `{ guid }` of the trained model once completed. */
+  /** `{ modelId }` of the trained model once completed. */
   get trainedModel() { return this.#inner.trainedModel; }
   /** Calls `callback(progress)` on every progress report. */
   onProgress(callback) {
@@ -309,6 +309,8 @@ class DeferredJob {
         throw error;
       },
     );
+    // Whoever never waits still gets the failure from status()/error, not an unhandled rejection.
+    this.#waiting.catch(() => {});
   }
   get id() { return this.#id; }
   status() { return this.#job?.status() ?? (this.#failure ? "failed" : "queued"); }
@@ -413,13 +415,28 @@ export class Kiln {
   /** Bytes of wasm linear memory in use by this Kiln's module (it only grows; watch it across epochs). */
   async memoryBytes() { return this.#runtime.call(() => this.#runtime.WasmKiln.memoryBytes()); }
 
-  /** Starts training and returns the job at once. Throws on a bad config or bad data. */
+  /**
+   * Starts training and returns the job at once. A bad config or bad data fails the job (as in
+   * worker and remote mode): `status()` is "failed" and `waitForTraining()` rejects with the
+   * Error naming the field.
+   */
   train(config, data) { return this.#train(config, data, undefined); }
 
   /** @internal Starts a job under an id handed out by the worker proxy. */
   _trainWithId(config, data, jobId) { return this.#train(config, data, jobId); }
 
   #train(config, data, jobId) {
+    const runtime = this.#runtime;
+    try {
+      return this.#start(config, data, jobId);
+    } catch (error) {
+      if (error instanceof Error) error.status = "failed";
+      const id = jobId ?? `trainingjob-${crypto.randomUUID()}`;
+      return new TrainingJob(new DeferredJob(id, Promise.reject(error)), runtime);
+    }
+  }
+
+  #start(config, data, jobId) {
     const runtime = this.#runtime;
     runtime.restartIfCrashed();
     if (this.#generation === runtime.generation) {
@@ -458,7 +475,7 @@ export class Kiln {
   /** Metadata of every stored model. */
   listModels() { return this.#call((inner) => inner.listModels()); }
   /** Deletes a stored model; resolves true if it existed. */
-  deleteModel(guid) { return this.#call((inner) => inner.deleteModel(guid)); }
+  deleteModel(modelId) { return this.#call((inner) => inner.deleteModel(modelId)); }
   /** Stores exported model bytes; resolves with the model id. An id already stored is refused unless `{ force: true }`. */
   importModel(bytes, { force = false } = {}) {
     if (!(bytes instanceof Uint8Array)) return Promise.reject(new TypeError("importModel takes the model's bytes as a Uint8Array"));

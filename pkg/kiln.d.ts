@@ -1,5 +1,10 @@
 import type { ModelStore } from "./store.js";
+import type {
+  HistoryEntry, JobStatus, LayerSpec, Metric, ModelInfo, Progress, Task, TrainConfig, TrainEvent, TrainRunInfo,
+} from "./types.js";
 export { ModelStore, MemoryStore, IndexedDbStore, DirectoryStore, defaultStore } from "./store.js";
+// The config, event, result and model-info types, generated from the Rust types (`make types`).
+export type * from "./types.js";
 
 /** Options of `Kiln.create`. */
 export interface KilnOptions {
@@ -30,73 +35,6 @@ export interface BackendInfo {
   version?: string;
 }
 
-export type Task = "classification" | "regression";
-export type Metric =
-  | "loss" | "accuracy" | "precision_macro" | "precision_weighted" | "recall_macro" | "recall_weighted"
-  | "f1_macro" | "f1_weighted" | "confusion_matrix" | "mse" | "mae" | "r2";
-
-export type LayerSpec =
-  | { type: "linear"; out?: number; bias?: boolean }
-  | { type: "conv2d"; channels: number; kernel: number; stride?: number; padding?: number }
-  | { type: "max_pool2d"; kernel: number; stride?: number }
-  | { type: "flatten" | "relu" | "gelu" | "tanh" | "sigmoid" | "batch_norm" | "layer_norm" }
-  | { type: "dropout"; prob: number };
-
-export type LrScheduler =
-  | { kind: "constant" }
-  | { kind: "step"; step_size: number; gamma?: number }
-  | { kind: "cosine"; min_lr?: number }
-  | { kind: "linear_warmup"; warmup_steps: number };
-
-/** The run configuration: the same schema as Kiln's YAML files (every key optional). */
-export interface TrainConfig {
-  name?: string;
-  seed?: number;
-  task?: Task;
-  deterministic?: boolean;
-  fast_dev_run?: boolean;
-  data?: {
-    source?: "digits" | "fashion-mnist" | "csv" | "idx" | "inline";
-    path?: string;
-    label_column?: string | number;
-    header?: boolean;
-    images?: string;
-    labels?: string;
-    split?: [number, number, number];
-    shuffle?: boolean;
-    normalize?: boolean;
-    limit?: number;
-  };
-  model?: { preset?: "mlp" | "cnn"; hidden?: number[]; dropout?: number; layers?: LayerSpec[] };
-  training?: {
-    num_passes?: number;
-    epochs?: number;
-    batch_size?: number;
-    drop_last?: boolean;
-    weight_optimization?: {
-      optimization_method?: "sgd" | "momentum" | "adam" | "adamw";
-      learning_rate?: number;
-      weight_decay?: number;
-      momentum?: number;
-      betas?: [number, number];
-    };
-    lr_scheduler?: LrScheduler;
-    gradient_accumulation_steps?: number;
-    gradient_max_norm?: number;
-    precision?: "f32" | "f16";
-    log_every_steps?: number;
-  };
-  validation?: { every?: number; metrics?: Metric[] };
-  early_stopping?: {
-    tasks: { metric: string; mode: "min" | "max"; delta?: number; grace_period?: number; init_best_score?: number }[];
-    patience?: number;
-    mode?: "any" | "all";
-  };
-  checkpoint?: { every_epochs?: number; save_top_k?: number; main_metric?: string };
-  /** Labels a `kiln serve` worker must offer to claim the job (remote mode; ignored locally). */
-  resources?: { labels?: Record<string, string> };
-}
-
 /**
  * Training data handed over directly. `features` are row-major samples; a `Uint8Array` or
  * `Uint8ClampedArray` (image bytes, canvas pixels) is read as its values 0–255.
@@ -105,76 +43,13 @@ export type TrainData =
   | { features: Float32Array | Uint8Array | Uint8ClampedArray; labels: Int32Array | Float32Array; shape: number[] }
   | { csv: string };
 
-export type JobStatus = "queued" | "processing" | "completed" | "failed" | "cancelled";
-
-/** A progress report. */
-export interface Progress {
-  epoch: number;
-  epochs: number;
-  step: number;
-  totalSteps: number;
-  loss: number;
-  learningRate: number;
-  gradNorm?: number | null;
-  samplesPerSec: number;
-  etaSeconds: number;
-  /** Training time so far in seconds, resumed sessions included. */
-  elapsedSeconds: number;
-  /** Latest validation metrics: val_loss, val_accuracy, ... */
-  metrics: Record<string, number>;
-}
-
-/** Metrics at one evaluation. */
-export interface HistoryEntry {
-  epoch: number;
-  step: number;
-  metrics: Record<string, number>;
-}
-
-/** Events from a running job. */
-export type TrainEvent =
-  | { event: "started"; total_steps: number; steps_per_epoch: number; start_epoch: number }
-  | ({ event: "progress" } & Progress)
-  | ({ event: "evaluated" } & HistoryEntry)
-  | { event: "checkpoint"; epoch: number; step: number };
-
-/** The result of a completed job. */
-export interface TrainRunInfo {
-  jobId: string;
-  modelId: string;
-  name: string;
-  backend: string;
-  bestMetrics: Record<string, number>;
-  bestEpoch?: number | null;
-  /** Latest validation metrics and the saved model's test metrics (test_*). */
-  finalMetrics: Record<string, number>;
-  confusionMatrix?: number[][] | null;
-  bestModelPath?: string | null;
-  history: HistoryEntry[];
-  stoppedEarly: boolean;
-  epochsRun: number;
-  steps: number;
-  durationSecs: number;
-}
-
 /** A failed or cancelled job's rejection. */
 export interface TrainingError extends Error {
   status: "failed" | "cancelled";
 }
 
-/** Metadata of a stored model. */
-export interface ModelInfo {
-  guid: string;
-  name: string;
-  task: Task;
-  inputShape: number[];
-  numOutputs: number;
-  createdUnixMs: number;
-  metrics: Record<string, number>;
-}
-
 export class Model {
-  readonly guid: string;
+  readonly modelId: string;
   readonly info: ModelInfo;
   /** `rows × numOutputs` class probabilities (classification) or values (regression). */
   predict(features: Float32Array, shape?: number[]): Promise<Float32Array>;
@@ -187,7 +62,7 @@ export class TrainingJob {
   status(): JobStatus;
   progress(): Progress | undefined;
   readonly error: string | undefined;
-  readonly trainedModel: { guid: string } | undefined;
+  readonly trainedModel: { modelId: string } | undefined;
   onProgress(callback: (progress: Progress) => void): void;
   /** Resolves with the result; rejects with a TrainingError. */
   waitForTraining(): Promise<TrainRunInfo>;
@@ -212,7 +87,7 @@ export class Kiln {
   /** The same API with jobs trained by a `kiln serve` server; `backend` is then `{ kind: "remote", url, server, version }`. */
   static connect(url: string | URL, options?: ConnectOptions): Promise<Kiln>;
   readonly backend: BackendInfo;
-  /** Returns at once; throws an Error naming the field on a bad config. */
+  /** Returns the job at once (in every mode). A bad config or bad data fails it: `status()` is "failed" and `waitForTraining()` rejects with an Error naming the field. */
   train(config?: TrainConfig | string, data?: TrainData): TrainingJob;
   /** Resolves if the config is valid; rejects with the validator's Error (field path, value, allowed). */
   validateConfig(config?: TrainConfig | string): Promise<void>;
@@ -222,7 +97,7 @@ export class Kiln {
   terminate?(): void;
   preloadedModel(source: string | Uint8Array): Promise<Model>;
   listModels(): Promise<ModelInfo[]>;
-  deleteModel(guid: string): Promise<boolean>;
+  deleteModel(modelId: string): Promise<boolean>;
   importModel(bytes: Uint8Array, options?: { force?: boolean }): Promise<string>;
 }
 

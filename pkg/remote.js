@@ -226,7 +226,7 @@ export class RemoteKiln {
   async preloadedModel(source) {
     const local = await this.#localKiln();
     if (typeof source === "string" && /^[A-Za-z0-9_-]+$/.test(source)) {
-      const cached = (await local.listModels()).some((m) => m.guid === source);
+      const cached = (await local.listModels()).some((m) => m.modelId === source);
       if (!cached) {
         const response = await this._request("GET", `/v1/models/${source}`, { raw: true });
         await local.importModel(new Uint8Array(await response.arrayBuffer()), { force: true });
@@ -239,9 +239,9 @@ export class RemoteKiln {
   listModels() { return this._request("GET", "/v1/models"); }
 
   /** Deletes a model on the server; resolves true if it existed. */
-  async deleteModel(guid) {
+  async deleteModel(modelId) {
     try {
-      await this._request("DELETE", `/v1/models/${encodeURIComponent(guid)}`);
+      await this._request("DELETE", `/v1/models/${encodeURIComponent(modelId)}`);
       return true;
     } catch (error) {
       if (error.httpStatus === 404) return false;
@@ -253,6 +253,6 @@ export class RemoteKiln {
   async importModel(bytes, { force = false } = {}) {
     if (!(bytes instanceof Uint8Array)) throw new TypeError("importModel takes the model's bytes as a Uint8Array");
     const answer = await this._request("POST", `/v1/models${force ? "?force=true" : ""}`, { body: bytes, type: "application/octet-stream" });
-    return answer.guid;
+    return answer.modelId;
   }
 }

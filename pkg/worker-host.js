@@ -39,14 +39,14 @@ export function serveKilnInWorker(api) {
       const model = await kiln.preloadedModel(source);
       const handle = nextModel++;
       models.set(handle, model);
-      return { handle, guid: model.guid, info: model.info };
+      return { handle, modelId: model.modelId, info: model.info };
     },
     predict({ handle, features, shape }) { return models.get(handle).predict(features, shape); },
     export({ handle }) { return models.get(handle).export(); },
     listModels() { return kiln.listModels(); },
     validateConfig({ config }) { return kiln.validateConfig(config); },
     memoryBytes() { return kiln.memoryBytes(); },
-    deleteModel({ guid }) { return kiln.deleteModel(guid); },
+    deleteModel({ modelId }) { return kiln.deleteModel(modelId); },
     importModel({ bytes, force }) { return kiln.importModel(bytes, { force }); },
   };
 

@@ -8,10 +8,10 @@ import { FedTrainingJob, serializeError, reviveError } from "./fed-job.js";
 class WorkerModel {
   #call;
   #handle;
-  constructor(call, { handle, guid, info }) {
+  constructor(call, { handle, modelId, info }) {
     this.#call = call;
     this.#handle = handle;
-    this.guid = guid;
+    this.modelId = modelId;
     this.info = info;
   }
   predict(features, shape) {
@@ -88,7 +88,7 @@ export class WorkerKiln {
   validateConfig(config) { return this.#call("validateConfig", { config }); }
   memoryBytes() { return this.#call("memoryBytes", {}); }
   listModels() { return this.#call("listModels", {}); }
-  deleteModel(guid) { return this.#call("deleteModel", { guid }); }
+  deleteModel(modelId) { return this.#call("deleteModel", { modelId }); }
   importModel(bytes, { force = false } = {}) { return this.#call("importModel", { bytes, force }); }
   /** Stops the worker (and every job in it). */
   terminate() { this.#crash(new Error("the Kiln worker was terminated")); this.#worker.terminate(); }

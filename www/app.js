@@ -274,27 +274,27 @@ async function refreshModels() {
   }
   $("model-list").replaceChildren(...models.map((m) => {
     const li = document.createElement("li");
-    li.dataset.guid = m.guid;
-    if (state.model?.info.guid === m.guid) li.classList.add("current");
+    li.dataset.modelId = m.modelId;
+    if (state.model?.info.modelId === m.modelId) li.classList.add("current");
     const accuracy = m.metrics.test_accuracy !== undefined ? ` · test accuracy ${(100 * m.metrics.test_accuracy).toFixed(1)}%` : "";
     li.innerHTML = `<span class="name">${escapeHtml(m.name)}</span>
       <span class="meta">${formatLocalTime(m.createdUnixMs)} · input ${m.inputShape.join("×")}${accuracy}</span>
       <span class="actions"><button data-act="load">Load</button><button data-act="download">Download</button><button data-act="delete">Delete</button></span>`;
-    li.querySelector("[data-act=load]").onclick = () => loadModel(m.guid);
+    li.querySelector("[data-act=load]").onclick = () => loadModel(m.modelId);
     li.querySelector("[data-act=download]").onclick = () => downloadModel(m);
-    li.querySelector("[data-act=delete]").onclick = () => deleteModel(m.guid);
+    li.querySelector("[data-act=delete]").onclick = () => deleteModel(m.modelId);
     return li;
   }));
 }
 
-async function loadModel(guid) {
+async function loadModel(modelId) {
   try {
-    const model = await state.kiln.preloadedModel(guid);
-    state.model = { model, info: { ...model.info, guid } };
+    const model = await state.kiln.preloadedModel(modelId);
+    state.model = { model, info: { ...model.info, modelId } };
     const size = model.info.inputShape.reduce((a, b) => a * b, 1);
     const drawable = size === 64 || size === 784;
-    $("current-model").textContent = `Current model: ${model.info.name} (${guid.slice(0, 8)}…)${drawable ? "" : " — drawing works with 8×8 digits or 28×28 image models"}`;
-    $("current-model").dataset.guid = guid;
+    $("current-model").textContent = `Current model: ${model.info.name} (${modelId.slice(0, 8)}…)${drawable ? "" : " — drawing works with 8×8 digits or 28×28 image models"}`;
+    $("current-model").dataset.modelId = modelId;
     $("predict").disabled = !drawable;
     await refreshModels();
     if (pad.dirty && !pad.active && drawable) await predictDrawing();
@@ -305,9 +305,9 @@ async function loadModel(guid) {
 
 async function downloadModel(m) {
   try {
-    const bytes = await (await state.kiln.preloadedModel(m.guid)).export();
+    const bytes = await (await state.kiln.preloadedModel(m.modelId)).export();
     const url = URL.createObjectURL(new Blob([bytes], { type: "application/octet-stream" }));
-    const a = Object.assign(document.createElement("a"), { href: url, download: `${m.name}-${m.guid.slice(0, 8)}.kiln` });
+    const a = Object.assign(document.createElement("a"), { href: url, download: `${m.name}-${m.modelId.slice(0, 8)}.kiln` });
     document.body.append(a);
     a.click();
     a.remove();
@@ -317,22 +317,22 @@ async function downloadModel(m) {
   }
 }
 
-async function deleteModel(guid) {
-  await state.kiln.deleteModel(guid);
-  if (state.model?.info.guid === guid) {
+async function deleteModel(modelId) {
+  await state.kiln.deleteModel(modelId);
+  if (state.model?.info.modelId === modelId) {
     state.model = null;
     $("predict").disabled = true;
     $("current-model").textContent = "No model loaded: train one or load a saved one.";
-    delete $("current-model").dataset.guid;
+    delete $("current-model").dataset.modelId;
   }
   await refreshModels();
 }
 
 async function uploadModel(file) {
   try {
-    const guid = await state.kiln.importModel(new Uint8Array(await file.arrayBuffer()));
+    const modelId = await state.kiln.importModel(new Uint8Array(await file.arrayBuffer()));
     await refreshModels();
-    await loadModel(guid);
+    await loadModel(modelId);
   } catch (e) {
     $("current-model").textContent = `Cannot import ${file.name}: ${e.message}`;
   }

@@ -64,19 +64,19 @@ async function refreshLists() {
     <td>${j.result?.finalMetrics?.test_accuracy !== undefined ? `${(100 * j.result.finalMetrics.test_accuracy).toFixed(1)}%` : ""}</td></tr>`).join("")
     || `<tr><td colspan="5" class="muted">No jobs yet: POST /v1/jobs (README: "Server").</td></tr>`;
   const models = (await json("/v1/models")).sort((a, b) => b.createdUnixMs - a.createdUnixMs);
-  $("models").tBodies[0].innerHTML = models.map((m) => `<tr data-model="${escapeHtml(m.guid)}">
-    <td><small>${escapeHtml(m.guid)}</small></td><td>${escapeHtml(m.name)}</td><td>${escapeHtml(m.task)}</td>
+  $("models").tBodies[0].innerHTML = models.map((m) => `<tr data-model="${escapeHtml(m.modelId)}">
+    <td><small>${escapeHtml(m.modelId)}</small></td><td>${escapeHtml(m.name)}</td><td>${escapeHtml(m.task)}</td>
     <td>${Object.entries(m.metrics).filter(([k]) => k.startsWith("test_")).map(([k, v]) => `${escapeHtml(k)} ${Number(v).toFixed(4)}`).join("<br>")}</td>
-    <td><button class="download" data-guid="${escapeHtml(m.guid)}">Download</button></td></tr>`).join("")
+    <td><button class="download" data-modelId="${escapeHtml(m.modelId)}">Download</button></td></tr>`).join("")
     || `<tr><td colspan="5" class="muted">No models yet.</td></tr>`;
 }
 
 /** Downloads a model with the token (a plain link could not send it). */
-async function download(guid) {
-  const blob = await (await api(`/v1/models/${encodeURIComponent(guid)}`)).blob();
+async function download(modelId) {
+  const blob = await (await api(`/v1/models/${encodeURIComponent(modelId)}`)).blob();
   const link = document.createElement("a");
   link.href = URL.createObjectURL(blob);
-  link.download = `${guid}.kiln`;
+  link.download = `${modelId}.kiln`;
   link.click();
   setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
 }
@@ -124,7 +124,7 @@ async function showJob(id) {
             $("progress-text").textContent = `${r.epochsRun} passes, ${r.steps} steps in ${formatSeconds(r.durationSecs)} · model ${r.modelId}`;
             $("final-metrics").innerHTML = metricsHtml(r.finalMetrics);
             if (r.confusionMatrix) $("confusion").innerHTML = confusionHtml(r.confusionMatrix);
-            $("job-links").innerHTML = `<a href="/">← all jobs</a> · <button class="download" data-guid="${escapeHtml(r.modelId)}">Download the model</button>`;
+            $("job-links").innerHTML = `<a href="/">← all jobs</a> · <button class="download" data-modelId="${escapeHtml(r.modelId)}">Download the model</button>`;
           } else if (data.error) {
             $("progress-text").textContent = data.error;
           }
@@ -140,7 +140,7 @@ async function showJob(id) {
 
 document.addEventListener("click", (event) => {
   const button = event.target.closest("button.download");
-  if (button) download(button.dataset.guid).catch((e) => alert(e.message));
+  if (button) download(button.dataset.modelId).catch((e) => alert(e.message));
 });
 
 showServer().catch((e) => { $("server").textContent = e.message; $("server").dataset.kind = "error"; });

@@ -1,11 +1,13 @@
 //! Backend selection: CPU (`flex`) everywhere, wgpu natively, CUDA behind a feature.
 
+#[cfg(not(target_family = "wasm"))]
 use crate::error::{KilnError, Result};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 /// The backends a user can ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum BackendKind {
     /// burn's `flex` CPU backend.
@@ -16,28 +18,7 @@ pub enum BackendKind {
     Cuda,
 }
 
-impl BackendKind {
-    /// Parses `cpu`, `wgpu` or `cuda`.
-    pub fn parse(name: &str) -> Result<Self> {
-        match name {
-            "cpu" => Ok(Self::Cpu),
-            "wgpu" => Ok(Self::Wgpu),
-            "cuda" => Ok(Self::Cuda),
-            other => Err(KilnError::InvalidArgument(format!(
-                "unknown backend `{other}` (allowed: cpu, wgpu, cuda)"
-            ))),
-        }
-    }
-
-    /// The backend's name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Cpu => "cpu",
-            Self::Wgpu => "wgpu",
-            Self::Cuda => "cuda",
-        }
-    }
-}
+crate::display_serde_name!(BackendKind);
 
 /// The CPU device.
 pub fn cpu_device() -> Device {

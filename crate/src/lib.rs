@@ -2,6 +2,7 @@
 //! browser (WebGPU), the edge (CPU wasm) and native GPU servers (wgpu, CUDA).
 #![warn(missing_docs)]
 
+pub mod api_schema;
 pub mod backend;
 pub mod config;
 pub mod data;

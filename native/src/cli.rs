@@ -1,6 +1,7 @@
 //! Command-line arguments.
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use kiln::backend::BackendKind;
 use std::path::PathBuf;
 
 /// Kiln: train burn models from a config, natively on CPU, wgpu or CUDA.
@@ -22,22 +23,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Train a model (the embedded default, an MLP on digits, when no CONFIG is given).
-    Train {
-        /// A YAML or JSON config file.
-        config: Option<PathBuf>,
-        /// cpu, wgpu or cuda.
-        #[arg(long, default_value = "cpu")]
-        backend: String,
-        /// The run directory (default: runs/<name>-<job id>).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Continue the run in this directory from its latest checkpoint.
-        #[arg(long, conflicts_with = "config")]
-        resume: Option<PathBuf>,
-        /// Print the TrainRunInfo as JSON on stdout at the end.
-        #[arg(long)]
-        json: bool,
-    },
+    Train(TrainArgs),
     /// Evaluate a saved model on its test split, on a CSV file, or on an IDX image/label pair.
     Eval {
         /// A model id from the store, or a .kiln file.
@@ -52,9 +38,9 @@ pub enum Command {
         /// The IDX labels file that goes with --images.
         #[arg(long, requires = "images")]
         labels: Option<PathBuf>,
-        /// cpu, wgpu or cuda.
-        #[arg(long, default_value = "cpu")]
-        backend: String,
+        /// The backend to run on.
+        #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
+        backend: BackendKind,
     },
     /// Predict every row of a CSV of features.
     Predict {
@@ -67,9 +53,9 @@ pub enum Command {
         /// Write predictions here instead of stdout.
         #[arg(long)]
         output: Option<PathBuf>,
-        /// cpu, wgpu or cuda.
-        #[arg(long, default_value = "cpu")]
-        backend: String,
+        /// The backend to run on.
+        #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
+        backend: BackendKind,
     },
     /// Manage the model store.
     Models {
@@ -78,7 +64,12 @@ pub enum Command {
         action: ModelsAction,
     },
     /// Print the config file's JSON Schema.
-    Schema,
+    Schema {
+        /// Print every API type instead (config, events, results, model summaries) under
+        /// `$defs`: what the npm package's types.d.ts is generated from.
+        #[arg(long)]
+        api: bool,
+    },
     /// Serve the job API over HTTP (jobs, datasets, events, models) until SIGINT / SIGTERM.
     Serve {
         /// Address to bind; without --token-file only loopback addresses are allowed.
@@ -102,9 +93,9 @@ pub enum Command {
         /// Largest request body (datasets, models), in MiB.
         #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
         max_upload_mb: u32,
-        /// cpu, wgpu or cuda.
-        #[arg(long, default_value = "cpu")]
-        backend: String,
+        /// The backend to run on.
+        #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
+        backend: BackendKind,
         /// The registry: postgres://user:password@host/db, shared by every worker of a fleet
         /// (default: the embedded SQLite file DATA_DIR/kiln.db). Also KILN_DATABASE_URL.
         #[arg(long, env = "KILN_DATABASE_URL", hide_env_values = true)]
@@ -159,4 +150,23 @@ pub enum ModelsAction {
         /// The model id.
         id: String,
     },
+}
+
+/// Options of `kiln train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// A YAML or JSON config file.
+    pub config: Option<PathBuf>,
+    /// The backend to train on.
+    #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
+    pub backend: BackendKind,
+    /// The run directory (default: runs/<name>-<job id>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run in this directory from its latest checkpoint.
+    #[arg(long, conflicts_with = "config")]
+    pub resume: Option<PathBuf>,
+    /// Print the TrainRunInfo as JSON on stdout at the end.
+    #[arg(long)]
+    pub json: bool,
 }

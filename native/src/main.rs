@@ -49,22 +49,7 @@ fn run(cli: Cli, pool: std::sync::Arc<rayon::ThreadPool>) -> Result<()> {
     kiln::limits::Limits::from_env(|name| std::env::var(name).ok())?.install();
     let store = run_dir::default_store(cli.store);
     match cli.command {
-        Command::Train {
-            config,
-            backend,
-            out,
-            resume,
-            json,
-        } => train_cmd::run(
-            train_cmd::TrainArgs {
-                config,
-                backend,
-                out,
-                resume,
-                json,
-            },
-            &store,
-        ),
+        Command::Train(args) => train_cmd::run(args, &store),
         Command::Eval {
             model,
             data,
@@ -77,14 +62,14 @@ fn run(cli: Cli, pool: std::sync::Arc<rayon::ThreadPool>) -> Result<()> {
                 (None, Some((images, labels))) => models_cmd::EvalData::Idx { images, labels },
                 (None, None) => models_cmd::EvalData::TestSplit,
             };
-            models_cmd::eval(&store, &model, source, &backend)
+            models_cmd::eval(&store, &model, source, backend)
         }
         Command::Predict {
             model,
             input,
             output,
             backend,
-        } => models_cmd::predict(&store, &model, &input, output, &backend),
+        } => models_cmd::predict(&store, &model, &input, output, backend),
         Command::Models { action } => models_cmd::models(&store, action),
         Command::Serve {
             addr,
@@ -108,7 +93,7 @@ fn run(cli: Cli, pool: std::sync::Arc<rayon::ThreadPool>) -> Result<()> {
                 max_concurrent_jobs: usize::from(max_concurrent_jobs),
                 max_queued_jobs: max_queued_jobs as usize,
                 max_upload_mb: max_upload_mb as usize,
-                backend: kiln::backend::BackendKind::parse(&backend)?,
+                backend,
                 database,
                 objects,
                 labels: label
@@ -119,8 +104,13 @@ fn run(cli: Cli, pool: std::sync::Arc<rayon::ThreadPool>) -> Result<()> {
             },
             pool,
         ),
-        Command::Schema => {
-            let schema = serde_json::to_string_pretty(&Config::json_schema())
+        Command::Schema { api } => {
+            let schema = if api {
+                kiln::api_schema::api_schema()
+            } else {
+                Config::json_schema()
+            };
+            let schema = serde_json::to_string_pretty(&schema)
                 .map_err(|e| KilnError::Internal(format!("cannot encode schema: {e}")))?;
             println!("{schema}");
             Ok(())

@@ -48,9 +48,9 @@ pub enum EvalData {
 }
 
 /// `kiln eval`: metrics of a saved model on its own test split, a labelled CSV or an IDX pair.
-pub fn eval(store: &DirStore, model: &str, data: EvalData, backend: &str) -> Result<()> {
+pub fn eval(store: &DirStore, model: &str, data: EvalData, backend: BackendKind) -> Result<()> {
     let saved = resolve_model(store, model)?;
-    let device = native_device(BackendKind::parse(backend)?)?;
+    let device = native_device(backend)?;
     let config = &saved.header.config;
     let dataset: Dataset = match data {
         EvalData::Csv(path) => {
@@ -109,13 +109,13 @@ pub fn predict(
     model: &str,
     input: &Path,
     output: Option<PathBuf>,
-    backend: &str,
+    backend: BackendKind,
 ) -> Result<()> {
     if let Some(out) = &output {
         refuse_same_file(input, out)?;
     }
     let saved = resolve_model(store, model)?;
-    let device = native_device(BackendKind::parse(backend)?)?;
+    let device = native_device(backend)?;
     let text = read_text_file(input, "CSV")?;
     let has_header = text
         .lines()

@@ -1,5 +1,6 @@
 //! `kiln train`: run (or resume) a job with a live progress bar.
 
+use crate::cli::TrainArgs;
 use crate::run_dir::{MetricsLog, RunDir, run_json};
 use indicatif::{ProgressBar, ProgressStyle};
 use kiln::backend::{BackendKind, native_device};
@@ -11,20 +12,6 @@ use kiln::train::TrainEvent;
 use kiln::train::TrainInputs;
 use kiln::{Config, Result};
 use std::path::PathBuf;
-
-/// Options of `kiln train`.
-pub struct TrainArgs {
-    /// Config file, or the embedded default.
-    pub config: Option<PathBuf>,
-    /// Backend name.
-    pub backend: String,
-    /// Run directory.
-    pub out: Option<PathBuf>,
-    /// Resume from this run directory.
-    pub resume: Option<PathBuf>,
-    /// Print TrainRunInfo JSON on stdout.
-    pub json: bool,
-}
 
 fn progress_bar() -> ProgressBar {
     let bar = ProgressBar::new(0);
@@ -73,7 +60,7 @@ fn backend_label(kind: BackendKind) -> String {
             1 => "cpu (1 thread)".to_string(),
             n => format!("cpu ({n} threads)"),
         },
-        other => other.name().to_string(),
+        other => other.to_string(),
     }
 }
 
@@ -97,7 +84,7 @@ pub fn run(args: TrainArgs, store: &DirStore) -> Result<()> {
             (config, PathBuf::new(), None)
         }
     };
-    let kind = BackendKind::parse(&args.backend)?;
+    let kind = args.backend;
     let splits = load_and_prepare(&config)?;
     let device = native_device(kind)?;
     let job = Job::new();
@@ -152,7 +139,7 @@ pub fn run(args: TrainArgs, store: &DirStore) -> Result<()> {
                 resume,
                 yield_now: None,
             },
-            backend: kind.name().into(),
+            backend: kind.to_string(),
             store,
             on_event: &mut on_event,
             best_model_path: Some(best_path),

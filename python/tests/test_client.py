@@ -49,11 +49,11 @@ def test_numpy_training_predict_matches_kiln_predict(kiln, server, tmp_path):
     result = job.wait_for_training()
     assert job.status() == "completed"
     assert result["finalMetrics"]["test_accuracy"] > 0.9
-    guid = job.trained_model["guid"]
-    assert guid == result["modelId"]
+    model_id = job.trained_model["modelId"]
+    assert model_id == result["modelId"]
     assert [j["id"] for j in kiln.jobs(tag="from:pytest")] == [job.id]
 
-    model = kiln.preloaded_model(guid)
+    model = kiln.preloaded_model(model_id)
     probs = model.predict(features[:10])
     assert probs.shape == (10, 2)
     assert np.allclose(probs.sum(axis=1), 1, atol=1e-5)
@@ -61,7 +61,7 @@ def test_numpy_training_predict_matches_kiln_predict(kiln, server, tmp_path):
     csv = tmp_path / "x.csv"
     np.savetxt(csv, features[:10], delimiter=",", fmt="%.9g")
     out = subprocess.run(
-        [str(KILN), "predict", "--model", guid, "--input", str(csv), "--store", str(server.data_dir / "models")],
+        [str(KILN), "predict", "--model", model_id, "--input", str(csv), "--store", str(server.data_dir / "models")],
         check=True, capture_output=True, text=True,
     ).stdout
     native = np.array([[float(v) for v in line.split(",")[1:]] for line in out.strip().splitlines()[1:]])
@@ -70,7 +70,7 @@ def test_numpy_training_predict_matches_kiln_predict(kiln, server, tmp_path):
     listed = subprocess.run(
         [str(KILN), "models", "import", path, "--store", str(tmp_path / "store")], check=True, capture_output=True, text=True
     ).stdout
-    assert guid in listed
+    assert model_id in listed
 
 
 def test_csv_path_and_dataframe(kiln, tmp_path):
@@ -121,10 +121,10 @@ def test_async_client(server):
             job = await kiln.train(FAST, data={"features": features, "labels": labels.astype(np.float32)})
             result = await job.wait_for_training()
             assert await job.status() == "completed"
-            model = await kiln.preloaded_model((await job.trained_model())["guid"])
+            model = await kiln.preloaded_model((await job.trained_model())["modelId"])
             probs = await model.predict(features[:5])
             assert probs.shape == (5, 2)
-            assert result["modelId"] in [m["guid"] for m in await kiln.models()]
+            assert result["modelId"] in [m["modelId"] for m in await kiln.models()]
             # Two jobs awaited together.
             jobs = [await kiln.train(FAST), await kiln.train(FAST)]
             results = await asyncio.gather(*(j.wait_for_training() for j in jobs))

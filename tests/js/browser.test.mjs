@@ -64,10 +64,19 @@ test("WebGPU is really used, auto avoids the software adapter, and workers train
     clearInterval(timer);
     statuses.add(job.status());
     const listed = await worker.listModels();
+    // A bad config fails the same way in both modes: a failed job, waitForTraining rejects.
+    const local = await Kiln.create({ backend: "cpu" });
+    const failures = [];
+    for (const kiln of [local, worker]) {
+      const bad = kiln.train({ training: { batch_size: 0 } });
+      const message = await bad.waitForTraining().then(() => "resolved", (e) => (e instanceof Error ? e.message : `not an Error: ${e}`));
+      failures.push({ message, status: bad.status(), error: bad.error });
+    }
     return {
+      failures,
       adapterInfo: { isFallbackAdapter: adapter.info.isFallbackAdapter, architecture: adapter.info.architecture },
       gpu: gpu.backend, auto: auto.backend, jobId: job.id, statuses: [...statuses], ticks,
-      accuracy: info.finalMetrics.test_accuracy, guid: info.modelId, listed: listed.map((m) => m.guid),
+      accuracy: info.finalMetrics.test_accuracy, modelId: info.modelId, listed: listed.map((m) => m.modelId),
     };
   });
   assert.equal(result.gpu.kind, "webgpu");
@@ -77,20 +86,24 @@ test("WebGPU is really used, auto avoids the software adapter, and workers train
   assert.deepEqual(result.statuses, ["queued", "processing", "completed"]);
   assert.ok(result.accuracy >= 0.9, `accuracy ${result.accuracy}`);
   assert.ok(result.ticks > 5, `main thread timers ran only ${result.ticks} times during training`);
-  assert.ok(result.listed.includes(result.guid));
+  assert.ok(result.listed.includes(result.modelId));
+  assert.deepEqual(result.failures[1], result.failures[0]);
+  assert.equal(result.failures[0].status, "failed");
+  assert.match(result.failures[0].message, /training\.batch_size/);
+  assert.equal(result.failures[0].error, result.failures[0].message);
 
   // IndexedDB keeps the model across a reload; it loads and predicts on the main thread.
   await page.reload();
   await page.waitForFunction(() => window.kilnModule !== undefined);
-  const after = await page.evaluate(async (guid) => {
+  const after = await page.evaluate(async (modelId) => {
     const { Kiln } = window.kilnModule;
     const kiln = await Kiln.create({ backend: "cpu" });
-    const listed = (await kiln.listModels()).map((m) => m.guid);
-    const model = await kiln.preloadedModel(guid);
+    const listed = (await kiln.listModels()).map((m) => m.modelId);
+    const model = await kiln.preloadedModel(modelId);
     const probs = await model.predict(new Float32Array(64).fill(4));
     return { listed, sum: probs.reduce((a, b) => a + b, 0), length: probs.length };
-  }, result.guid);
-  assert.ok(after.listed.includes(result.guid), "model missing after reload");
+  }, result.modelId);
+  assert.ok(after.listed.includes(result.modelId), "model missing after reload");
   assert.equal(after.length, 10);
   assert.ok(Math.abs(after.sum - 1) < 1e-4);
   await context.close();
@@ -140,9 +153,9 @@ test("a model trained on WebGPU in the browser imports into the native CLI and p
 
   const store = join(work, "from-browser-store");
   writeFileSync(join(work, "browser.kiln"), Uint8Array.from(bytes));
-  const guid = kiln(["--store", store, "models", "import", join(work, "browser.kiln")]).trim();
+  const modelId = kiln(["--store", store, "models", "import", join(work, "browser.kiln")]).trim();
   writeFileSync(join(work, "row.csv"), row.join(",") + "\n");
-  kiln(["--store", store, "predict", "--model", guid, "--input", join(work, "row.csv"), "--output", join(work, "row-out.csv")]);
+  kiln(["--store", store, "predict", "--model", modelId, "--input", join(work, "row.csv"), "--output", join(work, "row-out.csv")]);
   const native = readFileSync(join(work, "row-out.csv"), "utf8").trim().split("\n")[1].split(",").slice(1).map(Number);
   assert.equal(native.length, 10);
   native.forEach((p, i) => assert.ok(Math.abs(p - probs[i]) < 1e-4, `output ${i}: native ${p} vs browser ${probs[i]}`));
@@ -167,15 +180,15 @@ test("remote mode in Chromium: Kiln.connect trains on kiln serve; the downloaded
     for (const row of rows) probs.push([...(await model.predict(new Float32Array(row)))]);
     // Cached in IndexedDB: a local Kiln on the same origin finds it without the server.
     const local = await Kiln.create({ backend: "cpu" });
-    const cached = (await local.listModels()).some((m) => m.guid === info.modelId);
-    return { guid: info.modelId, probs, statuses: [...statuses], cached, backend: kiln.backend };
+    const cached = (await local.listModels()).some((m) => m.modelId === info.modelId);
+    return { modelId: info.modelId, probs, statuses: [...statuses], cached, backend: kiln.backend };
   }, { url: s.url, rows });
   assert.deepEqual(errors, []);
   assert.equal(result.backend.kind, "remote");
   assert.ok(result.statuses.includes("processing"));
   assert.ok(result.cached, "the downloaded model is not in IndexedDB");
   writeFileSync(join(work, "remote-in.csv"), rows.map((r) => r.join(",")).join("\n") + "\n");
-  kiln(["--store", join(s.dataDir, "models"), "predict", "--model", result.guid, "--input", join(work, "remote-in.csv"), "--output", join(work, "remote-out.csv")]);
+  kiln(["--store", join(s.dataDir, "models"), "predict", "--model", result.modelId, "--input", join(work, "remote-in.csv"), "--output", join(work, "remote-out.csv")]);
   const native = readFileSync(join(work, "remote-out.csv"), "utf8").trim().split("\n").slice(1).map((l) => l.split(",").slice(1).map(Number));
   for (let r = 0; r < rows.length; r++) {
     for (let c = 0; c < 10; c++) assert.ok(Math.abs(native[r][c] - result.probs[r][c]) < 1e-5, `row ${r} class ${c}: ${native[r][c]} vs ${result.probs[r][c]}`);
@@ -274,8 +287,8 @@ test("each wasm build is fetched only when a backend needs it, and the builds ex
   const onGpu = await page.evaluate(async (row) => {
     const { Kiln, loadedBuilds } = window.kilnModule;
     const gpu = await Kiln.create({ backend: "webgpu" });
-    const guid = await gpu.importModel(window.exported, { force: true });
-    const probs = [...(await (await gpu.preloadedModel(guid)).predict(new Float32Array(row)))];
+    const modelId = await gpu.importModel(window.exported, { force: true });
+    const probs = [...(await (await gpu.preloadedModel(modelId)).predict(new Float32Array(row)))];
     const cpuAfter = await Kiln.create({ backend: "cpu" });
     return { kind: gpu.backend.kind, build: gpu.backend.build, cpuAfterBuild: cpuAfter.backend.build, loaded: loadedBuilds(), probs };
   }, row);

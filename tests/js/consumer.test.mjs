@@ -58,11 +58,11 @@ test("trains digits to >= 0.9 accuracy with the documented status transitions", 
   assert.deepEqual([...statuses], ["queued", "processing", "completed"]);
   assert.ok(progressCount > 5, `only ${progressCount} progress reports`);
   assert.ok(info.finalMetrics.test_accuracy >= 0.9, `accuracy ${info.finalMetrics.test_accuracy}`);
-  assert.equal(job.trainedModel.guid, info.modelId);
+  assert.equal(job.trainedModel.modelId, info.modelId);
   assert.ok(info.history.length >= 8);
 
   const model = await kiln.preloadedModel(info.modelId);
-  assert.equal(model.guid, info.modelId);
+  assert.equal(model.modelId, info.modelId);
   const row = new Float32Array(64).map((_, i) => (i * 7) % 17);
   const probs = await model.predict(new Float32Array([...row, ...row]), [2, 64]);
   assert.equal(probs.length, 20);
@@ -71,7 +71,7 @@ test("trains digits to >= 0.9 accuracy with the documented status transitions", 
   assert.deepEqual(probs.slice(0, 10), probs.slice(10, 20));
 
   const listed = await kiln.listModels();
-  assert.ok(listed.some((m) => m.guid === info.modelId && m.inputShape.join() === "1,8,8"));
+  assert.ok(listed.some((m) => m.modelId === info.modelId && m.inputShape.join() === "1,8,8"));
 });
 
 test("events() yields progress and evaluations, then ends", async () => {
@@ -146,11 +146,27 @@ test("image bytes (Uint8Array) train exactly like their float copy", async () =>
   assert.ok((await clamped.waitForTraining()).finalMetrics.test_accuracy > 0.9);
 });
 
-test("a bad config throws an Error naming the field", () => {
-  assert.throws(() => kiln.train({ training: { weight_optimization: { learning_rate: -1 } } }),
+test("a bad config or bad data fails the job with an Error naming the field", async () => {
+  const job = kiln.train({ training: { weight_optimization: { learning_rate: -1 } } });
+  await assert.rejects(job.waitForTraining(),
     (e) => e instanceof Error && /training\.weight_optimization\.learning_rate: must be > 0, got -1/.test(e.message));
-  assert.throws(() => kiln.train({ trainig: {} }), /did you mean `training`/);
-  assert.throws(() => kiln.train(undefined, { features: [1, 2], labels: new Int32Array(1), shape: [1, 2] }), /Float32Array \| Uint8Array/);
+  assert.equal(job.status(), "failed");
+  assert.match(job.error, /learning_rate: must be > 0/);
+  assert.match(job.id, /^trainingjob-/);
+  await assert.rejects(kiln.train({ trainig: {} }).waitForTraining(), /did you mean `training`/);
+  await assert.rejects(kiln.train(undefined, { features: [1, 2], labels: new Int32Array(1), shape: [1, 2] }).waitForTraining(),
+    /Float32Array \| Uint8Array/);
+  // Never awaited: no unhandled rejection (node --test would fail the file).
+  kiln.train({ training: { batch_size: 0 } });
+});
+
+test("train() and train({}) run the one default config", async () => {
+  const omitted = await kiln.train().waitForTraining();
+  const empty = await kiln.train({}).waitForTraining();
+  assert.equal(omitted.name, "kiln-run");
+  assert.equal(empty.name, omitted.name);
+  assert.deepEqual(Object.keys(empty.finalMetrics), Object.keys(omitted.finalMetrics));
+  assert.deepEqual(empty.history.map((h) => h.metrics), omitted.history.map((h) => h.metrics));
 });
 
 test("validateConfig checks without training", async () => {

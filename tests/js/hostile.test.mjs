@@ -191,7 +191,7 @@ try { await job.waitForTraining(); out.failure = null; } catch (e) {
 }
 out.failedStatus = job.status();
 const after = await kiln.train({ fast_dev_run: true }).waitForTraining();
-out.ids = (await kiln.listModels()).map((m) => m.guid);
+out.ids = (await kiln.listModels()).map((m) => m.modelId);
 out.before = before.modelId;
 out.after = after.modelId;
 out.again = [...await (await kiln.preloadedModel(before.modelId)).predict(rows)];

@@ -35,7 +35,7 @@ test("a model trained by the native CLI loads and predicts the same in Node", as
   const native = cliPredictions(readFileSync(join(dir, "out.csv"), "utf8"));
 
   const model = await js.preloadedModel(new Uint8Array(readFileSync(exported)));
-  assert.equal(model.guid, info.modelId);
+  assert.equal(model.modelId, info.modelId);
   assertClose(native, await model.predict(features, [3, 1, 8, 8]));
 });
 

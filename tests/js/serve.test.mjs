@@ -44,7 +44,7 @@ test("health, OpenAPI, problem+json for unknown routes", async () => {
   assert.equal(health.json.status, "ok");
   const doc = await api(s, "/v1/openapi.json");
   assert.equal(doc.status, 200);
-  for (const path of ["/v1/jobs", "/v1/jobs/{id}/events", "/v1/datasets", "/v1/models/{guid}/predict", "/v1/workers", "/v1/workers/{id}/drain"]) {
+  for (const path of ["/v1/jobs", "/v1/jobs/{id}/events", "/v1/datasets", "/v1/models/{modelId}/predict", "/v1/workers", "/v1/workers/{id}/drain"]) {
     assert.ok(doc.json.paths[path], `openapi lacks ${path}`);
   }
   const missing = await api(s, "/v1/nothing");
@@ -81,25 +81,25 @@ test("a CSV upload trains remotely; the model downloads, predicts like `kiln pre
   const metrics = await api(s, `/v1/jobs/${done.id}/metrics`);
   assert.ok(metrics.json.some((m) => m.event === "evaluated"));
 
-  const guid = done.result.modelId;
+  const modelId = done.result.modelId;
   const models = await api(s, "/v1/models");
-  assert.ok(models.json.some((m) => m.guid === guid), models.text);
-  const info = await api(s, `/v1/models/${guid}/info`);
+  assert.ok(models.json.some((m) => m.modelId === modelId), models.text);
+  const info = await api(s, `/v1/models/${modelId}/info`);
   assert.deepEqual(info.json.inputShape, [4]);
-  const bytes = new Uint8Array(await (await fetch(`${s.url}/v1/models/${guid}`)).arrayBuffer());
+  const bytes = new Uint8Array(await (await fetch(`${s.url}/v1/models/${modelId}`)).arrayBuffer());
   assert.ok(bytes.length > 100);
 
   // The same rows through the HTTP API, `kiln predict` on the server's store, and the npm package.
   const rows = csv.trim().split("\n").slice(1, 21).map((l) => l.split(",").slice(0, 4).map(Number));
-  const http = await api(s, `/v1/models/${guid}/predict`, { method: "POST", body: { features: rows.flat(), shape: [rows.length, 4] } });
+  const http = await api(s, `/v1/models/${modelId}/predict`, { method: "POST", body: { features: rows.flat(), shape: [rows.length, 4] } });
   assert.equal(http.status, 200, http.text);
   assert.deepEqual(http.json.shape, [20, 2]);
   const b64 = Buffer.from(new Float32Array(rows.flat()).buffer).toString("base64");
-  const http64 = await api(s, `/v1/models/${guid}/predict`, { method: "POST", body: { features: b64 } });
+  const http64 = await api(s, `/v1/models/${modelId}/predict`, { method: "POST", body: { features: b64 } });
   assert.deepEqual(http64.json.outputs, http.json.outputs);
   const input = join(tempDir("kiln-predict-"), "x.csv");
   writeFileSync(input, "a,b,c,d\n" + rows.map((r) => r.join(",")).join("\n") + "\n");
-  const cli = execFileSync(kilnBin, ["predict", "--model", guid, "--input", input, "--store", join(s.dataDir, "models")], { encoding: "utf8" })
+  const cli = execFileSync(kilnBin, ["predict", "--model", modelId, "--input", input, "--store", join(s.dataDir, "models")], { encoding: "utf8" })
     .trim().split("\n").slice(1).map((l) => l.split(",").slice(1).map(Number));
   const { Kiln, MemoryStore } = await installPackage();
   const kiln = await Kiln.create({ backend: "cpu", store: new MemoryStore() });
@@ -112,7 +112,7 @@ test("a CSV upload trains remotely; the model downloads, predicts like `kiln pre
       assert.ok(Math.abs(h - js[i * 2 + c]) < 1e-5, `row ${i}: http ${h} vs npm ${js[i * 2 + c]}`);
     }
   }
-  const badShape = await api(s, `/v1/models/${guid}/predict`, { method: "POST", body: { features: [1, 2, 3], shape: [1, 3] } });
+  const badShape = await api(s, `/v1/models/${modelId}/predict`, { method: "POST", body: { features: [1, 2, 3], shape: [1, 3] } });
   assert.equal(badShape.status, 400);
 
   // Holdout predictions: the test split, by source row, with the model's probabilities.
@@ -135,7 +135,7 @@ test("a CSV upload trains remotely; the model downloads, predicts like `kiln pre
   assert.ok(Math.abs(acc - done.result.finalMetrics.test_accuracy) < 1e-6, `${acc} vs ${done.result.finalMetrics.test_accuracy}`);
 
   // A batch prediction job over the uploaded dataset: a bp-job whose CSV matches online predict.
-  const bp = await api(s, "/v1/predictions", { method: "POST", body: { model: guid, dataset: up.json.id } });
+  const bp = await api(s, "/v1/predictions", { method: "POST", body: { model: modelId, dataset: up.json.id } });
   assert.equal(bp.status, 202, bp.text);
   assert.match(bp.json.id, /^bp-job-[0-9a-f-]{36}$/);
   assert.equal(bp.json.kind, "prediction");
@@ -158,9 +158,9 @@ test("a CSV upload trains remotely; the model downloads, predicts like `kiln pre
   // Import, delete, and the dataset's lifecycle.
   assert.equal((await api(s, `/v1/models`, { method: "POST", body: bytes })).status, 400); // already stored
   assert.equal((await api(s, `/v1/models?force=true`, { method: "POST", body: bytes })).status, 201);
-  assert.equal((await api(s, `/v1/models/${guid}`, { method: "DELETE" })).status, 204);
-  assert.equal((await api(s, `/v1/models/${guid}`, { method: "DELETE" })).status, 404);
-  assert.equal((await api(s, `/v1/models/${guid}/info`)).status, 404);
+  assert.equal((await api(s, `/v1/models/${modelId}`, { method: "DELETE" })).status, 204);
+  assert.equal((await api(s, `/v1/models/${modelId}`, { method: "DELETE" })).status, 404);
+  assert.equal((await api(s, `/v1/models/${modelId}/info`)).status, 404);
   assert.equal((await api(s, `/v1/datasets/${up.json.id}`, { method: "DELETE" })).status, 204);
   assert.equal((await api(s, `/v1/datasets/${up.json.id}`, { method: "DELETE" })).status, 404);
   assert.equal((await api(s, `/v1/jobs/${done.id}`, { method: "DELETE" })).status, 204);
@@ -386,7 +386,7 @@ test("the npm package's remote mode: Kiln.connect has the API of Kiln.create, wi
   const info = await job.waitForTraining();
   await iterate;
   assert.equal(job.status(), "completed");
-  assert.equal(job.trainedModel.guid, info.modelId);
+  assert.equal(job.trainedModel.modelId, info.modelId);
   assert.ok(progress.length > 0 && progress.at(-1).epoch === 3, JSON.stringify(progress.at(-1)));
   assert.ok(kinds.includes("started") && kinds.includes("evaluated"), kinds.join(","));
   const remoteJob = await (await fetch(`${s.url}/v1/jobs/${job.id}`, { headers: { authorization: "Bearer remote-secret" } })).json();
@@ -406,7 +406,7 @@ test("the npm package's remote mode: Kiln.connect has the API of Kiln.create, wi
   const csvJob = kiln.train({ data: { label_column: "label" }, training: { num_passes: 2, batch_size: 16 } }, { csv: twoClassCsv() });
   const csvInfo = await csvJob.waitForTraining();
   assert.ok(csvInfo.finalMetrics.test_accuracy > 0.9);
-  const listed = (await kiln.listModels()).map((m) => m.guid);
+  const listed = (await kiln.listModels()).map((m) => m.modelId);
   assert.ok(listed.includes(info.modelId) && listed.includes(csvInfo.modelId));
   const bytes = await model.export();
   assert.equal(await kiln.deleteModel(info.modelId), true);

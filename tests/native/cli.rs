@@ -364,7 +364,7 @@ fn unavailable_backends_say_what_to_do() {
     let out = s.run(&["train", "--backend", "tpu"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("allowed: cpu, wgpu, cuda"),
+        stderr(&out).contains("[possible values: cpu, wgpu, cuda]"),
         "{}",
         stderr(&out)
     );

@@ -10,7 +10,8 @@ use serde_json::Value;
 pub const DEFAULT_CONFIG_YAML: &str = include_str!("../../configs/default.yaml");
 
 impl Config {
-    /// The embedded default: an MLP 64→128→10 on digits, Adam 1e-3, batch 32, 20 passes.
+    /// The embedded default (`configs/default.yaml`), equal to `Config::default()`: an MLP
+    /// 64→128→10 on digits, Adam 1e-3, batch 32, 20 passes.
     pub fn embedded_default() -> Result<Self> {
         Self::from_yaml_str(DEFAULT_CONFIG_YAML)
     }
@@ -212,9 +213,12 @@ mod tests {
     }
 
     #[test]
-    fn default_config_parses() {
-        let config = Config::embedded_default().unwrap();
-        assert_eq!(config.training.batch_size, 32);
+    fn there_is_one_default_config() {
+        let embedded = Config::embedded_default().unwrap();
+        assert_eq!(embedded, Config::default());
+        assert_eq!(Config::from_json_str("{}").unwrap(), Config::default());
+        assert_eq!(Config::from_yaml_str("{}").unwrap(), Config::default());
+        assert_eq!(Config::from_value(serde_json::json!({})).unwrap(), embedded);
     }
 
     #[test]

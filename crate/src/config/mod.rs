@@ -1,6 +1,7 @@
 //! The run configuration: schema, loading (YAML / JSON / values) and validation.
 
 mod guard;
+mod layer_forms;
 mod load;
 mod names;
 mod schema;

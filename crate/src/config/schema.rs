@@ -164,7 +164,10 @@ pub struct ModelConfig {
     /// Dropout probability after each hidden layer of a preset (0 = none).
     pub dropout: f64,
     /// Explicit layers, applied in order. Input sizes are inferred from the data; a final
-    /// `linear` without `out` gets the number of classes (or 1 for regression).
+    /// `linear` without `out` gets the number of classes (or 1 for regression). Each is
+    /// `{type: linear, out: 64}`, `{linear: {out: 64}}`, or a bare name (`relu`).
+    #[serde(deserialize_with = "super::layer_forms::deserialize")]
+    #[schemars(schema_with = "super::layer_forms::schema")]
     pub layers: Vec<LayerSpec>,
 }
 

@@ -5,11 +5,12 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// A model's summary: id, name, task, shapes, metrics.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[schemars(rename = "ModelInfo")]
 #[serde(rename_all = "camelCase")]
 pub struct ModelSummary {
     /// The model id.
-    pub guid: String,
+    pub model_id: String,
     /// The run name.
     pub name: String,
     /// `classification` or `regression`.
@@ -27,7 +28,7 @@ pub struct ModelSummary {
 /// The summary of a model header.
 pub fn summary(header: &ModelHeader) -> ModelSummary {
     ModelSummary {
-        guid: header.model_id.clone(),
+        model_id: header.model_id.clone(),
         name: header.name.clone(),
         task: header.config.task.to_string(),
         input_shape: header.input_shape.clone(),

@@ -67,7 +67,7 @@ pub struct TrainOutcome {
 }
 
 /// A finished run's results, without its weights.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunSummary {
     /// Metrics at the best evaluation (by `checkpoint.main_metric`).

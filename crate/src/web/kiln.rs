@@ -205,7 +205,7 @@ impl Kiln {
         Ok(handle)
     }
 
-    /// Loads a model from the store by id (`guid`), or from exported bytes (`Uint8Array`).
+    /// Loads a model from the store by id (`modelId`), or from exported bytes (`Uint8Array`).
     #[wasm_bindgen(js_name = preloadedModel)]
     pub fn preloaded_model(&self, source: JsValue) -> js_sys::Promise {
         let shared = self.shared.clone();
@@ -242,10 +242,10 @@ impl Kiln {
 
     /// Deletes a stored model; resolves `true` if it existed.
     #[wasm_bindgen(js_name = deleteModel)]
-    pub fn delete_model(&self, guid: String) -> js_sys::Promise {
+    pub fn delete_model(&self, model_id: String) -> js_sys::Promise {
         let shared = self.shared.clone();
         future_to_promise(async move {
-            let id = ModelId::parse(&guid).map_err(js_error)?;
+            let id = ModelId::parse(&model_id).map_err(js_error)?;
             let existed = shared.store.delete(&id).await.map_err(js_error)?;
             Ok(existed.into())
         })

@@ -25,12 +25,12 @@ impl Model {
 #[wasm_bindgen]
 impl Model {
     /// The model id.
-    #[wasm_bindgen(getter)]
-    pub fn guid(&self) -> String {
+    #[wasm_bindgen(getter, js_name = modelId)]
+    pub fn model_id(&self) -> String {
         self.predictor.saved.header.model_id.clone()
     }
 
-    /// `{ guid, name, task, inputShape, numOutputs, createdUnixMs, metrics }`.
+    /// `{ modelId, name, task, inputShape, numOutputs, createdUnixMs, metrics }`.
     #[wasm_bindgen(getter)]
     pub fn info(&self) -> Result<JsValue, JsValue> {
         to_js(&summary(&self.predictor.saved.header))

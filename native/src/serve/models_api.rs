@@ -20,7 +20,7 @@ fn no_model(id: &str) -> ApiError {
     ApiError::not_found(format!("no model {id}"))
 }
 
-/// The stored models (the same summaries as the JS `listModels()`: guid, name, task, inputShape, numOutputs, createdUnixMs, metrics).
+/// The stored models (the same summaries as the JS `listModels()`: modelId, name, task, inputShape, numOutputs, createdUnixMs, metrics).
 #[utoipa::path(get, path = "/v1/models", responses((status = 200, body = Vec<Object>)))]
 pub async fn list(State(state): State<AppState>) -> std::result::Result<Json<Value>, ApiError> {
     let store = state.runner.store.clone();
@@ -38,18 +38,18 @@ async fn model_bytes(state: &AppState, id: &str) -> std::result::Result<Vec<u8>,
 }
 
 /// The model's portable `.kiln` bytes.
-#[utoipa::path(get, path = "/v1/models/{guid}", responses((status = 200, content_type = "application/octet-stream"), (status = 404, body = super::problem::Problem)))]
+#[utoipa::path(get, path = "/v1/models/{model_id}", responses((status = 200, content_type = "application/octet-stream"), (status = 404, body = super::problem::Problem)))]
 pub async fn download(
     State(state): State<AppState>,
-    Path(guid): Path<String>,
+    Path(model_id): Path<String>,
 ) -> std::result::Result<Response, ApiError> {
-    let bytes = model_bytes(&state, &guid).await?;
+    let bytes = model_bytes(&state, &model_id).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_string()),
             (
                 header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{guid}.kiln\""),
+                format!("attachment; filename=\"{model_id}.kiln\""),
             ),
         ],
         bytes,
@@ -58,12 +58,12 @@ pub async fn download(
 }
 
 /// The model's summary (as the JS `model.info`).
-#[utoipa::path(get, path = "/v1/models/{guid}/info", responses((status = 200, body = Object), (status = 404, body = super::problem::Problem)))]
+#[utoipa::path(get, path = "/v1/models/{model_id}/info", responses((status = 200, body = Object), (status = 404, body = super::problem::Problem)))]
 pub async fn info(
     State(state): State<AppState>,
-    Path(guid): Path<String>,
+    Path(model_id): Path<String>,
 ) -> std::result::Result<Json<Value>, ApiError> {
-    let bytes = model_bytes(&state, &guid).await?;
+    let bytes = model_bytes(&state, &model_id).await?;
     let saved = blocking(move || SavedModel::from_bytes(&bytes)).await?;
     Ok(Json(
         serde_json::to_value(summary(&saved.header)).unwrap_or_default(),
@@ -79,9 +79,10 @@ pub struct ImportQuery {
 
 /// The id of an imported model.
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct Imported {
     /// The model id from the file's header.
-    pub guid: String,
+    pub model_id: String,
 }
 
 /// Imports `.kiln` bytes (checked like `kiln models import`).
@@ -102,28 +103,28 @@ pub async fn import(
     Ok((
         StatusCode::CREATED,
         Json(Imported {
-            guid: id.to_string(),
+            model_id: id.to_string(),
         }),
     ))
 }
 
 /// Deletes a model.
-#[utoipa::path(delete, path = "/v1/models/{guid}", responses((status = 204), (status = 404, body = super::problem::Problem)))]
+#[utoipa::path(delete, path = "/v1/models/{model_id}", responses((status = 204), (status = 404, body = super::problem::Problem)))]
 pub async fn delete(
     State(state): State<AppState>,
-    Path(guid): Path<String>,
+    Path(model_id): Path<String>,
 ) -> std::result::Result<StatusCode, ApiError> {
-    let model_id = ModelId::parse(&guid).map_err(|_| no_model(&guid))?;
+    let id = ModelId::parse(&model_id).map_err(|_| no_model(&model_id))?;
     let store = state.runner.store.clone();
-    let existed = blocking(move || futures::executor::block_on(store.delete(&model_id))).await?;
+    let existed = blocking(move || futures::executor::block_on(store.delete(&id))).await?;
     if existed {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(no_model(&guid))
+        Err(no_model(&model_id))
     }
 }
 
-/// `POST /v1/models/{guid}/predict`.
+/// `POST /v1/models/{model_id}/predict`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PredictRequest {
@@ -176,22 +177,22 @@ fn features_of(value: &Value) -> Result<Vec<f32>> {
 }
 
 /// Predicts with a stored model.
-#[utoipa::path(post, path = "/v1/models/{guid}/predict", request_body = PredictRequest,
+#[utoipa::path(post, path = "/v1/models/{model_id}/predict", request_body = PredictRequest,
     responses((status = 200, body = PredictResponse), (status = 400, body = super::problem::Problem), (status = 404, body = super::problem::Problem)))]
 pub async fn predict(
     State(state): State<AppState>,
-    Path(guid): Path<String>,
+    Path(model_id): Path<String>,
     Json(request): Json<PredictRequest>,
 ) -> std::result::Result<Json<PredictResponse>, ApiError> {
-    ModelId::parse(&guid).map_err(|_| no_model(&guid))?;
+    ModelId::parse(&model_id).map_err(|_| no_model(&model_id))?;
     let store = state.runner.store.clone();
-    if model_bytes(&state, &guid).await.is_err() {
-        return Err(no_model(&guid));
+    if model_bytes(&state, &model_id).await.is_err() {
+        return Err(no_model(&model_id));
     }
     let backend = state.runner.backend;
     let response = blocking(move || {
         let features = features_of(&request.features)?;
-        let saved = futures::executor::block_on(load_model(&store, &guid))?;
+        let saved = futures::executor::block_on(load_model(&store, &model_id))?;
         let outputs_per_row = saved.header.num_outputs;
         let predictor = Predictor::new(saved, &native_device(backend)?)?;
         let sample = predictor.sample_len();

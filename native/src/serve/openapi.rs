@@ -13,7 +13,7 @@ pub struct Health {
     /// The server's version.
     pub version: &'static str,
     /// The backend jobs train on.
-    pub backend: &'static str,
+    pub backend: String,
 }
 
 /// The API description.
@@ -60,7 +60,7 @@ pub async fn health(
     Json(Health {
         status: "ok",
         version: env!("CARGO_PKG_VERSION"),
-        backend: state.runner.backend.name(),
+        backend: state.runner.backend.to_string(),
     })
 }
 

@@ -66,7 +66,7 @@ pub struct JobRow {
     pub kind: String,
     /// queued | processing | completed | failed | cancelled.
     pub status: String,
-    /// The validated config (JSON); for a prediction job `{"model": guid}`.
+    /// The validated config (JSON); for a prediction job `{"model": model id}`.
     pub config: String,
     /// The dataset it trains on.
     pub dataset: Option<String>,

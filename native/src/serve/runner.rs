@@ -320,7 +320,7 @@ fn train(ctx: &RunnerContext, row: &JobRow, job: &Job, lease: &Lease) -> Result<
                 resume,
                 yield_now: None,
             },
-            backend: ctx.backend.name().into(),
+            backend: ctx.backend.to_string(),
             store: &ctx.store,
             on_event: &mut on_event,
             best_model_path: None,

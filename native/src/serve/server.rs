@@ -127,7 +127,7 @@ pub fn serve(options: ServeOptions, pool: Arc<rayon::ThreadPool>) -> Result<()> 
         .local_addr()
         .map_err(|e| KilnError::io("cannot read the bound address", e))?;
     let mut labels: BTreeMap<String, String> = options.labels.iter().cloned().collect();
-    labels.insert("backend".into(), options.backend.name().into());
+    labels.insert("backend".into(), options.backend.to_string());
     let worker = WorkerIdentity {
         id: worker_id(&options.data_dir)?,
         labels,
@@ -239,7 +239,7 @@ async fn join_fleet(
         id: worker.id.clone(),
         host: hostname(),
         addr: bound.to_string(),
-        backend: options.backend.name().into(),
+        backend: options.backend.to_string(),
         labels: serde_json::to_string(&worker.labels).unwrap_or_else(|_| "{}".into()),
         capacity: options.max_concurrent_jobs as i64,
         started_at: now,
@@ -357,11 +357,11 @@ fn router(state: AppState, options: &ServeOptions, origins: Vec<HeaderValue>) ->
         .route("/v1/predictions/{id}/output", get(predictions_api::output))
         .route("/v1/models", get(models_api::list).post(models_api::import))
         .route(
-            "/v1/models/{guid}",
+            "/v1/models/{model_id}",
             get(models_api::download).delete(models_api::delete),
         )
-        .route("/v1/models/{guid}/info", get(models_api::info))
-        .route("/v1/models/{guid}/predict", post(models_api::predict))
+        .route("/v1/models/{model_id}/info", get(models_api::info))
+        .route("/v1/models/{model_id}/predict", post(models_api::predict))
         .layer(axum::middleware::from_fn_with_state(
             state.tokens.clone(),
             require_token,

@@ -4,7 +4,7 @@
 >>> kiln = Client("http://127.0.0.1:7878", token="...")
 >>> job = kiln.train({"training": {"num_passes": 20}}, data="iris.csv")
 >>> job.attach()                      # live progress; Ctrl-C detaches
->>> model = kiln.preloaded_model(job.trained_model["guid"])
+>>> model = kiln.preloaded_model(job.trained_model["modelId"])
 >>> model.predict([[5.1, 3.5, 1.4, 0.2]])
 """
 

@@ -75,10 +75,10 @@ class AsyncClient:
         params = {k: v for k, v in {"status": status, "tag": tag}.items() if v is not None}
         return (await self.request("GET", "/v1/jobs", params=params)).json()
 
-    async def preloaded_model(self, guid: str) -> "AsyncModel":
+    async def preloaded_model(self, model_id: str) -> "AsyncModel":
         """A stored model by id (checked to exist)."""
-        info = (await self.request("GET", f"/v1/models/{guid}/info")).json()
-        return AsyncModel(self, guid, info)
+        info = (await self.request("GET", f"/v1/models/{model_id}/info")).json()
+        return AsyncModel(self, model_id, info)
 
     async def models(self) -> List[Dict[str, Any]]:
         """Summaries of the server's models."""
@@ -143,8 +143,8 @@ class AsyncJob:
         return info["result"]
 
     async def trained_model(self) -> Dict[str, str]:
-        """``{"guid": ...}`` of the model a completed job trained."""
-        return {"guid": (await self.result())["modelId"]}
+        """``{"modelId": ...}`` of the model a completed job trained."""
+        return {"modelId": (await self.result())["modelId"]}
 
     async def wait_for_training(self) -> Dict[str, Any]:
         """Waits until the job ends; returns its result or raises :class:`JobFailed`."""
@@ -168,22 +168,22 @@ class AsyncJob:
 class AsyncModel:
     """A model stored on the server."""
 
-    def __init__(self, client: AsyncClient, guid: str, info: Dict[str, Any]) -> None:
+    def __init__(self, client: AsyncClient, model_id: str, info: Dict[str, Any]) -> None:
         self._client = client
-        self.guid = guid
+        self.model_id = model_id
         self.info = info
 
     async def predict(self, features: Any) -> Any:
         """Predicts on the server; a numpy array ``[rows, outputs]``."""
         encoded, shape = features_payload(features)
         answer = await self._client.request(
-            "POST", f"/v1/models/{self.guid}/predict", json={"features": encoded, "shape": shape}
+            "POST", f"/v1/models/{self.model_id}/predict", json={"features": encoded, "shape": shape}
         )
         return outputs_array(answer.json())
 
     async def download(self, path: str) -> str:
         """Writes the model's ``.kiln`` bytes to ``path``."""
-        data = (await self._client.request("GET", f"/v1/models/{self.guid}")).content
+        data = (await self._client.request("GET", f"/v1/models/{self.model_id}")).content
         with open(path, "wb") as f:
             f.write(data)
         return path

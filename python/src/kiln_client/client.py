@@ -78,10 +78,10 @@ class Client:
         params = {k: v for k, v in {"status": status, "tag": tag}.items() if v is not None}
         return self.request("GET", "/v1/jobs", params=params).json()
 
-    def preloaded_model(self, guid: str) -> "Model":
+    def preloaded_model(self, model_id: str) -> "Model":
         """A stored model by id (checked to exist)."""
-        info = self.request("GET", f"/v1/models/{guid}/info").json()
-        return Model(self, guid, info)
+        info = self.request("GET", f"/v1/models/{model_id}/info").json()
+        return Model(self, model_id, info)
 
     def models(self) -> List[Dict[str, Any]]:
         """Summaries of the server's models."""
@@ -142,8 +142,8 @@ class Job:
 
     @property
     def trained_model(self) -> Dict[str, str]:
-        """``{"guid": ...}`` of the model a completed job trained."""
-        return {"guid": self.result()["modelId"]}
+        """``{"modelId": ...}`` of the model a completed job trained."""
+        return {"modelId": self.result()["modelId"]}
 
     def wait_for_training(self) -> Dict[str, Any]:
         """Blocks until the job ends; returns its result or raises :class:`JobFailed`."""
@@ -170,26 +170,26 @@ class Job:
 class Model:
     """A model stored on the server."""
 
-    def __init__(self, client: Client, guid: str, info: Dict[str, Any]) -> None:
+    def __init__(self, client: Client, model_id: str, info: Dict[str, Any]) -> None:
         self._client = client
-        self.guid = guid
+        self.model_id = model_id
         self.info = info
 
     def __repr__(self) -> str:
-        return f"Model({self.guid!r})"
+        return f"Model({self.model_id!r})"
 
     def predict(self, features: Any) -> Any:
         """Predicts on the server: ``features`` ``[rows, ...]`` (or one row) → a numpy array
         ``[rows, outputs]`` of class probabilities or values."""
         encoded, shape = features_payload(features)
         answer = self._client.request(
-            "POST", f"/v1/models/{self.guid}/predict", json={"features": encoded, "shape": shape}
+            "POST", f"/v1/models/{self.model_id}/predict", json={"features": encoded, "shape": shape}
         ).json()
         return outputs_array(answer)
 
     def download(self, path: str) -> str:
         """Writes the model's ``.kiln`` bytes to ``path`` (loads in the CLI and the npm package)."""
-        data = self._client.request("GET", f"/v1/models/{self.guid}").content
+        data = self._client.request("GET", f"/v1/models/{self.model_id}").content
         with open(path, "wb") as f:
             f.write(data)
         return path
