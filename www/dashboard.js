@@ -67,7 +67,7 @@ async function refreshLists() {
   $("models").tBodies[0].innerHTML = models.map((m) => `<tr data-model="${escapeHtml(m.modelId)}">
     <td><small>${escapeHtml(m.modelId)}</small></td><td>${escapeHtml(m.name)}</td><td>${escapeHtml(m.task)}</td>
     <td>${Object.entries(m.metrics).filter(([k]) => k.startsWith("test_")).map(([k, v]) => `${escapeHtml(k)} ${Number(v).toFixed(4)}`).join("<br>")}</td>
-    <td><button class="download" data-modelId="${escapeHtml(m.modelId)}">Download</button></td></tr>`).join("")
+    <td><button class="download" data-model-id="${escapeHtml(m.modelId)}">Download</button></td></tr>`).join("")
     || `<tr><td colspan="5" class="muted">No models yet.</td></tr>`;
 }
 
@@ -124,7 +124,7 @@ async function showJob(id) {
             $("progress-text").textContent = `${r.epochsRun} passes, ${r.steps} steps in ${formatSeconds(r.durationSecs)} · model ${r.modelId}`;
             $("final-metrics").innerHTML = metricsHtml(r.finalMetrics);
             if (r.confusionMatrix) $("confusion").innerHTML = confusionHtml(r.confusionMatrix);
-            $("job-links").innerHTML = `<a href="/">← all jobs</a> · <button class="download" data-modelId="${escapeHtml(r.modelId)}">Download the model</button>`;
+            $("job-links").innerHTML = `<a href="/">← all jobs</a> · <button class="download" data-model-id="${escapeHtml(r.modelId)}">Download the model</button>`;
           } else if (data.error) {
             $("progress-text").textContent = data.error;
           }

@@ -204,3 +204,12 @@ test("export, delete and re-import keep the model working", async () => {
   const x = new Float32Array(64).fill(3);
   assert.deepEqual(await again.predict(x), await model.predict(x));
 });
+
+test("layers may be bare names and {kind: {params}} in JS configs", async () => {
+  const train = (layers) => kiln.train({ training: { num_passes: 2 }, model: { layers } }).waitForTraining();
+  const short = await train([{ linear: { out: 32 } }, "relu", "linear"]);
+  const tagged = await train([{ type: "linear", out: 32 }, { type: "relu" }, { type: "linear" }]);
+  assert.deepEqual(short.history.map((h) => h.metrics), tagged.history.map((h) => h.metrics));
+  await assert.rejects(kiln.validateConfig({ model: { layers: ["relu", "rellu"] } }),
+    (e) => e instanceof Error && /model\.layers/.test(e.message) && /\[1\]/.test(e.message) && /rellu/.test(e.message));
+});

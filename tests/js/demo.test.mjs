@@ -137,14 +137,14 @@ test("CPU: trains, the model survives a reload, loads and predicts a drawn digit
   const observed = await trainThroughPage(page, { passes: 12, timeout: 300_000 });
   assertLiveUpdates(observed);
   assert.ok(observed.accuracy >= 0.9, `test accuracy shown: ${observed.accuracyText}`);
-  await page.waitForSelector("#current-model[data-modelId]", { timeout: 30_000 });
-  const modelId = await page.getAttribute("#current-model", "data-modelId");
+  await page.waitForSelector("#current-model[data-model-id]", { timeout: 30_000 });
+  const modelId = await page.getAttribute("#current-model", "data-model-id");
   assert.ok(modelId, "the trained model became the current model");
 
   await page.reload();
   await page.waitForSelector("body[data-ready=true]", { timeout: 120_000 });
-  await page.waitForSelector(`#model-list li[data-modelId="${modelId}"]`, { timeout: 30_000 });
-  await page.click(`#model-list li[data-modelId="${modelId}"] button[data-act=load]`);
+  await page.waitForSelector(`#model-list li[data-model-id="${modelId}"]`, { timeout: 30_000 });
+  await page.click(`#model-list li[data-model-id="${modelId}"] button[data-act=load]`);
   await page.waitForFunction((modelId) => document.querySelector("#current-model").dataset.modelId === modelId, modelId);
 
   // Draw a "1": one vertical stroke down the middle of the pad.
@@ -225,8 +225,8 @@ test("a CSV file (preview, label column) and Fashion-MNIST train; a model surviv
   assert.ok(fashion.accuracy >= 0.6, `Fashion-MNIST test accuracy ${fashion.accuracyText}`);
   assert.match(await page.textContent("#confusion"), /Ankle boot|Ank/);
 
-  const modelId = await page.getAttribute("#current-model", "data-modelId");
-  const item = `#model-list li[data-modelId="${modelId}"]`;
+  const modelId = await page.getAttribute("#current-model", "data-model-id");
+  const item = `#model-list li[data-model-id="${modelId}"]`;
   const [download] = await Promise.all([page.waitForEvent("download"), page.click(`${item} button[data-act=download]`)]);
   const file = await download.path();
   await page.click(`${item} button[data-act=delete]`);

@@ -44,7 +44,7 @@ test("health, OpenAPI, problem+json for unknown routes", async () => {
   assert.equal(health.json.status, "ok");
   const doc = await api(s, "/v1/openapi.json");
   assert.equal(doc.status, 200);
-  for (const path of ["/v1/jobs", "/v1/jobs/{id}/events", "/v1/datasets", "/v1/models/{modelId}/predict", "/v1/workers", "/v1/workers/{id}/drain"]) {
+  for (const path of ["/v1/jobs", "/v1/jobs/{id}/events", "/v1/datasets", "/v1/models/{model_id}/predict", "/v1/workers", "/v1/workers/{id}/drain"]) {
     assert.ok(doc.json.paths[path], `openapi lacks ${path}`);
   }
   const missing = await api(s, "/v1/nothing");

@@ -13,13 +13,16 @@ use safetensors::{Dtype, SafeTensors};
 use std::path::Path;
 
 /// The formats an upload can have.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Format {
     /// `text/csv`.
     Csv,
     /// `application/octet-stream`: safetensors.
     Safetensors,
 }
+
+kiln::display_serde_name!(Format);
 
 impl Format {
     /// The format for a Content-Type header.
@@ -38,12 +41,6 @@ impl Format {
         }
     }
 
-    fn name(self) -> &'static str {
-        match self {
-            Self::Csv => "csv",
-            Self::Safetensors => "safetensors",
-        }
-    }
 }
 
 /// Where a dataset's file lives.
@@ -98,7 +95,7 @@ pub fn inspect(bytes: &[u8], format: Format, csv: &CsvSettings) -> Result<Datase
     };
     Ok(DatasetRow {
         id: format!("dataset-{}", uuid::Uuid::new_v4()),
-        format: format.name().into(),
+        format: format.to_string(),
         rows: rows as i64,
         sample_shape: serde_json::to_string(&sample_shape).unwrap_or_else(|_| "[]".into()),
         header: csv.header,
