@@ -243,6 +243,14 @@ export class Model {
     this.#runtime.checkGeneration(this.#generation, "Model");
     return this.#runtime.untilSettledOrCrashed(this.#runtime.call(() => this.#inner.predict(features, shape)));
   }
+  /** A text model's class probabilities for `texts` (tokenised with its own vocabulary), `texts.length × numOutputs`. */
+  async predictTexts(texts) {
+    if (!Array.isArray(texts) || texts.some((t) => typeof t !== "string")) {
+      throw new TypeError("texts must be an array of strings");
+    }
+    this.#runtime.checkGeneration(this.#generation, "Model");
+    return this.#runtime.untilSettledOrCrashed(this.#runtime.call(() => this.#inner.predictTexts(texts)));
+  }
   /** The portable model bytes (what `kiln models import` reads). */
   async export() {
     this.#runtime.checkGeneration(this.#generation, "Model");

@@ -41,7 +41,9 @@ export interface BackendInfo {
  */
 export type TrainData =
   | { features: Float32Array | Uint8Array | Uint8ClampedArray; labels: Int32Array | Float32Array; shape: number[] }
-  | { csv: string };
+  | { csv: string }
+  /** Labelled texts, tokenised as `config.data.text` says (the vocabulary is built from the training split). */
+  | { texts: string[]; labels: string[] };
 
 /** A failed or cancelled job's rejection. */
 export interface TrainingError extends Error {
@@ -53,6 +55,8 @@ export class Model {
   readonly info: ModelInfo;
   /** `rows × numOutputs` class probabilities (classification) or values (regression). */
   predict(features: Float32Array, shape?: number[]): Promise<Float32Array>;
+  /** A text model's class probabilities for `texts`, tokenised with the vocabulary it was trained with. */
+  predictTexts(texts: string[]): Promise<Float32Array>;
   /** Portable bytes, readable by `kiln models import` and `preloadedModel`. */
   export(): Promise<Uint8Array>;
 }

@@ -136,6 +136,10 @@ export class RemoteKiln {
     if (data === null || typeof data !== "object") {
       throw new TypeError("data must be { features, labels, shape } or { csv }");
     }
+    if (Array.isArray(data.texts)) {
+      throw new TypeError("remote mode does not upload texts yet: train { texts, labels } locally " +
+        "(Kiln.create), or train texts with `kiln train` on the server");
+    }
     const file = toSafetensors(data);
     return (await this._request("POST", "/v1/datasets", { body: file, type: "application/octet-stream" })).id;
   }

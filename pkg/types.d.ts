@@ -8,7 +8,11 @@ export type LabelColumn = number | string;
 /**
  * The supported data sources.
  */
-export type DataSource = "digits" | "fashion-mnist" | "csv" | "idx" | "inline";
+export type DataSource = "digits" | "fashion-mnist" | "csv" | "idx" | "inline" | "text";
+/**
+ * How a text is split into tokens.
+ */
+export type Tokenizer = "word" | "char";
 /**
  * Which direction is better.
  */
@@ -97,6 +101,82 @@ export type LayerSpec =
     }
   | {
       type: "layer_norm";
+    }
+  | {
+      /**
+       * The vector size.
+       */
+      dim: number;
+      type: "embedding";
+    }
+  | {
+      /**
+       * Return every step instead of the last.
+       */
+      all_steps?: boolean;
+      /**
+       * Hidden state size.
+       */
+      hidden: number;
+      type: "gru";
+    }
+  | {
+      /**
+       * Return every step instead of the last.
+       */
+      all_steps?: boolean;
+      /**
+       * Hidden state size.
+       */
+      hidden: number;
+      type: "lstm";
+    }
+  | {
+      /**
+       * Output channels.
+       */
+      channels: number;
+      /**
+       * Kernel size.
+       */
+      kernel: number;
+      /**
+       * Zero padding on both ends.
+       */
+      padding?: number;
+      type: "conv1d";
+    }
+  | {
+      type: "mean_pool";
+    }
+  | {
+      type: "max_pool";
+    }
+  | {
+      type: "positional_encoding";
+    }
+  | {
+      /**
+       * The model width; must equal the input's features when given.
+       */
+      d_model?: number | null;
+      /**
+       * Dropout inside the encoder.
+       */
+      dropout?: number;
+      /**
+       * The feed-forward width (default 4 × d_model).
+       */
+      ff?: number | null;
+      /**
+       * Attention heads (must divide d_model).
+       */
+      heads: number;
+      /**
+       * Encoder layers.
+       */
+      layers?: number;
+      type: "transformer_encoder";
     };
 /**
  * Learning-rate schedule, as a function of the optimiser step.
@@ -237,7 +317,8 @@ export interface DataConfig {
    */
   labels?: string | null;
   /**
-   * Use at most this many samples (after loading; handy for quick runs).
+   * Use at most this many samples (after loading; handy for quick runs): the first ones, or
+   * for a `text` source a stratified random subset.
    */
   limit?: number | null;
   /**
@@ -262,6 +343,38 @@ export interface DataConfig {
    * @maxItems 3
    */
   split?: [number, number, number];
+  text?: TextConfig;
+}
+/**
+ * Tokenising a `text` source: texts become `max_len` token ids (left-padded with 0, `<pad>`;
+ * unknown tokens are 1, `<unk>`) over a vocabulary built from the training split and saved with
+ * the model.
+ */
+export interface TextConfig {
+  /**
+   * A CSV file's text column, by header name or 0-based index (default: the first column).
+   */
+  column?: LabelColumn | null;
+  /**
+   * A directory of class folders: folder name → label (folders not listed are skipped when
+   * the map is given; without it every folder is its own class).
+   */
+  labels?: {
+    [k: string]: string;
+  } | null;
+  /**
+   * Lower-case before tokenising.
+   */
+  lowercase?: boolean;
+  /**
+   * Tokens per sample: longer texts keep their first `max_len`, shorter ones are padded.
+   */
+  max_len?: number;
+  tokenizer?: Tokenizer;
+  /**
+   * The vocabulary's size, `<pad>` and `<unk>` included: the most frequent training tokens.
+   */
+  vocab_size?: number;
 }
 /**
  * Early stopping on validation metrics.
@@ -337,7 +450,19 @@ export interface ModelConfig {
    */
   layers?: (
     | LayerSpec
-    | ("linear" | "flatten" | "relu" | "gelu" | "tanh" | "sigmoid" | "batch_norm" | "layer_norm")
+    | (
+        | "linear"
+        | "flatten"
+        | "relu"
+        | "gelu"
+        | "tanh"
+        | "sigmoid"
+        | "batch_norm"
+        | "layer_norm"
+        | "mean_pool"
+        | "max_pool"
+        | "positional_encoding"
+      )
     | {
         linear: {
           /**
@@ -410,6 +535,87 @@ export interface ModelConfig {
       }
     | {
         layer_norm: {} | null;
+      }
+    | {
+        embedding: {
+          /**
+           * The vector size.
+           */
+          dim: number;
+        };
+      }
+    | {
+        gru: {
+          /**
+           * Return every step instead of the last.
+           */
+          all_steps?: boolean;
+          /**
+           * Hidden state size.
+           */
+          hidden: number;
+        };
+      }
+    | {
+        lstm: {
+          /**
+           * Return every step instead of the last.
+           */
+          all_steps?: boolean;
+          /**
+           * Hidden state size.
+           */
+          hidden: number;
+        };
+      }
+    | {
+        conv1d: {
+          /**
+           * Output channels.
+           */
+          channels: number;
+          /**
+           * Kernel size.
+           */
+          kernel: number;
+          /**
+           * Zero padding on both ends.
+           */
+          padding?: number;
+        };
+      }
+    | {
+        mean_pool: {} | null;
+      }
+    | {
+        max_pool: {} | null;
+      }
+    | {
+        positional_encoding: {} | null;
+      }
+    | {
+        transformer_encoder: {
+          /**
+           * The model width; must equal the input's features when given.
+           */
+          d_model?: number | null;
+          /**
+           * Dropout inside the encoder.
+           */
+          dropout?: number;
+          /**
+           * The feed-forward width (default 4 × d_model).
+           */
+          ff?: number | null;
+          /**
+           * Attention heads (must divide d_model).
+           */
+          heads: number;
+          /**
+           * Encoder layers.
+           */
+          layers?: number;
+        };
       }
   )[];
   /**

@@ -42,6 +42,7 @@ export function serveKilnInWorker(api) {
       return { handle, modelId: model.modelId, info: model.info };
     },
     predict({ handle, features, shape }) { return models.get(handle).predict(features, shape); },
+    predictTexts({ handle, texts }) { return models.get(handle).predictTexts(texts); },
     export({ handle }) { return models.get(handle).export(); },
     listModels() { return kiln.listModels(); },
     validateConfig({ config }) { return kiln.validateConfig(config); },

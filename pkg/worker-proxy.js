@@ -20,6 +20,12 @@ class WorkerModel {
     }
     return this.#call("predict", { handle: this.#handle, features, shape });
   }
+  predictTexts(texts) {
+    if (!Array.isArray(texts) || texts.some((t) => typeof t !== "string")) {
+      return Promise.reject(new TypeError("texts must be an array of strings"));
+    }
+    return this.#call("predictTexts", { handle: this.#handle, texts });
+  }
   export() { return this.#call("export", { handle: this.#handle }); }
 }
 

@@ -56,7 +56,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # 4. npm packages of the JS parts, when they exist (again whenever the lock file changed).
-for dir in tests/js www; do
+for dir in tests/js www datasets; do
   if [ -f "$dir/package-lock.json" ] && [ ! "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]; then
     log "npm ci in $dir"
     (cd "$dir" && npm ci --no-audit --no-fund)

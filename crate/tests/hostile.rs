@@ -128,8 +128,8 @@ fn small_model() -> &'static SavedModel {
         let config = Config::from_yaml_str("name: tiny\nmodel:\n  preset: mlp\n  hidden: [8]\n")
             .expect("valid config");
         let device = kiln::backend::cpu_device();
-        let network =
-            Network::build(&resolve_layers(&config.model), &[4], 3, &device).expect("network");
+        let network = Network::build(&resolve_layers(&config.model), &[4], None, 3, &device)
+            .expect("network");
         let weights = futures::executor::block_on(export_weights(&network)).expect("export");
         SavedModel {
             header: ModelHeader {
@@ -146,6 +146,7 @@ fn small_model() -> &'static SavedModel {
                     std: vec![2.0; 4],
                 }),
                 metrics: Default::default(),
+                vocabulary: None,
             },
             weights,
         }
@@ -515,7 +516,7 @@ fn a_hundred_million_wide_hidden_layer_is_refused_at_build_and_in_a_header() {
         .expect("the config alone is valid");
     let device = kiln::backend::cpu_device();
     let e = measured("huge build", || {
-        Network::build(&resolve_layers(&config.model), &[64], 10, &device)
+        Network::build(&resolve_layers(&config.model), &[64], None, 10, &device)
     })
     .expect_err("refused")
     .to_string();

@@ -116,6 +116,13 @@ pub fn predict(
     }
     let saved = resolve_model(store, model)?;
     let device = native_device(backend)?;
+    if saved.header.vocabulary.is_some() {
+        // A text model: a CSV with a header, texts in its `text` column (or the first).
+        let texts = kiln::data::read_text_column(input)?;
+        let (task, outputs) = (saved.task(), saved.header.num_outputs);
+        let values = block_on(Predictor::new(saved, &device)?.predict_texts(&texts))?;
+        return write_predictions(&predictions_csv(&values, outputs, task), output);
+    }
     let text = read_text_file(input, "CSV")?;
     let has_header = text
         .lines()
@@ -128,7 +135,11 @@ pub fn predict(
     let outputs = saved.header.num_outputs;
     let predictor = Predictor::new(saved, &device)?;
     let values = block_on(predictor.predict(&features))?;
-    let csv = predictions_csv(&values, outputs, task);
+    write_predictions(&predictions_csv(&values, outputs, task), output)
+}
+
+/// Writes predictions to `output`, or stdout.
+fn write_predictions(csv: &str, output: Option<PathBuf>) -> Result<()> {
     match output {
         Some(path) => kiln::store::write_atomic(&path, csv.as_bytes()),
         None => {

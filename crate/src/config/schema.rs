@@ -106,8 +106,55 @@ pub struct DataConfig {
     pub shuffle: bool,
     /// Standardise every feature with the training split's mean and standard deviation.
     pub normalize: bool,
-    /// Use at most this many samples (after loading; handy for quick runs).
+    /// Use at most this many samples (after loading; handy for quick runs): the first ones, or
+    /// for a `text` source a stratified random subset.
     pub limit: Option<usize>,
+    /// `text`: how texts become token ids.
+    pub text: TextConfig,
+}
+
+/// Tokenising a `text` source: texts become `max_len` token ids (left-padded with 0, `<pad>`;
+/// unknown tokens are 1, `<unk>`) over a vocabulary built from the training split and saved with
+/// the model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct TextConfig {
+    /// `word` (runs of letters and digits) or `char`.
+    pub tokenizer: Tokenizer,
+    /// Tokens per sample: longer texts keep their first `max_len`, shorter ones are padded.
+    pub max_len: usize,
+    /// The vocabulary's size, `<pad>` and `<unk>` included: the most frequent training tokens.
+    pub vocab_size: usize,
+    /// Lower-case before tokenising.
+    pub lowercase: bool,
+    /// A CSV file's text column, by header name or 0-based index (default: the first column).
+    pub column: Option<LabelColumn>,
+    /// A directory of class folders: folder name → label (folders not listed are skipped when
+    /// the map is given; without it every folder is its own class).
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
+}
+
+impl Default for TextConfig {
+    fn default() -> Self {
+        Self {
+            tokenizer: Tokenizer::Word,
+            max_len: 128,
+            vocab_size: 10_000,
+            lowercase: true,
+            column: None,
+            labels: None,
+        }
+    }
+}
+
+/// How a text is split into tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Tokenizer {
+    /// Runs of letters and digits.
+    Word,
+    /// Single characters.
+    Char,
 }
 
 impl Default for DataConfig {
@@ -123,6 +170,7 @@ impl Default for DataConfig {
             shuffle: true,
             normalize: true,
             limit: None,
+            text: TextConfig::default(),
         }
     }
 }
@@ -141,6 +189,9 @@ pub enum DataSource {
     Idx,
     /// Arrays handed over by the caller (the JS API's `{ features, labels, shape }`).
     Inline,
+    /// Texts: a directory with one folder of `.txt` files per class, or a CSV file with a text
+    /// column and a label column; tokenised as `data.text` says.
+    Text,
 }
 
 /// A CSV label column, by name or by 0-based index.
@@ -245,6 +296,61 @@ pub enum LayerSpec {
     BatchNorm,
     /// Layer normalisation over the last dimension.
     LayerNorm,
+    /// Token ids `[len]` → vectors `[len, dim]` (needs a `text` source).
+    Embedding {
+        /// The vector size.
+        dim: usize,
+    },
+    /// A GRU over a sequence `[len, features]`: its last hidden state `[hidden]`, or every
+    /// step's (`all_steps: true`, `[len, hidden]`).
+    Gru {
+        /// Hidden state size.
+        hidden: usize,
+        /// Return every step instead of the last.
+        #[serde(default)]
+        all_steps: bool,
+    },
+    /// An LSTM over a sequence `[len, features]`: its last hidden state, or every step's.
+    Lstm {
+        /// Hidden state size.
+        hidden: usize,
+        /// Return every step instead of the last.
+        #[serde(default)]
+        all_steps: bool,
+    },
+    /// 1-D convolution over time: `[len, features]` → `[len', channels]`.
+    Conv1d {
+        /// Output channels.
+        channels: usize,
+        /// Kernel size.
+        kernel: usize,
+        /// Zero padding on both ends.
+        #[serde(default)]
+        padding: usize,
+    },
+    /// The mean over time of the non-padding steps: `[len, features]` → `[features]`.
+    MeanPool,
+    /// The maximum over time: `[len, features]` → `[features]`.
+    MaxPool,
+    /// Adds sinusoidal position encodings to `[len, features]`.
+    PositionalEncoding,
+    /// burn's transformer encoder over `[len, d_model]` (padding masked out).
+    TransformerEncoder {
+        /// The model width; must equal the input's features when given.
+        #[serde(default)]
+        d_model: Option<usize>,
+        /// Attention heads (must divide d_model).
+        heads: usize,
+        /// Encoder layers.
+        #[serde(default = "one")]
+        layers: usize,
+        /// Dropout inside the encoder.
+        #[serde(default)]
+        dropout: f64,
+        /// The feed-forward width (default 4 × d_model).
+        #[serde(default)]
+        ff: Option<usize>,
+    },
 }
 
 fn yes() -> bool {

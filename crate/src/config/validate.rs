@@ -80,6 +80,23 @@ impl Config {
 
     fn validate_data(&self) -> Result<()> {
         let data = &self.data;
+        if data.source == DataSource::Text {
+            at_least_one("data.text.max_len", data.text.max_len)?;
+            if data.text.vocab_size < 3 {
+                return Err(fail(
+                    "data.text.vocab_size",
+                    "must be at least 3 (<pad>, <unk> and one token)",
+                    data.text.vocab_size,
+                ));
+            }
+            if self.training.precision == Precision::F16 {
+                return Err(fail(
+                    "training.precision",
+                    "must be f32 for a `text` source (token ids above 2048 are not exact in f16)",
+                    "f16",
+                ));
+            }
+        }
         for (i, fraction) in data.split.iter().enumerate() {
             if !fraction.is_finite() || !(0.0..=1.0).contains(fraction) {
                 return Err(fail(

@@ -5,12 +5,16 @@ mod dataset;
 mod digits;
 mod idx;
 mod split;
+mod text;
 
 pub use csv::{CsvTable, load_csv_file, parse_table, read_text_file};
 pub use dataset::{Dataset, Targets, dataset_from_labels, labels_to_classes};
 pub use digits::load_digits;
 pub use idx::{FASHION_MNIST_DIR, load_fashion_mnist, load_idx_pair, parse_idx_u8};
 pub use split::{Normalization, Splits, epoch_order, split_indices};
+pub use text::{LabelledTexts, PAD, UNKNOWN, Vocabulary};
+#[cfg(not(target_family = "wasm"))]
+pub use text::{load_texts, read_text_column};
 
 use crate::config::{Config, DataSource, Task};
 use crate::error::{KilnError, Result};
@@ -23,6 +27,23 @@ pub struct Loaded {
     pub samples: Dataset,
     /// The source's own test set (Fashion-MNIST's t10k), used instead of a test fraction.
     pub official_test: Option<Dataset>,
+    /// A text source's texts: `samples` then holds each text's index as its one feature, and
+    /// the texts are tokenised once the training split is known.
+    pub texts: Option<LabelledTexts>,
+}
+
+impl Loaded {
+    /// Labelled texts, with each sample's feature its text's index.
+    pub fn from_texts(texts: LabelledTexts) -> Result<Self> {
+        let indices = (0..texts.texts.len()).map(|i| i as f32).collect();
+        let classes = Targets::Classes(texts.classes.clone());
+        let samples = Dataset::new(indices, classes, vec![1], texts.class_names.len())?;
+        Ok(Self {
+            samples,
+            official_test: None,
+            texts: Some(texts),
+        })
+    }
 }
 
 /// Loads `config.data.source` from the embedded data or the file system.
@@ -70,6 +91,14 @@ pub fn load_source(config: &Config) -> Result<Loaded> {
             };
             (load_idx_pair(Path::new(images), Path::new(labels))?, None)
         }
+        DataSource::Text => {
+            needs_classes("text")?;
+            let path = data
+                .path
+                .as_deref()
+                .ok_or_else(|| KilnError::Config("data.path: required for text".into()))?;
+            return load_text_source(config, Path::new(path));
+        }
         DataSource::Inline => {
             return Err(KilnError::Config(
                 "data.source: `inline` needs the data arrays from the caller (the JS API's \
@@ -81,14 +110,89 @@ pub fn load_source(config: &Config) -> Result<Loaded> {
     Ok(Loaded {
         samples,
         official_test,
+        texts: None,
     })
+}
+
+#[cfg(not(target_family = "wasm"))]
+fn load_text_source(config: &Config, path: &Path) -> Result<Loaded> {
+    let data = &config.data;
+    Loaded::from_texts(load_texts(
+        path,
+        &data.text,
+        data.label_column.as_ref(),
+        data.header,
+    )?)
+}
+
+#[cfg(target_family = "wasm")]
+fn load_text_source(_: &Config, path: &Path) -> Result<Loaded> {
+    Err(KilnError::Config(format!(
+        "data.source: `text` reads files ({}), which a browser or Node wasm cannot; train text \
+         natively (kiln train / kiln serve)",
+        path.display()
+    )))
+}
+
+/// Replaces text indices with token ids: a vocabulary is fitted on the training texts and every
+/// split is encoded with it.
+fn tokenise(
+    texts: &LabelledTexts,
+    config: &Config,
+    train: &mut Dataset,
+    others: [Option<&mut Dataset>; 2],
+) -> Result<Vocabulary> {
+    if config.training.precision == crate::config::Precision::F16 {
+        return Err(KilnError::Config(
+            "training.precision: must be f32 for texts (token ids above 2048 are not exact in \
+             f16), got f16"
+                .into(),
+        ));
+    }
+    if config.data.text.max_len == 0 || config.data.text.vocab_size < 3 {
+        return Err(KilnError::Config(format!(
+            "data.text: max_len must be at least 1 and vocab_size at least 3, got {} and {}",
+            config.data.text.max_len, config.data.text.vocab_size
+        )));
+    }
+    let text_of =
+        |set: &Dataset| -> Vec<usize> { set.features.iter().map(|&i| i as usize).collect() };
+    let train_texts = text_of(train);
+    let vocabulary = Vocabulary::fit(
+        train_texts.iter().map(|&i| texts.texts[i].as_str()),
+        &config.data.text,
+        texts.class_names.clone(),
+    );
+    for set in std::iter::once(train).chain(others.into_iter().flatten()) {
+        let rows = text_of(set);
+        let features = vocabulary.encode_all(rows.iter().map(|&i| texts.texts[i].as_str()));
+        *set = Dataset::new(
+            features,
+            set.targets.clone(),
+            vec![vocabulary.max_len],
+            set.num_outputs,
+        )?;
+    }
+    Ok(vocabulary)
 }
 
 /// Splits the loaded samples as configured and standardises them with training statistics.
 pub fn prepare(config: &Config, loaded: Loaded) -> Result<Splits> {
     let data = &config.data;
     let limit = data.limit.unwrap_or(usize::MAX);
-    let samples = loaded.samples.truncated(limit);
+    let loaded_texts = loaded.texts;
+    let samples = if loaded_texts.is_some() && limit < loaded.samples.len() {
+        // Class folders are read one after another: a limit takes a stratified random subset.
+        let fraction = limit as f64 / loaded.samples.len() as f64;
+        let [kept, _, _] = split_indices(
+            &loaded.samples.targets,
+            [fraction, 1.0 - fraction, 0.0],
+            config.seed,
+        );
+        loaded.samples.into_selected(&kept)
+    } else {
+        loaded.samples.truncated(limit)
+    };
     let official_test = loaded.official_test.map(|t| t.truncated(limit));
     let fractions = if official_test.is_some() {
         let kept = data.split[0] + data.split[1];
@@ -113,7 +217,18 @@ pub fn prepare(config: &Config, loaded: Loaded) -> Result<Splits> {
             train.len()
         )));
     }
-    let normalization = data.normalize.then(|| Normalization::fit(&train));
+    let vocabulary = match &loaded_texts {
+        Some(texts) => Some(tokenise(
+            texts,
+            config,
+            &mut train,
+            [val.as_mut(), test.as_mut()],
+        )?),
+        None => None,
+    };
+    // Token ids are not standardised.
+    let normalization =
+        (data.normalize && vocabulary.is_none()).then(|| Normalization::fit(&train));
     if let Some(norm) = &normalization {
         norm.apply(&mut train.features);
         for set in [&mut val, &mut test].into_iter().flatten() {
@@ -126,6 +241,7 @@ pub fn prepare(config: &Config, loaded: Loaded) -> Result<Splits> {
         test,
         test_rows,
         normalization,
+        vocabulary,
     })
 }
 

@@ -72,6 +72,8 @@ pub struct Splits {
     pub test_rows: Vec<usize>,
     /// The standardisation applied to every split, if any.
     pub normalization: Option<Normalization>,
+    /// A text source's vocabulary: the samples are token ids.
+    pub vocabulary: Option<super::Vocabulary>,
 }
 
 /// Splits indices `0..n` into three groups by fractions, stratified by class when classes are

@@ -257,6 +257,7 @@ async fn run_inner<B: ModelBuilder>(job: &Job, run: JobRun<'_, B>) -> Result<Job
             num_outputs: splits.train.num_outputs,
             normalization: splits.normalization.clone(),
             metrics: outcome.summary.final_metrics.clone(),
+            vocabulary: splits.vocabulary.clone(),
         },
         weights: outcome.best_weights,
     };

@@ -5,6 +5,7 @@ mod params;
 mod predict;
 mod predictions_csv;
 mod saved;
+mod sequence_layers;
 mod shape;
 mod small_linear;
 mod summary;
@@ -16,7 +17,8 @@ pub use params::{cast_float, initialize_params};
 pub use predict::{Predictor, argmax_rows};
 pub use predictions_csv::predictions_csv;
 pub use saved::{MODEL_MAGIC, ModelHeader, SavedModel};
-pub use shape::{SampleShape, infer_shapes, resolve_layers};
+pub use sequence_layers::{GruLayer, LstmLayer, MaxPool, MeanPool};
+pub use shape::{SampleShape, infer_shapes, layer_kind, resolve_layers};
 pub use small_linear::{MAX_PRODUCT_ELEMENTS, linear_as_product, linear_forward};
 pub use summary::{ModelSummary, summary};
 pub use trainable::{

@@ -1,15 +1,22 @@
 //! The network: a sequence of burn layers built from the config's layer list.
 
+use super::sequence_layers::{
+    GruLayer, LstmLayer, MaxPool, MeanPool, Recurrent, Steps, conv1d_forward, transformer_forward,
+};
 use super::shape::{SampleShape, infer_shapes};
 use super::small_linear::linear_forward;
 use crate::config::LayerSpec;
 use crate::error::Result;
 use burn::module::Module;
-use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::conv::{Conv1d, Conv1dConfig, Conv2d, Conv2dConfig};
+use burn::nn::gru::GruConfig;
+use burn::nn::lstm::LstmConfig;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::transformer::{TransformerEncoder, TransformerEncoderConfig};
 use burn::nn::{
-    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Gelu, LayerNorm, LayerNormConfig, Linear,
-    LinearConfig, PaddingConfig2d, Relu, Sigmoid, Tanh,
+    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Embedding, EmbeddingConfig, Gelu,
+    LayerNorm, LayerNormConfig, Linear, LinearConfig, PaddingConfig1d, PaddingConfig2d,
+    PositionalEncoding, PositionalEncodingConfig, Relu, Sigmoid, Tanh,
 };
 use burn::tensor::{Device, Tensor};
 
@@ -19,6 +26,7 @@ pub struct Flatten;
 
 /// One layer of a [`Network`].
 #[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)] // built once per model; never moved in a hot loop
 pub enum Layer {
     /// Fully connected.
     Linear(Linear),
@@ -42,31 +50,73 @@ pub enum Layer {
     BatchNorm(BatchNorm),
     /// Layer normalisation.
     LayerNorm(LayerNorm),
+    /// Token ids to vectors.
+    Embedding(Embedding),
+    /// GRU over time.
+    Gru(GruLayer),
+    /// LSTM over time.
+    Lstm(LstmLayer),
+    /// 1-D convolution over time.
+    Conv1d(Conv1d),
+    /// Mean over time.
+    MeanPool(MeanPool),
+    /// Maximum over time.
+    MaxPool(MaxPool),
+    /// Sinusoidal position encodings.
+    PositionalEncoding(PositionalEncoding),
+    /// burn's transformer encoder.
+    TransformerEncoder(TransformerEncoder),
 }
 
-/// A batch of activations: vectors or images.
+/// A batch of activations: vectors, images, token ids or sequences.
+#[allow(clippy::large_enum_variant)] // a few moves per forward pass, next to tensor work
 enum Activations {
     Vectors(Tensor<2>),
     Images(Tensor<4>),
+    /// Token ids as floats `[batch, len]` (0 is padding).
+    Tokens(Tensor<2>),
+    Sequences(Steps),
 }
 
 impl Activations {
     fn into_vectors(self) -> Tensor<2> {
         match self {
-            Self::Vectors(x) => x,
+            Self::Vectors(x) | Self::Tokens(x) => x,
             Self::Images(x) => x.flatten(1, 3),
+            Self::Sequences(steps) => steps.x.flatten(1, 2),
         }
     }
 
-    /// Applies a rank-generic operation to either kind of batch.
+    /// The sequence a sequence layer reads (shape inference only places those after one).
+    fn into_steps(self) -> Steps {
+        match self {
+            Self::Sequences(steps) => steps,
+            other => {
+                let x = other.into_vectors();
+                let [batch, features] = x.dims();
+                Steps {
+                    x: x.reshape([batch, 1, features]),
+                    padding: None,
+                }
+            }
+        }
+    }
+
+    /// Applies a rank-generic operation to any kind of batch (token ids pass through).
     fn map(
         self,
         vectors: impl FnOnce(Tensor<2>) -> Tensor<2>,
         images: impl FnOnce(Tensor<4>) -> Tensor<4>,
+        sequences: impl FnOnce(Tensor<3>) -> Tensor<3>,
     ) -> Self {
         match self {
             Self::Vectors(x) => Self::Vectors(vectors(x)),
             Self::Images(x) => Self::Images(images(x)),
+            Self::Tokens(x) => Self::Tokens(x),
+            Self::Sequences(Steps { x, padding }) => Self::Sequences(Steps {
+                x: sequences(x),
+                padding,
+            }),
         }
     }
 }
@@ -76,8 +126,10 @@ impl Activations {
 pub struct Network {
     /// The layers, applied in order.
     pub layers: Vec<Layer>,
-    /// Input sample shape `[features]` or `[channels, height, width]`.
+    /// Input sample shape `[features]`, `[channels, height, width]` or `[len]` token ids.
     pub input_shape: Vec<usize>,
+    /// The vocabulary size when the inputs are token ids, else 0.
+    pub token_vocab: usize,
 }
 
 impl Network {
@@ -85,10 +137,11 @@ impl Network {
     pub fn build(
         specs: &[LayerSpec],
         input_shape: &[usize],
+        vocab: Option<usize>,
         outputs: usize,
         device: &Device,
     ) -> Result<Self> {
-        let sample = SampleShape::from_dims(input_shape)?;
+        let sample = SampleShape::from_input(input_shape, vocab)?;
         let shapes = infer_shapes(specs, sample, outputs)?;
         let layers = specs
             .iter()
@@ -98,6 +151,7 @@ impl Network {
         Ok(Self {
             layers,
             input_shape: input_shape.to_vec(),
+            token_vocab: vocab.unwrap_or(0),
         })
     }
 
@@ -134,6 +188,7 @@ impl Network {
     pub fn forward(&self, input: Tensor<2>) -> Tensor<2> {
         let batch = input.dims()[0];
         let mut x = match (self.input_shape.as_slice(), self.starts_with_image_layer()) {
+            _ if self.token_vocab > 0 => Activations::Tokens(input),
             ([c, h, w], true) => Activations::Images(input.reshape([batch, *c, *h, *w])),
             _ => Activations::Vectors(input),
         };
@@ -145,26 +200,50 @@ impl Network {
 }
 
 fn apply(layer: &Layer, x: Activations) -> Activations {
+    use Activations::{Sequences, Vectors};
     match layer {
-        Layer::Linear(l) => Activations::Vectors(linear_forward(l, x.into_vectors())),
-        Layer::Flatten(_) => Activations::Vectors(x.into_vectors()),
+        Layer::Linear(l) => Vectors(linear_forward(l, x.into_vectors())),
+        Layer::Flatten(_) => Vectors(x.into_vectors()),
         // The builder only places image layers after image inputs (see `infer_shapes`).
-        Layer::Conv2d(l) => x.map(|v| v, |i| l.forward(i)),
-        Layer::MaxPool2d(l) => x.map(|v| v, |i| l.forward(i)),
-        Layer::Relu(l) => x.map(|v| l.forward(v), |i| l.forward(i)),
-        Layer::Gelu(l) => x.map(|v| l.forward(v), |i| l.forward(i)),
-        Layer::Tanh(l) => x.map(|v| l.forward(v), |i| l.forward(i)),
-        Layer::Sigmoid(l) => x.map(|v| l.forward(v), |i| l.forward(i)),
-        Layer::Dropout(l) => x.map(|v| l.forward(v), |i| l.forward(i)),
-        Layer::BatchNorm(l) => x.map(|v| l.forward(v), |i| l.forward(i)),
-        Layer::LayerNorm(l) => x.map(|v| l.forward(v), |i| l.forward(i)),
+        Layer::Conv2d(l) => x.map(|v| v, |i| l.forward(i), |s| s),
+        Layer::MaxPool2d(l) => x.map(|v| v, |i| l.forward(i), |s| s),
+        Layer::Relu(l) => x.map(|v| l.forward(v), |i| l.forward(i), |s| l.forward(s)),
+        Layer::Gelu(l) => x.map(|v| l.forward(v), |i| l.forward(i), |s| l.forward(s)),
+        Layer::Tanh(l) => x.map(|v| l.forward(v), |i| l.forward(i), |s| l.forward(s)),
+        Layer::Sigmoid(l) => x.map(|v| l.forward(v), |i| l.forward(i), |s| l.forward(s)),
+        Layer::Dropout(l) => x.map(|v| l.forward(v), |i| l.forward(i), |s| l.forward(s)),
+        Layer::BatchNorm(l) => x.map(|v| l.forward(v), |i| l.forward(i), |s| s),
+        Layer::LayerNorm(l) => x.map(|v| l.forward(v), |i| l.forward(i), |s| l.forward(s)),
+        Layer::Embedding(l) => {
+            let ids = x.into_vectors();
+            let padding = ids.clone().equal_elem(0.0);
+            Sequences(Steps {
+                x: l.forward(ids.int()),
+                padding: Some(padding),
+            })
+        }
+        Layer::Gru(l) => recurrent(l.forward(x.into_steps())),
+        Layer::Lstm(l) => recurrent(l.forward(x.into_steps())),
+        Layer::Conv1d(l) => Sequences(conv1d_forward(l, x.into_steps())),
+        Layer::MeanPool(l) => Vectors(l.forward(x.into_steps())),
+        Layer::MaxPool(l) => Vectors(l.forward(x.into_steps())),
+        Layer::PositionalEncoding(l) => x.map(|v| v, |i| i, |s| l.forward(s)),
+        Layer::TransformerEncoder(l) => Sequences(transformer_forward(l, x.into_steps())),
+    }
+}
+
+fn recurrent(output: Recurrent) -> Activations {
+    match output {
+        Recurrent::Steps(steps) => Activations::Sequences(steps),
+        Recurrent::Last(state) => Activations::Vectors(state),
     }
 }
 
 fn build_layer(spec: &LayerSpec, input: SampleShape, outputs: usize, device: &Device) -> Layer {
-    let channels_or_features = match input {
-        SampleShape::Vector(n) => n,
-        SampleShape::Image(c, _, _) => c,
+    let (channels_or_features, steps) = match input {
+        SampleShape::Vector(n) | SampleShape::Tokens(n, _) => (n, 1),
+        SampleShape::Image(c, _, _) => (c, 1),
+        SampleShape::Sequence(len, features) => (features, len),
     };
     match spec {
         LayerSpec::Linear { out, bias } => Layer::Linear(
@@ -204,10 +283,57 @@ fn build_layer(spec: &LayerSpec, input: SampleShape, outputs: usize, device: &De
         }
         LayerSpec::LayerNorm => {
             let last = match input {
-                SampleShape::Vector(n) => n,
                 SampleShape::Image(_, _, w) => w,
+                _ => channels_or_features,
             };
             Layer::LayerNorm(LayerNormConfig::new(last).init(device))
         }
+        LayerSpec::Embedding { dim } => {
+            let vocab = match input {
+                SampleShape::Tokens(_, vocab) => vocab,
+                _ => 0,
+            };
+            Layer::Embedding(EmbeddingConfig::new(vocab, *dim).init(device))
+        }
+        LayerSpec::Gru { hidden, all_steps } => Layer::Gru(GruLayer {
+            gru: GruConfig::new(channels_or_features, *hidden, true).init(device),
+            all_steps: *all_steps,
+        }),
+        LayerSpec::Lstm { hidden, all_steps } => Layer::Lstm(LstmLayer {
+            lstm: LstmConfig::new(channels_or_features, *hidden, true).init(device),
+            all_steps: *all_steps,
+        }),
+        LayerSpec::Conv1d {
+            channels,
+            kernel,
+            padding,
+        } => Layer::Conv1d(
+            Conv1dConfig::new(channels_or_features, *channels, *kernel)
+                .with_padding(PaddingConfig1d::Explicit(*padding, *padding))
+                .init(device),
+        ),
+        LayerSpec::MeanPool => Layer::MeanPool(MeanPool),
+        LayerSpec::MaxPool => Layer::MaxPool(MaxPool),
+        LayerSpec::PositionalEncoding => Layer::PositionalEncoding(
+            PositionalEncodingConfig::new(channels_or_features)
+                .with_max_sequence_size(steps.max(1))
+                .init(device),
+        ),
+        LayerSpec::TransformerEncoder {
+            heads,
+            layers,
+            dropout,
+            ff,
+            ..
+        } => Layer::TransformerEncoder(
+            TransformerEncoderConfig::new(
+                channels_or_features,
+                ff.unwrap_or(4 * channels_or_features),
+                *heads,
+                *layers,
+            )
+            .with_dropout(*dropout)
+            .init(device),
+        ),
     }
 }

@@ -74,6 +74,21 @@ impl<M: TrainStep> Predictor<M> {
         self.predict_standardized(input).await
     }
 
+    /// Predicts texts with a text model, tokenising each with the model's own vocabulary.
+    /// Returns `texts.len() × num_outputs` values, as [`Self::predict`] does.
+    pub async fn predict_texts(&self, texts: &[String]) -> Result<Vec<f32>> {
+        let vocabulary = self.saved.header.vocabulary.as_ref().ok_or_else(|| {
+            KilnError::InvalidArgument(
+                "this model was not trained on texts: give it feature values".into(),
+            )
+        })?;
+        if texts.is_empty() {
+            return Err(KilnError::InvalidArgument("no texts to predict".into()));
+        }
+        let ids = vocabulary.encode_all(texts.iter().map(String::as_str));
+        self.predict_standardized(ids).await
+    }
+
     /// Predicts samples that are already standardised (a prepared split's features), in
     /// row-major order; `features.len()` must be a multiple of the sample size.
     pub async fn predict_standardized(&self, input: Vec<f32>) -> Result<Vec<f32>> {

@@ -8,7 +8,7 @@ use super::shape::{SampleShape, infer_shapes, layer_parameters, resolve_layers};
 use super::trainable::{CONFIG_ARCHITECTURE, ConfigModel, ModelBuilder, ModelSpec};
 use super::weights::import_weights;
 use crate::config::{Config, Task};
-use crate::data::Normalization;
+use crate::data::{Normalization, Vocabulary};
 use crate::error::{KilnError, Result};
 use crate::limits::checked_elements;
 use crate::store::ModelId;
@@ -44,6 +44,9 @@ pub struct ModelHeader {
     pub normalization: Option<Normalization>,
     /// Metrics measured when it was saved (e.g. `test_accuracy`).
     pub metrics: BTreeMap<String, f64>,
+    /// A text model's vocabulary and tokenizer: inputs are its token ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vocabulary: Option<Vocabulary>,
 }
 
 fn config_architecture() -> String {
@@ -181,6 +184,7 @@ impl SavedModel {
             config: &self.header.config,
             input_shape: &self.header.input_shape,
             num_outputs: self.header.num_outputs,
+            vocab_size: self.header.vocabulary.as_ref().map(|v| v.size()),
         };
         let model = builder
             .build(&spec, device)
@@ -209,7 +213,8 @@ impl SavedModel {
     pub fn load_network(&self, device: &Device) -> Result<Network> {
         self.check_architecture(CONFIG_ARCHITECTURE)?;
         let layers = resolve_layers(&self.header.config.model);
-        let sample = SampleShape::from_dims(&self.header.input_shape)
+        let vocab = self.header.vocabulary.as_ref().map(|v| v.size());
+        let sample = SampleShape::from_input(&self.header.input_shape, vocab)
             .map_err(|e| KilnError::Model(format!("the model's input shape is invalid: {e}")))?;
         let shapes = infer_shapes(&layers, sample, self.header.num_outputs)
             .map_err(|e| KilnError::Model(format!("the model's architecture is invalid: {e}")))?;

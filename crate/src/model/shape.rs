@@ -4,40 +4,64 @@ use crate::config::{LayerSpec, ModelConfig, Preset};
 use crate::error::{KilnError, Result};
 use crate::limits::{Limit, Limits};
 
-/// The shape of one sample flowing between layers.
+/// The shape of one sample (or one layer's activation for one sample).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SampleShape {
-    /// A feature vector.
+    /// `[features]`.
     Vector(usize),
-    /// An image `[channels, height, width]`.
+    /// `[channels, height, width]`.
     Image(usize, usize, usize),
+    /// `len` token ids below `vocab`.
+    Tokens(usize, usize),
+    /// `[len, features]`: a sequence of vectors.
+    Sequence(usize, usize),
 }
 
 impl SampleShape {
-    /// The shape of a data set's samples: rank 1 is a vector, rank 3 an image.
-    pub fn from_dims(dims: &[usize]) -> Result<Self> {
-        match dims {
-            [n] => Ok(Self::Vector(*n)),
-            [c, h, w] => Ok(Self::Image(*c, *h, *w)),
-            other => Err(KilnError::Data(format!(
+    /// The shape of samples with dimensions `dims`: token ids when the data has a vocabulary
+    /// of `vocab` tokens, else vectors or images.
+    pub fn from_input(dims: &[usize], vocab: Option<usize>) -> Result<Self> {
+        match (dims, vocab) {
+            ([len], Some(vocab)) => Ok(Self::Tokens(*len, vocab)),
+            ([n], None) => Ok(Self::Vector(*n)),
+            ([c, h, w], None) => Ok(Self::Image(*c, *h, *w)),
+            (other, Some(_)) => Err(KilnError::Data(format!(
+                "token samples are [length], got shape {other:?}"
+            ))),
+            (other, None) => Err(KilnError::Data(format!(
                 "samples must be vectors [features] or images [channels, height, width], got \
                  shape {other:?}"
             ))),
         }
     }
 
-    /// Number of values (saturating: shapes past the tensor limit are refused by
-    /// [`infer_shapes`] before anything is built).
+    /// Vectors or images of dimensions `dims`.
+    pub fn from_dims(dims: &[usize]) -> Result<Self> {
+        Self::from_input(dims, None)
+    }
+
+    /// Values in one sample.
     pub fn len(self) -> usize {
         match self {
             Self::Vector(n) => n,
             Self::Image(c, h, w) => c.saturating_mul(h).saturating_mul(w),
+            Self::Tokens(len, _) => len,
+            Self::Sequence(len, features) => len.saturating_mul(features),
         }
     }
 
-    /// Whether the shape holds no values.
+    /// Whether a sample holds no values.
     pub fn is_empty(self) -> bool {
         self.len() == 0
+    }
+
+    /// The size normalisation layers normalise over: vector features, image channels
+    /// (`batch_norm`) or widths (`layer_norm`), sequence features.
+    fn features(self) -> usize {
+        match self {
+            Self::Vector(n) | Self::Sequence(_, n) | Self::Tokens(n, _) => n,
+            Self::Image(c, _, _) => c,
+        }
     }
 }
 
@@ -105,9 +129,9 @@ pub fn infer_output(
     let at = format!("model.layers[{index}]");
     let image = |what: &str| match input {
         SampleShape::Image(c, h, w) => Ok((c, h, w)),
-        SampleShape::Vector(n) => Err(KilnError::Config(format!(
-            "{at}: `{what}` needs image samples [channels, height, width], but its input is a \
-             vector of {n} features"
+        other => Err(KilnError::Config(format!(
+            "{at}: `{what}` needs image samples [channels, height, width], but its input is \
+             {other:?}"
         ))),
     };
     let spatial = |size: usize, kernel: usize, stride: usize, padding: usize, what: &str| {
@@ -124,6 +148,12 @@ pub fn infer_output(
         }
         Ok((padded - kernel) / stride + 1)
     };
+    if matches!(input, SampleShape::Tokens(..)) && !matches!(layer, LayerSpec::Embedding { .. }) {
+        return Err(KilnError::Config(format!(
+            "{at}: token ids must go through an `embedding` layer first, not `{}`",
+            layer_kind(layer)
+        )));
+    }
     Ok(match layer {
         LayerSpec::Linear { out, .. } => SampleShape::Vector(out.unwrap_or(outputs)),
         LayerSpec::Conv2d {
@@ -149,8 +179,81 @@ pub fn infer_output(
             )
         }
         LayerSpec::Flatten => SampleShape::Vector(input.len()),
+        LayerSpec::Embedding { dim } => match input {
+            SampleShape::Tokens(len, _) => SampleShape::Sequence(len, *dim),
+            other => {
+                return Err(KilnError::Config(format!(
+                    "{at}: `embedding` needs token ids (a `text` data source), but its input is \
+                     {other:?}"
+                )));
+            }
+        },
+        LayerSpec::Gru { hidden, all_steps } | LayerSpec::Lstm { hidden, all_steps } => {
+            let (len, _) = sequence(&at, layer, input)?;
+            if *all_steps {
+                SampleShape::Sequence(len, *hidden)
+            } else {
+                SampleShape::Vector(*hidden)
+            }
+        }
+        LayerSpec::Conv1d {
+            channels,
+            kernel,
+            padding,
+        } => {
+            let (len, _) = sequence(&at, layer, input)?;
+            SampleShape::Sequence(spatial(len, *kernel, 1, *padding, "conv1d")?, *channels)
+        }
+        LayerSpec::MeanPool | LayerSpec::MaxPool => {
+            SampleShape::Vector(sequence(&at, layer, input)?.1)
+        }
+        LayerSpec::PositionalEncoding => {
+            sequence(&at, layer, input)?;
+            input
+        }
+        LayerSpec::TransformerEncoder { d_model, heads, .. } => {
+            let (_, features) = sequence(&at, layer, input)?;
+            if d_model.is_some_and(|d| d != features) {
+                return Err(KilnError::Config(format!(
+                    "{at}: `transformer_encoder` d_model is {}, but its input has {features} \
+                     features per step; set d_model to {features} or leave it out",
+                    d_model.unwrap_or_default()
+                )));
+            }
+            if *heads == 0 || features % heads != 0 {
+                return Err(KilnError::Config(format!(
+                    "{at}: `transformer_encoder` heads must divide d_model {features}, got {heads}"
+                )));
+            }
+            input
+        }
+        LayerSpec::BatchNorm if matches!(input, SampleShape::Sequence(..)) => {
+            return Err(KilnError::Config(format!(
+                "{at}: `batch_norm` needs vectors or images; use `layer_norm` on sequences"
+            )));
+        }
         _ => input,
     })
+}
+
+/// `[len, features]` of a sequence input, or an error naming the layer and what it got.
+fn sequence(at: &str, layer: &LayerSpec, input: SampleShape) -> Result<(usize, usize)> {
+    match input {
+        SampleShape::Sequence(len, features) => Ok((len, features)),
+        other => Err(KilnError::Config(format!(
+            "{at}: `{}` needs a sequence [length, features] (e.g. after `embedding`), but its \
+             input is {other:?}",
+            layer_kind(layer)
+        ))),
+    }
+}
+
+/// The layer's kind as written in configs (`gru`, `mean_pool`).
+pub fn layer_kind(layer: &LayerSpec) -> String {
+    serde_json::to_value(layer)
+        .ok()
+        .and_then(|v| v.get("type").and_then(|t| t.as_str().map(str::to_string)))
+        .unwrap_or_default()
 }
 
 /// The number of trainable values a layer holds, given its input shape (`None` on overflow).
@@ -166,28 +269,53 @@ pub fn layer_parameters(layer: &LayerSpec, input: SampleShape, outputs: usize) -
         LayerSpec::Conv2d {
             channels, kernel, ..
         } => {
-            let in_channels = match input {
-                SampleShape::Image(c, _, _) => n(c),
-                SampleShape::Vector(v) => n(v),
-            };
+            let in_channels = n(input.features());
             in_channels
                 .checked_mul(n(*channels))?
                 .checked_mul(n(*kernel))?
                 .checked_mul(n(*kernel))?
                 .checked_add(n(*channels))
         }
-        LayerSpec::BatchNorm => Some(
-            2 * match input {
-                SampleShape::Image(c, _, _) => n(c),
-                SampleShape::Vector(v) => n(v),
-            },
-        ),
+        LayerSpec::BatchNorm => Some(2 * n(input.features())),
         LayerSpec::LayerNorm => Some(
             2 * match input {
                 SampleShape::Image(_, _, w) => n(w),
-                SampleShape::Vector(v) => n(v),
+                other => n(other.features()),
             },
         ),
+        LayerSpec::Embedding { dim } => match input {
+            SampleShape::Tokens(_, vocab) => n(vocab).checked_mul(n(*dim)),
+            _ => Some(0),
+        },
+        LayerSpec::Gru { hidden, .. } | LayerSpec::Lstm { hidden, .. } => {
+            let gates = if matches!(layer, LayerSpec::Gru { .. }) {
+                3
+            } else {
+                4
+            };
+            let (f, h) = (n(input.features()), n(*hidden));
+            let per_gate = f
+                .checked_mul(h)?
+                .checked_add(h.checked_mul(h)?)?
+                .checked_add(2 * h)?;
+            per_gate.checked_mul(gates)
+        }
+        LayerSpec::Conv1d {
+            channels, kernel, ..
+        } => n(input.features())
+            .checked_mul(n(*channels))?
+            .checked_mul(n(*kernel))?
+            .checked_add(n(*channels)),
+        LayerSpec::TransformerEncoder { layers, ff, .. } => {
+            let d = n(input.features());
+            let ff = ff.map_or(d.checked_mul(4)?, n);
+            let attention = d.checked_mul(d)?.checked_add(d)?.checked_mul(4)?;
+            let feed_forward = d.checked_mul(ff)?.checked_mul(2)?.checked_add(ff + d)?;
+            attention
+                .checked_add(feed_forward)?
+                .checked_add(4 * d)?
+                .checked_mul(n(*layers))
+        }
         _ => Some(0),
     }
 }
@@ -195,8 +323,9 @@ pub fn layer_parameters(layer: &LayerSpec, input: SampleShape, outputs: usize) -
 /// The exact number of values in a shape, or `None` when it overflows.
 fn exact_len(shape: SampleShape) -> Option<u64> {
     match shape {
-        SampleShape::Vector(n) => Some(n as u64),
+        SampleShape::Vector(n) | SampleShape::Tokens(n, _) => Some(n as u64),
         SampleShape::Image(c, h, w) => (c as u64).checked_mul(h as u64)?.checked_mul(w as u64),
+        SampleShape::Sequence(len, f) => (len as u64).checked_mul(f as u64),
     }
 }
 
@@ -251,10 +380,7 @@ pub fn infer_shapes(
         current = infer_output(i, layer, current, outputs)?;
         check_activation(&at, current, limits.max_tensor_elements)?;
     }
-    let last = match current {
-        SampleShape::Vector(n) => n,
-        image => image.len(),
-    };
+    let last = current.len();
     if last != outputs {
         return Err(KilnError::Config(format!(
             "model.layers: the network ends with {last} outputs but the data needs {outputs} \
@@ -322,6 +448,89 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("KILN_MAX_TENSOR_ELEMENTS"), "{e}");
+    }
+
+    #[test]
+    fn sequence_shapes_follow_embedding_recurrence_and_pooling() {
+        let layers = [
+            LayerSpec::Embedding { dim: 8 },
+            LayerSpec::Gru {
+                hidden: 6,
+                all_steps: true,
+            },
+            LayerSpec::Conv1d {
+                channels: 4,
+                kernel: 3,
+                padding: 0,
+            },
+            LayerSpec::MeanPool,
+            LayerSpec::Linear {
+                out: None,
+                bias: true,
+            },
+        ];
+        let shapes = infer_shapes(&layers, SampleShape::Tokens(20, 100), 2).unwrap();
+        assert_eq!(
+            shapes,
+            [
+                SampleShape::Tokens(20, 100),
+                SampleShape::Sequence(20, 8),
+                SampleShape::Sequence(20, 6),
+                SampleShape::Sequence(18, 4),
+                SampleShape::Vector(4),
+            ]
+        );
+        let embedding = layer_parameters(&layers[0], shapes[0], 2);
+        assert_eq!(embedding, Some(800));
+    }
+
+    #[test]
+    fn transformer_widths_and_heads_are_checked() {
+        let encoder = |d_model, heads| LayerSpec::TransformerEncoder {
+            d_model,
+            heads,
+            layers: 1,
+            dropout: 0.0,
+            ff: None,
+        };
+        let input = SampleShape::Tokens(10, 50);
+        let with = |layer| {
+            vec![
+                LayerSpec::Embedding { dim: 8 },
+                layer,
+                LayerSpec::MeanPool,
+                LayerSpec::Linear {
+                    out: None,
+                    bias: true,
+                },
+            ]
+        };
+        assert!(infer_shapes(&with(encoder(None, 2)), input, 2).is_ok());
+        let e = infer_shapes(&with(encoder(Some(16), 2)), input, 2)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("model.layers[1]") && e.contains("d_model is 16"),
+            "{e}"
+        );
+        let e = infer_shapes(&with(encoder(None, 3)), input, 2)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("heads must divide d_model 8"), "{e}");
+        let e = infer_shapes(
+            &[LayerSpec::Linear {
+                out: None,
+                bias: true,
+            }],
+            input,
+            2,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("token ids must go through an `embedding`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -62,6 +62,8 @@ pub struct ModelSpec<'a> {
     pub input_shape: &'a [usize],
     /// Classes (classification) or 1 (regression).
     pub num_outputs: usize,
+    /// When the samples are token ids (a `text` source): the vocabulary's size.
+    pub vocab_size: Option<usize>,
 }
 
 /// Makes fresh models of one architecture; the loop calls it once per run, and loading a saved
@@ -93,7 +95,13 @@ impl ModelBuilder for ConfigModel {
 
     fn build(&self, spec: &ModelSpec<'_>, device: &Device) -> Result<Network> {
         let layers = super::resolve_layers(&spec.config.model);
-        Network::build(&layers, spec.input_shape, spec.num_outputs, device)
+        Network::build(
+            &layers,
+            spec.input_shape,
+            spec.vocab_size,
+            spec.num_outputs,
+            device,
+        )
     }
 }
 

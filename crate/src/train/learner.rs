@@ -65,6 +65,7 @@ impl<M: TrainStep> Learner<M> {
             config,
             input_shape: &splits.train.sample_shape,
             num_outputs: splits.train.num_outputs,
+            vocab_size: splits.vocabulary.as_ref().map(|v| v.size()),
         };
         let initial = builder.build(&spec, &init_device.clone().autodiff())?;
         initialize_params(&initial);

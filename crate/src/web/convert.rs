@@ -84,7 +84,12 @@ pub fn data_from_js(value: &JsValue, config: &Config) -> Result<Option<Loaded>, 
         return Ok(Some(Loaded {
             samples: set,
             official_test: None,
+            texts: None,
         }));
+    }
+    let texts = get(value, "texts");
+    if !texts.is_undefined() {
+        return texts_from_js(&texts, &get(value, "labels")).map(Some);
     }
     let features = features_from_js(&get(value, "features"))?;
     let shape: Vec<usize> = serde_wasm_bindgen::from_value(get(value, "shape")).map_err(|_| {
@@ -133,5 +138,20 @@ pub fn data_from_js(value: &JsValue, config: &Config) -> Result<Option<Loaded>, 
     Ok(Some(Loaded {
         samples,
         official_test: None,
+        texts: None,
     }))
+}
+
+/// `{ texts: string[], labels: string[] }`: labelled texts, tokenised as `config.data.text` says.
+fn texts_from_js(texts: &JsValue, labels: &JsValue) -> Result<Loaded, KilnError> {
+    let strings = |value: &JsValue, field: &str| -> Result<Vec<String>, KilnError> {
+        serde_wasm_bindgen::from_value(value.clone()).map_err(|_| {
+            KilnError::InvalidArgument(format!(
+                "data.{field} must be an array of strings (data is {{ texts, labels }} for texts)"
+            ))
+        })
+    };
+    let texts = strings(texts, "texts")?;
+    let labels = strings(labels, "labels")?;
+    Loaded::from_texts(crate::data::LabelledTexts::new(texts, labels)?)
 }

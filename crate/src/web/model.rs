@@ -68,6 +68,22 @@ impl Model {
         })
     }
 
+    /// Predicts texts with a text model (tokenised with its saved vocabulary). Resolves with a
+    /// `Float32Array` of `texts.length × numOutputs` class probabilities.
+    #[wasm_bindgen(js_name = predictTexts)]
+    pub fn predict_texts(&self, texts: JsValue) -> js_sys::Promise {
+        let predictor = self.predictor.clone();
+        future_to_promise(async move {
+            let texts: Vec<String> = serde_wasm_bindgen::from_value(texts).map_err(|_| {
+                js_error(KilnError::InvalidArgument(
+                    "texts must be an array of strings".into(),
+                ))
+            })?;
+            let out = predictor.predict_texts(&texts).await.map_err(js_error)?;
+            Ok(js_sys::Float32Array::from(out.as_slice()).into())
+        })
+    }
+
     /// The portable bytes (the format `kiln models export` writes and `import` reads).
     pub fn export(&self) -> js_sys::Promise {
         let predictor = self.predictor.clone();

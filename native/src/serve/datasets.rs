@@ -40,7 +40,6 @@ impl Format {
             ))),
         }
     }
-
 }
 
 /// Where a dataset's file lives.
@@ -192,6 +191,7 @@ pub fn load(file: &Path, row: &DatasetRow, config: &Config) -> Result<Loaded> {
     Ok(Loaded {
         samples,
         official_test: None,
+        texts: None,
     })
 }
 
