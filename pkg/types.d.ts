@@ -177,6 +177,13 @@ export type LayerSpec =
        */
       layers?: number;
       type: "transformer_encoder";
+    }
+  | {
+      /**
+       * The block's layers, in any of the forms `model.layers` takes.
+       */
+      layers: (LayerSpec | string | {})[];
+      type: "residual";
     };
 /**
  * Learning-rate schedule, as a function of the optimiser step.
@@ -362,6 +369,11 @@ export interface TextConfig {
   labels?: {
     [k: string]: string;
   } | null;
+  /**
+   * Class folders: every line of a `.txt` file is one text (word lists, names), instead of
+   * every file.
+   */
+  lines?: boolean;
   /**
    * Lower-case before tokenising.
    */
@@ -615,6 +627,14 @@ export interface ModelConfig {
            * Encoder layers.
            */
           layers?: number;
+        };
+      }
+    | {
+        residual: {
+          /**
+           * The block's layers, in any of the forms `model.layers` takes.
+           */
+          layers: (LayerSpec | string | {})[];
         };
       }
   )[];

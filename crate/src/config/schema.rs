@@ -132,6 +132,9 @@ pub struct TextConfig {
     /// A directory of class folders: folder name → label (folders not listed are skipped when
     /// the map is given; without it every folder is its own class).
     pub labels: Option<std::collections::BTreeMap<String, String>>,
+    /// Class folders: every line of a `.txt` file is one text (word lists, names), instead of
+    /// every file.
+    pub lines: bool,
 }
 
 impl Default for TextConfig {
@@ -143,6 +146,7 @@ impl Default for TextConfig {
             lowercase: true,
             column: None,
             labels: None,
+            lines: false,
         }
     }
 }
@@ -350,6 +354,13 @@ pub enum LayerSpec {
         /// The feed-forward width (default 4 × d_model).
         #[serde(default)]
         ff: Option<usize>,
+    },
+    /// `x + layers(x)`: the block's layers must give back their input's shape.
+    Residual {
+        /// The block's layers, in any of the forms `model.layers` takes.
+        #[serde(deserialize_with = "super::layer_forms::deserialize")]
+        #[schemars(schema_with = "super::layer_forms::nested_schema")]
+        layers: Vec<LayerSpec>,
     },
 }
 

@@ -179,7 +179,7 @@ pub fn load_texts(
     header: bool,
 ) -> Result<LabelledTexts> {
     let (texts, labels) = if path.is_dir() {
-        read_class_folders(path, config.labels.as_ref())?
+        read_class_folders(path, config.labels.as_ref(), config.lines)?
     } else {
         read_csv_texts(path, config.column.as_ref(), label_column, header)?
     };
@@ -191,6 +191,7 @@ pub fn load_texts(
 fn read_class_folders(
     root: &std::path::Path,
     map: Option<&BTreeMap<String, String>>,
+    lines: bool,
 ) -> Result<(Vec<String>, Vec<String>)> {
     let unreadable = |p: &std::path::Path, e: std::io::Error| {
         KilnError::Data(format!("cannot read {}: {e}", p.display()))
@@ -222,19 +223,42 @@ fn read_class_folders(
             },
             None => name,
         };
-        let mut files: Vec<_> = std::fs::read_dir(&folder)
-            .map_err(|e| unreadable(&folder, e))?
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "txt"))
-            .collect();
+        let mut files = Vec::new();
+        text_files(&folder, &mut files)?;
         files.sort();
         for file in files {
             let bytes = crate::limits::read_file_limited(&file, "text")?;
-            texts.push(String::from_utf8_lossy(&bytes).into_owned());
-            labels.push(label.clone());
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            if lines {
+                for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                    texts.push(line.to_string());
+                    labels.push(label.clone());
+                }
+            } else {
+                texts.push(text);
+                labels.push(label.clone());
+            }
         }
     }
     Ok((texts, labels))
+}
+
+/// Every `.txt` file under `dir` (sub-folders included; links are not followed).
+#[cfg(not(target_family = "wasm"))]
+fn text_files(dir: &std::path::Path, found: &mut Vec<std::path::PathBuf>) -> Result<()> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| KilnError::Data(format!("cannot read {}: {e}", dir.display())))?;
+    for entry in entries.flatten() {
+        let (path, kind) = (entry.path(), entry.file_type());
+        match kind {
+            Ok(kind) if kind.is_dir() => text_files(&path, found)?,
+            Ok(kind) if kind.is_file() && path.extension().is_some_and(|e| e == "txt") => {
+                found.push(path)
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// A CSV file's header names (empty without a header) and rows.

@@ -12,7 +12,7 @@ mod summary;
 mod trainable;
 mod weights;
 
-pub use network::{Flatten, Layer, Network};
+pub use network::{Flatten, Layer, Network, ResidualBlock};
 pub use params::{cast_float, initialize_params};
 pub use predict::{Predictor, argmax_rows};
 pub use predictions_csv::predictions_csv;

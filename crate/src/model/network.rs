@@ -3,7 +3,7 @@
 use super::sequence_layers::{
     GruLayer, LstmLayer, MaxPool, MeanPool, Recurrent, Steps, conv1d_forward, transformer_forward,
 };
-use super::shape::{SampleShape, infer_shapes};
+use super::shape::{SampleShape, infer_output_at, infer_shapes};
 use super::small_linear::linear_forward;
 use crate::config::LayerSpec;
 use crate::error::Result;
@@ -66,6 +66,15 @@ pub enum Layer {
     PositionalEncoding(PositionalEncoding),
     /// burn's transformer encoder.
     TransformerEncoder(TransformerEncoder),
+    /// `x + layers(x)`.
+    Residual(ResidualBlock),
+}
+
+/// A residual block: its layers' output added to its input.
+#[derive(Module, Debug)]
+pub struct ResidualBlock {
+    /// The block's layers.
+    pub layers: Vec<Layer>,
 }
 
 /// A batch of activations: vectors, images, token ids or sequences.
@@ -79,6 +88,31 @@ enum Activations {
 }
 
 impl Activations {
+    /// Another handle on the same activations (tensors are shared, not copied).
+    fn duplicate(&self) -> Self {
+        match self {
+            Self::Vectors(x) => Self::Vectors(x.clone()),
+            Self::Images(x) => Self::Images(x.clone()),
+            Self::Tokens(x) => Self::Tokens(x.clone()),
+            Self::Sequences(steps) => Self::Sequences(Steps {
+                x: steps.x.clone(),
+                padding: steps.padding.clone(),
+            }),
+        }
+    }
+
+    /// `self + other` of the same shape (a residual connection); sequences keep their padding.
+    fn add(self, other: Self) -> Self {
+        match (self, other) {
+            (Self::Images(a), Self::Images(b)) => Self::Images(a + b),
+            (Self::Sequences(a), Self::Sequences(b)) => Self::Sequences(Steps {
+                x: a.x + b.x,
+                padding: a.padding,
+            }),
+            (a, b) => Self::Vectors(a.into_vectors() + b.into_vectors()),
+        }
+    }
+
     fn into_vectors(self) -> Tensor<2> {
         match self {
             Self::Vectors(x) | Self::Tokens(x) => x,
@@ -158,27 +192,7 @@ impl Network {
     /// Whether the first shape-dependent layer needs image batches; when it does not (an MLP
     /// over images), the batch stays flat and skips a reshape and a flatten every step.
     fn starts_with_image_layer(&self) -> bool {
-        self.layers
-            .iter()
-            .find(|layer| {
-                !matches!(
-                    layer,
-                    Layer::Relu(_)
-                        | Layer::Gelu(_)
-                        | Layer::Tanh(_)
-                        | Layer::Sigmoid(_)
-                        | Layer::Dropout(_)
-                )
-            })
-            .is_some_and(|layer| {
-                matches!(
-                    layer,
-                    Layer::Conv2d(_)
-                        | Layer::MaxPool2d(_)
-                        | Layer::BatchNorm(_)
-                        | Layer::LayerNorm(_)
-                )
-            })
+        starts_with_image_layer(&self.layers)
     }
 
     /// Forward pass.
@@ -229,6 +243,34 @@ fn apply(layer: &Layer, x: Activations) -> Activations {
         Layer::MaxPool(l) => Vectors(l.forward(x.into_steps())),
         Layer::PositionalEncoding(l) => x.map(|v| v, |i| i, |s| l.forward(s)),
         Layer::TransformerEncoder(l) => Sequences(transformer_forward(l, x.into_steps())),
+        Layer::Residual(block) => {
+            let skip = x.duplicate();
+            let out = block.layers.iter().fold(x, |x, layer| apply(layer, x));
+            skip.add(out)
+        }
+    }
+}
+
+/// Whether the first shape-dependent layer of `layers` (looking into residual blocks) needs
+/// image batches.
+fn starts_with_image_layer(layers: &[Layer]) -> bool {
+    let shape_dependent = layers.iter().find(|layer| {
+        !matches!(
+            layer,
+            Layer::Relu(_)
+                | Layer::Gelu(_)
+                | Layer::Tanh(_)
+                | Layer::Sigmoid(_)
+                | Layer::Dropout(_)
+        )
+    });
+    match shape_dependent {
+        Some(Layer::Residual(block)) => starts_with_image_layer(&block.layers),
+        Some(layer) => matches!(
+            layer,
+            Layer::Conv2d(_) | Layer::MaxPool2d(_) | Layer::BatchNorm(_) | Layer::LayerNorm(_)
+        ),
+        None => false,
     }
 }
 
@@ -319,6 +361,16 @@ fn build_layer(spec: &LayerSpec, input: SampleShape, outputs: usize, device: &De
                 .with_max_sequence_size(steps.max(1))
                 .init(device),
         ),
+        LayerSpec::Residual { layers } => {
+            let mut shape = input;
+            let mut built = Vec::with_capacity(layers.len());
+            for inner in layers {
+                built.push(build_layer(inner, shape, outputs, device));
+                // Checked by `infer_shapes` before anything is built.
+                shape = infer_output_at("", inner, shape, outputs).unwrap_or(shape);
+            }
+            Layer::Residual(ResidualBlock { layers: built })
+        }
         LayerSpec::TransformerEncoder {
             heads,
             layers,

@@ -223,6 +223,9 @@ mod tests {
         let net = network(&[
             LayerSpec::Embedding { dim: 8 },
             LayerSpec::PositionalEncoding,
+            LayerSpec::Residual {
+                layers: vec![LayerSpec::LayerNorm, LayerSpec::Gelu],
+            },
             LayerSpec::TransformerEncoder {
                 d_model: None,
                 heads: 2,

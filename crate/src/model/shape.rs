@@ -119,14 +119,24 @@ pub fn resolve_layers(model: &ModelConfig) -> Vec<LayerSpec> {
     layers
 }
 
-/// The output shape of one layer, or an error naming the layer and the mismatch.
+/// The output shape of layer `index`, or an error naming the layer and the mismatch.
 pub fn infer_output(
     index: usize,
     layer: &LayerSpec,
     input: SampleShape,
     outputs: usize,
 ) -> Result<SampleShape> {
-    let at = format!("model.layers[{index}]");
+    infer_output_at(&format!("model.layers[{index}]"), layer, input, outputs)
+}
+
+/// The output shape of the layer at config path `at`.
+pub fn infer_output_at(
+    at: &str,
+    layer: &LayerSpec,
+    input: SampleShape,
+    outputs: usize,
+) -> Result<SampleShape> {
+    let at = at.to_string();
     let image = |what: &str| match input {
         SampleShape::Image(c, h, w) => Ok((c, h, w)),
         other => Err(KilnError::Config(format!(
@@ -227,6 +237,19 @@ pub fn infer_output(
             }
             input
         }
+        LayerSpec::Residual { layers } => {
+            let mut shape = input;
+            for (j, inner) in layers.iter().enumerate() {
+                shape = infer_output_at(&format!("{at}.layers[{j}]"), inner, shape, outputs)?;
+            }
+            if shape != input {
+                return Err(KilnError::Config(format!(
+                    "{at}: a `residual` block must give back its input's shape {input:?}, but its \
+                     layers end with {shape:?}"
+                )));
+            }
+            input
+        }
         LayerSpec::BatchNorm if matches!(input, SampleShape::Sequence(..)) => {
             return Err(KilnError::Config(format!(
                 "{at}: `batch_norm` needs vectors or images; use `layer_norm` on sequences"
@@ -306,6 +329,15 @@ pub fn layer_parameters(layer: &LayerSpec, input: SampleShape, outputs: usize) -
             .checked_mul(n(*channels))?
             .checked_mul(n(*kernel))?
             .checked_add(n(*channels)),
+        LayerSpec::Residual { layers } => {
+            let mut shape = input;
+            let mut total: u64 = 0;
+            for inner in layers {
+                total = total.checked_add(layer_parameters(inner, shape, outputs)?)?;
+                shape = infer_output_at("", inner, shape, outputs).ok()?;
+            }
+            Some(total)
+        }
         LayerSpec::TransformerEncoder { layers, ff, .. } => {
             let d = n(input.features());
             let ff = ff.map_or(d.checked_mul(4)?, n);
@@ -360,6 +392,7 @@ pub fn infer_shapes(
     for (i, layer) in layers.iter().enumerate() {
         let at = format!("model.layers[{i}]");
         shapes.push(current);
+        let next = infer_output(i, layer, current, outputs)?;
         let own = layer_parameters(layer, current, outputs)
             .filter(|p| *p <= limits.max_tensor_elements)
             .ok_or_else(|| {
@@ -377,7 +410,7 @@ pub fn infer_shapes(
                 Limit::Parameters,
             ));
         }
-        current = infer_output(i, layer, current, outputs)?;
+        current = next;
         check_activation(&at, current, limits.max_tensor_elements)?;
     }
     let last = current.len();
@@ -529,6 +562,43 @@ mod tests {
         .to_string();
         assert!(
             e.contains("token ids must go through an `embedding`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn residual_blocks_must_keep_their_shape_and_count_their_parameters() {
+        let linear = |out| LayerSpec::Linear {
+            out: Some(out),
+            bias: true,
+        };
+        let block = |out| LayerSpec::Residual {
+            layers: vec![linear(out), LayerSpec::Relu],
+        };
+        let last = LayerSpec::Linear {
+            out: None,
+            bias: true,
+        };
+        let input = SampleShape::Vector(6);
+        let shapes = infer_shapes(&[block(6), last.clone()], input, 2).unwrap();
+        assert_eq!(shapes, [input, input]);
+        assert_eq!(layer_parameters(&block(6), input, 2), Some(42));
+        let e = infer_shapes(&[block(5), last], input, 2)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("model.layers[0]: a `residual` block must give back"),
+            "{e}"
+        );
+        let nested = LayerSpec::Residual {
+            layers: vec![LayerSpec::Gru {
+                hidden: 3,
+                all_steps: false,
+            }],
+        };
+        let e = infer_shapes(&[nested], input, 2).unwrap_err().to_string();
+        assert!(
+            e.contains("model.layers[0].layers[0]: `gru` needs a sequence"),
             "{e}"
         );
     }
