@@ -179,6 +179,10 @@ export type LayerSpec =
       type: "transformer_encoder";
     }
   | {
+      layer: LayerSpec;
+      type: "frozen";
+    }
+  | {
       /**
        * The block's layers, in any of the forms `model.layers` takes.
        */
@@ -444,6 +448,23 @@ export interface HistoryEntry {
   step: number;
 }
 /**
+ * Weights to start from: a safetensors file and how its keys name Kiln's layers.
+ */
+export interface InitFrom {
+  /**
+   * Key prefixes of the file → Kiln layer indices: `{fc1: "0", fc2: "2"}` reads `fc1.weight`
+   * as layer 0's weight. Keys that are already `<index>.<param>` (an `nn.Sequential`) need
+   * no entry. PyTorch's linear weights are transposed as burn stores them.
+   */
+  map?: {
+    [k: string]: string;
+  };
+  /**
+   * The `.safetensors` file (native runs; a browser or Node wasm cannot read paths).
+   */
+  path: string;
+}
+/**
  * The network: a preset or an explicit list of layers.
  */
 export interface ModelConfig {
@@ -455,6 +476,11 @@ export interface ModelConfig {
    * Hidden layer widths for the `mlp` preset.
    */
   hidden?: number[];
+  /**
+   * Start from weights trained elsewhere (a PyTorch state dict saved with `safetensors`)
+   * instead of a random initialisation; layers the file does not cover start fresh.
+   */
+  init_from?: InitFrom | null;
   /**
    * Explicit layers, applied in order. Input sizes are inferred from the data; a final
    * `linear` without `out` gets the number of classes (or 1 for regression). Each is
@@ -627,6 +653,11 @@ export interface ModelConfig {
            * Encoder layers.
            */
           layers?: number;
+        };
+      }
+    | {
+        frozen: {
+          layer: LayerSpec;
         };
       }
     | {

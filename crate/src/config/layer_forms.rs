@@ -14,8 +14,9 @@ pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Lay
         .into_iter()
         .enumerate()
         .map(|(i, layer)| {
-            let tagged =
-                tagged_form(layer).map_err(|why| D::Error::custom(format!("[{i}]: {why}")))?;
+            let tagged = tagged_form(layer)
+                .and_then(trainable_form)
+                .map_err(|why| D::Error::custom(format!("[{i}]: {why}")))?;
             serde_json::from_value(tagged).map_err(|e| D::Error::custom(format!("[{i}]: {e}")))
         })
         .collect()
@@ -29,7 +30,8 @@ fn tagged_form(layer: Value) -> Result<Value, String> {
             Value::String(kind),
         )]))),
         Value::Object(map) if map.contains_key("type") => Ok(Value::Object(map)),
-        Value::Object(map) if map.len() == 1 => {
+        Value::Object(mut map) if map.len() - usize::from(map.contains_key("trainable")) == 1 => {
+            let trainable = map.remove("trainable");
             let (kind, params) = map.into_iter().next().unwrap_or_default();
             let mut params = match params {
                 Value::Object(params) => params,
@@ -45,12 +47,27 @@ fn tagged_form(layer: Value) -> Result<Value, String> {
                 return Err(format!("`{kind}`'s parameters may not have a `type` field"));
             }
             params.insert("type".into(), Value::String(kind));
+            if let Some(trainable) = trainable {
+                params.insert("trainable".into(), trainable);
+            }
             Ok(Value::Object(params))
         }
         other => Err(format!(
             "a layer is a name (`relu`), `{{linear: {{out: 64}}}}` or `{{type: linear, out: 64}}`, \
              got {other}"
         )),
+    }
+}
+
+/// `{type: kind, ..., trainable: false}` → `{type: frozen, layer: {type: kind, ...}}`.
+fn trainable_form(tagged: Value) -> Result<Value, String> {
+    let Value::Object(mut map) = tagged else {
+        return Ok(tagged);
+    };
+    match map.remove("trainable") {
+        None | Some(Value::Bool(true)) => Ok(Value::Object(map)),
+        Some(Value::Bool(false)) => Ok(serde_json::json!({"type": "frozen", "layer": map})),
+        Some(other) => Err(format!("`trainable` is true or false, got {other}")),
     }
 }
 
@@ -179,6 +196,34 @@ mod tests {
     }
 
     #[test]
+    fn trainable_false_freezes_a_layer_in_any_form() {
+        let frozen = |layer: LayerSpec| LayerSpec::Frozen {
+            layer: Box::new(layer),
+        };
+        let linear = LayerSpec::Linear {
+            out: Some(8),
+            bias: true,
+        };
+        let read = layers(
+            "model: {layers: [{linear: {out: 8}, trainable: false}, {type: linear, out: 8, trainable: false}, {linear: {out: 8, trainable: false}}, {type: relu, trainable: true}, linear]}",
+        );
+        assert_eq!(
+            read[..3],
+            [
+                frozen(linear.clone()),
+                frozen(linear.clone()),
+                frozen(linear)
+            ]
+        );
+        assert_eq!(read[3], LayerSpec::Relu);
+        let e = Config::from_yaml_str("model: {layers: [{type: relu, trainable: 0}]}").unwrap_err();
+        assert!(
+            e.to_string().contains("`trainable` is true or false"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn residual_blocks_take_every_form_inside() {
         let short = layers(
             "model: {layers: [{linear: {out: 8}}, {residual: {layers: [{linear: {out: 8}}, relu]}}, linear]}",
@@ -234,7 +279,7 @@ mod tests {
         ];
         assert_eq!(bare, expected);
         let keyed = &items.as_array().expect("forms")[2..];
-        assert_eq!(keyed.len(), 20);
+        assert_eq!(keyed.len(), 21);
         let dropout = keyed
             .iter()
             .find(|form| form["required"][0] == "dropout")

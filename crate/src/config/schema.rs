@@ -224,6 +224,22 @@ pub struct ModelConfig {
     #[serde(deserialize_with = "super::layer_forms::deserialize")]
     #[schemars(schema_with = "super::layer_forms::schema")]
     pub layers: Vec<LayerSpec>,
+    /// Start from weights trained elsewhere (a PyTorch state dict saved with `safetensors`)
+    /// instead of a random initialisation; layers the file does not cover start fresh.
+    pub init_from: Option<InitFrom>,
+}
+
+/// Weights to start from: a safetensors file and how its keys name Kiln's layers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InitFrom {
+    /// The `.safetensors` file (native runs; a browser or Node wasm cannot read paths).
+    pub path: String,
+    /// Key prefixes of the file → Kiln layer indices: `{fc1: "0", fc2: "2"}` reads `fc1.weight`
+    /// as layer 0's weight. Keys that are already `<index>.<param>` (an `nn.Sequential`) need
+    /// no entry. PyTorch's linear weights are transposed as burn stores them.
+    #[serde(default)]
+    pub map: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for ModelConfig {
@@ -233,6 +249,7 @@ impl Default for ModelConfig {
             hidden: vec![128],
             dropout: 0.0,
             layers: Vec::new(),
+            init_from: None,
         }
     }
 }
@@ -354,6 +371,12 @@ pub enum LayerSpec {
         /// The feed-forward width (default 4 × d_model).
         #[serde(default)]
         ff: Option<usize>,
+    },
+    /// A layer whose parameters do not train: what `trainable: false` on any layer reads as.
+    /// No gradient, no optimiser update; checkpoints keep its weights as they are.
+    Frozen {
+        /// The layer.
+        layer: Box<LayerSpec>,
     },
     /// `x + layers(x)`: the block's layers must give back their input's shape.
     Residual {

@@ -1,5 +1,6 @@
 //! The model: layers from the config, weights import/export, saved-model format, inference.
 
+mod import;
 mod network;
 mod params;
 mod predict;
@@ -12,6 +13,7 @@ mod summary;
 mod trainable;
 mod weights;
 
+pub use import::import_safetensors;
 pub use network::{Flatten, Layer, Network, ResidualBlock};
 pub use params::{cast_float, initialize_params};
 pub use predict::{Predictor, argmax_rows};

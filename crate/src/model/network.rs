@@ -361,6 +361,7 @@ fn build_layer(spec: &LayerSpec, input: SampleShape, outputs: usize, device: &De
                 .with_max_sequence_size(steps.max(1))
                 .init(device),
         ),
+        LayerSpec::Frozen { layer } => build_layer(layer, input, outputs, device).no_grad(),
         LayerSpec::Residual { layers } => {
             let mut shape = input;
             let mut built = Vec::with_capacity(layers.len());

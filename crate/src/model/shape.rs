@@ -136,6 +136,9 @@ pub fn infer_output_at(
     input: SampleShape,
     outputs: usize,
 ) -> Result<SampleShape> {
+    if let LayerSpec::Frozen { layer } = layer {
+        return infer_output_at(at, layer, input, outputs);
+    }
     let at = at.to_string();
     let image = |what: &str| match input {
         SampleShape::Image(c, h, w) => Ok((c, h, w)),
@@ -283,6 +286,7 @@ pub fn layer_kind(layer: &LayerSpec) -> String {
 pub fn layer_parameters(layer: &LayerSpec, input: SampleShape, outputs: usize) -> Option<u64> {
     let n = |x: usize| x as u64;
     match layer {
+        LayerSpec::Frozen { layer } => layer_parameters(layer, input, outputs),
         LayerSpec::Linear { out, bias } => {
             let out = n(out.unwrap_or(outputs));
             n(input.len())

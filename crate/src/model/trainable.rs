@@ -77,6 +77,13 @@ pub trait ModelBuilder {
 
     /// A new model with freshly initialised parameters on `device`.
     fn build(&self, spec: &ModelSpec<'_>, device: &Device) -> Result<Self::Model>;
+
+    /// Prepares a freshly built model before a run trains it (weights trained elsewhere, say);
+    /// not called when a saved model is loaded. The default keeps the model as built.
+    fn initialize(&self, model: Self::Model, config: &Config) -> Result<Self::Model> {
+        let _ = config;
+        Ok(model)
+    }
 }
 
 /// The architecture name of networks built from the config's `model` section.
@@ -91,6 +98,17 @@ impl ModelBuilder for ConfigModel {
 
     fn architecture(&self) -> String {
         CONFIG_ARCHITECTURE.into()
+    }
+
+    /// `model.init_from`: the safetensors file's weights replace the fresh ones they cover.
+    fn initialize(&self, model: Network, config: &Config) -> Result<Network> {
+        match &config.model.init_from {
+            None => Ok(model),
+            Some(init) => {
+                let bytes = read_weights_file(&init.path)?;
+                super::import_safetensors(model, &bytes, &init.map)
+            }
+        }
     }
 
     fn build(&self, spec: &ModelSpec<'_>, device: &Device) -> Result<Network> {
@@ -109,4 +127,17 @@ impl TrainStep for Network {
     fn forward(&self, inputs: Tensor<2>) -> Tensor<2> {
         Network::forward(self, inputs)
     }
+}
+
+#[cfg(not(target_family = "wasm"))]
+fn read_weights_file(path: &str) -> Result<Vec<u8>> {
+    crate::limits::read_file_limited(std::path::Path::new(path), "safetensors")
+}
+
+#[cfg(target_family = "wasm")]
+fn read_weights_file(path: &str) -> Result<Vec<u8>> {
+    Err(crate::error::KilnError::Config(format!(
+        "model.init_from.path: a browser or Node wasm cannot read files ({path}); fine-tune with \
+         `kiln train`"
+    )))
 }

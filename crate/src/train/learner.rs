@@ -69,6 +69,7 @@ impl<M: TrainStep> Learner<M> {
         };
         let initial = builder.build(&spec, &init_device.clone().autodiff())?;
         initialize_params(&initial);
+        let initial = builder.initialize(initial, config)?;
         let mut model = initial.fork(&device.clone().autodiff());
         if t.precision == Precision::F16 {
             model = cast_float(model, FloatDType::F16);

@@ -262,6 +262,13 @@ pub fn check_remote_data(config: &Config, has_dataset: bool) -> Result<()> {
             )));
         }
     }
+    if let Some(init) = &config.model.init_from {
+        return Err(KilnError::Config(format!(
+            "model.init_from.path: a remote job cannot name a server-side path (got {:?}); \
+             fine-tune with `kiln train` or in the npm package",
+            init.path
+        )));
+    }
     match (data.source, has_dataset) {
         // With a dataset, `inline` (data handed over by the caller) and the default `digits`
         // both mean "the uploaded data".

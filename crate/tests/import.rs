@@ -1,0 +1,202 @@
+//! Weights trained in PyTorch, imported into a config network: the committed fixture
+//! (`fixtures/make_pytorch_mlp.py` wrote it with PyTorch) gives PyTorch's outputs, and bad files
+//! are errors naming the keys and shapes.
+#![cfg(not(target_family = "wasm"))]
+
+use burn::tensor::{Tensor, TensorData};
+use kiln::Config;
+use kiln::model::{Network, import_safetensors, resolve_layers};
+use std::collections::BTreeMap;
+
+const FIXTURE: &[u8] = include_bytes!("fixtures/pytorch_mlp.safetensors");
+const OUTPUTS: &str = include_str!("fixtures/pytorch_mlp.json");
+
+fn network(layers: &str) -> Network {
+    let config = Config::from_yaml_str(&format!("model: {{layers: {layers}}}")).expect("config");
+    let device = kiln::backend::cpu_device();
+    Network::build(&resolve_layers(&config.model), &[4], None, 3, &device).expect("network")
+}
+
+fn mlp() -> Network {
+    network("[{linear: {out: 8}}, relu, {linear: {out: 8}}, relu, linear]")
+}
+
+fn map() -> BTreeMap<String, String> {
+    [("fc1", "0"), ("fc2", "2"), ("head", "4")]
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+#[test]
+fn a_pytorch_mlp_gives_pytorchs_outputs() {
+    let imported = import_safetensors(mlp(), FIXTURE, &map()).expect("imports");
+    let expected: serde_json::Value = serde_json::from_str(OUTPUTS).expect("fixture json");
+    let inputs: Vec<f32> = expected["inputs"]
+        .as_array()
+        .expect("inputs")
+        .iter()
+        .flat_map(|row| {
+            row.as_array()
+                .expect("row")
+                .iter()
+                .map(|v| v.as_f64().expect("f") as f32)
+        })
+        .collect();
+    let rows = inputs.len() / 4;
+    let x = Tensor::<2>::from_data(
+        TensorData::new(inputs, [rows, 4]),
+        &kiln::backend::cpu_device(),
+    );
+    let logits = imported
+        .forward(x)
+        .into_data()
+        .try_to_vec::<f32>()
+        .expect("f32");
+    let want: Vec<f64> = expected["logits"]
+        .as_array()
+        .expect("logits")
+        .iter()
+        .flat_map(|row| {
+            row.as_array()
+                .expect("row")
+                .iter()
+                .map(|v| v.as_f64().expect("f"))
+        })
+        .collect();
+    assert_eq!(logits.len(), want.len());
+    for (i, (got, want)) in logits.iter().zip(&want).enumerate() {
+        assert!(
+            (*got as f64 - want).abs() < 1e-5,
+            "output {i}: Kiln {got} vs PyTorch {want}"
+        );
+    }
+}
+
+#[test]
+fn unmapped_keys_wrong_shapes_and_broken_files_are_named() {
+    let unmapped = import_safetensors(mlp(), FIXTURE, &BTreeMap::new())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        unmapped.contains("`fc1.weight`") && unmapped.contains("model.init_from.map"),
+        "{unmapped}"
+    );
+    assert!(unmapped.contains("0.weight/0.bias (linear)"), "{unmapped}");
+
+    let wider = network("[{linear: {out: 16}}, relu, {linear: {out: 8}}, relu, linear]");
+    let shape = import_safetensors(wider, FIXTURE, &map())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        shape.contains("key `fc1.weight` has shape [4, 8]") && shape.contains("[4, 16]"),
+        "{shape}"
+    );
+
+    let truncated = import_safetensors(mlp(), &FIXTURE[..FIXTURE.len() - 10], &map()).unwrap_err();
+    assert!(
+        truncated
+            .to_string()
+            .contains("not a readable safetensors file"),
+        "{truncated}"
+    );
+    let wrong_layer = network("[{linear: {out: 8}}, relu, {linear: {out: 8}}, gelu, linear]");
+    let mut shifted = map();
+    shifted.insert("head".into(), "3".into());
+    let e = import_safetensors(wrong_layer, FIXTURE, &shifted)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("layer 3 is gelu and takes no `weight`"), "{e}");
+}
+
+/// `n` samples of 4 features with labels like the fixture's training data: (x0 > 0) + (x1 > 0).
+fn synthetic(n: usize) -> kiln::data::Loaded {
+    let mut state = 12345u64;
+    let mut next = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((state >> 33) as f32 / (1u64 << 31) as f32) * 4.0 - 2.0
+    };
+    let features: Vec<f32> = (0..n * 4).map(|_| next()).collect();
+    let labels: Vec<u32> = features
+        .chunks(4)
+        .map(|x| u32::from(x[0] > 0.0) + u32::from(x[1] > 0.0))
+        .collect();
+    let samples =
+        kiln::data::Dataset::new(features, kiln::data::Targets::Classes(labels), vec![4], 3)
+            .expect("dataset");
+    kiln::data::Loaded {
+        samples,
+        official_test: None,
+        texts: None,
+    }
+}
+
+fn linear_weight(network: &Network, layer: usize) -> Vec<f32> {
+    match &network.layers[layer] {
+        kiln::model::Layer::Linear(l) => {
+            l.weight.val().into_data().try_to_vec::<f32>().expect("f32")
+        }
+        other => panic!("layer {layer} is {other:?}"),
+    }
+}
+
+#[test]
+fn fine_tuning_with_frozen_first_layers_keeps_them_bit_identical_and_trains_the_head() {
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/pytorch_mlp.safetensors"
+    );
+    let config = Config::from_yaml_str(&format!(
+        "seed: 3\ndata: {{source: inline, normalize: false}}\nmodel:\n  layers:\n    - {{linear: {{out: 8}}, trainable: false}}\n    - relu\n    - {{type: linear, out: 8, trainable: false}}\n    - relu\n    - linear\n  init_from: {{path: {fixture}, map: {{fc1: \"0\", fc2: \"2\", head: \"4\"}}}}\ntraining: {{num_passes: 6, batch_size: 32, weight_optimization: {{learning_rate: 0.01}}}}\ncheckpoint: {{main_metric: val_loss}}\n"
+    ))
+    .expect("config");
+    let splits = kiln::data::prepare(&config, synthetic(600)).expect("splits");
+    let store = kiln::store::MemoryStore::new();
+    let job = kiln::Job::new();
+    let output = futures::executor::block_on(kiln::jobs::run_job(
+        &job,
+        kiln::jobs::JobRun {
+            inputs: kiln::train::TrainInputs {
+                config: &config,
+                splits: &splits,
+                builder: &kiln::model::ConfigModel,
+                device: kiln::backend::cpu_device(),
+                checkpoints: None,
+                resume: None,
+                yield_now: None,
+            },
+            backend: "cpu".into(),
+            store: &store,
+            on_event: &mut |_| {},
+            best_model_path: None,
+            before_store: None,
+            holdout: false,
+        },
+    ))
+    .expect("fine-tunes");
+    let pytorch = import_safetensors(mlp(), FIXTURE, &map()).expect("imports");
+    let tuned = kiln::model::import_weights(mlp(), &output.final_weights).expect("weights");
+    assert_eq!(
+        linear_weight(&tuned, 0),
+        linear_weight(&pytorch, 0),
+        "layer 0 changed"
+    );
+    assert_eq!(
+        linear_weight(&tuned, 2),
+        linear_weight(&pytorch, 2),
+        "layer 2 changed"
+    );
+    assert_ne!(
+        linear_weight(&tuned, 4),
+        linear_weight(&pytorch, 4),
+        "the head did not train"
+    );
+    let history = &output.info.summary.history;
+    let (first, last) = (
+        &history[0].metrics["val_loss"],
+        &history[history.len() - 1].metrics["val_loss"],
+    );
+    assert!(last < first, "val_loss {first} → {last}");
+}
