@@ -224,6 +224,26 @@ export function modelSource(source) {
   return "invalid";
 }
 
+/** `model.init_from.bytes` as a Uint8Array, or a TypeError. */
+function initBytes(bytes) {
+  if (bytes instanceof Uint8Array) return bytes;
+  if (bytes instanceof ArrayBuffer) return new Uint8Array(bytes);
+  throw new TypeError("model.init_from.bytes must be a Uint8Array or an ArrayBuffer (a .safetensors file)");
+}
+
+/** `model.init_from.url`'s bytes; an Error naming the URL and status when it cannot be fetched. */
+async function fetchInitWeights(url) {
+  if (typeof url !== "string") throw new TypeError("model.init_from.url must be a string");
+  let response;
+  try {
+    response = await fetch(url);
+  } catch (error) {
+    throw new Error(`model.init_from.url: cannot fetch ${url}: ${error.message}`);
+  }
+  if (!response.ok) throw new Error(`model.init_from.url: cannot fetch ${url}: HTTP ${response.status}`);
+  return new Uint8Array(await response.arrayBuffer());
+}
+
 /** A trained model: predict and export. */
 export class Model {
   #inner;
@@ -446,6 +466,16 @@ export class Kiln {
 
   #start(config, data, jobId) {
     const runtime = this.#runtime;
+    const init = typeof config === "object" && config !== null ? config.model?.init_from : undefined;
+    if (init && (init.bytes !== undefined || init.url !== undefined)) {
+      // model.init_from's weights come as bytes or from a URL: fetched first, then handed over.
+      const { bytes, url, ...rest } = init;
+      const plain = { ...config, model: { ...config.model, init_from: rest } };
+      const id = jobId ?? `trainingjob-${crypto.randomUUID()}`;
+      const weights = bytes !== undefined ? Promise.resolve(initBytes(bytes)) : fetchInitWeights(url);
+      const start = weights.then((w) => this.#live().then((inner) => runtime.call(() => inner.train(plain, data, id, w))));
+      return new TrainingJob(new DeferredJob(id, start), runtime);
+    }
     runtime.restartIfCrashed();
     if (this.#generation === runtime.generation) {
       return new TrainingJob(runtime.call(() => this.#inner.train(config, data, jobId)), runtime);

@@ -161,7 +161,7 @@ fn fine_tuning_with_frozen_first_layers_keeps_them_bit_identical_and_trains_the_
             inputs: kiln::train::TrainInputs {
                 config: &config,
                 splits: &splits,
-                builder: &kiln::model::ConfigModel,
+                builder: &kiln::model::ConfigModel::default(),
                 device: kiln::backend::cpu_device(),
                 checkpoints: None,
                 resume: None,

@@ -133,7 +133,7 @@ pub fn run(args: TrainArgs, store: &DirStore) -> Result<()> {
             inputs: TrainInputs {
                 config: &config,
                 splits: &splits,
-                builder: &ConfigModel,
+                builder: &ConfigModel::default(),
                 device,
                 checkpoints: Some(&mut run_dir),
                 resume,

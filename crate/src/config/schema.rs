@@ -234,7 +234,11 @@ pub struct ModelConfig {
 #[serde(deny_unknown_fields)]
 pub struct InitFrom {
     /// The `.safetensors` file (native runs; a browser or Node wasm cannot read paths).
-    pub path: String,
+    #[serde(default)]
+    pub path: Option<String>,
+    /// npm package: a URL the package fetches the file from (or pass `bytes`, a Uint8Array).
+    #[serde(default)]
+    pub url: Option<String>,
     /// Key prefixes of the file → Kiln layer indices: `{fc1: "0", fc2: "2"}` reads `fc1.weight`
     /// as layer 0's weight. Keys that are already `<index>.<param>` (an `nn.Sequential`) need
     /// no entry. PyTorch's linear weights are transposed as burn stores them.

@@ -231,7 +231,7 @@ impl SavedModel {
                 self.weights.len()
             )));
         }
-        self.load_with(&ConfigModel, device)
+        self.load_with(&ConfigModel::default(), device)
     }
 
     /// The task the model was trained for.

@@ -90,8 +90,21 @@ pub trait ModelBuilder {
 pub const CONFIG_ARCHITECTURE: &str = "kiln.layers";
 
 /// Builds the config's [`Network`] (`model.layers`, or a preset).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ConfigModel;
+#[derive(Debug, Clone, Default)]
+pub struct ConfigModel {
+    /// `model.init_from`'s file, handed over as bytes (the npm package fetches a URL or takes
+    /// bytes); without it `init_from.path` is read.
+    init_weights: Option<Vec<u8>>,
+}
+
+impl ConfigModel {
+    /// A builder that starts `model.init_from` from these safetensors bytes instead of a path.
+    pub fn with_init_weights(bytes: Vec<u8>) -> Self {
+        Self {
+            init_weights: Some(bytes),
+        }
+    }
+}
 
 impl ModelBuilder for ConfigModel {
     type Model = Network;
@@ -105,7 +118,17 @@ impl ModelBuilder for ConfigModel {
         match &config.model.init_from {
             None => Ok(model),
             Some(init) => {
-                let bytes = read_weights_file(&init.path)?;
+                let bytes = match (&self.init_weights, &init.path) {
+                    (Some(bytes), _) => std::borrow::Cow::Borrowed(bytes.as_slice()),
+                    (None, Some(path)) => std::borrow::Cow::Owned(read_weights_file(path)?),
+                    (None, None) => {
+                        return Err(crate::error::KilnError::Config(
+                            "model.init_from: give `path` (native runs), or `url` / `bytes` in \
+                             the npm package"
+                                .into(),
+                        ));
+                    }
+                };
                 super::import_safetensors(model, &bytes, &init.map)
             }
         }

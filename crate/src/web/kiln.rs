@@ -147,14 +147,21 @@ impl Kiln {
     /// YAML/JSON string, or `undefined` for the default); `data` is `{ features, labels, shape }`,
     /// `{ csv }` or `undefined` (then `config.data.source` is used). Throws on a bad config or
     /// bad data; training failures reject `waitForTraining()`. `job_id` (optional) must look
-    /// like `trainingjob-…`; the worker proxy uses it to hand out ids at once.
+    /// like `trainingjob-…`; the worker proxy uses it to hand out ids at once. `init_weights`
+    /// (optional) are `model.init_from`'s safetensors bytes, fetched or handed over by the
+    /// package.
     pub fn train(
         &self,
         config: JsValue,
         data: JsValue,
         job_id: Option<String>,
+        init_weights: Option<js_sys::Uint8Array>,
     ) -> Result<TrainingJob, JsValue> {
         let config = config_from_js(&config).map_err(js_error)?;
+        let builder = match init_weights {
+            Some(bytes) => crate::model::ConfigModel::with_init_weights(bytes.to_vec()),
+            None => crate::model::ConfigModel::default(),
+        };
         let loaded = match data_from_js(&data, &config).map_err(js_error)? {
             Some(loaded) => loaded,
             None => load_source(&config).map_err(js_error)?,
@@ -185,7 +192,7 @@ impl Kiln {
                     inputs: crate::train::TrainInputs {
                         config: &config,
                         splits: &splits,
-                        builder: &crate::model::ConfigModel,
+                        builder: &builder,
                         device: kiln.device.clone(),
                         checkpoints: None,
                         resume: None,

@@ -264,9 +264,12 @@ pub fn check_remote_data(config: &Config, has_dataset: bool) -> Result<()> {
     }
     if let Some(init) = &config.model.init_from {
         return Err(KilnError::Config(format!(
-            "model.init_from.path: a remote job cannot name a server-side path (got {:?}); \
-             fine-tune with `kiln train` or in the npm package",
+            "model.init_from: a remote job cannot name server-side files (got {:?}); fine-tune \
+             with `kiln train` or in the npm package",
             init.path
+                .as_deref()
+                .or(init.url.as_deref())
+                .unwrap_or_default()
         )));
     }
     match (data.source, has_dataset) {

@@ -314,7 +314,7 @@ fn train(ctx: &RunnerContext, row: &JobRow, job: &Job, lease: &Lease) -> Result<
             inputs: TrainInputs {
                 config: &config,
                 splits: &splits,
-                builder: &ConfigModel,
+                builder: &ConfigModel::default(),
                 device,
                 checkpoints: Some(&mut checkpoints),
                 resume,
