@@ -394,3 +394,39 @@ test("texts train on WebGPU in Chromium with the CPU's losses (embedding + GRU)"
   });
   assert.ok(Math.abs(result.cpu.test - result.gpu.test) < 1e-3 * Math.max(1, result.cpu.test));
 });
+
+test("a PyTorch model fetched by URL predicts as in PyTorch on CPU and WebGPU (1e-5)", { timeout: 600_000 }, async () => {
+  const pytorch = JSON.parse(readFileSync(join(repo, "crate/tests/fixtures/pytorch_mlp.json"), "utf8"));
+  const context = await browser.newContext();
+  const { page } = await openPage(context);
+  const result = await page.evaluate(async ({ inputs }) => {
+    const { Kiln } = window.kilnModule;
+    const features = Float32Array.from({ length: 200 * 4 }, (_, i) => Math.sin(i * 12.9898) * 2);
+    const labels = Int32Array.from({ length: 200 }, (_, i) => (features[4 * i] > 0) + (features[4 * i + 1] > 0));
+    const config = {
+      seed: 1, data: { source: "inline", normalize: false },
+      model: { layers: [{ linear: { out: 8 } }, "relu", { linear: { out: 8 } }, "relu", "linear"],
+               init_from: { url: "/crate/tests/fixtures/pytorch_mlp.safetensors", map: { fc1: "0", fc2: "2", head: "4" } } },
+      training: { num_passes: 1, weight_optimization: { optimization_method: "sgd", learning_rate: 1e-30 } },
+    };
+    const out = {};
+    for (const backend of ["cpu", "webgpu"]) {
+      const kiln = await Kiln.create({ backend });
+      const info = await kiln.train(config, { features, labels, shape: [200, 4] }).waitForTraining();
+      const model = await kiln.preloadedModel(info.modelId);
+      out[backend] = { kind: kiln.backend.kind, probs: [...await model.predict(Float32Array.from(inputs.flat()), [inputs.length, 4])] };
+    }
+    return out;
+  }, { inputs: pytorch.inputs });
+  await context.close();
+  const expected = pytorch.logits.flatMap((row) => {
+    const max = Math.max(...row);
+    const e = row.map((v) => Math.exp(v - max));
+    const sum = e.reduce((a, b) => a + b, 0);
+    return e.map((v) => v / sum);
+  });
+  assert.equal(result.webgpu.kind, "webgpu");
+  for (const backend of ["cpu", "webgpu"]) {
+    expected.forEach((p, i) => assert.ok(Math.abs(p - result[backend].probs[i]) < 1e-5, `${backend} output ${i}: PyTorch ${p} vs Kiln ${result[backend].probs[i]}`));
+  }
+});
