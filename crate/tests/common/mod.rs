@@ -42,7 +42,7 @@ pub async fn trains_predicts_and_reports(backend: &str) -> JsValue {
     )
     .unwrap();
     let job = kiln
-        .train(config, JsValue::UNDEFINED, None)
+        .train(config, JsValue::UNDEFINED, None, None)
         .expect("job starts");
     assert!(job.id().starts_with("trainingjob-"));
     assert_eq!(job.status(), "queued");
@@ -90,7 +90,7 @@ pub async fn a_bad_config_is_an_error_naming_the_field() {
         .unwrap();
     let config = js_sys::JSON::parse(r#"{"training": {"batch_size": 0}}"#).unwrap();
     let error = kiln
-        .train(config.clone(), JsValue::UNDEFINED, None)
+        .train(config.clone(), JsValue::UNDEFINED, None, None)
         .err()
         .expect("rejected");
     let error: js_sys::Error = error.dyn_into().expect("a real Error");
