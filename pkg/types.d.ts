@@ -462,7 +462,11 @@ export interface InitFrom {
   /**
    * The `.safetensors` file (native runs; a browser or Node wasm cannot read paths).
    */
-  path: string;
+  path?: string | null;
+  /**
+   * npm package: a URL the package fetches the file from (or pass `bytes`, a Uint8Array).
+   */
+  url?: string | null;
 }
 /**
  * The network: a preset or an explicit list of layers.
