@@ -200,3 +200,81 @@ fn fine_tuning_with_frozen_first_layers_keeps_them_bit_identical_and_trains_the_
     );
     assert!(last < first, "val_loss {first} → {last}");
 }
+
+/// Keeps every checkpoint in memory, as a resume point.
+#[derive(Default)]
+struct MemoryCheckpoints(Vec<kiln::train::ResumePoint>);
+
+impl kiln::train::CheckpointSink for MemoryCheckpoints {
+    fn save(&mut self, c: kiln::train::CheckpointData<'_>) -> kiln::Result<()> {
+        let optimizer = c
+            .optimizer
+            .into_bytes()
+            .map_err(|e| kiln::KilnError::Internal(format!("optimizer: {e}")))?;
+        self.0.push(kiln::train::ResumePoint {
+            state: c.state.clone(),
+            model_weights: c.model_weights.to_vec(),
+            optimizer: optimizer.to_vec(),
+            best_weights: c.best_weights.map(<[u8]>::to_vec),
+        });
+        Ok(())
+    }
+
+    fn last_location(&self) -> Option<String> {
+        Some(format!("memory ({} checkpoints)", self.0.len()))
+    }
+}
+
+#[test]
+fn frozen_layers_stay_frozen_after_resuming_from_a_checkpoint() {
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/pytorch_mlp.safetensors"
+    );
+    let config = Config::from_yaml_str(&format!(
+        "seed: 3\ndata: {{source: inline, normalize: false}}\nmodel:\n  layers: [{{linear: {{out: 8}}, trainable: false}}, relu, {{linear: {{out: 8}}, trainable: false}}, relu, linear]\n  init_from: {{path: {fixture}, map: {{fc1: \"0\", fc2: \"2\", head: \"4\"}}}}\ntraining: {{num_passes: 4, batch_size: 32, weight_optimization: {{learning_rate: 0.01}}}}\n"
+    ))
+    .expect("config");
+    let splits = kiln::data::prepare(&config, synthetic(600)).expect("splits");
+    let store = kiln::store::MemoryStore::new();
+    let run = |checkpoints: Option<&mut MemoryCheckpoints>, resume| {
+        let job = kiln::Job::new();
+        futures::executor::block_on(kiln::jobs::run_job(
+            &job,
+            kiln::jobs::JobRun {
+                inputs: kiln::train::TrainInputs {
+                    config: &config,
+                    splits: &splits,
+                    builder: &kiln::model::ConfigModel::default(),
+                    device: kiln::backend::cpu_device(),
+                    checkpoints: checkpoints.map(|c| c as &mut dyn kiln::train::CheckpointSink),
+                    resume,
+                    yield_now: None,
+                },
+                backend: "cpu".into(),
+                store: &store,
+                on_event: &mut |_| {},
+                best_model_path: None,
+                before_store: None,
+                holdout: false,
+            },
+        ))
+        .expect("trains")
+    };
+    let mut sink = MemoryCheckpoints::default();
+    let whole = run(Some(&mut sink), None);
+    let resumed = run(None, Some(sink.0[1].clone()));
+    let pytorch = import_safetensors(mlp(), FIXTURE, &map()).expect("imports");
+    let tuned = kiln::model::import_weights(mlp(), &resumed.final_weights).expect("weights");
+    assert_eq!(
+        linear_weight(&tuned, 0),
+        linear_weight(&pytorch, 0),
+        "layer 0 trained after resuming"
+    );
+    assert_eq!(
+        linear_weight(&tuned, 2),
+        linear_weight(&pytorch, 2),
+        "layer 2 trained after resuming"
+    );
+    assert_eq!(resumed.final_weights, whole.final_weights);
+}
