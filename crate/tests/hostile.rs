@@ -644,3 +644,23 @@ fn csv_errors_count_lines_from_one_and_name_the_file() {
         .to_string();
     assert!(e.contains("data.csv: line 3, column 2"), "{e}");
 }
+
+#[test]
+fn a_text_models_vocabulary_must_fit_its_input_shape() {
+    let model = small_model();
+    let mut header = serde_json::to_value(&model.header).expect("header json");
+    header["vocabulary"] = serde_json::json!({
+        "tokenizer": "word", "lowercase": true, "max_len": 10,
+        "tokens": ["<pad>", "<unk>", "spam"], "class_names": ["a", "b", "c"]
+    });
+    let error = load_and_predict(&with_header(&header, &model.weights)).unwrap_err();
+    assert!(
+        error.contains("vocabulary.max_len") && error.contains("[4]"),
+        "{error}"
+    );
+    header["input_shape"] = serde_json::json!([10]);
+    header["normalization"] = serde_json::Value::Null;
+    header["vocabulary"]["tokens"] = serde_json::json!(["<pad>"]);
+    let error = load_and_predict(&with_header(&header, &model.weights)).unwrap_err();
+    assert!(error.contains("vocabulary.tokens"), "{error}");
+}

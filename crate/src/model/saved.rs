@@ -86,6 +86,23 @@ impl ModelHeader {
                 format!("{:?} holds no values", self.input_shape),
             ));
         }
+        if let Some(vocabulary) = &self.vocabulary {
+            if self.input_shape != [vocabulary.max_len] {
+                return Err(bad(
+                    "vocabulary.max_len",
+                    format!(
+                        "{} tokens per text, but input_shape is {:?}",
+                        vocabulary.max_len, self.input_shape
+                    ),
+                ));
+            }
+            if vocabulary.tokens.len() < 3 {
+                return Err(bad(
+                    "vocabulary.tokens",
+                    "needs <pad>, <unk> and at least one token".into(),
+                ));
+            }
+        }
         let min_outputs = match self.config.task {
             Task::Classification => 2,
             Task::Regression => 1,
