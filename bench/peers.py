@@ -30,13 +30,10 @@ def standardise(xtr, xte):
     return (xtr - mean) / std, (xte - mean) / std
 
 
-def torch_run(xtr, xte, ytr, yte, epochs, batch):
+def torch_fit(model, X, Y, epochs, batch, lr):
+    """Adam on shuffled mini-batches with cross-entropy; returns each epoch's seconds."""
     import torch
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(xtr.shape[1], 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    X, Y = torch.from_numpy(xtr), torch.from_numpy(ytr)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
     times = []
     for _ in range(epochs):
         t = time.perf_counter()
@@ -44,10 +41,18 @@ def torch_run(xtr, xte, ytr, yte, epochs, batch):
         for i in range(0, len(X), batch):
             idx = perm[i:i + batch]
             opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(model(X[idx]), Y[idx])
-            loss.backward()
+            torch.nn.functional.cross_entropy(model(X[idx]), Y[idx]).backward()
             opt.step()
         times.append(time.perf_counter() - t)
+    return times
+
+
+def torch_run(xtr, xte, ytr, yte, epochs, batch):
+    import torch
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(xtr.shape[1], 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
+    times = torch_fit(model, torch.from_numpy(xtr), torch.from_numpy(ytr), epochs, batch, lr=1e-3)
     with torch.no_grad():
         acc = (model(torch.from_numpy(xte)).argmax(1).numpy() == yte).mean()
     return times, float(acc)
@@ -146,17 +151,7 @@ def spam_torch_run(epochs, batch, max_len=200, vocab_size=8000):
             out, _ = self.gru(self.embedding(x))
             return self.head(out[:, -1])
     model = Net()
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    times = []
-    for _ in range(epochs):
-        t = time.perf_counter()
-        perm = torch.randperm(len(X))
-        for i in range(0, len(X), batch):
-            idx = perm[i:i + batch]
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(X[idx]), Y[idx]).backward()
-            opt.step()
-        times.append(time.perf_counter() - t)
+    times = torch_fit(model, X, Y, epochs, batch, lr=3e-3)
     with torch.no_grad():
         acc = (model(Xte).argmax(1).numpy() == yte).mean()
     return times, float(acc)

@@ -6,6 +6,7 @@
 use burn::tensor::{Tensor, TensorData};
 use kiln::Config;
 use kiln::model::{Network, import_safetensors, resolve_layers};
+use kiln::train::{CheckpointSink, MemoryCheckpoints, ResumePoint};
 use std::collections::BTreeMap;
 
 const FIXTURE: &[u8] = include_bytes!("fixtures/pytorch_mlp.safetensors");
@@ -142,29 +143,39 @@ fn linear_weight(network: &Network, layer: usize) -> Vec<f32> {
     }
 }
 
-#[test]
-fn fine_tuning_with_frozen_first_layers_keeps_them_bit_identical_and_trains_the_head() {
+/// The fixture's MLP with its first two layers frozen (in two of the layer forms), started from
+/// the fixture, trained `epochs` epochs.
+fn frozen_config(epochs: usize) -> Config {
     let fixture = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/pytorch_mlp.safetensors"
     );
-    let config = Config::from_yaml_str(&format!(
-        "seed: 3\ndata: {{source: inline, normalize: false}}\nmodel:\n  layers:\n    - {{linear: {{out: 8}}, trainable: false}}\n    - relu\n    - {{type: linear, out: 8, trainable: false}}\n    - relu\n    - linear\n  init_from: {{path: {fixture}, map: {{fc1: \"0\", fc2: \"2\", head: \"4\"}}}}\ntraining: {{num_passes: 6, batch_size: 32, weight_optimization: {{learning_rate: 0.01}}}}\ncheckpoint: {{main_metric: val_loss}}\n"
+    Config::from_yaml_str(&format!(
+        "seed: 3\ndata: {{source: inline, normalize: false}}\nmodel:\n  layers:\n    - {{linear: {{out: 8}}, trainable: false}}\n    - relu\n    - {{type: linear, out: 8, trainable: false}}\n    - relu\n    - linear\n  init_from: {{path: {fixture}, map: {{fc1: \"0\", fc2: \"2\", head: \"4\"}}}}\ntraining: {{num_passes: {epochs}, batch_size: 32, weight_optimization: {{learning_rate: 0.01}}}}\ncheckpoint: {{main_metric: val_loss}}\n"
     ))
-    .expect("config");
-    let splits = kiln::data::prepare(&config, synthetic(600)).expect("splits");
+    .expect("config")
+}
+
+/// Runs `config` as a job on 600 synthetic samples, checkpointing to and resuming from what
+/// is given.
+fn fine_tune(
+    config: &Config,
+    checkpoints: Option<&mut MemoryCheckpoints>,
+    resume: Option<ResumePoint>,
+) -> kiln::jobs::JobOutput {
+    let splits = kiln::data::prepare(config, synthetic(600)).expect("splits");
     let store = kiln::store::MemoryStore::new();
     let job = kiln::Job::new();
-    let output = futures::executor::block_on(kiln::jobs::run_job(
+    futures::executor::block_on(kiln::jobs::run_job(
         &job,
         kiln::jobs::JobRun {
             inputs: kiln::train::TrainInputs {
-                config: &config,
+                config,
                 splits: &splits,
                 builder: &kiln::model::ConfigModel::default(),
                 device: kiln::backend::cpu_device(),
-                checkpoints: None,
-                resume: None,
+                checkpoints: checkpoints.map(|c| c as &mut dyn CheckpointSink),
+                resume,
                 yield_now: None,
             },
             backend: "cpu".into(),
@@ -175,19 +186,27 @@ fn fine_tuning_with_frozen_first_layers_keeps_them_bit_identical_and_trains_the_
             holdout: false,
         },
     ))
-    .expect("fine-tunes");
+    .expect("fine-tunes")
+}
+
+/// The network of `weights` (burnpack), and the fixture's as imported.
+fn tuned_and_pytorch(weights: &[u8]) -> (Network, Network) {
+    let tuned = kiln::model::import_weights(mlp(), weights).expect("weights");
     let pytorch = import_safetensors(mlp(), FIXTURE, &map()).expect("imports");
-    let tuned = kiln::model::import_weights(mlp(), &output.final_weights).expect("weights");
-    assert_eq!(
-        linear_weight(&tuned, 0),
-        linear_weight(&pytorch, 0),
-        "layer 0 changed"
-    );
-    assert_eq!(
-        linear_weight(&tuned, 2),
-        linear_weight(&pytorch, 2),
-        "layer 2 changed"
-    );
+    (tuned, pytorch)
+}
+
+#[test]
+fn fine_tuning_with_frozen_first_layers_keeps_them_bit_identical_and_trains_the_head() {
+    let output = fine_tune(&frozen_config(6), None, None);
+    let (tuned, pytorch) = tuned_and_pytorch(&output.final_weights);
+    for layer in [0, 2] {
+        assert_eq!(
+            linear_weight(&tuned, layer),
+            linear_weight(&pytorch, layer),
+            "layer {layer} changed"
+        );
+    }
     assert_ne!(
         linear_weight(&tuned, 4),
         linear_weight(&pytorch, 4),
@@ -201,80 +220,19 @@ fn fine_tuning_with_frozen_first_layers_keeps_them_bit_identical_and_trains_the_
     assert!(last < first, "val_loss {first} → {last}");
 }
 
-/// Keeps every checkpoint in memory, as a resume point.
-#[derive(Default)]
-struct MemoryCheckpoints(Vec<kiln::train::ResumePoint>);
-
-impl kiln::train::CheckpointSink for MemoryCheckpoints {
-    fn save(&mut self, c: kiln::train::CheckpointData<'_>) -> kiln::Result<()> {
-        let optimizer = c
-            .optimizer
-            .into_bytes()
-            .map_err(|e| kiln::KilnError::Internal(format!("optimizer: {e}")))?;
-        self.0.push(kiln::train::ResumePoint {
-            state: c.state.clone(),
-            model_weights: c.model_weights.to_vec(),
-            optimizer: optimizer.to_vec(),
-            best_weights: c.best_weights.map(<[u8]>::to_vec),
-        });
-        Ok(())
-    }
-
-    fn last_location(&self) -> Option<String> {
-        Some(format!("memory ({} checkpoints)", self.0.len()))
-    }
-}
-
 #[test]
 fn frozen_layers_stay_frozen_after_resuming_from_a_checkpoint() {
-    let fixture = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/pytorch_mlp.safetensors"
-    );
-    let config = Config::from_yaml_str(&format!(
-        "seed: 3\ndata: {{source: inline, normalize: false}}\nmodel:\n  layers: [{{linear: {{out: 8}}, trainable: false}}, relu, {{linear: {{out: 8}}, trainable: false}}, relu, linear]\n  init_from: {{path: {fixture}, map: {{fc1: \"0\", fc2: \"2\", head: \"4\"}}}}\ntraining: {{num_passes: 4, batch_size: 32, weight_optimization: {{learning_rate: 0.01}}}}\n"
-    ))
-    .expect("config");
-    let splits = kiln::data::prepare(&config, synthetic(600)).expect("splits");
-    let store = kiln::store::MemoryStore::new();
-    let run = |checkpoints: Option<&mut MemoryCheckpoints>, resume| {
-        let job = kiln::Job::new();
-        futures::executor::block_on(kiln::jobs::run_job(
-            &job,
-            kiln::jobs::JobRun {
-                inputs: kiln::train::TrainInputs {
-                    config: &config,
-                    splits: &splits,
-                    builder: &kiln::model::ConfigModel::default(),
-                    device: kiln::backend::cpu_device(),
-                    checkpoints: checkpoints.map(|c| c as &mut dyn kiln::train::CheckpointSink),
-                    resume,
-                    yield_now: None,
-                },
-                backend: "cpu".into(),
-                store: &store,
-                on_event: &mut |_| {},
-                best_model_path: None,
-                before_store: None,
-                holdout: false,
-            },
-        ))
-        .expect("trains")
-    };
+    let config = frozen_config(4);
     let mut sink = MemoryCheckpoints::default();
-    let whole = run(Some(&mut sink), None);
-    let resumed = run(None, Some(sink.0[1].clone()));
-    let pytorch = import_safetensors(mlp(), FIXTURE, &map()).expect("imports");
-    let tuned = kiln::model::import_weights(mlp(), &resumed.final_weights).expect("weights");
-    assert_eq!(
-        linear_weight(&tuned, 0),
-        linear_weight(&pytorch, 0),
-        "layer 0 trained after resuming"
-    );
-    assert_eq!(
-        linear_weight(&tuned, 2),
-        linear_weight(&pytorch, 2),
-        "layer 2 trained after resuming"
-    );
+    let whole = fine_tune(&config, Some(&mut sink), None);
+    let resumed = fine_tune(&config, None, Some(sink.points[1].clone()));
+    let (tuned, pytorch) = tuned_and_pytorch(&resumed.final_weights);
+    for layer in [0, 2] {
+        assert_eq!(
+            linear_weight(&tuned, layer),
+            linear_weight(&pytorch, layer),
+            "layer {layer} trained after resuming"
+        );
+    }
     assert_eq!(resumed.final_weights, whole.final_weights);
 }

@@ -79,3 +79,34 @@ pub struct ResumePoint {
     /// Weights of the best model so far.
     pub best_weights: Option<Vec<u8>>,
 }
+
+/// A [`CheckpointSink`] that keeps every checkpoint in memory as a [`ResumePoint`] (tests, and
+/// runs that resume in the same process). Native only: it serialises the optimiser, which
+/// reads device memory synchronously.
+#[cfg(not(target_family = "wasm"))]
+#[derive(Debug, Default)]
+pub struct MemoryCheckpoints {
+    /// The checkpoints, oldest first.
+    pub points: Vec<ResumePoint>,
+}
+
+#[cfg(not(target_family = "wasm"))]
+impl CheckpointSink for MemoryCheckpoints {
+    fn save(&mut self, c: CheckpointData<'_>) -> Result<()> {
+        let optimizer = c.optimizer.into_bytes().map_err(|e| {
+            crate::error::KilnError::Internal(format!("cannot serialise the optimizer: {e}"))
+        })?;
+        self.points.push(ResumePoint {
+            state: c.state.clone(),
+            model_weights: c.model_weights.to_vec(),
+            optimizer: optimizer.to_vec(),
+            best_weights: c.best_weights.map(<[u8]>::to_vec),
+        });
+        Ok(())
+    }
+
+    fn last_location(&self) -> Option<String> {
+        let last = self.points.last()?;
+        Some(format!("memory (after epoch {})", last.state.epochs_done))
+    }
+}

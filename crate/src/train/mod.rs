@@ -20,6 +20,8 @@ mod schedule;
 mod tracker;
 
 pub use batch::{BatchLoss, BatchTargets, make_batch, task_loss};
+#[cfg(not(target_family = "wasm"))]
+pub use checkpoint::MemoryCheckpoints;
 pub use checkpoint::{BestRecord, CheckpointData, CheckpointSink, ResumePoint, TrainerState};
 pub use early_stop::{EarlyStopState, WatchState};
 pub use evaluate::evaluate;

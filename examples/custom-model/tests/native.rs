@@ -3,42 +3,17 @@
 #![cfg(not(target_family = "wasm"))]
 
 use futures::executor::block_on;
+use kiln::Config;
 use kiln::data::load_and_prepare;
 use kiln::model::{Predictor, argmax_rows};
 use kiln::store::{MemoryStore, load_model};
-use kiln::train::{CheckpointData, CheckpointSink, ResumePoint, TrainEvent};
-use kiln::{Config, KilnError, Result};
+use kiln::train::{MemoryCheckpoints, TrainEvent};
 use kiln_example_custom_model::{DIGITS_CONFIG, ResidualMlpBuilder, Resumable, train};
 
 const BUILDER: ResidualMlpBuilder = ResidualMlpBuilder {
     hidden: 32,
     blocks: 2,
 };
-
-/// Keeps every checkpoint in memory, as a resume point.
-#[derive(Default)]
-struct MemoryCheckpoints(Vec<ResumePoint>);
-
-impl CheckpointSink for MemoryCheckpoints {
-    fn save(&mut self, c: CheckpointData<'_>) -> Result<()> {
-        let optimizer = c
-            .optimizer
-            .into_bytes()
-            .map_err(|e| KilnError::Internal(format!("optimizer: {e}")))?;
-        self.0.push(ResumePoint {
-            state: c.state.clone(),
-            model_weights: c.model_weights.to_vec(),
-            optimizer: optimizer.to_vec(),
-            best_weights: c.best_weights.map(<[u8]>::to_vec),
-        });
-        Ok(())
-    }
-
-    fn last_location(&self) -> Option<String> {
-        let last = self.0.last()?;
-        Some(format!("memory, epoch {}", last.state.epochs_done))
-    }
-}
 
 fn config(extra: &str) -> Config {
     Config::from_yaml_str(&format!("{DIGITS_CONFIG}{extra}")).expect("valid config")
@@ -142,8 +117,8 @@ fn resuming_from_a_checkpoint_gives_the_uninterrupted_runs_weights() {
         checkpoints: Some(&mut sink),
         resume: None,
     });
-    assert_eq!(sink.0.len(), 6, "one checkpoint per epoch");
-    let after_three = sink.0[2].clone();
+    assert_eq!(sink.points.len(), 6, "one checkpoint per epoch");
+    let after_three = sink.points[2].clone();
     assert_eq!(after_three.state.epochs_done, 3);
     let resumed = run(Resumable {
         checkpoints: None,
