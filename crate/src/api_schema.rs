@@ -20,7 +20,13 @@ pub fn api_schema() -> Value {
     generator.subschema_for::<TrainEvent>();
     generator.subschema_for::<TrainRunInfo>();
     generator.subschema_for::<ModelSummary>();
-    let mut defs: Map<String, Value> = generator.take_definitions(true);
+    let defs: Map<String, Value> = generator.take_definitions(true);
+    let mut config_schema = serde_json::json!({ "$ref": "#/$defs/Config", "$defs": defs });
+    crate::config::document_aliases_in_schema(&mut config_schema);
+    let mut defs = match config_schema.get_mut("$defs").map(Value::take) {
+        Some(Value::Object(defs)) => defs,
+        _ => Map::new(),
+    };
     if let Some(config) = defs.remove("Config") {
         defs.insert("TrainConfig".into(), config);
     }

@@ -113,6 +113,14 @@ pub enum Command {
         /// the job over from its latest checkpoint.
         #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(2..=3600))]
         lease_secs: u32,
+        /// The device jobs train and predict on: `cpu`, `wgpu:N`, `cuda:N` (one worker per GPU:
+        /// `--device cuda:1`). Overrides --backend.
+        #[arg(long, conflicts_with = "backend")]
+        device: Option<kiln::backend::DeviceChoice>,
+        /// Log every training job to this MLflow tracking server (http://host:port); a job's
+        /// `tracking.mlflow` may pick its experiment and run name, not another server.
+        #[arg(long, value_name = "URI")]
+        mlflow: Option<String>,
     },
 }
 
@@ -169,4 +177,12 @@ pub struct TrainArgs {
     /// Print the TrainRunInfo as JSON on stdout at the end.
     #[arg(long)]
     pub json: bool,
+    /// Log the run to this MLflow tracking server (http://host:port): turns tracking on, or
+    /// gives the URI the config's `tracking.mlflow` leaves out.
+    #[arg(long, value_name = "URI")]
+    pub mlflow: Option<String>,
+    /// The device: `cpu`, `wgpu:N` or `cuda:N` (N: the adapter's index; `wgpu` alone is the
+    /// default adapter). Overrides --backend and the config's `gpus`.
+    #[arg(long, conflicts_with = "backend")]
+    pub device: Option<kiln::backend::DeviceChoice>,
 }

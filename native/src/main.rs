@@ -4,6 +4,7 @@ mod cli;
 mod models_cmd;
 mod run_dir;
 mod serve;
+mod tracking;
 mod train_cmd;
 
 use clap::Parser;
@@ -84,6 +85,8 @@ fn run(cli: Cli, pool: std::sync::Arc<rayon::ThreadPool>) -> Result<()> {
             objects,
             label,
             lease_secs,
+            device,
+            mlflow,
         } => serve::serve(
             serve::ServeOptions {
                 addr,
@@ -93,7 +96,8 @@ fn run(cli: Cli, pool: std::sync::Arc<rayon::ThreadPool>) -> Result<()> {
                 max_concurrent_jobs: usize::from(max_concurrent_jobs),
                 max_queued_jobs: max_queued_jobs as usize,
                 max_upload_mb: max_upload_mb as usize,
-                backend,
+                device: device.unwrap_or(kiln::backend::DeviceChoice::default_of(backend)),
+                mlflow,
                 database,
                 objects,
                 labels: label

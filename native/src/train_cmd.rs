@@ -2,10 +2,14 @@
 
 use crate::cli::TrainArgs;
 use crate::run_dir::{MetricsLog, RunDir, run_json};
+use crate::tracking::{
+    MlflowSettings, MlflowTracker, finish_timeout, record_unsent, run_dir_artifacts, run_end,
+};
 use indicatif::{ProgressBar, ProgressStyle};
-use kiln::backend::{BackendKind, native_device};
+use kiln::backend::{BackendKind, DeviceChoice, native_device_at};
 use kiln::data::load_and_prepare;
 use kiln::jobs::{Job, JobOutput, JobRun, run_job};
+use kiln::metrics::test_points;
 use kiln::model::ConfigModel;
 use kiln::store::{DirStore, ModelStore};
 use kiln::train::TrainEvent;
@@ -53,15 +57,51 @@ fn describe(event: &TrainEvent, bar: &ProgressBar, last_val: &mut String) {
     }
 }
 
-/// The backend as the start line names it; CPU with its thread count (`--threads`).
-fn backend_label(kind: BackendKind) -> String {
-    match kind {
+/// The device as the start line names it; CPU with its thread count (`--threads`).
+fn backend_label(choice: DeviceChoice) -> String {
+    match choice.kind {
         BackendKind::Cpu => match rayon::current_num_threads() {
             1 => "cpu (1 thread)".to_string(),
             n => format!("cpu ({n} threads)"),
         },
-        other => other.to_string(),
+        _ => choice.to_string(),
     }
+}
+
+/// Ctrl-C (SIGINT) or SIGTERM cancels the job: it stops at its next step, the run directory
+/// keeps its checkpoints for `--resume`, and a tracked run ends KILLED.
+fn cancel_on_ctrl_c(job: &Job) {
+    let token = job.cancel_token();
+    let _ = std::thread::Builder::new()
+        .name("kiln-signals".into())
+        .spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+                let mut signalled = async || match term.as_mut() {
+                    Some(term) => {
+                        tokio::select! {
+                            _ = tokio::signal::ctrl_c() => {}
+                            _ = term.recv() => {}
+                        }
+                    }
+                    None => {
+                        let _ = tokio::signal::ctrl_c().await;
+                    }
+                };
+                signalled().await;
+                eprintln!("kiln: interrupted: stopping at the next step (again to quit at once)");
+                token.cancel();
+                signalled().await;
+                std::process::exit(130);
+            });
+        });
 }
 
 /// Runs `kiln train`.
@@ -84,15 +124,20 @@ pub fn run(args: TrainArgs, store: &DirStore) -> Result<()> {
             (config, PathBuf::new(), None)
         }
     };
-    let kind = args.backend;
+    let choice = match args.device {
+        Some(choice) => choice,
+        None => DeviceChoice::for_run(args.backend, &config.gpus)?,
+    };
+    let kind = choice.kind;
     let splits = load_and_prepare(&config)?;
-    let device = native_device(kind)?;
+    let device = native_device_at(choice)?;
     let job = Job::new();
     let root = if resume.is_some() {
         root
     } else {
         args.out.clone().unwrap_or_else(|| {
-            PathBuf::from("runs").join(format!("{}-{}", config.name_slug(), job.id()))
+            let parent = config.output_dir.as_deref().unwrap_or("runs");
+            PathBuf::from(parent).join(format!("{}-{}", config.name_slug(), job.id()))
         })
     };
     if resume.is_none() {
@@ -106,10 +151,25 @@ pub fn run(args: TrainArgs, store: &DirStore) -> Result<()> {
     }
     let mut run_dir = RunDir::open(root, &config, config.checkpoint.save_top_k)?;
     let mut metrics_log = MetricsLog::open(&run_dir.root, resume.as_ref().map(|r| r.state.step))?;
+    let tracker = MlflowSettings::resolve(
+        &config,
+        args.mlflow.as_deref(),
+        job.id(),
+        &kind.to_string(),
+        Some(&run_dir.root),
+    )?
+    .map(|settings| {
+        eprintln!(
+            "kiln: logging to MLflow at {} (experiment `{}`)",
+            settings.uri, settings.experiment
+        );
+        MlflowTracker::start(settings)
+    });
+    cancel_on_ctrl_c(&job);
     eprintln!(
         "kiln: training `{}` on {} ({} train / {} val / {} test samples) → {}",
         config.name,
-        backend_label(kind),
+        backend_label(choice),
         splits.train.len(),
         splits.val.as_ref().map_or(0, |v| v.len()),
         splits.test.as_ref().map_or(0, |v| v.len()),
@@ -120,6 +180,9 @@ pub fn run(args: TrainArgs, store: &DirStore) -> Result<()> {
     let mut log_error = None;
     let mut on_event = |event: &TrainEvent| {
         describe(event, &bar, &mut last_val);
+        if let Some(tracker) = &tracker {
+            tracker.log(event);
+        }
         if let Err(e) = metrics_log.log(event) {
             log_error.get_or_insert(e);
         }
@@ -148,6 +211,20 @@ pub fn run(args: TrainArgs, store: &DirStore) -> Result<()> {
         },
     ));
     bar.finish_and_clear();
+    if let Some(tracker) = tracker {
+        if let Ok(output) = &outcome {
+            let summary = &output.info.summary;
+            tracker.log_points(test_points(&summary.final_metrics, summary.steps));
+        }
+        let report = tracker.finish(
+            Some(run_end(&outcome)),
+            run_dir_artifacts(&results_root),
+            finish_timeout(),
+        );
+        for line in record_unsent(&results_root, &report) {
+            eprintln!("kiln: warning: {line}");
+        }
+    }
     let output = outcome?;
     let info = &output.info;
     if let Some(e) = log_error {
@@ -171,7 +248,7 @@ pub fn run(args: TrainArgs, store: &DirStore) -> Result<()> {
     .filter_map(|m| show(m))
     .collect();
     eprintln!(
-        "kiln: {} in {:.1}s, {} epochs{} — {} — model {} saved in {}",
+        "kiln: {} finished in {:.1}s, {} epochs{} — {} — model {} saved in {}",
         info.job_id,
         info.summary.duration_secs,
         info.summary.epochs_run,

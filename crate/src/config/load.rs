@@ -1,6 +1,7 @@
 //! Parsing configs from YAML, JSON or an already-parsed value, with errors that name the field.
 
 use super::Config;
+use super::aliases;
 use super::guard;
 use crate::error::{KilnError, Result};
 use crate::limits::{Limit, Limits};
@@ -86,23 +87,35 @@ impl Config {
             other => other,
         };
         guard::check_value_depth(&value)?;
+        let mut value = value;
+        let renamed = aliases::resolve(&mut value)?;
+        let name_aliases = |e: KilnError| match e {
+            KilnError::Config(message) => {
+                KilnError::Config(aliases::name_aliases_in(message, &renamed))
+            }
+            other => other,
+        };
         let given = value.clone();
-        let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
-            let found = value_at(&given, e.path());
-            let path = e.path().to_string();
-            KilnError::Config(describe_serde_error(
-                &path,
-                &e.into_inner().to_string(),
-                found,
-            ))
-        })?;
-        config.validate()?;
+        let config: Config = serde_path_to_error::deserialize(value)
+            .map_err(|e| {
+                let found = value_at(&given, e.path());
+                let path = e.path().to_string();
+                KilnError::Config(describe_serde_error(
+                    &path,
+                    &e.into_inner().to_string(),
+                    found,
+                ))
+            })
+            .map_err(name_aliases)?;
+        config.validate().map_err(name_aliases)?;
         Ok(config)
     }
 
-    /// The JSON Schema of the config file format.
+    /// The JSON Schema of the config file format, every alias listed beside its key.
     pub fn json_schema() -> Value {
-        serde_json::to_value(schemars::schema_for!(Config)).unwrap_or(Value::Null)
+        let mut schema = serde_json::to_value(schemars::schema_for!(Config)).unwrap_or(Value::Null);
+        aliases::document_in_schema(&mut schema);
+        schema
     }
 }
 

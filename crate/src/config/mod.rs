@@ -1,12 +1,15 @@
 //! The run configuration: schema, loading (YAML / JSON / values) and validation.
 
+mod aliases;
 mod guard;
 mod layer_forms;
 mod load;
 mod names;
 mod schema;
+mod tracking;
 mod validate;
 
+pub use aliases::{ALIASES, Alias, aliases_of, document_in_schema as document_aliases_in_schema};
 pub use load::DEFAULT_CONFIG_YAML;
 pub use names::{from_serde_name, serde_name};
 pub use schema::*;

@@ -5,6 +5,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use super::tracking::{MlflowConfig, TrackingConfig};
+
 /// A whole training run: data, model, optimisation, validation, early stopping, checkpoints.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
@@ -35,6 +37,18 @@ pub struct Config {
     /// the browser).
     #[serde(skip_serializing_if = "ResourcesConfig::is_empty")]
     pub resources: ResourcesConfig,
+    /// Experiment trackers to log the run to (native runs only).
+    #[serde(skip_serializing_if = "TrackingConfig::is_empty")]
+    pub tracking: TrackingConfig,
+    /// `kiln train`: the directory run directories are made in (default `runs`; `--out` names
+    /// the run directory itself). Not allowed in `kiln serve` jobs or the browser.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_dir: Option<String>,
+    /// The device index to train on, for the backend chosen (`gpus: [1]` with `--backend wgpu`
+    /// is `--device wgpu:1`); at most one, as a run trains on one device. `kiln train --device`
+    /// overrides it; `kiln serve` workers train on their own `--device`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<usize>,
 }
 
 /// Where a job may run, in a fleet of `kiln serve` workers.
@@ -68,6 +82,9 @@ impl Default for Config {
             early_stopping: None,
             checkpoint: CheckpointConfig::default(),
             resources: ResourcesConfig::default(),
+            tracking: TrackingConfig::default(),
+            output_dir: None,
+            gpus: Vec::new(),
         }
     }
 }
@@ -404,7 +421,6 @@ fn one() -> usize {
 #[serde(deny_unknown_fields, default)]
 pub struct TrainingConfig {
     /// Number of passes over the training split.
-    #[serde(alias = "epochs")]
     pub num_passes: usize,
     /// Samples per step.
     pub batch_size: usize,
@@ -418,7 +434,9 @@ pub struct TrainingConfig {
     pub gradient_accumulation_steps: usize,
     /// Clip the global gradient norm to this value (0 = no clipping).
     pub gradient_max_norm: f64,
-    /// Floating-point precision: `f32`, or `f16` where the device supports it.
+    /// Floating-point precision: `f32`, or `f16` where the device supports it (`32` and `16`
+    /// mean the same).
+    #[schemars(schema_with = "precision_schema")]
     pub precision: Precision,
     /// Read the training loss (and gradient norm) from the device every this many steps.
     pub log_every_steps: usize,
@@ -510,6 +528,12 @@ pub enum LrScheduler {
     },
 }
 
+/// `f32` / `f16`, or the same as a number of bits.
+fn precision_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let named = generator.subschema_for::<Precision>();
+    schemars::json_schema!({ "anyOf": [named, { "enum": [32, 16] }] })
+}
+
 fn half() -> f64 {
     0.5
 }
@@ -588,7 +612,8 @@ pub enum Metric {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EarlyStoppingConfig {
-    /// The metrics to watch.
+    /// The metrics to watch (default: `val_loss`, lower is better).
+    #[serde(default = "watch_val_loss")]
     pub tasks: Vec<EarlyStoppingTask>,
     /// Evaluations without improvement before stopping.
     #[serde(default = "three")]
@@ -600,6 +625,16 @@ pub struct EarlyStoppingConfig {
 
 fn three() -> usize {
     3
+}
+
+fn watch_val_loss() -> Vec<EarlyStoppingTask> {
+    vec![EarlyStoppingTask {
+        metric: "val_loss".into(),
+        delta: 0.0,
+        mode: Direction::Min,
+        grace_period: 0,
+        init_best_score: None,
+    }]
 }
 
 /// One watched metric.

@@ -75,7 +75,8 @@ impl Config {
         self.validate_training()?;
         self.validate_validation()?;
         self.validate_early_stopping()?;
-        self.validate_checkpoint()
+        self.validate_checkpoint()?;
+        self.validate_run_settings()
     }
 
     fn validate_data(&self) -> Result<()> {
@@ -333,9 +334,74 @@ impl Config {
         let main = &self.checkpoint.main_metric;
         self.check_watchable("checkpoint.main_metric", main)
     }
+
+    fn validate_run_settings(&self) -> Result<()> {
+        if self.gpus.len() > 1 {
+            return Err(fail(
+                "gpus",
+                "must list at most one device index (a run trains on one device)",
+                format!("{:?}", self.gpus),
+            ));
+        }
+        if self
+            .output_dir
+            .as_deref()
+            .is_some_and(|d| d.trim().is_empty())
+        {
+            return Err(fail("output_dir", "must not be empty", "\"\""));
+        }
+        let Some(mlflow) = &self.tracking.mlflow else {
+            return Ok(());
+        };
+        if let Some(uri) = &mlflow.uri
+            && !(uri.starts_with("http://") || uri.starts_with("https://"))
+        {
+            return Err(fail(
+                "tracking.mlflow.uri",
+                "must be an http:// or https:// URL of an MLflow tracking server",
+                format!("{:?}", shorten(uri)),
+            ));
+        }
+        for (path, value) in [
+            ("tracking.mlflow.experiment", &mlflow.experiment),
+            ("tracking.mlflow.run_name", &mlflow.run_name),
+            ("tracking.mlflow.run_id", &mlflow.run_id),
+        ] {
+            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                return Err(fail(path, "must not be empty", "\"\""));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Config {
+    /// Refuses what only a native run can do, for the browser and Node's wasm: MLflow tracking,
+    /// an output directory, device indices.
+    pub fn check_runs_in_wasm(&self) -> Result<()> {
+        if self.tracking.mlflow.is_some() {
+            return Err(KilnError::Config(
+                "tracking.mlflow: MLflow tracking runs natively (`kiln train`, `kiln serve` jobs),                  not in the browser or Node's wasm; remove it here, or train with a Kiln server                  (remote mode) whose job logs to MLflow"
+                    .into(),
+            ));
+        }
+        if let Some(dir) = &self.output_dir {
+            return Err(fail(
+                "output_dir",
+                "is for `kiln train` (the browser and Node's wasm keep runs in their model store)",
+                format!("{:?}", shorten(dir)),
+            ));
+        }
+        if !self.gpus.is_empty() {
+            return Err(fail(
+                "gpus",
+                "is for native runs (a browser picks its WebGPU adapter itself)",
+                format!("{:?}", self.gpus),
+            ));
+        }
+        Ok(())
+    }
+
     /// The run's name as a safe file-name component: ASCII letters, digits, `-` and `_` kept,
     /// everything else (path separators, dots, spaces) turned into `-`, at most 64 characters.
     pub fn name_slug(&self) -> String {

@@ -2,10 +2,14 @@
 
 mod classification;
 mod name;
+mod points;
 mod regression;
 
 pub use classification::ConfusionMatrix;
 pub use name::{LEARNING_RATE, MetricName, Split, direction_of};
+pub use points::{
+    GRAD_NORM_SERIES, LEARNING_RATE_SERIES, MetricPoint, TRAIN_LOSS_SERIES, points_of, test_points,
+};
 pub use regression::regression_scores;
 
 use crate::config::Metric;

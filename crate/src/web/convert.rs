@@ -19,8 +19,14 @@ pub fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
 }
 
 /// A config from a JS object (same keys as the YAML), a YAML/JSON string, or `undefined`
-/// (the embedded default).
+/// (the embedded default), refused when it asks for what only native runs do (MLflow, ...).
 pub fn config_from_js(value: &JsValue) -> Result<Config, KilnError> {
+    let config = parse_config_from_js(value)?;
+    config.check_runs_in_wasm()?;
+    Ok(config)
+}
+
+fn parse_config_from_js(value: &JsValue) -> Result<Config, KilnError> {
     if value.is_undefined() || value.is_null() {
         return Config::embedded_default();
     }

@@ -246,6 +246,43 @@ pub fn prediction_features(file: &Path, row: &DatasetRow, sample_len: usize) -> 
         .collect())
 }
 
+/// Refuses the run settings a remote job may not choose: a directory on the server, a device
+/// (the worker's `--device` decides), or an MLflow server other than the worker's `--mlflow`.
+pub fn check_remote_run_settings(config: &Config, server_mlflow: Option<&str>) -> Result<()> {
+    if let Some(dir) = &config.output_dir {
+        return Err(KilnError::Config(format!(
+            "output_dir: a remote job cannot name a server-side directory (got {dir:?}); the \
+             server keeps each job's files itself"
+        )));
+    }
+    if !config.gpus.is_empty() {
+        return Err(KilnError::Config(format!(
+            "gpus: a remote job runs on its worker's device (kiln serve --device), got {:?}; \
+             route jobs to workers with resources.labels",
+            config.gpus
+        )));
+    }
+    let Some(mlflow) = &config.tracking.mlflow else {
+        return Ok(());
+    };
+    match (server_mlflow, mlflow.uri.as_deref()) {
+        (None, _) => Err(KilnError::Config(
+            "tracking.mlflow: this server logs to no MLflow tracking server (start it with \
+             `kiln serve --mlflow URI`)"
+                .into(),
+        )),
+        (Some(server), Some(asked))
+            if asked.trim_end_matches('/') != server.trim_end_matches('/') =>
+        {
+            Err(KilnError::Config(format!(
+                "tracking.mlflow.uri: this server logs to its own MLflow server ({server}); a job \
+                 cannot point it at another (got {asked:?}): leave uri out"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Refuses what a remote config may not say: a server-side path, or a source that reads the
 /// server's files. Remote jobs train on an uploaded dataset or the embedded `digits`.
 pub fn check_remote_data(config: &Config, has_dataset: bool) -> Result<()> {

@@ -1,6 +1,6 @@
 //! `/v1/jobs`: submit, list, inspect, follow (SSE), cancel and delete training jobs.
 
-use super::datasets::check_remote_data;
+use super::datasets::{check_remote_data, check_remote_run_settings};
 use super::hub::is_terminal;
 use super::listener::{CANCEL_CHANNEL, JOBS_CHANNEL};
 use super::problem::{ApiError, ProblemKind};
@@ -194,6 +194,7 @@ pub async fn submit(
     }
     let config = parse_config(body.config)?;
     check_remote_data(&config, body.dataset.is_some())?;
+    check_remote_run_settings(&config, state.runner.mlflow.as_deref())?;
     if let Some(dataset) = &body.dataset
         && state.registry.dataset(dataset).await?.is_none()
     {

@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use kiln::backend::native_device;
+use kiln::backend::{native_device, native_device_at};
 use kiln::model::{Predictor, SavedModel, summary};
 use kiln::store::{ModelId, ModelStore, import_into, list_models, load_model};
 use kiln::{KilnError, Result};
@@ -189,12 +189,12 @@ pub async fn predict(
     if model_bytes(&state, &model_id).await.is_err() {
         return Err(no_model(&model_id));
     }
-    let backend = state.runner.backend;
+    let device = state.runner.device;
     let response = blocking(move || {
         let features = features_of(&request.features)?;
         let saved = futures::executor::block_on(load_model(&store, &model_id))?;
         let outputs_per_row = saved.header.num_outputs;
-        let predictor = Predictor::new(saved, &native_device(backend)?)?;
+        let predictor = Predictor::new(saved, &native_device_at(device)?)?;
         let sample = predictor.sample_len();
         if let Some(shape) = &request.shape {
             let elements = kiln::limits::checked_elements(shape, "shape")?;

@@ -14,11 +14,17 @@ use super::registry::{Claimed, JobRow, retry_while_unreachable};
 use super::scheduler::Scheduler;
 use super::worker::WorkerIdentity;
 use crate::run_dir::{MetricsLog, RunDir};
-use kiln::backend::{BackendKind, native_device};
+use crate::tracking::{
+    Artifact, MlflowSettings, MlflowTracker, finish_timeout, record_unsent, run_dir_artifacts,
+    run_end,
+};
+use kiln::backend::{BackendKind, DeviceChoice, native_device_at};
 use kiln::data::{load_source, prepare};
 use kiln::jobs::{JobOutput, JobRun, run_job};
+use kiln::metrics::test_points;
 use kiln::model::ConfigModel;
 use kiln::model::{Predictor, predictions_csv};
+use kiln::store::ModelStore;
 use kiln::store::load_model;
 use kiln::train::TrainInputs;
 use kiln::train::{CheckpointData, CheckpointSink, TrainEvent};
@@ -43,8 +49,12 @@ pub struct RunnerContext {
     pub store: ServerModels,
     /// Datasets, checkpoints and results.
     pub objects: Objects,
-    /// `--backend`.
+    /// `--backend` (or `--device`'s backend).
     pub backend: BackendKind,
+    /// `--device`: the backend and adapter jobs run on.
+    pub device: DeviceChoice,
+    /// `--mlflow`: the tracking server training jobs log to.
+    pub mlflow: Option<String>,
     /// Writes events and status changes in order, off the training threads.
     pub recorder: Recorder,
     /// This worker.
@@ -210,7 +220,7 @@ fn predict_batch(
         attempt: lease.attempt,
     });
     let (task, outputs) = (saved.task(), saved.header.num_outputs);
-    let predictor = Predictor::new(saved, &native_device(ctx.backend)?)?;
+    let predictor = Predictor::new(saved, &native_device_at(ctx.device)?)?;
     let rows = features.len() / sample_len.max(1);
     let mut values = Vec::with_capacity(rows * outputs);
     for chunk in features.chunks(PREDICT_ROWS_PER_PASS * sample_len.max(1)) {
@@ -248,6 +258,7 @@ fn predict_batch(
 fn train(ctx: &RunnerContext, row: &JobRow, job: &Job, lease: &Lease) -> Result<TrainRunInfo> {
     let id = row.id.as_str();
     let config = Config::from_json_str(&row.config)?;
+    datasets::check_remote_run_settings(&config, ctx.mlflow.as_deref())?;
     let loaded = match &row.dataset {
         Some(dataset) => {
             let found = ctx
@@ -261,7 +272,7 @@ fn train(ctx: &RunnerContext, row: &JobRow, job: &Job, lease: &Lease) -> Result<
         None => load_source(&config)?,
     };
     let splits = prepare(&config, loaded)?;
-    let device = native_device(ctx.backend)?;
+    let device = native_device_at(ctx.device)?;
     let root = ctx.job_dir(id);
     if ctx.objects.is_remote() {
         // The recorded checkpoint is the truth: this machine's copy may be older, or from a
@@ -281,12 +292,23 @@ fn train(ctx: &RunnerContext, row: &JobRow, job: &Job, lease: &Lease) -> Result<
         recorded: stored_checkpoint(row),
     };
     let mut metrics_log = MetricsLog::open(&root, resume.as_ref().map(|r| r.state.step))?;
+    let tracker = MlflowSettings::resolve(
+        &config,
+        ctx.mlflow.as_deref(),
+        id,
+        &ctx.backend.to_string(),
+        Some(&root),
+    )?
+    .map(MlflowTracker::start);
     ctx.recorder.send(Record::Processing {
         job: id.to_string(),
         attempt: lease.attempt,
     });
     let mut log_error = None;
     let mut on_event = |event: &TrainEvent| {
+        if let Some(tracker) = &tracker {
+            tracker.log(event);
+        }
         if let Err(e) = metrics_log.log(event) {
             log_error.get_or_insert(e);
         }
@@ -308,7 +330,7 @@ fn train(ctx: &RunnerContext, row: &JobRow, job: &Job, lease: &Lease) -> Result<
         }
         Ok(())
     };
-    let output = futures::executor::block_on(run_job(
+    let outcome = futures::executor::block_on(run_job(
         job,
         JobRun {
             inputs: TrainInputs {
@@ -327,11 +349,55 @@ fn train(ctx: &RunnerContext, row: &JobRow, job: &Job, lease: &Lease) -> Result<
             before_store: Some(&mut write_results),
             holdout: true,
         },
-    ))?;
+    ));
+    if let Some(tracker) = tracker {
+        finish_tracking(ctx, id, lease, tracker, &outcome);
+    }
+    let output = outcome?;
     if let Some(e) = log_error {
         return Err(e);
     }
     Ok(output.info)
+}
+
+/// Ends a job's MLflow run as the job ended (a job handed over or lost stays running for the
+/// worker that goes on with it) and publishes a `warning` event for whatever was not sent.
+fn finish_tracking(
+    ctx: &RunnerContext,
+    id: &str,
+    lease: &Lease,
+    tracker: MlflowTracker,
+    outcome: &Result<JobOutput>,
+) {
+    let end = match (outcome, lease.stop_reason()) {
+        (Err(KilnError::Cancelled), Some(StopReason::Handover | StopReason::Lost)) => None,
+        _ => Some(run_end(outcome)),
+    };
+    let root = ctx.job_dir(id);
+    let mut artifacts = run_dir_artifacts(&root);
+    if let Ok(output) = outcome {
+        let summary = &output.info.summary;
+        tracker.log_points(test_points(&summary.final_metrics, summary.steps));
+        let model = kiln::store::ModelId::parse(&output.info.model_id)
+            .ok()
+            .and_then(|model| {
+                futures::executor::block_on(ctx.store.get(&model))
+                    .ok()
+                    .flatten()
+            });
+        if let Some(bytes) = model {
+            artifacts.push(Artifact::Bytes("best_model.kiln".into(), bytes));
+        }
+    }
+    let report = tracker.finish(end, artifacts, finish_timeout());
+    for line in record_unsent(&root, &report) {
+        ctx.publish(
+            id,
+            "warning",
+            serde_json::json!({ "event": "warning", "message": line }),
+            lease.attempt,
+        );
+    }
 }
 
 /// Tries an object-store call three times, a second and then two apart.

@@ -18,7 +18,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::routing::{get, post};
-use kiln::backend::BackendKind;
+use kiln::backend::DeviceChoice;
 use kiln::store::DirStore;
 use kiln::{KilnError, Result};
 use std::collections::BTreeMap;
@@ -46,8 +46,10 @@ pub struct ServeOptions {
     pub max_upload_mb: usize,
     /// Jobs waiting at most.
     pub max_queued_jobs: usize,
-    /// Backend for training and prediction.
-    pub backend: BackendKind,
+    /// The device jobs train and predict on (its backend labels the worker).
+    pub device: DeviceChoice,
+    /// The MLflow tracking server every training job logs to.
+    pub mlflow: Option<String>,
     /// `postgres://…` (a fleet's shared registry); `None`: `DATA_DIR/kiln.db`.
     pub database: Option<String>,
     /// `file:///dir` or `s3://bucket/prefix`; `None`: `DATA_DIR`.
@@ -127,7 +129,7 @@ pub fn serve(options: ServeOptions, pool: Arc<rayon::ThreadPool>) -> Result<()> 
         .local_addr()
         .map_err(|e| KilnError::io("cannot read the bound address", e))?;
     let mut labels: BTreeMap<String, String> = options.labels.iter().cloned().collect();
-    labels.insert("backend".into(), options.backend.to_string());
+    labels.insert("backend".into(), options.device.kind.to_string());
     let worker = WorkerIdentity {
         id: worker_id(&options.data_dir)?,
         labels,
@@ -147,7 +149,9 @@ pub fn serve(options: ServeOptions, pool: Arc<rayon::ThreadPool>) -> Result<()> 
         data_dir: options.data_dir.clone(),
         store,
         objects,
-        backend: options.backend,
+        backend: options.device.kind,
+        device: options.device,
+        mlflow: options.mlflow.clone(),
         recorder: Recorder::start(runtime.handle(), hub.clone(), scheduler.clone()),
         worker: worker.clone(),
     };
@@ -239,7 +243,7 @@ async fn join_fleet(
         id: worker.id.clone(),
         host: hostname(),
         addr: bound.to_string(),
-        backend: options.backend.to_string(),
+        backend: options.device.kind.to_string(),
         labels: serde_json::to_string(&worker.labels).unwrap_or_else(|_| "{}".into()),
         capacity: options.max_concurrent_jobs as i64,
         started_at: now,

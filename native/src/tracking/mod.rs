@@ -1,0 +1,13 @@
+//! Experiment tracking for native runs (`kiln train`, `kiln serve` jobs): MLflow over its REST
+//! API, logged from a thread of its own so a slow or absent server never slows training.
+
+mod mlflow_api;
+mod mlflow_settings;
+mod mlflow_tracker;
+mod params;
+mod run_end;
+
+pub use mlflow_settings::{MlflowSettings, finish_timeout};
+pub use mlflow_tracker::{Artifact, MlflowTracker, RunEnd, TrackerReport};
+pub use params::flatten_config;
+pub use run_end::{record_unsent, run_dir_artifacts, run_end};
