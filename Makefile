@@ -47,7 +47,9 @@ demo: setup pkg
 ## Node, the npm consumer and interchange tests, lint, CUDA type-check.
 test: setup lint check-cuda test-rust test-web test-js test-python test-fleet
 
+## Rust: unit, CLI end-to-end and the MLflow tests (a real `mlflow server` from .venv-mlflow).
 test-rust:
+	./scripts/setup-mlflow.sh
 	$(CARGO) test --workspace
 
 ## Node 20: the packed npm package driven through its documented API, and native <-> JS models.

@@ -1,0 +1,630 @@
+//! MLflow tracking against a real MLflow tracking server (`mlflow server` from PyPI in
+//! `.venv-mlflow`, made by scripts/setup-mlflow.sh), started on a free loopback port with a
+//! SQLite backend store and stopped afterwards: params, metric histories equal to
+//! metrics.jsonl, tags, artifacts, the run's final status, `kiln serve` jobs, and a server that
+//! goes away mid-run.
+
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const KILN: &str = env!("CARGO_BIN_EXE_kiln");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn mlflow_bin() -> PathBuf {
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv-mlflow/bin/mlflow");
+    assert!(
+        bin.exists(),
+        "{} is missing: run ./scripts/setup-mlflow.sh (make test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// Kills a process group (the server and every worker it started).
+fn kill_group(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .args([signal, "--", &format!("-{pid}")])
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// A throwaway MLflow tracking server.
+struct Mlflow {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Mlflow {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
+        let child = {
+            use std::os::unix::process::CommandExt;
+            Command::new(mlflow_bin())
+                .args(["server", "--host", "127.0.0.1", "--port", &port.to_string()])
+                .arg("--workers")
+                .arg("1")
+                .arg("--backend-store-uri")
+                .arg(format!(
+                    "sqlite:///{}",
+                    dir.path().join("mlflow.db").display()
+                ))
+                .arg("--artifacts-destination")
+                .arg(dir.path().join("artifacts"))
+                .current_dir(dir.path())
+                .env("MLFLOW_TRACKING_URI", "")
+                .stdout(log.try_clone().expect("log"))
+                .stderr(log)
+                .process_group(0)
+                .spawn()
+                .expect("start mlflow server")
+        };
+        let server = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            let up = reqwest::blocking::get(format!("{}/health", server.url))
+                .is_ok_and(|r| r.status().is_success());
+            if up {
+                return server;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let log =
+            std::fs::read_to_string(server._dir.path().join("server.log")).unwrap_or_default();
+        panic!("the MLflow server did not come up in 120 s:\n{log}");
+    }
+
+    fn stop(&mut self) {
+        kill_group(self.child.id(), "-9");
+        let _ = self.child.wait();
+    }
+
+    fn get(&self, path: &str, query: &[(&str, &str)]) -> Value {
+        let response = reqwest::blocking::Client::new()
+            .get(format!("{}/api/2.0/mlflow/{path}", self.url))
+            .query(query)
+            .send()
+            .expect("MLflow answers");
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
+        response.json().expect("JSON")
+    }
+
+    fn run(&self, run_id: &str) -> Value {
+        self.get("runs/get", &[("run_id", run_id)])["run"].clone()
+    }
+
+    /// `(step, value)` of a metric's whole history, by step.
+    fn history(&self, run_id: &str, key: &str) -> Vec<(u64, f64)> {
+        let answer = self.get(
+            "metrics/get-history",
+            &[
+                ("run_id", run_id),
+                ("metric_key", key),
+                ("max_results", "25000"),
+            ],
+        );
+        let mut points: Vec<(u64, f64)> = answer["metrics"]
+            .as_array()
+            .map(|ms| {
+                ms.iter()
+                    .map(|m| {
+                        (
+                            m["step"].as_u64().unwrap_or(0),
+                            m["value"].as_f64().unwrap_or(f64::NAN),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        points.sort_by_key(|p| p.0);
+        points
+    }
+
+    fn artifact(&self, run: &Value, name: &str) -> Vec<u8> {
+        let uri = run["info"]["artifact_uri"].as_str().expect("artifact uri");
+        let path = uri
+            .trim_start_matches("mlflow-artifacts:")
+            .trim_start_matches('/');
+        let response = reqwest::blocking::get(format!(
+            "{}/api/2.0/mlflow-artifacts/artifacts/{path}/{name}",
+            self.url
+        ))
+        .expect("artifact download");
+        assert!(
+            response.status().is_success(),
+            "{name}: {}",
+            response.status()
+        );
+        response.bytes().expect("bytes").to_vec()
+    }
+}
+
+impl Drop for Mlflow {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn data(run: &Value, section: &str) -> BTreeMap<String, String> {
+    run["data"][section]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|i| {
+                    (
+                        i["key"].as_str().unwrap_or_default().to_string(),
+                        i["value"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn run_id_of(run_dir: &Path) -> String {
+    let text = std::fs::read_to_string(run_dir.join("mlflow-run.json")).expect("mlflow-run.json");
+    let value: Value = serde_json::from_str(&text).expect("JSON");
+    value["runId"].as_str().expect("runId").to_string()
+}
+
+/// The series metrics.jsonl holds: progress lines' loss/grad norm, evaluations' val_* metrics.
+fn logged_series(run_dir: &Path) -> BTreeMap<String, Vec<(u64, f64)>> {
+    let text = std::fs::read_to_string(run_dir.join("metrics.jsonl")).expect("metrics.jsonl");
+    let mut series: BTreeMap<String, Vec<(u64, f64)>> = BTreeMap::new();
+    for line in text.lines() {
+        let event: Value = serde_json::from_str(line).expect("a JSON line");
+        let step = event["step"].as_u64().expect("step");
+        match event["event"].as_str() {
+            Some("progress") => {
+                series
+                    .entry("train_loss".into())
+                    .or_default()
+                    .push((step, event["loss"].as_f64().unwrap()));
+                if let Some(norm) = event["gradNorm"].as_f64() {
+                    series
+                        .entry("grad_norm".into())
+                        .or_default()
+                        .push((step, norm));
+                }
+            }
+            Some("evaluated") => {
+                for (name, value) in event["metrics"].as_object().expect("metrics") {
+                    if name.starts_with("val_") {
+                        series
+                            .entry(name.clone())
+                            .or_default()
+                            .push((step, value.as_f64().unwrap()));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    series
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * a.abs().max(1.0)
+}
+
+fn kiln(store: &Path) -> Command {
+    let mut cmd = Command::new(KILN);
+    cmd.arg("--store").arg(store);
+    cmd.env_remove("MLFLOW_TRACKING_URI");
+    cmd
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+const CONFIG: &str = "name: mlflow-test\n\
+seed: 5\n\
+training:\n  num_epochs: 3\n  lr: 0.002\n  log_every_steps: 5\n\
+tracking:\n  mlflow:\n    experiment: kiln-tests\n    run_name: digits-three-epochs\n";
+
+#[test]
+fn a_run_is_logged_to_a_real_mlflow_server_and_matches_its_own_files() {
+    let server = Mlflow::start();
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let config = scratch.path().join("c.yaml");
+    std::fs::write(&config, CONFIG).expect("config");
+    let run_dir = scratch.path().join("run");
+    let out = kiln(&scratch.path().join("store"))
+        .arg("train")
+        .arg(&config)
+        .arg("--out")
+        .arg(&run_dir)
+        .args(["--mlflow", &server.url, "--json"])
+        .output()
+        .expect("kiln train");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("not sent"), "{}", stderr(&out));
+    let info: Value = serde_json::from_slice(&out.stdout).expect("--json");
+    let run_id = run_id_of(&run_dir);
+    let run = server.run(&run_id);
+
+    assert_eq!(run["info"]["status"], "FINISHED");
+    assert_eq!(run["info"]["run_name"], "digits-three-epochs");
+    let params = data(&run, "params");
+    assert_eq!(params["name"], "mlflow-test");
+    assert_eq!(params["training.num_passes"], "3", "the alias resolved");
+    assert_eq!(
+        params["training.weight_optimization.learning_rate"],
+        "0.002"
+    );
+    assert_eq!(params["training.log_every_steps"], "5");
+    assert!(params.len() > 20, "the whole config: {params:?}");
+    let tags = data(&run, "tags");
+    assert_eq!(tags["kiln.job_id"], info["jobId"].as_str().unwrap());
+    assert_eq!(tags["kiln.backend"], "cpu");
+    assert_eq!(tags["kiln.version"], env!("CARGO_PKG_VERSION"));
+    let experiment = server.get(
+        "experiments/get",
+        &[(
+            "experiment_id",
+            run["info"]["experiment_id"].as_str().unwrap(),
+        )],
+    );
+    assert_eq!(experiment["experiment"]["name"], "kiln-tests");
+
+    let series = logged_series(&run_dir);
+    for name in ["train_loss", "grad_norm", "val_loss", "val_accuracy"] {
+        let logged = &series[name];
+        let tracked = server.history(&run_id, name);
+        assert_eq!(
+            tracked.len(),
+            logged.len(),
+            "{name}: {tracked:?} vs {logged:?}"
+        );
+        for (t, l) in tracked.iter().zip(logged) {
+            assert_eq!(t.0, l.0, "{name}: steps");
+            assert!(
+                close(t.1, l.1),
+                "{name} at step {}: {} vs {}",
+                t.0,
+                t.1,
+                l.1
+            );
+        }
+    }
+    assert!(series["train_loss"].len() >= 10);
+    let test_accuracy = server.history(&run_id, "test_accuracy");
+    assert_eq!(test_accuracy.len(), 1);
+    let expected = info["finalMetrics"]["test_accuracy"].as_f64().unwrap();
+    assert!(close(test_accuracy[0].1, expected));
+    assert_eq!(test_accuracy[0].0, info["steps"].as_u64().unwrap());
+
+    for name in ["run.json", "best_model.kiln", "holdout.csv", "config.yaml"] {
+        let local = std::fs::read(run_dir.join(name)).expect("local file");
+        assert_eq!(server.artifact(&run, name), local, "{name}");
+    }
+
+    // Resuming a finished run is refused by kiln; a new run with the same config and `run_id`
+    // logs into the existing MLflow run instead of creating one.
+    let again = scratch.path().join("again.yaml");
+    std::fs::write(
+        &again,
+        format!("{CONFIG}run:\n  run_id: {run_id}\n").replace("num_epochs: 3", "num_epochs: 1"),
+    )
+    .expect("config");
+    let out = kiln(&scratch.path().join("store"))
+        .arg("train")
+        .arg(&again)
+        .arg("--out")
+        .arg(scratch.path().join("again"))
+        .args(["--mlflow", &server.url])
+        .output()
+        .expect("kiln train");
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    // Its params differ (num_passes 1 vs 3): MLflow refuses changing a param, and Kiln says so.
+    assert!(err.contains("params refused by the server"), "{err}");
+    let run = server.run(&run_id);
+    assert_eq!(run["info"]["status"], "FINISHED");
+    let runs = server.get(
+        "experiments/get",
+        &[(
+            "experiment_id",
+            run["info"]["experiment_id"].as_str().unwrap(),
+        )],
+    );
+    assert_eq!(runs["experiment"]["name"], "kiln-tests");
+    assert!(server.history(&run_id, "train_loss").len() > series["train_loss"].len());
+}
+
+/// Waits until `path` exists (a file the run writes), or the child ends.
+fn wait_for(path: &Path, child: &mut Child, within: Duration) {
+    let deadline = Instant::now() + within;
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("kiln ended ({status}) before {} appeared", path.display());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn progress_lines(run_dir: &Path) -> usize {
+    std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .map(|t| t.lines().filter(|l| l.contains("\"progress\"")).count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_server_that_goes_away_mid_run_does_not_stop_the_training() {
+    let mut server = Mlflow::start();
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let config = scratch.path().join("c.yaml");
+    std::fs::write(
+        &config,
+        "name: outage\ntraining:\n  num_epochs: 40\n  log_every_steps: 2\ntracking:\n  mlflow: {}\n",
+    )
+    .expect("config");
+    let run_dir = scratch.path().join("run");
+    let started = Instant::now();
+    let mut child = kiln(&scratch.path().join("store"))
+        .arg("train")
+        .arg(&config)
+        .arg("--out")
+        .arg(&run_dir)
+        .args(["--mlflow", &server.url])
+        .env("KILN_MLFLOW_FINISH_SECS", "3")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kiln train");
+    wait_for(
+        &run_dir.join("mlflow-run.json"),
+        &mut child,
+        Duration::from_secs(60),
+    );
+    while progress_lines(&run_dir) < 20 {
+        assert!(
+            child.try_wait().ok().flatten().is_none(),
+            "the run ended before the outage"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.stop();
+    let stopped_at = Instant::now();
+    let out = child.wait_with_output().expect("kiln train ends");
+    let err = stderr(&out);
+    assert!(out.status.success(), "the training must complete: {err}");
+    assert!(
+        err.contains("warning: MLflow: not sent:") && err.contains("metric values"),
+        "{err}"
+    );
+    assert!(err.contains("the run's final status FINISHED"), "{err}");
+    let log = std::fs::read_to_string(run_dir.join("tracking.log")).expect("tracking.log");
+    assert!(
+        log.contains("metric values") && log.contains("FINISHED"),
+        "{log}"
+    );
+    // The run's own files are all there, the log complete to the last step.
+    let info: Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("run.json")).expect("run.json"))
+            .expect("JSON");
+    let last = std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .expect("metrics")
+        .lines()
+        .filter(|l| l.contains("\"progress\""))
+        .next_back()
+        .map(|l| serde_json::from_str::<Value>(l).expect("JSON"))
+        .expect("a progress line");
+    assert_eq!(last["step"], last["totalSteps"]);
+    assert_eq!(info["epochsRun"], 40);
+    assert!(run_dir.join("best_model.kiln").exists());
+    // The end waited for the server at most about KILN_MLFLOW_FINISH_SECS.
+    assert!(
+        stopped_at.elapsed() < Duration::from_secs(60),
+        "took {:?} after the outage (whole run {:?})",
+        stopped_at.elapsed(),
+        started.elapsed()
+    );
+}
+
+#[test]
+fn an_interrupted_run_ends_killed_and_a_failed_one_failed() {
+    let server = Mlflow::start();
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let store = scratch.path().join("store");
+    let long = scratch.path().join("long.yaml");
+    std::fs::write(
+        &long,
+        "name: interrupted\ntraining:\n  num_epochs: 500\ntracking:\n  mlflow: {experiment: kiln-status}\n",
+    )
+    .expect("config");
+    let run_dir = scratch.path().join("run");
+    let mut child = kiln(&store)
+        .arg("train")
+        .arg(&long)
+        .arg("--out")
+        .arg(&run_dir)
+        .args(["--mlflow", &server.url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kiln train");
+    wait_for(
+        &run_dir.join("mlflow-run.json"),
+        &mut child,
+        Duration::from_secs(60),
+    );
+    while progress_lines(&run_dir) < 5 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().expect("kiln ends");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
+    assert_eq!(server.run(&run_id_of(&run_dir))["info"]["status"], "KILLED");
+
+    let diverging = scratch.path().join("nan.yaml");
+    std::fs::write(
+        &diverging,
+        "name: diverging\ntraining:\n  num_epochs: 5\n  optimizer: sgd\n  lr: 1.0e12\n\
+         tracking:\n  mlflow: {experiment: kiln-status}\n",
+    )
+    .expect("config");
+    let failed_dir = scratch.path().join("failed");
+    let out = kiln(&store)
+        .arg("train")
+        .arg(&diverging)
+        .arg("--out")
+        .arg(&failed_dir)
+        .args(["--mlflow", &server.url])
+        .output()
+        .expect("kiln train");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(
+        server.run(&run_id_of(&failed_dir))["info"]["status"],
+        "FAILED"
+    );
+}
+
+/// A `kiln serve` on a free port, stopped afterwards.
+struct Serve {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(data_dir: &Path, mlflow: &str) -> Serve {
+    let port = free_port();
+    let child = Command::new(KILN)
+        .args([
+            "serve",
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+            "--mlflow",
+            mlflow,
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("MLFLOW_TRACKING_URI")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kiln serve");
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while reqwest::blocking::get(format!("{url}/v1/health")).is_err() {
+        assert!(Instant::now() < deadline, "kiln serve did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Serve { child, url }
+}
+
+#[test]
+fn kiln_serve_jobs_are_logged_and_may_not_pick_another_server() {
+    let server = Mlflow::start();
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let kiln_serve = serve(&scratch.path().join("data"), &server.url);
+    let client = reqwest::blocking::Client::new();
+    let submitted: Value = client
+        .post(format!("{}/v1/jobs", kiln_serve.url))
+        .json(&json!({ "config": {
+            "name": "served",
+            "training": { "epochs": 2 },
+            "tracking": { "mlflow": { "experiment": "kiln-served" } }
+        }}))
+        .send()
+        .expect("submit")
+        .json()
+        .expect("JSON");
+    let id = submitted["id"].as_str().expect("job id").to_string();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let job = loop {
+        let job: Value = client
+            .get(format!("{}/v1/jobs/{id}", kiln_serve.url))
+            .send()
+            .expect("job")
+            .json()
+            .expect("JSON");
+        if job["status"] == "completed" || job["status"] == "failed" {
+            break job;
+        }
+        assert!(Instant::now() < deadline, "the job did not end: {job}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(job["status"], "completed", "{job}");
+    let experiment = server.get(
+        "experiments/get-by-name",
+        &[("experiment_name", "kiln-served")],
+    );
+    let experiment_id = experiment["experiment"]["experiment_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let found: Value = client
+        .post(format!("{}/api/2.0/mlflow/runs/search", server.url))
+        .json(&json!({
+            "experiment_ids": [experiment_id],
+            "filter": format!("tags.`kiln.job_id` = '{id}'"),
+        }))
+        .send()
+        .expect("search")
+        .json()
+        .expect("JSON");
+    let runs = found["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 1, "{found}");
+    let run_id = runs[0]["info"]["run_id"].as_str().unwrap();
+    let run = server.run(run_id);
+    assert_eq!(run["info"]["status"], "FINISHED");
+    assert!(!server.history(run_id, "val_loss").is_empty());
+    let model_id = job["result"]["modelId"].as_str().expect("model id");
+    let model = client
+        .get(format!("{}/v1/models/{model_id}", kiln_serve.url))
+        .send()
+        .expect("model")
+        .bytes()
+        .expect("bytes");
+    assert_eq!(server.artifact(&run, "best_model.kiln"), model.to_vec());
+
+    let refused = client
+        .post(format!("{}/v1/jobs", kiln_serve.url))
+        .json(&json!({ "config": { "tracking": { "mlflow": { "uri": "http://127.0.0.1:9/" } } } }))
+        .send()
+        .expect("submit");
+    assert_eq!(refused.status().as_u16(), 400);
+    let problem: Value = refused.json().expect("problem+json");
+    let detail = problem["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("tracking.mlflow.uri") && detail.contains("its own MLflow server"),
+        "{problem}"
+    );
+}
