@@ -114,7 +114,7 @@ fn pick(devices: Vec<Device>, kind: BackendKind, index: usize) -> Result<Device>
     let found: Vec<String> = devices
         .iter()
         .enumerate()
-        .map(|(i, d)| format!("{kind}:{i} ({d:?})"))
+        .map(|(i, d)| format!("{kind}:{i} ({})", device_name(d)))
         .collect();
     let list = if found.is_empty() {
         "none".to_string()
@@ -124,6 +124,17 @@ fn pick(devices: Vec<Device>, kind: BackendKind, index: usize) -> Result<Device>
     Err(KilnError::BackendUnavailable(format!(
         "there is no device {kind}:{index}: this machine has {list}"
     )))
+}
+
+/// A device as it names itself (`llvmpipe (LLVM 15.0.6, 256 bits)`, `NVIDIA H200`), opening it;
+/// its debug form when it cannot say.
+#[cfg(all(not(target_family = "wasm"), any(feature = "wgpu", feature = "cuda")))]
+fn device_name(device: &Device) -> String {
+    std::panic::catch_unwind(|| device.identity())
+        .ok()
+        .flatten()
+        .map(|identity| identity.name)
+        .unwrap_or_else(|| format!("{device:?}"))
 }
 
 #[cfg(all(not(target_family = "wasm"), feature = "wgpu"))]

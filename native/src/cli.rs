@@ -63,6 +63,23 @@ pub enum Command {
         #[command(subcommand)]
         action: ModelsAction,
     },
+    /// Draw runs' curves (losses, accuracy, gradient norm, learning rate) from their
+    /// metrics.jsonl into a PNG or SVG file, or in the terminal.
+    Plot {
+        /// Run directories (`runs/<name>-<job id>`, or a `kiln serve` job's directory).
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// The series, comma-separated (default: train_loss,val_loss,val_accuracy,grad_norm —
+        /// those the runs have). Also learning_rate, test_* and any val_* metric.
+        #[arg(long, value_delimiter = ',')]
+        metrics: Vec<String>,
+        /// The image to write (.png or .svg; default: curves.png in the first run directory).
+        #[arg(long, conflicts_with = "terminal")]
+        out: Option<PathBuf>,
+        /// Draw in the terminal instead (braille characters, for a quick look over SSH).
+        #[arg(long)]
+        terminal: bool,
+    },
     /// Print the config file's JSON Schema.
     Schema {
         /// Print every API type instead (config, events, results, model summaries) under

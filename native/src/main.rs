@@ -2,6 +2,7 @@
 
 mod cli;
 mod models_cmd;
+mod plot;
 mod run_dir;
 mod serve;
 mod tracking;
@@ -108,6 +109,12 @@ fn run(cli: Cli, pool: std::sync::Arc<rayon::ThreadPool>) -> Result<()> {
             },
             pool,
         ),
+        Command::Plot {
+            runs,
+            metrics,
+            out,
+            terminal,
+        } => plot_cmd(&runs, &metrics, out, terminal),
         Command::Schema { api } => {
             let schema = if api {
                 kiln::api_schema::api_schema()
@@ -120,6 +127,33 @@ fn run(cli: Cli, pool: std::sync::Arc<rayon::ThreadPool>) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `kiln plot`.
+fn plot_cmd(
+    dirs: &[std::path::PathBuf],
+    metrics: &[String],
+    out: Option<std::path::PathBuf>,
+    terminal: bool,
+) -> Result<()> {
+    let runs = dirs
+        .iter()
+        .map(|dir| plot::RunCurves::read(dir))
+        .collect::<Result<Vec<_>>>()?;
+    let metrics = plot::pick_metrics(&runs, metrics)?;
+    if terminal {
+        let width = std::env::var("COLUMNS")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(100);
+        let colour = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        print!("{}", plot::draw_in_terminal(&runs, &metrics, width, colour));
+        return Ok(());
+    }
+    let out = out.unwrap_or_else(|| dirs[0].join("curves.png"));
+    plot::draw_chart(&runs, &metrics, &out)?;
+    eprintln!("kiln: {} drawn in {}", metrics.join(", "), out.display());
+    Ok(())
 }
 
 fn main() -> ExitCode {

@@ -1019,3 +1019,218 @@ fn a_character_gru_tells_female_from_male_names() {
     assert!(accuracy >= 0.7, "test accuracy {accuracy}");
     assert_eq!(info["epochsRun"], 3);
 }
+
+/// Pixels of exactly this colour in a PNG.
+fn pixels_of(png_path: &Path, rgb: [u8; 3]) -> (u32, u32, usize) {
+    let decoder = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(png_path).expect("png file"),
+    ));
+    let mut reader = decoder.read_info().expect("a valid PNG");
+    let mut buffer = vec![0; reader.output_buffer_size().expect("size")];
+    let frame = reader.next_frame(&mut buffer).expect("a PNG frame");
+    let channels = frame.color_type.samples();
+    let count = buffer[..frame.buffer_size()]
+        .chunks(channels)
+        .filter(|p| p[..3] == rgb)
+        .count();
+    (frame.width, frame.height, count)
+}
+
+#[test]
+fn plot_draws_runs_into_png_svg_and_the_terminal() {
+    let s = Scratch::new();
+    let config =
+        |seed: u64| format!("seed: {seed}\ntraining: {{num_epochs: 2, log_every_steps: 4}}\n");
+    s.train(&config(1), "run-a");
+    s.train(&config(2), "run-b");
+    let (a, b) = (s.path("run-a"), s.path("run-b"));
+    let png = s.path("curves.png");
+    let out = s.run(&[
+        "plot",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Four panels (train_loss, val_loss, val_accuracy, grad_norm) in a 2x2 grid; each run's
+    // colour (plotters' Palette99: red, then green) drawn in every panel.
+    let (width, height, red) = pixels_of(&png, [0xE6, 0x19, 0x4B]);
+    assert_eq!((width, height), (1280, 800));
+    let (_, _, green) = pixels_of(&png, [0x3C, 0xB4, 0x4B]);
+    assert!(red > 400 && green > 400, "red {red}, green {green}");
+
+    let svg = s.path("curves.svg");
+    let out = s.run(&[
+        "plot",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--metrics",
+        "train_loss,val_accuracy,learning_rate",
+        "--out",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&svg).expect("svg");
+    assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"));
+    for title in [
+        "train_loss",
+        "val_accuracy",
+        "learning_rate",
+        "run-a",
+        "run-b",
+    ] {
+        assert!(
+            text.contains(&format!(">{title}<")) || text.contains(&format!(">\n{title}\n<")),
+            "{title} missing"
+        );
+    }
+    // One line per run per panel plus its legend mark; run-a's train_loss line has a point
+    // per progress line of its metrics.jsonl.
+    assert_eq!(text.matches("stroke=\"#E6194B\"").count(), 6);
+    assert_eq!(text.matches("stroke=\"#3CB44B\"").count(), 6);
+    let progress = progress_losses(&a).len();
+    let longest = text
+        .split("stroke=\"#E6194B\"")
+        .skip(1)
+        .map(|rest| {
+            let points = rest.split("points=\"").nth(1).unwrap_or_default();
+            points
+                .split('"')
+                .next()
+                .unwrap_or_default()
+                .split_whitespace()
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    assert_eq!(longest, progress, "train_loss points");
+
+    let out = s.run(&[
+        "plot",
+        a.to_str().unwrap(),
+        "--terminal",
+        "--metrics",
+        "val_loss",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let drawn = String::from_utf8_lossy(&out.stdout);
+    assert!(drawn.starts_with("val_loss\n"), "{drawn}");
+    assert!(
+        drawn.contains("run-a")
+            && drawn
+                .chars()
+                .any(|c| ('\u{2801}'..='\u{28FF}').contains(&c))
+    );
+
+    let out = s.run(&["plot", a.to_str().unwrap(), "--metrics", "val_f1"]);
+    let (code, err) = code_and_err(&out);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("no run has `val_f1`") && err.contains("val_loss"),
+        "{err}"
+    );
+    let out = s.run(&["plot", a.to_str().unwrap(), "--out", "curves.pdf"]);
+    assert!(code_and_err(&out).1.contains("must end in .png or .svg"));
+    let out = s.run(&["plot", s.path("nothing").to_str().unwrap()]);
+    assert!(
+        code_and_err(&out).1.contains("is nothing a run directory?")
+            || code_and_err(&out).1.contains("a run directory?")
+    );
+}
+
+#[test]
+fn devices_are_picked_by_index_and_a_missing_one_lists_what_exists() {
+    let s = Scratch::new();
+    let config = s.write("c.yaml", "training: {num_epochs: 1}\n");
+    let config = config.to_str().unwrap();
+    let out = s.run(&[
+        "train",
+        config,
+        "--device",
+        "wgpu:0",
+        "--out",
+        s.path("a").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("on wgpu:0"), "{}", stderr(&out));
+    let out = s.run(&[
+        "train",
+        config,
+        "--device",
+        "wgpu:7",
+        "--out",
+        s.path("b").to_str().unwrap(),
+    ]);
+    let (code, err) = code_and_err(&out);
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("there is no device wgpu:7: this machine has wgpu:0"),
+        "{err}"
+    );
+    let gpus = s.write("g.yaml", "training: {num_epochs: 1}\ngpus: [0]\n");
+    let out = s.run(&[
+        "train",
+        gpus.to_str().unwrap(),
+        "--backend",
+        "wgpu",
+        "--out",
+        s.path("c").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("on wgpu:0"), "{}", stderr(&out));
+    let out = s.run(&[
+        "train",
+        gpus.to_str().unwrap(),
+        "--out",
+        s.path("d").to_str().unwrap(),
+    ]);
+    let (code, err) = code_and_err(&out);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("gpus: [0]") && err.contains("--backend wgpu"),
+        "{err}"
+    );
+    let out = s.run(&["train", config, "--device", "gpu:1"]);
+    let (code, err) = code_and_err(&out);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("cpu, wgpu, wgpu:N, cuda or cuda:N"), "{err}");
+}
+
+#[test]
+fn other_trainers_run_settings_are_read_as_kilns_own() {
+    let s = Scratch::new();
+    let config = s.write(
+        "aliases.yaml",
+        "training:\n  num_epochs: 2\n  optimizer: sgd\n  lr: 0.05\n  checkpoint_at: 1\n  \
+         validation_steps: 20\n  precision: 32\nrun:\n  experiment_name: aliased\n  \
+         output_dir: out/runs\n  seed: 9\n",
+    );
+    let out = s.run(&["train", config.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let info = json(&out);
+    assert_eq!(info["name"], "aliased");
+    let runs: Vec<_> = std::fs::read_dir(s.path("out/runs"))
+        .expect("run.output_dir holds the run")
+        .filter_map(|e| e.ok())
+        .collect();
+    assert_eq!(runs.len(), 1);
+    let resolved = std::fs::read_to_string(runs[0].path().join("config.yaml")).expect("config");
+    assert!(
+        resolved.contains("learning_rate: 0.05") && resolved.contains("seed: 9"),
+        "{resolved}"
+    );
+    // Validation every 20 steps: 2 epochs of 40 steps give 4 evaluations.
+    assert_eq!(info["history"].as_array().map(Vec::len), Some(4));
+    let both = s.write(
+        "both.yaml",
+        "training:\n  lr: 0.1\n  weight_optimization: {learning_rate: 0.2}\n",
+    );
+    let out = s.run(&["train", both.to_str().unwrap()]);
+    let (code, err) = code_and_err(&out);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("training.weight_optimization.learning_rate and training.lr both set"),
+        "{err}"
+    );
+}
