@@ -295,7 +295,7 @@ export type TrainEvent =
  */
 export interface CheckpointConfig {
   /**
-   * Write a checkpoint every this many epochs (0 = never).
+   * Write a checkpoint every this many epochs (0 = never). Alias: `training.checkpoint_at`.
    */
   every_epochs?: number;
   /**
@@ -398,13 +398,13 @@ export interface TextConfig {
 export interface EarlyStoppingConfig {
   mode?: StopMode;
   /**
-   * Evaluations without improvement before stopping.
+   * Evaluations without improvement before stopping. Alias: `training.early_stop_patience`.
    */
   patience?: number;
   /**
-   * The metrics to watch.
+   * The metrics to watch (default: `val_loss`, lower is better).
    */
-  tasks: EarlyStoppingTask[];
+  tasks?: EarlyStoppingTask[];
 }
 /**
  * One watched metric.
@@ -467,6 +467,34 @@ export interface InitFrom {
    * npm package: a URL the package fetches the file from (or pass `bytes`, a Uint8Array).
    */
   url?: string | null;
+}
+/**
+ * Logging a run to MLflow: params (the resolved config, flattened), metrics at the loop's read
+ * points in batches, tags (job id, backend, Kiln version), artifacts at the end, and the run's
+ * final status (FINISHED, FAILED or KILLED).
+ */
+export interface MlflowConfig {
+  /**
+   * The experiment, created when missing (default: the config's `name`).
+   */
+  experiment?: string | null;
+  /**
+   * Upload the best model, `run.json`, `holdout.csv` and the config as artifacts at the end.
+   */
+  log_artifacts?: boolean;
+  /**
+   * Log into this existing MLflow run instead of creating one (resuming it). Alias: `run.run_id`.
+   */
+  run_id?: string | null;
+  /**
+   * The MLflow run's name (default: `<name>-<job id>`).
+   */
+  run_name?: string | null;
+  /**
+   * The tracking server, e.g. `http://127.0.0.1:5000` (or `kiln train --mlflow URI`, or the
+   * default of `kiln serve --mlflow URI`).
+   */
+  uri?: string | null;
 }
 /**
  * The network: a preset or an explicit list of layers.
@@ -777,6 +805,16 @@ export interface ResourcesConfig {
   };
 }
 /**
+ * Experiment trackers a run logs to. Native runs only (`kiln train`, `kiln serve` jobs): a
+ * config naming one is refused in the browser and in Node's wasm.
+ */
+export interface TrackingConfig {
+  /**
+   * An MLflow tracking server (its REST API; no Python needed by Kiln).
+   */
+  mlflow?: MlflowConfig | null;
+}
+/**
  * A whole training run: data, model, optimisation, validation, early stopping, checkpoints.
  */
 export interface TrainConfig {
@@ -794,17 +832,50 @@ export interface TrainConfig {
    * Smoke run: one batch of train, validation and test, then stop.
    */
   fast_dev_run?: boolean;
+  /**
+   * The device index to train on, for the backend chosen (`gpus: [1]` with `--backend wgpu`
+   * is `--device wgpu:1`); at most one, as a run trains on one device. `kiln train --device`
+   * overrides it; `kiln serve` workers train on their own `--device`.
+   */
+  gpus?: number[];
   model?: ModelConfig;
   /**
-   * A human-readable name for the run and the saved model.
+   * A human-readable name for the run and the saved model. Alias: `run.experiment_name`.
    */
   name?: string;
+  /**
+   * `kiln train`: the directory run directories are made in (default `runs`; `--out` names
+   * the run directory itself). Not allowed in `kiln serve` jobs or the browser. Alias: `run.output_dir`.
+   */
+  output_dir?: string | null;
   resources?: ResourcesConfig;
   /**
-   * Seed for weight initialisation, data splits, shuffling and dropout.
+   * Other trainers' run settings, each an alias of a Kiln key.
+   */
+  run?: {
+    /**
+     * Alias of `name`.
+     */
+    experiment_name?: string;
+    /**
+     * Alias of `output_dir`.
+     */
+    output_dir?: string | null;
+    /**
+     * Alias of `tracking.mlflow.run_id`.
+     */
+    run_id?: string | null;
+    /**
+     * Alias of `seed`.
+     */
+    seed?: number;
+  };
+  /**
+   * Seed for weight initialisation, data splits, shuffling and dropout. Alias: `run.seed`.
    */
   seed?: number;
   task?: Task;
+  tracking?: TrackingConfig;
   training?: TrainingConfig;
   validation?: ValidationConfig;
 }
@@ -817,9 +888,21 @@ export interface TrainingConfig {
    */
   batch_size?: number;
   /**
+   * Alias of `checkpoint.every_epochs`.
+   */
+  checkpoint_at?: number;
+  /**
    * Drop the last, smaller batch of every epoch.
    */
   drop_last?: boolean;
+  /**
+   * Alias of `early_stopping.patience`.
+   */
+  early_stop_patience?: number;
+  /**
+   * Alias of `training.num_passes`.
+   */
+  epochs?: number;
   /**
    * Batches whose gradients are summed before one optimiser step.
    */
@@ -832,12 +915,26 @@ export interface TrainingConfig {
    * Read the training loss (and gradient norm) from the device every this many steps.
    */
   log_every_steps?: number;
+  /**
+   * Alias of `training.weight_optimization.learning_rate`.
+   */
+  lr?: number;
   lr_scheduler?: LrScheduler;
   /**
-   * Number of passes over the training split.
+   * Alias of `training.num_passes`.
+   */
+  num_epochs?: number;
+  /**
+   * Number of passes over the training split. Alias: `training.epochs`. Alias: `training.num_epochs`.
    */
   num_passes?: number;
-  precision?: Precision;
+  optimizer?: OptimizationMethod;
+  /**
+   * Floating-point precision: `f32`, or `f16` where the device supports it (`32` and `16`
+   * mean the same).
+   */
+  precision?: Precision | (32 | 16);
+  validation_steps?: Every;
   weight_optimization?: WeightOptimization;
 }
 /**
@@ -852,7 +949,7 @@ export interface WeightOptimization {
    */
   betas?: [number, number];
   /**
-   * The base learning rate (> 0).
+   * The base learning rate (> 0). Alias: `training.lr`.
    */
   learning_rate?: number;
   /**

@@ -177,6 +177,20 @@ test("validateConfig checks without training", async () => {
   await assert.rejects(kiln.validateConfig("training: [oops"), /line \d+/);
 });
 
+test("native-only settings are refused in wasm; other trainers' names are read as Kiln's", async () => {
+  await assert.rejects(kiln.validateConfig({ tracking: { mlflow: { uri: "http://127.0.0.1:5000" } } }),
+    (e) => e instanceof Error && /tracking\.mlflow: MLflow tracking runs natively/.test(e.message));
+  const job = kiln.train({ training: { num_epochs: 1 }, tracking: { mlflow: {} } });
+  await assert.rejects(job.waitForTraining(), (e) => e.status === "failed" && /not in the browser or Node's wasm/.test(e.message));
+  await assert.rejects(kiln.validateConfig({ output_dir: "runs" }), /output_dir: is for `kiln train`/);
+  await assert.rejects(kiln.validateConfig({ gpus: [0] }), /gpus: is for native runs/);
+  const aliased = await kiln.train({ seed: 4, deterministic: true, training: { num_epochs: 1, lr: 0.01, optimizer: "sgd" } }).waitForTraining();
+  const named = await kiln.train({ seed: 4, deterministic: true, training: { num_passes: 1, weight_optimization: { learning_rate: 0.01, optimization_method: "sgd" } } }).waitForTraining();
+  assert.deepEqual(aliased.history.map((h) => h.metrics), named.history.map((h) => h.metrics));
+  await assert.rejects(kiln.validateConfig({ training: { epochs: 2, num_epochs: 3 } }),
+    /training\.epochs and training\.num_epochs both set `training\.num_passes`/);
+});
+
 test("a diverging loss fails the job naming the step", async () => {
   const job = kiln.train({ training: { num_passes: 3, weight_optimization: { optimization_method: "sgd", learning_rate: 1e12 } } });
   await assert.rejects(job.waitForTraining(), (e) => e.status === "failed" && /the loss became .* at step \d+/.test(e.message));
