@@ -519,7 +519,248 @@ export interface ModelConfig {
    * `{type: linear, out: 64}`, `{linear: {out: 64}}`, or a bare name (`relu`).
    */
   layers?: (
-    | LayerSpec
+    | (
+        | {
+            /**
+             * Whether to learn a bias.
+             */
+            bias?: boolean;
+            /**
+             * Output features; omit on the last layer to use the number of outputs.
+             */
+            out?: number | null;
+            /**
+             * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+             */
+            trainable?: boolean;
+            type: "linear";
+          }
+        | {
+            /**
+             * Output channels.
+             */
+            channels: number;
+            /**
+             * Square kernel size.
+             */
+            kernel: number;
+            /**
+             * Zero padding on every side.
+             */
+            padding?: number;
+            /**
+             * Stride.
+             */
+            stride?: number;
+            /**
+             * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+             */
+            trainable?: boolean;
+            type: "conv2d";
+          }
+        | {
+            /**
+             * Square window size.
+             */
+            kernel: number;
+            /**
+             * Stride (default: the kernel size).
+             */
+            stride?: number | null;
+            /**
+             * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+             */
+            trainable?: boolean;
+            type: "max_pool2d";
+          }
+        | {
+            /**
+             * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+             */
+            trainable?: boolean;
+            type: "flatten";
+          }
+        | {
+            /**
+             * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+             */
+            trainable?: boolean;
+            type: "relu";
+          }
+        | {
+            /**
+             * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+             */
+            trainable?: boolean;
+            type: "gelu";
+          }
+        | {
+            /**
+             * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+             */
+            trainable?: boolean;
+            type: "tanh";
+          }
+        | {
+            /**
+             * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+             */
+            trainable?: boolean;
+            type: "sigmoid";
+          }
+        | {
+            /**
+             * Probability of zeroing an activation, in [0, 1).
+             */
+            prob: number;
+            /**
+             * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+             */
+            trainable?: boolean;
+            type: "dropout";
+          }
+        | {
+            /**
+             * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+             */
+            trainable?: boolean;
+            type: "batch_norm";
+          }
+        | {
+            /**
+             * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+             */
+            trainable?: boolean;
+            type: "layer_norm";
+          }
+        | {
+            /**
+             * The vector size.
+             */
+            dim: number;
+            /**
+             * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+             */
+            trainable?: boolean;
+            type: "embedding";
+          }
+        | {
+            /**
+             * Return every step instead of the last.
+             */
+            all_steps?: boolean;
+            /**
+             * Hidden state size.
+             */
+            hidden: number;
+            /**
+             * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+             */
+            trainable?: boolean;
+            type: "gru";
+          }
+        | {
+            /**
+             * Return every step instead of the last.
+             */
+            all_steps?: boolean;
+            /**
+             * Hidden state size.
+             */
+            hidden: number;
+            /**
+             * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+             */
+            trainable?: boolean;
+            type: "lstm";
+          }
+        | {
+            /**
+             * Output channels.
+             */
+            channels: number;
+            /**
+             * Kernel size.
+             */
+            kernel: number;
+            /**
+             * Zero padding on both ends.
+             */
+            padding?: number;
+            /**
+             * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+             */
+            trainable?: boolean;
+            type: "conv1d";
+          }
+        | {
+            /**
+             * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+             */
+            trainable?: boolean;
+            type: "mean_pool";
+          }
+        | {
+            /**
+             * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+             */
+            trainable?: boolean;
+            type: "max_pool";
+          }
+        | {
+            /**
+             * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+             */
+            trainable?: boolean;
+            type: "positional_encoding";
+          }
+        | {
+            /**
+             * The model width; must equal the input's features when given.
+             */
+            d_model?: number | null;
+            /**
+             * Dropout inside the encoder.
+             */
+            dropout?: number;
+            /**
+             * The feed-forward width (default 4 × d_model).
+             */
+            ff?: number | null;
+            /**
+             * Attention heads (must divide d_model).
+             */
+            heads: number;
+            /**
+             * Encoder layers.
+             */
+            layers?: number;
+            /**
+             * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+             */
+            trainable?: boolean;
+            type: "transformer_encoder";
+          }
+        | {
+            layer: LayerSpec;
+            /**
+             * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+             */
+            trainable?: boolean;
+            type: "frozen";
+          }
+        | {
+            /**
+             * The block's layers, in any of the forms `model.layers` takes.
+             */
+            layers: (LayerSpec | string | {})[];
+            /**
+             * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+             */
+            trainable?: boolean;
+            type: "residual";
+          }
+      )
     | (
         | "linear"
         | "flatten"
@@ -543,7 +784,15 @@ export interface ModelConfig {
            * Output features; omit on the last layer to use the number of outputs.
            */
           out?: number | null;
+          /**
+           * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+           */
+          trainable?: boolean;
         } | null;
+        /**
+         * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+         */
+        trainable?: boolean;
       }
     | {
         conv2d: {
@@ -563,7 +812,15 @@ export interface ModelConfig {
            * Stride.
            */
           stride?: number;
+          /**
+           * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+           */
+          trainable?: boolean;
         };
+        /**
+         * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+         */
+        trainable?: boolean;
       }
     | {
         max_pool2d: {
@@ -575,22 +832,75 @@ export interface ModelConfig {
            * Stride (default: the kernel size).
            */
           stride?: number | null;
+          /**
+           * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+           */
+          trainable?: boolean;
         };
+        /**
+         * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+         */
+        trainable?: boolean;
       }
     | {
-        flatten: {} | null;
+        flatten: {
+          /**
+           * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+           */
+          trainable?: boolean;
+        } | null;
+        /**
+         * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+         */
+        trainable?: boolean;
       }
     | {
-        relu: {} | null;
+        relu: {
+          /**
+           * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+           */
+          trainable?: boolean;
+        } | null;
+        /**
+         * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+         */
+        trainable?: boolean;
       }
     | {
-        gelu: {} | null;
+        gelu: {
+          /**
+           * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+           */
+          trainable?: boolean;
+        } | null;
+        /**
+         * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+         */
+        trainable?: boolean;
       }
     | {
-        tanh: {} | null;
+        tanh: {
+          /**
+           * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+           */
+          trainable?: boolean;
+        } | null;
+        /**
+         * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+         */
+        trainable?: boolean;
       }
     | {
-        sigmoid: {} | null;
+        sigmoid: {
+          /**
+           * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+           */
+          trainable?: boolean;
+        } | null;
+        /**
+         * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+         */
+        trainable?: boolean;
       }
     | {
         dropout: {
@@ -598,13 +908,39 @@ export interface ModelConfig {
            * Probability of zeroing an activation, in [0, 1).
            */
           prob: number;
+          /**
+           * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+           */
+          trainable?: boolean;
         };
+        /**
+         * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+         */
+        trainable?: boolean;
       }
     | {
-        batch_norm: {} | null;
+        batch_norm: {
+          /**
+           * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+           */
+          trainable?: boolean;
+        } | null;
+        /**
+         * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+         */
+        trainable?: boolean;
       }
     | {
-        layer_norm: {} | null;
+        layer_norm: {
+          /**
+           * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+           */
+          trainable?: boolean;
+        } | null;
+        /**
+         * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+         */
+        trainable?: boolean;
       }
     | {
         embedding: {
@@ -612,7 +948,15 @@ export interface ModelConfig {
            * The vector size.
            */
           dim: number;
+          /**
+           * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+           */
+          trainable?: boolean;
         };
+        /**
+         * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+         */
+        trainable?: boolean;
       }
     | {
         gru: {
@@ -624,7 +968,15 @@ export interface ModelConfig {
            * Hidden state size.
            */
           hidden: number;
+          /**
+           * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+           */
+          trainable?: boolean;
         };
+        /**
+         * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+         */
+        trainable?: boolean;
       }
     | {
         lstm: {
@@ -636,7 +988,15 @@ export interface ModelConfig {
            * Hidden state size.
            */
           hidden: number;
+          /**
+           * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+           */
+          trainable?: boolean;
         };
+        /**
+         * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+         */
+        trainable?: boolean;
       }
     | {
         conv1d: {
@@ -652,18 +1012,57 @@ export interface ModelConfig {
            * Zero padding on both ends.
            */
           padding?: number;
+          /**
+           * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+           */
+          trainable?: boolean;
         };
+        /**
+         * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+         */
+        trainable?: boolean;
       }
     | {
-        mean_pool: {} | null;
+        mean_pool: {
+          /**
+           * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+           */
+          trainable?: boolean;
+        } | null;
+        /**
+         * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+         */
+        trainable?: boolean;
       }
     | {
-        max_pool: {} | null;
+        max_pool: {
+          /**
+           * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+           */
+          trainable?: boolean;
+        } | null;
+        /**
+         * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+         */
+        trainable?: boolean;
       }
     | {
-        positional_encoding: {} | null;
+        positional_encoding: {
+          /**
+           * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+           */
+          trainable?: boolean;
+        } | null;
+        /**
+         * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+         */
+        trainable?: boolean;
       }
     | {
+        /**
+         * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+         */
+        trainable?: boolean;
         transformer_encoder: {
           /**
            * The model width; must equal the input's features when given.
@@ -685,12 +1084,24 @@ export interface ModelConfig {
            * Encoder layers.
            */
           layers?: number;
+          /**
+           * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+           */
+          trainable?: boolean;
         };
       }
     | {
         frozen: {
           layer: LayerSpec;
+          /**
+           * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+           */
+          trainable?: boolean;
         };
+        /**
+         * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+         */
+        trainable?: boolean;
       }
     | {
         residual: {
@@ -698,7 +1109,15 @@ export interface ModelConfig {
            * The block's layers, in any of the forms `model.layers` takes.
            */
           layers: (LayerSpec | string | {})[];
+          /**
+           * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+           */
+          trainable?: boolean;
         };
+        /**
+         * false freezes the layer: no gradient, no optimiser update, its weights kept as loaded (fine-tuning a head on imported weights).
+         */
+        trainable?: boolean;
       }
   )[];
   /**

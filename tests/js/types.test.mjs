@@ -38,8 +38,10 @@ import { Kiln, type TrainConfig, type TrainEvent, type TrainRunInfo, type ModelI
 import { Kiln as CpuKiln } from "kiln/cpu";
 const config: TrainConfig = {
   name: "typed",
-  model: { layers: [{ linear: { out: 64 } }, "relu", { type: "dropout", prob: 0.1 }, "linear"] },
+  model: { layers: [{ linear: { out: 64 }, trainable: false }, "relu", { type: "dropout", prob: 0.1 }, { type: "linear", trainable: true }] },
   training: { num_passes: 2, weight_optimization: { optimization_method: "adamw", learning_rate: 1e-3 } },
+  tracking: { mlflow: { experiment: "typed" } },
+  run: { seed: 3 },
   validation: { every: 1, metrics: ["loss", "f1_macro"] },
 };
 async function main(): Promise<number> {
@@ -57,6 +59,11 @@ async function main(): Promise<number> {
   return info.finalMetrics["test_accuracy"] + models.length + model.info.numOutputs;
 }
 void main;
+const aliased: TrainConfig = { training: { lr: 0.01, num_epochs: 3, precision: 16 } };
+void aliased;
+// @ts-expect-error: trainable is a boolean
+const badTrainable: TrainConfig = { model: { layers: [{ linear: { out: 4 }, trainable: "no" }] } };
+void badTrainable;
 // @ts-expect-error: an unknown layer kind is not a LayerSpec
 const wrong: TrainConfig = { model: { layers: [{ type: "rellu" }] } };
 void wrong;

@@ -433,8 +433,7 @@ fn a_server_that_goes_away_mid_run_does_not_stop_the_training() {
     let last = std::fs::read_to_string(run_dir.join("metrics.jsonl"))
         .expect("metrics")
         .lines()
-        .filter(|l| l.contains("\"progress\""))
-        .next_back()
+        .rfind(|l| l.contains("\"progress\""))
         .map(|l| serde_json::from_str::<Value>(l).expect("JSON"))
         .expect("a progress line");
     assert_eq!(last["step"], last["totalSteps"]);

@@ -146,8 +146,8 @@ fn spell_precision(config: &mut Value) -> Result<()> {
         _ => None,
     };
     match bits {
-        Some(b) if b == 16.0 => *precision = Value::from("f16"),
-        Some(b) if b == 32.0 => *precision = Value::from("f32"),
+        Some(16.0) => *precision = Value::from("f16"),
+        Some(32.0) => *precision = Value::from("f32"),
         Some(_) => {
             return Err(KilnError::Config(format!(
                 "training.precision: {precision} is not allowed (allowed: f32, f16, 32, 16)"
@@ -319,13 +319,14 @@ fn holder_mut<'a>(root: &'a mut Value, path: &str) -> Option<&'a mut Value> {
 /// The `$defs` name of the object schema at `path`, or `None` for a root that is not a `$ref`.
 fn definition_name(root: &Value, path: &str) -> Option<Option<String>> {
     if path.is_empty() {
-        return Some(reference_name(root, root));
+        return Some(reference_name(root));
     }
     let field = schema_at(root, path)?;
-    Some(Some(reference_name(root, field)?))
+    Some(Some(reference_name(field)?))
 }
 
-fn reference_name(root: &Value, schema: &Value) -> Option<String> {
+/// The `$defs` name a schema refers to (itself or its optional form's).
+fn reference_name(schema: &Value) -> Option<String> {
     if let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
         return reference.strip_prefix("#/$defs/").map(str::to_string);
     }
@@ -333,7 +334,7 @@ fn reference_name(root: &Value, schema: &Value) -> Option<String> {
         .get("anyOf")?
         .as_array()?
         .iter()
-        .find_map(|c| reference_name(root, c))
+        .find_map(reference_name)
 }
 
 #[cfg(test)]

@@ -83,7 +83,16 @@ pub fn schema(generator: &mut SchemaGenerator) -> Schema {
         .collect();
     let mut bare = Vec::new();
     let mut keyed = Vec::new();
+    let mut tagged_forms = Vec::new();
     for variant in variants {
+        let mut with_trainable = variant.clone();
+        if let Some(properties) = with_trainable
+            .get_mut("properties")
+            .and_then(Value::as_object_mut)
+        {
+            properties.insert("trainable".into(), trainable_schema());
+        }
+        tagged_forms.push(with_trainable);
         let Some(kind) = variant
             .pointer("/properties/type")
             .and_then(|t| t.get("const").or_else(|| t.pointer("/enum/0")))
@@ -91,7 +100,8 @@ pub fn schema(generator: &mut SchemaGenerator) -> Schema {
         else {
             continue;
         };
-        let (params, required) = parameters(variant);
+        let (mut params, required) = parameters(variant);
+        params.insert("trainable".into(), trainable_schema());
         if required.is_empty() {
             bare.push(kind.to_string());
         }
@@ -105,14 +115,16 @@ pub fn schema(generator: &mut SchemaGenerator) -> Schema {
         }
         keyed.push(serde_json::json!({
             "type": "object",
-            "properties": {kind: params_schema},
+            "properties": {kind: params_schema, "trainable": trainable_schema()},
             "required": [kind],
             "additionalProperties": false,
         }));
     }
-    let tagged_ref = generator.subschema_for::<LayerSpec>();
+    // The tagged form's variants, each with `trainable` (LayerSpec itself has no such field:
+    // `trainable: false` is read as a `frozen` wrapper).
+    generator.subschema_for::<LayerSpec>();
     let mut items = vec![
-        tagged_ref.to_value(),
+        serde_json::json!({ "oneOf": tagged_forms }),
         serde_json::json!({
             "description": "A layer without required parameters, by name.",
             "type": "string",
@@ -125,6 +137,15 @@ pub fn schema(generator: &mut SchemaGenerator) -> Schema {
         "description": "Layers, applied in order. Each is `{type: kind, ...params}`, \
             `{kind: {params}}`, or — for a layer without required parameters — its bare name.",
         "items": {"anyOf": items}
+    })
+}
+
+/// `trainable`, accepted by every form of a layer.
+fn trainable_schema() -> Value {
+    serde_json::json!({
+        "type": "boolean",
+        "description": "false freezes the layer: no gradient, no optimiser update, its weights kept \
+            as loaded (fine-tuning a head on imported weights).",
     })
 }
 
