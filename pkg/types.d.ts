@@ -469,6 +469,20 @@ export interface InitFrom {
   url?: string | null;
 }
 /**
+ * Some of the network's layers and their learning-rate multiplier.
+ */
+export interface LayerGroup {
+  /**
+   * Indices into the network's layers (`model.layers`, counted from 0; a preset's layers
+   * as it expands them).
+   */
+  layers: number[];
+  /**
+   * The group's learning rate is the base rate (after the schedule) times this (>= 0).
+   */
+  lr_multiplier: number;
+}
+/**
  * Logging a run to MLflow: params (the resolved config, flattened), metrics at the loop's read
  * points in batches, tags (job id, backend, Kiln version), artifacts at the end, and the run's
  * final status (FINISHED, FAILED or KILLED).
@@ -1330,6 +1344,11 @@ export interface TrainingConfig {
    * Clip the global gradient norm to this value (0 = no clipping).
    */
   gradient_max_norm?: number;
+  /**
+   * Learning-rate multipliers for groups of the network's layers (fine-tuning: a smaller
+   * rate for imported layers than for a new head). Layers in no group train at the base rate.
+   */
+  layer_groups?: LayerGroup[];
   /**
    * Read the training loss (and gradient norm) from the device every this many steps.
    */

@@ -236,3 +236,59 @@ fn frozen_layers_stay_frozen_after_resuming_from_a_checkpoint() {
     }
     assert_eq!(resumed.final_weights, whole.final_weights);
 }
+
+/// The fixture's MLP from the fixture, one plain-SGD step over the whole training split.
+fn one_sgd_step(learning_rate: f64, groups: &str) -> Network {
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/pytorch_mlp.safetensors"
+    );
+    let config = Config::from_yaml_str(&format!(
+        "seed: 3\ndata: {{source: inline, normalize: false, shuffle: false}}\nmodel:\n  layers: [{{linear: {{out: 8}}}}, relu, {{linear: {{out: 8}}}}, relu, linear]\n  init_from: {{path: {fixture}, map: {{fc1: \"0\", fc2: \"2\", head: \"4\"}}}}\ntraining: {{num_passes: 1, batch_size: 421, optimizer: sgd, lr: {learning_rate}, layer_groups: {groups}}}\n"
+    ))
+    .expect("config");
+    let output = fine_tune(&config, None, None);
+    kiln::model::import_weights(mlp(), &output.final_weights).expect("weights")
+}
+
+#[test]
+fn layer_groups_scale_their_layers_learning_rate() {
+    let grouped = one_sgd_step(
+        0.1,
+        "[{layers: [0], lr_multiplier: 0.5}, {layers: [2], lr_multiplier: 0}]",
+    );
+    let half_rate = one_sgd_step(0.05, "[]");
+    let full_rate = one_sgd_step(0.1, "[]");
+    let pytorch = import_safetensors(mlp(), FIXTURE, &map()).expect("imports");
+    // One step from the same weights: layer 0 moved as at half the rate, layer 2 not at all,
+    // the head as at the full rate.
+    assert_eq!(linear_weight(&grouped, 0), linear_weight(&half_rate, 0));
+    assert_ne!(linear_weight(&grouped, 0), linear_weight(&full_rate, 0));
+    assert_eq!(linear_weight(&grouped, 2), linear_weight(&pytorch, 2));
+    assert_ne!(linear_weight(&full_rate, 2), linear_weight(&pytorch, 2));
+    assert_eq!(linear_weight(&grouped, 4), linear_weight(&full_rate, 4));
+
+    let error = |groups: &str| {
+        Config::from_yaml_str(&format!(
+            "model: {{layers: [{{linear: {{out: 4}}}}, relu, linear]}}\ntraining: {{layer_groups: {groups}}}"
+        ))
+        .unwrap_err()
+        .to_string()
+    };
+    let e = error("[{layers: [5], lr_multiplier: 0.1}]");
+    assert!(
+        e.contains("training.layer_groups[0].layers[0]: must be a layer index below 3"),
+        "{e}"
+    );
+    let e = error("[{layers: [0], lr_multiplier: 0.1}, {layers: [2, 0], lr_multiplier: 1}]");
+    assert!(
+        e.contains("training.layer_groups[1].layers[1]")
+            && e.contains("already in training.layer_groups[0]"),
+        "{e}"
+    );
+    let e = error("[{layers: [0], lr_multiplier: -1}]");
+    assert!(
+        e.contains("training.layer_groups[0].lr_multiplier: must be >= 0"),
+        "{e}"
+    );
+}

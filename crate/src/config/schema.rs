@@ -440,6 +440,21 @@ pub struct TrainingConfig {
     pub precision: Precision,
     /// Read the training loss (and gradient norm) from the device every this many steps.
     pub log_every_steps: usize,
+    /// Learning-rate multipliers for groups of the network's layers (fine-tuning: a smaller
+    /// rate for imported layers than for a new head). Layers in no group train at the base rate.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub layer_groups: Vec<LayerGroup>,
+}
+
+/// Some of the network's layers and their learning-rate multiplier.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LayerGroup {
+    /// Indices into the network's layers (`model.layers`, counted from 0; a preset's layers
+    /// as it expands them).
+    pub layers: Vec<usize>,
+    /// The group's learning rate is the base rate (after the schedule) times this (>= 0).
+    pub lr_multiplier: f64,
 }
 
 impl Default for TrainingConfig {
@@ -454,6 +469,7 @@ impl Default for TrainingConfig {
             gradient_max_norm: 0.0,
             precision: Precision::F32,
             log_every_steps: 10,
+            layer_groups: Vec::new(),
         }
     }
 }

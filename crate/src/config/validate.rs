@@ -214,6 +214,7 @@ impl Config {
         )?;
         at_least_one("training.log_every_steps", t.log_every_steps)?;
         non_negative("training.gradient_max_norm", t.gradient_max_norm)?;
+        self.validate_layer_groups()?;
         let w = &t.weight_optimization;
         positive(
             "training.weight_optimization.learning_rate",
@@ -333,6 +334,42 @@ impl Config {
     fn validate_checkpoint(&self) -> Result<()> {
         let main = &self.checkpoint.main_metric;
         self.check_watchable("checkpoint.main_metric", main)
+    }
+
+    /// Each group names layers, each layer in one group at most, a multiplier >= 0; indices are
+    /// checked against `model.layers` when it is given (against a preset's layers when the
+    /// network is built).
+    fn validate_layer_groups(&self) -> Result<()> {
+        let mut seen = std::collections::BTreeMap::new();
+        for (g, group) in self.training.layer_groups.iter().enumerate() {
+            let at = format!("training.layer_groups[{g}]");
+            non_negative(&format!("{at}.lr_multiplier"), group.lr_multiplier)?;
+            if group.layers.is_empty() {
+                return Err(fail(
+                    &format!("{at}.layers"),
+                    "must name at least one layer",
+                    "[]",
+                ));
+            }
+            for (j, &layer) in group.layers.iter().enumerate() {
+                let count = self.model.layers.len();
+                if count > 0 && layer >= count {
+                    return Err(fail(
+                        &format!("{at}.layers[{j}]"),
+                        &format!("must be a layer index below {count} (model.layers has {count})"),
+                        layer,
+                    ));
+                }
+                if let Some(first) = seen.insert(layer, g) {
+                    return Err(fail(
+                        &format!("{at}.layers[{j}]"),
+                        &format!("layer {layer} is already in training.layer_groups[{first}]"),
+                        layer,
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn validate_run_settings(&self) -> Result<()> {

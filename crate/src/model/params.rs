@@ -1,6 +1,6 @@
 //! Operations on any model's parameters: create them now, change their float type.
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::{FloatDType, Tensor};
 
 /// Forces every lazily-initialised parameter of `model` to be created now, on the device it
@@ -13,6 +13,19 @@ pub fn initialize_params<M: Module>(model: &M) {
         }
     }
     model.visit(&mut Touch);
+}
+
+/// The ids of a module's float parameters.
+pub fn param_ids<M: Module>(module: &M) -> Vec<ParamId> {
+    struct Ids(Vec<ParamId>);
+    impl ModuleVisitor for Ids {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.0.push(param.id);
+        }
+    }
+    let mut ids = Ids(Vec::new());
+    module.visit(&mut ids);
+    ids.0
 }
 
 /// Converts every float parameter (and running statistic) of `model` to `dtype`, keeping which

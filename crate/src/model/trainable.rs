@@ -51,6 +51,12 @@ pub trait TrainStep: Module {
             Task::Regression => outputs,
         }
     }
+
+    /// The parameters of each numbered layer, for `training.layer_groups`' learning-rate
+    /// multipliers. The default (no numbered layers) refuses layer groups.
+    fn layer_params(&self) -> Vec<Vec<burn::module::ParamId>> {
+        Vec::new()
+    }
 }
 
 /// What a builder knows about the data when it makes a model.
@@ -149,6 +155,10 @@ impl ModelBuilder for ConfigModel {
 impl TrainStep for Network {
     fn forward(&self, inputs: Tensor<2>) -> Tensor<2> {
         Network::forward(self, inputs)
+    }
+
+    fn layer_params(&self) -> Vec<Vec<burn::module::ParamId>> {
+        self.layers.iter().map(super::params::param_ids).collect()
     }
 }
 

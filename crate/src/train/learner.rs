@@ -2,6 +2,7 @@
 
 use super::batch::make_batch;
 use super::checkpoint::{ResumePoint, TrainerState};
+use super::layer_groups::LrGroups;
 use super::optim::{build_optimizer, clip_global_norm, global_grad_norm};
 use super::plan::RunPlan;
 use super::schedule::learning_rate;
@@ -25,6 +26,7 @@ pub struct Learner<M: TrainStep> {
     learning_rate: f64,
     plan: RunPlan,
     training: TrainingConfig,
+    groups: LrGroups,
 }
 
 /// What one step leaves to read from the device.
@@ -74,6 +76,7 @@ impl<M: TrainStep> Learner<M> {
         if t.precision == Precision::F16 {
             model = cast_float(model, FloatDType::F16);
         }
+        let groups = LrGroups::resolve(&model, &t.layer_groups)?;
         let mut learner = Self {
             model: Some(model),
             device: device.clone().autodiff(),
@@ -83,6 +86,7 @@ impl<M: TrainStep> Learner<M> {
             learning_rate: t.weight_optimization.learning_rate,
             plan,
             training: t.clone(),
+            groups,
         };
         let Some(point) = resume else {
             return Ok(Started {
@@ -92,6 +96,7 @@ impl<M: TrainStep> Learner<M> {
             });
         };
         let model = import_weights(learner.take_model()?, &point.model_weights)?;
+        learner.groups = LrGroups::resolve(&model, &t.layer_groups)?;
         learner.model = Some(model);
         learner.optimizer = learner
             .optimizer
@@ -153,9 +158,16 @@ impl<M: TrainStep> Learner<M> {
             state.optimizer_steps,
             plan.total_optimizer_steps,
         );
+        let parts = self.groups.split(model, &mut grads);
         // burn's optimiser takes the model by value; nothing between take and put can fail.
-        let model = self.take_model()?;
-        self.model = Some(self.optimizer.step(self.learning_rate, model, grads));
+        let mut model = self.take_model()?;
+        model = self.optimizer.step(self.learning_rate, model, grads);
+        for (part, multiplier) in parts {
+            model = self
+                .optimizer
+                .step(self.learning_rate * multiplier, model, part);
+        }
+        self.model = Some(model);
         state.optimizer_steps += 1;
         Ok(StepReport { loss, grad_norm })
     }

@@ -9,6 +9,7 @@ mod early_stop;
 mod evaluate;
 mod events;
 mod fused_adam;
+mod layer_groups;
 mod learner;
 mod loss_reads;
 mod optim;
@@ -26,6 +27,7 @@ pub use checkpoint::{BestRecord, CheckpointData, CheckpointSink, ResumePoint, Tr
 pub use early_stop::{EarlyStopState, WatchState};
 pub use evaluate::evaluate;
 pub use events::{CancelToken, HistoryEntry, Progress, TrainEvent};
+pub use layer_groups::LrGroups;
 pub use learner::{Learner, Started, StepReport};
 pub use loss_reads::LossReads;
 pub use optim::{build_optimizer, clip_global_norm, global_grad_norm};
