@@ -627,3 +627,46 @@ fn kiln_serve_jobs_are_logged_and_may_not_pick_another_server() {
         "{problem}"
     );
 }
+
+#[test]
+fn a_server_that_never_answers_costs_the_run_at_most_the_finish_timeout() {
+    // A "server" that accepts connections and never answers them.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("listener");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let config = scratch.path().join("c.yaml");
+    std::fs::write(&config, "name: silent\ntraining: {num_epochs: 10}\n").expect("config");
+    let run = |out: &str, mlflow: Option<&str>| {
+        let mut cmd = kiln(&scratch.path().join("store"));
+        cmd.arg("train")
+            .arg(&config)
+            .arg("--out")
+            .arg(scratch.path().join(out));
+        if let Some(url) = mlflow {
+            cmd.args(["--mlflow", url])
+                .env("KILN_MLFLOW_FINISH_SECS", "2");
+        }
+        let started = Instant::now();
+        let out = cmd.output().expect("kiln train");
+        (out, started.elapsed())
+    };
+    let (plain, plain_time) = run("plain", None);
+    assert!(plain.status.success(), "{}", stderr(&plain));
+    let (tracked, tracked_time) = run("tracked", Some(&url));
+    let err = stderr(&tracked);
+    assert!(tracked.status.success(), "{err}");
+    assert!(err.contains("warning: MLflow: not sent:"), "{err}");
+    assert!(scratch.path().join("tracked/run.json").exists());
+    // Training itself never waits for the server; the end waits at most the 2 s asked for
+    // (and a grace second), not the 10 s a request may take.
+    assert!(
+        tracked_time < plain_time + Duration::from_secs(6),
+        "tracked {tracked_time:?} vs untracked {plain_time:?}"
+    );
+}

@@ -72,7 +72,7 @@ enum Message {
     Finish {
         end: Option<RunEnd>,
         artifacts: Vec<Artifact>,
-        within: Duration,
+        deadline: Instant,
     },
 }
 
@@ -109,27 +109,45 @@ impl MlflowTracker {
 
     /// Ends the run: sends what is left, uploads `artifacts`, sets the status to `end` (`None`
     /// leaves the run running, for a job that goes on elsewhere), waiting at most `within`
-    /// for the server; returns what could not be sent.
+    /// for the server — also when a request to a slow server is still under way — and returns
+    /// what could not be sent.
     pub fn finish(
         mut self,
         end: Option<RunEnd>,
         artifacts: Vec<Artifact>,
         within: Duration,
     ) -> TrackerReport {
+        let deadline = Instant::now() + within;
         let _ = self.sender.send(Message::Finish {
             end,
             artifacts,
-            within,
+            deadline,
         });
-        match self.thread.take().map(JoinHandle::join) {
-            Some(Ok(report)) => report,
-            _ => TrackerReport {
-                run_id: None,
-                unsent: vec![
-                    "the MLflow tracker stopped unexpectedly; nothing more was sent".into(),
-                ],
-            },
+        // The tracker answers by the deadline unless a request is still waiting on the server;
+        // then it is left behind (a grace second later) and reported as such.
+        let Some(thread) = self.thread.take() else {
+            return stopped("the MLflow tracker could not be started");
+        };
+        let grace = deadline + Duration::from_secs(1);
+        while !thread.is_finished() && Instant::now() < grace {
+            std::thread::sleep(Duration::from_millis(20));
         }
+        if !thread.is_finished() {
+            return stopped(&format!(
+                "whatever was still waiting (the tracking server had not answered within {} s)",
+                within.as_secs_f64()
+            ));
+        }
+        thread
+            .join()
+            .unwrap_or_else(|_| stopped("the MLflow tracker stopped unexpectedly; nothing more"))
+    }
+}
+
+fn stopped(what: &str) -> TrackerReport {
+    TrackerReport {
+        run_id: None,
+        unsent: vec![what.to_string()],
     }
 }
 
@@ -178,12 +196,13 @@ impl Uploader {
                 Ok(Message::Finish {
                     end,
                     artifacts,
-                    within,
-                }) => return self.finish(end, artifacts, within),
+                    deadline,
+                }) => return self.finish(end, artifacts, deadline),
                 Err(RecvTimeoutError::Timeout) => {}
                 // The run's owner went away without finishing (a panic): say so to the server.
                 Err(RecvTimeoutError::Disconnected) => {
-                    return self.finish(Some(RunEnd::Killed), Vec::new(), Duration::from_secs(5));
+                    let deadline = Instant::now() + Duration::from_secs(5);
+                    return self.finish(Some(RunEnd::Killed), Vec::new(), deadline);
                 }
             }
             if Instant::now() >= self.next_try {
@@ -332,9 +351,8 @@ impl Uploader {
         mut self,
         end: Option<RunEnd>,
         artifacts: Vec<Artifact>,
-        within: Duration,
+        deadline: Instant,
     ) -> TrackerReport {
-        let deadline = Instant::now() + within;
         let left = |deadline: Instant| deadline.saturating_duration_since(Instant::now());
         // Everything waiting, retried with back-off until the deadline.
         while self.broken.is_none() && self.has_work() && !left(deadline).is_zero() {
