@@ -354,6 +354,39 @@ fn a_run_is_logged_to_a_real_mlflow_server_and_matches_its_own_files() {
     assert!(server.history(&run_id, "train_loss").len() > series["train_loss"].len());
 }
 
+/// `kiln train CONFIG --out RUN_DIR --mlflow URL`.
+fn tracked_train(store: &Path, config: &Path, run_dir: &Path, url: &str) -> Command {
+    let mut cmd = kiln(store);
+    cmd.arg("train")
+        .arg(config)
+        .arg("--out")
+        .arg(run_dir)
+        .args(["--mlflow", url]);
+    cmd
+}
+
+/// Starts `train` and waits until its run has an MLflow run and `progress` progress lines.
+fn started_with_progress(train: &mut Command, run_dir: &Path, progress: usize) -> Child {
+    let mut child = train
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kiln train");
+    wait_for(
+        &run_dir.join("mlflow-run.json"),
+        &mut child,
+        Duration::from_secs(60),
+    );
+    while progress_lines(run_dir) < progress {
+        assert!(
+            child.try_wait().ok().flatten().is_none(),
+            "the run ended before {progress} progress lines"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
 /// Waits until `path` exists (a file the run writes), or the child ends.
 fn wait_for(path: &Path, child: &mut Child, within: Duration) {
     let deadline = Instant::now() + within;
@@ -388,29 +421,14 @@ fn a_server_that_goes_away_mid_run_does_not_stop_the_training() {
     .expect("config");
     let run_dir = scratch.path().join("run");
     let started = Instant::now();
-    let mut child = kiln(&scratch.path().join("store"))
-        .arg("train")
-        .arg(&config)
-        .arg("--out")
-        .arg(&run_dir)
-        .args(["--mlflow", &server.url])
-        .env("KILN_MLFLOW_FINISH_SECS", "3")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kiln train");
-    wait_for(
-        &run_dir.join("mlflow-run.json"),
-        &mut child,
-        Duration::from_secs(60),
+    let mut train = tracked_train(
+        &scratch.path().join("store"),
+        &config,
+        &run_dir,
+        &server.url,
     );
-    while progress_lines(&run_dir) < 20 {
-        assert!(
-            child.try_wait().ok().flatten().is_none(),
-            "the run ended before the outage"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    train.env("KILN_MLFLOW_FINISH_SECS", "3");
+    let child = started_with_progress(&mut train, &run_dir, 20);
     server.stop();
     let stopped_at = Instant::now();
     let out = child.wait_with_output().expect("kiln train ends");
@@ -460,24 +478,11 @@ fn an_interrupted_run_ends_killed_and_a_failed_one_failed() {
     )
     .expect("config");
     let run_dir = scratch.path().join("run");
-    let mut child = kiln(&store)
-        .arg("train")
-        .arg(&long)
-        .arg("--out")
-        .arg(&run_dir)
-        .args(["--mlflow", &server.url])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kiln train");
-    wait_for(
-        &run_dir.join("mlflow-run.json"),
-        &mut child,
-        Duration::from_secs(60),
+    let child = started_with_progress(
+        &mut tracked_train(&store, &long, &run_dir, &server.url),
+        &run_dir,
+        5,
     );
-    while progress_lines(&run_dir) < 5 {
-        std::thread::sleep(Duration::from_millis(50));
-    }
     let _ = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status();
