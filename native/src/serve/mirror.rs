@@ -15,6 +15,10 @@ use std::path::Path;
 /// The files of one checkpoint, `state.json` last (a checkpoint counts once it is there).
 const CHECKPOINT_FILES: [&str; 4] = ["model.bpk", "optimizer.bpk", "best.bpk", "state.json"];
 
+/// A run directory's files that go with every checkpoint: the metrics so far, and the MLflow
+/// run a tracked job logs to (so the worker that takes it over logs into the same run).
+const RUN_FILES: [&str; 2] = ["metrics.jsonl", crate::tracking::RUN_ID_FILE];
+
 /// The files of a finished run that are kept.
 const RESULT_FILES: [&str; 4] = [
     "metrics.jsonl",
@@ -73,8 +77,10 @@ pub fn upload_checkpoint(
     let dir = root
         .join("checkpoints")
         .join(RunDir::checkpoint_name(checkpoint.epoch));
-    if let Some(metrics) = read_local(&root.join("metrics.jsonl"))? {
-        objects.wait(objects.put(&job_key(id, "metrics.jsonl"), metrics.into()))?;
+    for file in RUN_FILES {
+        if let Some(bytes) = read_local(&root.join(file))? {
+            objects.wait(objects.put(&job_key(id, file), bytes.into()))?;
+        }
     }
     for file in CHECKPOINT_FILES {
         if let Some(bytes) = read_local(&dir.join(file))? {
@@ -122,8 +128,10 @@ pub fn restore(
     }
     std::fs::create_dir_all(root)
         .map_err(|e| KilnError::io(format!("cannot create {}", root.display()), e))?;
-    if let Some(metrics) = objects.wait(objects.get(&job_key(id, "metrics.jsonl")))? {
-        kiln::store::write_atomic(&root.join("metrics.jsonl"), &metrics)?;
+    for file in RUN_FILES {
+        if let Some(bytes) = objects.wait(objects.get(&job_key(id, file)))? {
+            kiln::store::write_atomic(&root.join(file), &bytes)?;
+        }
     }
     RunDir::adopt_checkpoint(root, epoch, &files)
 }
