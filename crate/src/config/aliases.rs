@@ -64,6 +64,7 @@ pub struct Renamed {
 pub fn resolve(config: &mut Value) -> Result<Vec<Renamed>> {
     let mut renamed = Vec::new();
     let mut keys: Vec<&'static str> = ALIASES.iter().map(|a| a.key).collect();
+    keys.sort_unstable();
     keys.dedup();
     for key in keys {
         let mut setters: Vec<&'static str> = Vec::new();
