@@ -2,9 +2,9 @@
 //! `metrics.jsonl`, as a PNG or SVG chart or in the terminal.
 
 mod curves;
-mod image;
+mod chart;
 mod terminal;
 
 pub use curves::{RunCurves, pick_metrics};
-pub use image::draw_chart;
+pub use chart::draw_chart;
 pub use terminal::draw_in_terminal;
