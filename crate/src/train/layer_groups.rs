@@ -63,6 +63,9 @@ impl LrGroups {
         model: &M,
         grads: &mut GradientsParams,
     ) -> Vec<(GradientsParams, f64)> {
+        if self.is_empty() {
+            return Vec::new();
+        }
         let mut splitter = Splitter {
             groups: self,
             grads,
