@@ -2,14 +2,11 @@
 
 use crate::cli::TrainArgs;
 use crate::run_dir::{MetricsLog, RunDir, run_json};
-use crate::tracking::{
-    MlflowSettings, MlflowTracker, finish_timeout, record_unsent, run_dir_artifacts, run_end,
-};
+use crate::tracking::{MlflowSettings, MlflowTracker, finish_tracked_run, run_end};
 use indicatif::{ProgressBar, ProgressStyle};
 use kiln::backend::{BackendKind, DeviceChoice, native_device_at};
 use kiln::data::load_and_prepare;
 use kiln::jobs::{Job, JobOutput, JobRun, run_job};
-use kiln::metrics::test_points;
 use kiln::model::ConfigModel;
 use kiln::store::{DirStore, ModelStore};
 use kiln::train::TrainEvent;
@@ -212,16 +209,8 @@ pub fn run(args: TrainArgs, store: &DirStore) -> Result<()> {
     ));
     bar.finish_and_clear();
     if let Some(tracker) = tracker {
-        if let Ok(output) = &outcome {
-            let summary = &output.info.summary;
-            tracker.log_points(test_points(&summary.final_metrics, summary.steps));
-        }
-        let report = tracker.finish(
-            Some(run_end(&outcome)),
-            run_dir_artifacts(&results_root),
-            finish_timeout(),
-        );
-        for line in record_unsent(&results_root, &report) {
+        let end = Some(run_end(&outcome));
+        for line in finish_tracked_run(tracker, &outcome, end, &results_root, Vec::new()) {
             eprintln!("kiln: warning: {line}");
         }
     }

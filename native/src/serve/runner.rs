@@ -14,14 +14,10 @@ use super::registry::{Claimed, JobRow, retry_while_unreachable};
 use super::scheduler::Scheduler;
 use super::worker::WorkerIdentity;
 use crate::run_dir::{MetricsLog, RunDir};
-use crate::tracking::{
-    Artifact, MlflowSettings, MlflowTracker, finish_timeout, record_unsent, run_dir_artifacts,
-    run_end,
-};
+use crate::tracking::{Artifact, MlflowSettings, MlflowTracker, finish_tracked_run, run_end};
 use kiln::backend::{BackendKind, DeviceChoice, native_device_at};
 use kiln::data::{load_source, prepare};
 use kiln::jobs::{JobOutput, JobRun, run_job};
-use kiln::metrics::test_points;
 use kiln::model::ConfigModel;
 use kiln::model::{Predictor, predictions_csv};
 use kiln::store::ModelStore;
@@ -374,10 +370,8 @@ fn finish_tracking(
         _ => Some(run_end(outcome)),
     };
     let root = ctx.job_dir(id);
-    let mut artifacts = run_dir_artifacts(&root);
+    let mut model_file = Vec::new();
     if let Ok(output) = outcome {
-        let summary = &output.info.summary;
-        tracker.log_points(test_points(&summary.final_metrics, summary.steps));
         let model = kiln::store::ModelId::parse(&output.info.model_id)
             .ok()
             .and_then(|model| {
@@ -386,11 +380,10 @@ fn finish_tracking(
                     .flatten()
             });
         if let Some(bytes) = model {
-            artifacts.push(Artifact::Bytes("best_model.kiln".into(), bytes));
+            model_file.push(Artifact::Bytes("best_model.kiln".into(), bytes));
         }
     }
-    let report = tracker.finish(end, artifacts, finish_timeout());
-    for line in record_unsent(&root, &report) {
+    for line in finish_tracked_run(tracker, outcome, end, &root, model_file) {
         ctx.publish(
             id,
             "warning",

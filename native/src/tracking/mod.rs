@@ -10,4 +10,4 @@ mod run_end;
 pub use mlflow_settings::{MlflowSettings, RUN_ID_FILE, finish_timeout};
 pub use mlflow_tracker::{Artifact, MlflowTracker, RunEnd, TrackerReport};
 pub use params::flatten_config;
-pub use run_end::{record_unsent, run_dir_artifacts, run_end};
+pub use run_end::{finish_tracked_run, run_end};

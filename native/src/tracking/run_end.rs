@@ -1,8 +1,10 @@
 //! The end of a tracked run: which files go up, how the job's outcome reads in MLflow, and
 //! where what could not be sent is written down.
 
-use super::{Artifact, RunEnd, TrackerReport};
+use super::{Artifact, MlflowTracker, RunEnd, TrackerReport, finish_timeout};
 use kiln::KilnError;
+use kiln::jobs::JobOutput;
+use kiln::metrics::test_points;
 use std::io::Write;
 use std::path::Path;
 
@@ -25,6 +27,26 @@ pub fn run_end<T>(outcome: &Result<T, KilnError>) -> RunEnd {
         Err(KilnError::Cancelled) => RunEnd::Killed,
         Err(_) => RunEnd::Failed,
     }
+}
+
+/// Ends a job's tracked run: a completed job's test metrics at its last step, the run
+/// directory's files and `extra` as artifacts, the status `end`; returns the warning lines for
+/// what was not sent (also appended to the run directory's `tracking.log`).
+pub fn finish_tracked_run(
+    tracker: MlflowTracker,
+    outcome: &Result<JobOutput, KilnError>,
+    end: Option<RunEnd>,
+    root: &Path,
+    extra: Vec<Artifact>,
+) -> Vec<String> {
+    if let Ok(output) = outcome {
+        let summary = &output.info.summary;
+        tracker.log_points(test_points(&summary.final_metrics, summary.steps));
+    }
+    let mut artifacts = run_dir_artifacts(root);
+    artifacts.extend(extra);
+    let report = tracker.finish(end, artifacts, finish_timeout());
+    record_unsent(root, &report)
 }
 
 /// The warning lines of a report (none when everything was sent), also appended to the run
