@@ -1,8 +1,11 @@
 //! Writes what training threads report (events, progress, status changes) to the registry on
-//! the async runtime, one record after another in the order sent, so a training step never
-//! waits for the database. Every record carries its lease attempt: a write the registry refuses
-//! (the lease moved to another worker) stops the job here; a write that fails because the
-//! database is unreachable (restarting) is retried until it goes through.
+//! the async runtime, one record after another in the order sent, so a training step does not
+//! wait for the database. The queue is bounded: once [`QUEUE_CAPACITY`] records wait (the
+//! database is slow or restarting), a training thread's next record waits for room, so an
+//! outage holds training back instead of growing memory without bound, and no record is
+//! dropped. Every record carries its lease attempt: a write the registry refuses (the lease
+//! moved to another worker) stops the job here; a write that fails because the database is
+//! unreachable (restarting) is retried until it goes through.
 
 use super::hub::Hub;
 use super::lease::StopReason;
@@ -12,6 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
+
+/// How many records may wait for the writer before senders wait for room.
+pub const QUEUE_CAPACITY: usize = 10_000;
 
 /// One thing to record.
 #[derive(Debug)]
@@ -66,14 +73,23 @@ pub enum Record {
 /// The sending side; clones share one writer.
 #[derive(Debug, Clone)]
 pub struct Recorder {
-    records: mpsc::UnboundedSender<Record>,
+    records: mpsc::Sender<Record>,
 }
 
 impl Recorder {
     /// Starts the writer on `runtime`; jobs whose lease turns out lost are stopped through
     /// `scheduler`.
     pub fn start(runtime: &Handle, hub: Hub, scheduler: Arc<Scheduler>) -> Self {
-        let (records, mut incoming) = mpsc::unbounded_channel();
+        Self::with_capacity(runtime, hub, scheduler, QUEUE_CAPACITY)
+    }
+
+    fn with_capacity(
+        runtime: &Handle,
+        hub: Hub,
+        scheduler: Arc<Scheduler>,
+        capacity: usize,
+    ) -> Self {
+        let (records, mut incoming) = mpsc::channel(capacity);
         runtime.spawn(async move {
             while let Some(record) = incoming.recv().await {
                 write_retrying(&hub, &scheduler, record).await;
@@ -82,9 +98,22 @@ impl Recorder {
         Self { records }
     }
 
-    /// Queues a record (never blocks).
+    /// Queues a record. Called from training threads (never from async code): when the queue
+    /// is full it waits until the writer has made room.
     pub fn send(&self, record: Record) {
-        let _ = self.records.send(record);
+        match self.records.try_send(record) {
+            Ok(()) | Err(TrySendError::Closed(_)) => {}
+            Err(TrySendError::Full(record)) if Handle::try_current().is_err() => {
+                let _ = self.records.blocking_send(record);
+            }
+            Err(TrySendError::Full(record)) => {
+                // Async code must not block its runtime thread: queue from a task instead.
+                let records = self.records.clone();
+                tokio::spawn(async move {
+                    let _ = records.send(record).await;
+                });
+            }
+        }
     }
 
     /// Waits (at most `timeout`) until everything sent so far is written.
@@ -219,5 +248,69 @@ async fn write(hub: &Hub, record: Record) -> Result<Written, sqlx::Error> {
             let _ = done.send(());
             Ok(Written::Done)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serve::registry::Registry;
+
+    /// A full queue makes the sender wait for the writer; every record is written, in order.
+    #[test]
+    fn a_full_queue_holds_the_sender_until_the_writer_makes_room() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let writer = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let registry = writer
+            .block_on(Registry::open_file(&dir.path().join("registry.db")))
+            .expect("registry");
+        let hub = Hub::new(registry.clone(), "test-worker".into());
+        // The writer task runs only while the test drives `writer`: until then nothing is
+        // taken off the queue.
+        let recorder = Recorder::with_capacity(writer.handle(), hub, Arc::default(), 3);
+        let sender = recorder.clone();
+        let sent = std::thread::spawn(move || {
+            for step in 0..5 {
+                sender.send(Record::Event {
+                    job: "job-1".into(),
+                    kind: "note".into(),
+                    data: serde_json::json!({ "step": step }),
+                    attempt: 0,
+                });
+            }
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            !sent.is_finished(),
+            "the 4th record must wait while 3 are queued"
+        );
+        writer.block_on(async {
+            while !sent.is_finished() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        sent.join().expect("sender");
+        let flushed = recorder.clone();
+        let flush = std::thread::spawn(move || flushed.flush(Duration::from_secs(10)));
+        writer.block_on(async {
+            while !flush.is_finished() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        let events = writer
+            .block_on(registry.events_after("job-1", 0))
+            .expect("events");
+        let steps: Vec<i64> = events
+            .iter()
+            .map(|e| {
+                serde_json::from_str::<serde_json::Value>(&e.data).expect("json")["step"]
+                    .as_i64()
+                    .expect("step")
+            })
+            .collect();
+        assert_eq!(steps, vec![0, 1, 2, 3, 4]);
     }
 }
