@@ -224,6 +224,36 @@ fn logged_series(run_dir: &Path) -> BTreeMap<String, Vec<(u64, f64)>> {
     series
 }
 
+/// MLflow's histories of the run's series equal its metrics.jsonl, step for step (each step
+/// once); returns the series.
+fn assert_tracked_as_logged(
+    server: &Mlflow,
+    run_id: &str,
+    run_dir: &Path,
+) -> BTreeMap<String, Vec<(u64, f64)>> {
+    let series = logged_series(run_dir);
+    for name in ["train_loss", "grad_norm", "val_loss", "val_accuracy"] {
+        let logged = &series[name];
+        let tracked = server.history(run_id, name);
+        assert_eq!(
+            tracked.len(),
+            logged.len(),
+            "{name}: {tracked:?} vs {logged:?}"
+        );
+        for (t, l) in tracked.iter().zip(logged) {
+            assert_eq!(t.0, l.0, "{name}: steps");
+            assert!(
+                close(t.1, l.1),
+                "{name} at step {}: {} vs {}",
+                t.0,
+                t.1,
+                l.1
+            );
+        }
+    }
+    series
+}
+
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * a.abs().max(1.0)
 }
@@ -289,26 +319,7 @@ fn a_run_is_logged_to_a_real_mlflow_server_and_matches_its_own_files() {
     );
     assert_eq!(experiment["experiment"]["name"], "kiln-tests");
 
-    let series = logged_series(&run_dir);
-    for name in ["train_loss", "grad_norm", "val_loss", "val_accuracy"] {
-        let logged = &series[name];
-        let tracked = server.history(&run_id, name);
-        assert_eq!(
-            tracked.len(),
-            logged.len(),
-            "{name}: {tracked:?} vs {logged:?}"
-        );
-        for (t, l) in tracked.iter().zip(logged) {
-            assert_eq!(t.0, l.0, "{name}: steps");
-            assert!(
-                close(t.1, l.1),
-                "{name} at step {}: {} vs {}",
-                t.0,
-                t.1,
-                l.1
-            );
-        }
-    }
+    let series = assert_tracked_as_logged(&server, &run_id, &run_dir);
     assert!(series["train_loss"].len() >= 10);
     let test_accuracy = server.history(&run_id, "test_accuracy");
     assert_eq!(test_accuracy.len(), 1);
@@ -512,6 +523,90 @@ fn an_interrupted_run_ends_killed_and_a_failed_one_failed() {
         server.run(&run_id_of(&failed_dir))["info"]["status"],
         "FAILED"
     );
+}
+
+#[test]
+fn a_resumed_run_logs_into_its_own_run_and_no_step_twice() {
+    let server = Mlflow::start();
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let store = scratch.path().join("store");
+    let config = scratch.path().join("resumed.yaml");
+    std::fs::write(
+        &config,
+        "name: resumed\nseed: 3\ntraining:\n  num_epochs: 40\n  log_every_steps: 5\n\
+         tracking:\n  mlflow: {experiment: kiln-resume}\n",
+    )
+    .expect("config");
+    let run_dir = scratch.path().join("run");
+    // Interrupted after its first checkpoint and some steps more: those steps reach MLflow,
+    // and the resumed run trains them again from the checkpoint.
+    let mut child = tracked_train(&store, &config, &run_dir, &server.url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kiln train");
+    wait_for(
+        &run_dir.join("checkpoints").join("index.json"),
+        &mut child,
+        Duration::from_secs(120),
+    );
+    let at_checkpoint = progress_lines(&run_dir);
+    while progress_lines(&run_dir) < at_checkpoint + 3 {
+        assert!(child.try_wait().ok().flatten().is_none(), "the run ended");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().expect("kiln ends");
+    assert!(!out.status.success(), "{}", stderr(&out));
+    let run_id = run_id_of(&run_dir);
+    assert_eq!(server.run(&run_id)["info"]["status"], "KILLED");
+    let before = server.history(&run_id, "train_loss");
+    let resumed_at = latest_checkpoint_step(&run_dir);
+
+    let out = kiln(&store)
+        .arg("train")
+        .arg("--resume")
+        .arg(&run_dir)
+        .args(["--mlflow", &server.url])
+        .output()
+        .expect("kiln train --resume");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(run_id_of(&run_dir), run_id, "the same MLflow run");
+    assert_eq!(server.run(&run_id)["info"]["status"], "FINISHED");
+    let series = assert_tracked_as_logged(&server, &run_id, &run_dir);
+    // The interrupted part had logged steps the checkpoint did not hold, and the resumed run
+    // trained them again: MLflow has each of them once, with the first run's values.
+    let trained_again = before
+        .iter()
+        .filter(|(step, _)| series["train_loss"].iter().any(|(s, _)| s == step))
+        .count();
+    assert_eq!(trained_again, before.len());
+    assert!(
+        before.iter().any(|(step, _)| *step > resumed_at),
+        "the first run logged past its checkpoint (step {resumed_at}): {before:?}"
+    );
+}
+
+/// The step of the run's latest checkpoint (the one a resume starts from).
+fn latest_checkpoint_step(run_dir: &Path) -> u64 {
+    let checkpoints = run_dir.join("checkpoints");
+    let index: Value = serde_json::from_slice(
+        &std::fs::read(checkpoints.join("index.json")).expect("checkpoint index"),
+    )
+    .expect("index JSON");
+    let latest = index
+        .as_array()
+        .expect("a list")
+        .iter()
+        .max_by_key(|entry| entry["epoch"].as_u64())
+        .expect("a checkpoint");
+    let dir = checkpoints.join(latest["dir"].as_str().expect("dir"));
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("state.json")).expect("state.json"))
+            .expect("state JSON");
+    state["step"].as_u64().expect("step")
 }
 
 /// A `kiln serve` on a free port, stopped afterwards.

@@ -6,6 +6,7 @@
 
 use kiln::metrics::MetricPoint;
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// A failed call, and whether trying again later may help (server unreachable, timed out,
@@ -33,6 +34,8 @@ pub struct RunRef {
     pub experiment_id: String,
     /// Where its artifacts go, e.g. `mlflow-artifacts:/1/<run id>/artifacts`.
     pub artifact_uri: String,
+    /// The highest step the server holds of each metric (empty for a new run).
+    pub latest_steps: BTreeMap<String, u64>,
 }
 
 /// A metric value with the wall-clock time it was measured (ms since the Unix epoch).
@@ -338,12 +341,56 @@ fn run_ref(answer: &Value, what: &str) -> Result<RunRef, ApiError> {
         run_id: string_at(answer, &["run", "info", "run_id"], what)?,
         experiment_id: string_at(answer, &["run", "info", "experiment_id"], what)?,
         artifact_uri: string_at(answer, &["run", "info", "artifact_uri"], what)?,
+        latest_steps: latest_steps(answer),
     })
+}
+
+/// Each metric's highest step in a run (`run.data.metrics` holds each metric's latest value,
+/// which MLflow defines as the one at the highest step).
+fn latest_steps(answer: &Value) -> BTreeMap<String, u64> {
+    let metrics = answer["run"]["data"]["metrics"].as_array();
+    metrics
+        .into_iter()
+        .flatten()
+        .filter_map(|m| Some((m["key"].as_str()?.to_string(), step_of(&m["step"])?)))
+        .collect()
+}
+
+/// A step as MLflow's JSON writes it (a number, or an int64 as a string).
+fn step_of(value: &Value) -> Option<u64> {
+    value
+        .as_u64()
+        .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_runs_latest_steps_are_read_from_its_metrics() {
+        let answer = json!({"run": {
+            "info": {"run_id": "r", "experiment_id": "1", "artifact_uri": "mlflow-artifacts:/1/r"},
+            "data": {"metrics": [
+                {"key": "train_loss", "value": 0.5, "timestamp": 1, "step": "40"},
+                {"key": "val_loss", "value": 0.4, "timestamp": 1, "step": 32},
+                {"key": "odd", "value": 1.0, "timestamp": 1}
+            ]}
+        }});
+        let run = run_ref(&answer, "run r").expect("a run");
+        assert_eq!(
+            run.latest_steps,
+            BTreeMap::from([("train_loss".into(), 40), ("val_loss".into(), 32)])
+        );
+        let created =
+            json!({"run": {"info": {"run_id": "r", "experiment_id": "1", "artifact_uri": "a"}}});
+        assert!(
+            run_ref(&created, "new")
+                .expect("a run")
+                .latest_steps
+                .is_empty()
+        );
+    }
 
     #[test]
     fn artifact_uris_behind_the_proxy() {

@@ -21,6 +21,9 @@ pub struct MlflowSettings {
     pub run_name: String,
     /// An existing run to log into.
     pub run_id: Option<String>,
+    /// Whether `run_id` is the one the run directory remembers (a resumed run): the steps
+    /// MLflow already holds are not logged again (the resumed part re-runs them).
+    pub continues_own_run: bool,
     /// Whether to upload artifacts at the end.
     pub log_artifacts: bool,
     /// The resolved config, flattened.
@@ -68,6 +71,7 @@ impl MlflowSettings {
         }
         let run_id_file = run_dir.map(|dir| dir.join(RUN_ID_FILE));
         let remembered = run_id_file.as_deref().and_then(read_run_id);
+        let continues_own_run = section.run_id.is_none() && remembered.is_some();
         Ok(Some(Self {
             uri,
             experiment: section.experiment.unwrap_or_else(|| config.name.clone()),
@@ -75,6 +79,7 @@ impl MlflowSettings {
                 .run_name
                 .unwrap_or_else(|| format!("{}-{job_id}", config.name_slug())),
             run_id: section.run_id.or(remembered),
+            continues_own_run,
             log_artifacts: section.log_artifacts,
             params: flatten_config(config),
             tags: vec![

@@ -279,6 +279,18 @@ impl Uploader {
             self.settle(result, n, "tags")?;
             self.tags.drain(..n);
         }
+        if self.settings.continues_own_run
+            && let Some(run) = &self.run
+            && !run.latest_steps.is_empty()
+        {
+            // A resumed run re-trains the steps after its checkpoint: MLflow has those already.
+            let logged = &run.latest_steps;
+            self.points.retain(|p| {
+                logged
+                    .get(&p.point.name)
+                    .is_none_or(|&last| p.point.step > last)
+            });
+        }
         while !self.points.is_empty() {
             let n = self.points.len().min(METRICS_PER_REQUEST);
             let batch: Vec<TimedPoint> = self.points.iter().take(n).cloned().collect();
