@@ -72,6 +72,7 @@ test-python:
 ## a real S3 server (moto, in .venv-fleet) or file:// store: fail-over, drain, database faults.
 test-fleet:
 	./scripts/setup-fleet.sh
+	./scripts/setup-mlflow.sh
 	$(CARGO) build -p kiln-native
 	node --test tests/fleet/
 

@@ -2,18 +2,18 @@
 // one object store (moto's S3 server, and file://): every job exactly once across workers,
 // events followed from any server, label routing, kill -9 fail-over with identical weights, a
 // restarted worker rejoining, drain, PostgreSQL restarted under load, the object store failing
-// during checkpoints.
+// during checkpoints, a tracked job's MLflow run carried on by the worker that takes it over.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, renameSync, writeFileSync, rmSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { tempDir, startServer, stopServer, killServers } from "../js/helpers.mjs";
 import { api, waitFor, readEvents, twoClassCsv, DETERMINISTIC, burnpackTensorData } from "../js/server-api.mjs";
-import { startPostgres, startMoto } from "./services.mjs";
+import { startPostgres, startMoto, startMlflow } from "./services.mjs";
 
 let pg;
 let moto;
-const DATABASES = ["scale", "failover", "pgrestart", "files"];
+const DATABASES = ["scale", "failover", "pgrestart", "files", "tracked"];
 
 before(async () => {
   pg = await startPostgres(DATABASES);
@@ -31,8 +31,8 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const FAST = { training: { num_passes: 2, batch_size: 32 } };
 
 /** Workers on database `db` and object store `objects`. */
-function worker(db, objects, { lease = 6, labels = [], dataDir } = {}) {
-  const args = ["--database", pg.url(db), "--objects", objects, "--lease-secs", String(lease)];
+function worker(db, objects, { lease = 6, labels = [], dataDir, extra = [] } = {}) {
+  const args = ["--database", pg.url(db), "--objects", objects, "--lease-secs", String(lease), ...extra];
   for (const l of labels) args.push("--label", l);
   return startServer(args, dataDir ?? tempDir("kiln-worker-"), moto.env);
 }
@@ -283,4 +283,77 @@ test("file:// object store unreachable during a checkpoint: the job reports it, 
   assert.ok(JSON.parse(readFileSync(join(shared, "jobs", id, "run.json"), "utf8")).modelId);
   assert.ok(existsSync(join(shared, "models", `${done.result.modelId}.kiln`)));
   assert.equal((await stopServer(s)).code, 0);
+});
+
+test("kill -9 a tracked job's worker: the worker that takes it over logs into the same MLflow run, each step once", async () => {
+  const mlflow = await startMlflow();
+  try {
+    const objects = "s3://kiln-fleet/tracked";
+    const tracked = { lease: 4, extra: ["--mlflow", mlflow.url] };
+    const a = await worker("tracked", objects, tracked);
+    const b = await worker("tracked", objects, tracked);
+    // Small batches and a checkpoint every 6 epochs leave seconds after each checkpoint for the
+    // kill to hit.
+    const config = {
+      ...DETERMINISTIC,
+      training: { num_passes: 16, batch_size: 4 },
+      checkpoint: { every_epochs: 6, save_top_k: 1 },
+      tracking: { mlflow: { experiment: "fleet-handover" } },
+    };
+    const id = (await api(a, "/v1/jobs", { method: "POST", body: { config } })).json.id;
+    await readEvents(a, id, { until: (e) => e.event === "checkpoint" });
+    const holder = (await api(a, `/v1/jobs/${id}`)).json.workerId;
+    const victim = [a, b].find((s) => s.worker === holder);
+    const survivor = victim === a ? b : a;
+    const { experiment } = await mlflow.api("experiments/get-by-name", { query: { experiment_name: "fleet-handover" } });
+    const runOf = async () => (await mlflow.api("runs/search", {
+      body: { experiment_ids: [experiment.experiment_id], filter: `tags."kiln.job_id" = '${id}'` },
+    })).runs ?? [];
+    // Kill the holder once MLflow has steps after its recorded checkpoint (they are sent every
+    // 2 s): the worker that takes over re-trains them.
+    let before = [];
+    for (const deadline = Date.now() + 120000; ;) {
+      assert.ok(Date.now() < deadline, "MLflow never got a step after the recorded checkpoint");
+      const recorded = (await api(survivor, `/v1/jobs/${id}`)).json.checkpoint;
+      const [run] = await runOf();
+      if (run && recorded) before = await mlflow.history(run.info.run_id, "train_loss");
+      if (recorded && before.some(([step]) => step > recorded.step)) break;
+      await sleep(200);
+    }
+    await stopServer(victim, "SIGKILL");
+    const done = await waitFor(survivor, id, { timeout: 300000 });
+    assert.equal(done.status, "completed", JSON.stringify(done));
+    assert.equal(done.attempt, 2);
+
+    const runs = await runOf();
+    assert.equal(runs.length, 1, "one MLflow run for the job");
+    const run = runs[0];
+    assert.equal(run.info.status, "FINISHED");
+    const history = await mlflow.history(run.info.run_id, "train_loss");
+    const steps = history.map(([step]) => step);
+    assert.deepEqual(steps, [...new Set(steps)], "a step logged twice");
+    // MLflow has the progress reports' values; all of those after the checkpoint the job was
+    // resumed from, once (the killed attempt had sent some of them, and the survivor re-trained
+    // them to the same values). Reports before it that the killed worker had not sent yet are
+    // lost with it (kill -9).
+    const events = await readEvents(survivor, id);
+    const resumedFrom = events.find((e) => e.event === "assigned" && e.data.attempt === 2).data.resumeFrom.step;
+    const progress = new Map();
+    for (const e of events) {
+      if (e.event === "progress") progress.set(e.data.step, e.data.loss);
+    }
+    for (const [step, value] of history) assert.ok(Math.abs(value - progress.get(step)) < 1e-6, `step ${step}: ${value} vs ${progress.get(step)}`);
+    const after = [...progress.keys()].filter((step) => step > resumedFrom).sort((x, y) => x - y);
+    assert.deepEqual(steps.filter((step) => step > resumedFrom), after);
+    assert.ok(before.some(([step]) => step > resumedFrom), `the killed attempt logged past its checkpoint (step ${resumedFrom})`);
+    // The model the survivor stored is the run's artifact.
+    const artifacts = run.info.artifact_uri.replace(/^mlflow-artifacts:\/*/, "");
+    const logged = await fetch(`${mlflow.url}/api/2.0/mlflow-artifacts/artifacts/${artifacts}/best_model.kiln`);
+    assert.equal(logged.status, 200);
+    const stored = await fetch(`${survivor.url}/v1/models/${done.result.modelId}`);
+    assert.ok(Buffer.from(await logged.arrayBuffer()).equals(Buffer.from(await stored.arrayBuffer())), "best_model.kiln differs from the stored model");
+    await stopServer(survivor);
+  } finally {
+    await mlflow.stop();
+  }
 });

@@ -1,8 +1,9 @@
 // Real servers for the fleet tests, started on loopback and free ports and stopped afterwards:
-// a throwaway PostgreSQL cluster (Debian's binaries, in a temporary directory) and moto's
-// S3-compatible server (PyPI, in .venv-fleet; see scripts/setup-fleet.sh).
+// a throwaway PostgreSQL cluster (Debian's binaries, in a temporary directory), moto's
+// S3-compatible server (PyPI, in .venv-fleet; see scripts/setup-fleet.sh) and an MLflow
+// tracking server (PyPI, in .venv-mlflow; see scripts/setup-mlflow.sh).
 import { spawn, execFileSync } from "node:child_process";
-import { chownSync, mkdtempSync, readdirSync, existsSync } from "node:fs";
+import { chownSync, mkdtempSync, readdirSync, existsSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -137,4 +138,48 @@ export async function startMoto(bucket = "kiln-fleet") {
   };
   moto.stop = async () => { child.kill("SIGTERM"); await moto.exited; };
   return moto;
+}
+
+/**
+ * A throwaway MLflow tracking server (PyPI, in .venv-mlflow; see scripts/setup-mlflow.sh) on a
+ * free loopback port, SQLite backend store in a temporary directory. `api(path, body?)` calls
+ * its REST API (GET with a query object, or POST with a JSON body); `stop()` kills its process
+ * group (the server and its workers).
+ */
+export async function startMlflow() {
+  const dir = mkdtempSync(join(tmpdir(), "kiln-mlflow-"));
+  const port = await freePort();
+  const child = spawn(join(repo, ".venv-mlflow", "bin", "mlflow"), [
+    "server", "--host", "127.0.0.1", "--port", String(port), "--workers", "1",
+    "--backend-store-uri", `sqlite:///${join(dir, "mlflow.db")}`,
+    "--artifacts-destination", join(dir, "artifacts"),
+  ], { cwd: dir, detached: true, stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, MLFLOW_TRACKING_URI: "" } });
+  const group = { kill: () => { try { process.kill(-child.pid, "SIGKILL"); } catch { /* gone */ } } };
+  children.add(group);
+  const mlflow = { port, dir, log: "", url: `http://127.0.0.1:${port}` };
+  child.stderr.on("data", (d) => { mlflow.log += d; });
+  const exited = new Promise((resolve) => child.on("exit", resolve));
+  const deadline = Date.now() + 120000;
+  for (;;) {
+    try {
+      if ((await fetch(`${mlflow.url}/health`)).ok) break;
+    } catch { /* not up yet */ }
+    if (Date.now() > deadline) { group.kill(); throw new Error(`MLflow did not start: ${mlflow.log}`); }
+    await sleep(300);
+  }
+  mlflow.api = async (path, { query, body } = {}) => {
+    const url = new URL(`${mlflow.url}/api/2.0/mlflow/${path}`);
+    for (const [k, v] of Object.entries(query ?? {})) url.searchParams.set(k, v);
+    const r = await fetch(url, body ? { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) } : {});
+    const json = await r.json();
+    if (!r.ok) throw new Error(`MLflow ${path}: ${r.status} ${JSON.stringify(json)}`);
+    return json;
+  };
+  /** A metric's history in a run, as [step, value] sorted by step (ties kept). */
+  mlflow.history = async (runId, key) => {
+    const { metrics = [] } = await mlflow.api("metrics/get-history", { query: { run_id: runId, metric_key: key, max_results: "25000" } });
+    return metrics.map((m) => [Number(m.step), m.value]).sort((x, y) => x[0] - y[0]);
+  };
+  mlflow.stop = async () => { group.kill(); children.delete(group); await exited; rmSync(dir, { recursive: true, force: true }); };
+  return mlflow;
 }
