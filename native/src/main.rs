@@ -1,6 +1,7 @@
 //! The `kiln` command-line trainer. Exit codes: 0 ok, 2 bad input, 1 internal failure.
 
 mod cli;
+mod cpu_pool;
 mod models_cmd;
 mod plot;
 mod run_dir;
@@ -18,33 +19,23 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// The CPU backend's thread pool: `--threads`, else rayon's default (`$RAYON_NUM_THREADS`, else
-/// every core). Splitting pays for large ops: on 2 cores the cnn preset trains 1.7× faster with
-/// 2 threads, the Fashion-MNIST MLP recipe about as fast (BENCHMARKS.md).
-fn cpu_pool(threads: Option<u16>) -> Result<rayon::ThreadPool> {
-    // 0: rayon's default.
-    let threads = threads.map_or(0, usize::from);
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .stack_size(MAIN_STACK_BYTES)
-        .build()
-        .map_err(|e| KilnError::Internal(format!("cannot start the CPU thread pool: {e}")))
-}
-
-/// The stack of the pool thread that runs the command: a main thread's usual 8 MiB.
-const MAIN_STACK_BYTES: usize = 8 << 20;
-
-/// Runs the command on a thread of the CPU pool, so that the backend's parallel ops run there
-/// too: with one thread they run inline instead of being handed to another thread and waited
-/// for.
+/// Runs the command on a thread of the CPU pool (`--threads`, else rayon's default: every
+/// core), so that the backend's parallel ops run there too: with one thread they run inline
+/// instead of being handed to another thread and waited for. Splitting pays for large ops: on
+/// 2 cores the cnn preset trains 1.7× faster with 2 threads (BENCHMARKS.md). The pool's
+/// threads have ended when this returns.
 fn run_in_cpu_pool(cli: Cli) -> Result<()> {
-    let pool = std::sync::Arc::new(cpu_pool(cli.threads)?);
+    let cpu = cpu_pool::CpuPool::new(cli.threads)?;
+    let pool = cpu.handle();
     if let Command::Serve { .. } = cli.command {
         // The server's own threads are not pool threads: its training threads each enter the
         // pool for a job, so no job waits for a pool thread the server is sitting on.
         return run(cli, pool);
     }
-    pool.clone().install(|| run(cli, pool))
+    let result = pool.clone().install(|| run(cli, pool));
+    // Every handle to the pool is gone now: its threads end before `cpu` is dropped.
+    drop(cpu);
+    result
 }
 
 fn run(cli: Cli, pool: std::sync::Arc<rayon::ThreadPool>) -> Result<()> {
