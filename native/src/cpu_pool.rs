@@ -65,9 +65,7 @@ impl CpuPool {
         // `pool` is only taken in `drop`.
         self.pool.clone().unwrap_or_else(|| unreachable!())
     }
-}
 
-impl CpuPool {
     /// Lets go of the pool and waits (at most the join timeout) for its threads to end; how
     /// many were joined and how many were still running.
     fn finish(&mut self) -> (usize, usize) {
