@@ -5,7 +5,7 @@ export XDG_RUNTIME_DIR ?= /tmp
 # One shared target dir and one test profile for everything.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: size setup train test test-build build-lane-debug build-lane-optimised setup-services test-rust test-release test-js test-web test-python test-fleet test-demo lint fmt bench bench-fleet check-cuda pkg demo types
+.PHONY: size setup train test test-rust test-release test-js test-web test-python test-fleet test-demo lint fmt bench bench-fleet check-cuda pkg demo types
 
 setup:
 	./scripts/setup.sh
@@ -32,14 +32,10 @@ WASM_BINDGEN := wasm-bindgen --target web --experimental-reset-state-function --
 ## The npm package: a CPU wasm and a WebGPU wasm, each with its bindings, in pkg/wasm; the
 ## package loads only the one a backend needs.
 pkg:
-	$(PKG_RECIPE)
-
-define PKG_RECIPE
-CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="$(WASM_CPU_RUSTFLAGS)" $(CARGO) rustc --lib --crate-type cdylib --target wasm32-unknown-unknown -p kiln --no-default-features --profile $(WASM_CPU_PROFILE)
-$(WASM_BINDGEN) --out-name kiln-cpu $(WASM_DIR)/$(WASM_CPU_PROFILE)/kiln.wasm
-$(CARGO) rustc --lib --crate-type cdylib --target wasm32-unknown-unknown -p kiln $(WASM_FEATURES) --profile $(WASM_WEBGPU_PROFILE)
-$(WASM_BINDGEN) --out-name kiln-webgpu $(WASM_DIR)/$(WASM_WEBGPU_PROFILE)/kiln.wasm
-endef
+	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="$(WASM_CPU_RUSTFLAGS)" $(CARGO) rustc --lib --crate-type cdylib --target wasm32-unknown-unknown -p kiln --no-default-features --profile $(WASM_CPU_PROFILE)
+	$(WASM_BINDGEN) --out-name kiln-cpu $(WASM_DIR)/$(WASM_CPU_PROFILE)/kiln.wasm
+	$(CARGO) rustc --lib --crate-type cdylib --target wasm32-unknown-unknown -p kiln $(WASM_FEATURES) --profile $(WASM_WEBGPU_PROFILE)
+	$(WASM_BINDGEN) --out-name kiln-webgpu $(WASM_DIR)/$(WASM_WEBGPU_PROFILE)/kiln.wasm
 
 ## Download sizes of the package's builds next to TensorFlow.js's (BENCHMARKS.md, "Package size").
 size: pkg
@@ -52,55 +48,18 @@ demo: setup pkg
 	node www/serve.mjs --port $(DEMO_PORT)
 
 ## Every test: unit, CLI end-to-end (kill/resume, wgpu on lavapipe), WebGPU in headless Chromium,
-## Node, the npm consumer and interchange tests, lint, CUDA type-check. Everything is built
-## first (test-build: two build lanes at once), then the suites run one after another.
-test: setup test-build test-rust test-release test-web test-js test-python test-fleet
-
-# The test suites' commands; test-build runs the same ones with --no-run.
-RUST_TEST := $(CARGO) test --workspace
-RELEASE_TEST := $(CARGO) test --release -p kiln --no-default-features --test spam
-WEB_TEST := cd crate && CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_TIMEOUT=600 \
-	  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
-	  $(CARGO) test --target wasm32-unknown-unknown $(WASM_FEATURES) --test web --test node
-EXAMPLE_WEB_TEST := WASM_BINDGEN_TEST_TIMEOUT=600 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
-	  $(CARGO) test --target wasm32-unknown-unknown -p kiln-example-custom-model \
-	  --features kiln/webgpu --test node
-
-## Lint, the CUDA type-check and every build the suites need, in two lanes at once: the debug
-## lane (target/debug, target/wasm32-unknown-unknown/debug) and the optimised lane (the release
-## test and the two wasm builds of the package: profiles release, wasm-cpu, wasm-webgpu). Cargo
-## locks each profile's directory, not the whole target dir, so the lanes never wait on each
-## other, and each fills the other's single-threaded stretches (LTO, the last crate). The
-## services' set-up (pip, apt) runs beside them.
-test-build:
-	$(MAKE) --no-print-directory -j3 --output-sync=line build-lane-debug build-lane-optimised setup-services
-
-build-lane-debug:
-	$(LINT_RECIPE)
-	$(CHECK_CUDA)
-	$(RUST_TEST) --no-run
-	$(WEB_TEST) --no-run
-	$(EXAMPLE_WEB_TEST) --no-run
-	$(CARGO) build -p kiln-native
-
-build-lane-optimised:
-	$(RELEASE_TEST) --no-run
-	$(PKG_RECIPE)
-
-setup-services:
-	./scripts/setup-mlflow.sh
-	./scripts/setup-python.sh
-	./scripts/setup-fleet.sh
+## Node, the npm consumer and interchange tests, lint, CUDA type-check.
+test: setup lint check-cuda test-rust test-release test-web test-js test-python test-fleet
 
 ## Rust: unit, CLI end-to-end and the MLflow tests (a real `mlflow server` from .venv-mlflow).
 test-rust:
 	./scripts/setup-mlflow.sh
-	$(RUST_TEST)
+	$(CARGO) test --workspace
 
 ## The SpamAssassin targets natively (>= 0.95 test accuracy with the GRU and the transformer
 ## configs): the library's test in a release build (a debug build takes minutes per config).
 test-release:
-	$(RELEASE_TEST)
+	$(CARGO) test --release -p kiln --no-default-features --test spam
 
 ## Node 20: the packed npm package driven through its documented API, and native <-> JS models.
 test-js: pkg
@@ -124,8 +83,12 @@ test-fleet:
 ## wasm-bindgen-test in headless Chromium with WebGPU (SwiftShader), asserting WebGPU is used,
 ## and the same binding tests in Node 20 on the CPU backend; the custom-model example in Node.
 test-web:
-	$(WEB_TEST)
-	$(EXAMPLE_WEB_TEST)
+	cd crate && CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_TIMEOUT=600 \
+	  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+	  $(CARGO) test --target wasm32-unknown-unknown $(WASM_FEATURES) --test web --test node
+	WASM_BINDGEN_TEST_TIMEOUT=600 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+	  $(CARGO) test --target wasm32-unknown-unknown -p kiln-example-custom-model \
+	  --features kiln/webgpu --test node
 
 ## pkg/types.d.ts from the Rust types (`kiln schema --api`); tests/js/types.test.mjs checks it is current.
 types:
@@ -133,19 +96,13 @@ types:
 	node scripts/gen-types.mjs $(CARGO_TARGET_DIR)/debug/kiln
 
 lint:
-	$(LINT_RECIPE)
-
-define LINT_RECIPE
-$(CARGO) fmt --all -- --check
-$(CARGO) clippy --workspace --all-targets -- -D warnings
-$(CARGO) clippy -p kiln --target wasm32-unknown-unknown $(WASM_FEATURES) -- -D warnings
-endef
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p kiln --target wasm32-unknown-unknown $(WASM_FEATURES) -- -D warnings
 
 ## Type-check the CUDA build offline (DOCS_RS=1 skips the LLVM bundle download).
 check-cuda:
-	$(CHECK_CUDA)
-
-CHECK_CUDA := DOCS_RS=1 $(CARGO) check -p kiln-native --features cuda
+	DOCS_RS=1 $(CARGO) check -p kiln-native --features cuda
 
 fmt:
 	$(CARGO) fmt --all
