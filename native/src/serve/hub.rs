@@ -3,7 +3,7 @@
 //! subscribers of its job. Events written by other servers arrive through a PostgreSQL
 //! notification (see `listener`), and are read from the registry and forwarded the same way.
 
-use super::registry::{EventRow, Registry};
+use super::registry::{EventRow, JobEnd, Registry};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
@@ -66,22 +66,53 @@ impl Hub {
         else {
             return Ok(None);
         };
-        self.deliver(
+        self.announce(
             job_id,
-            vec![EventRow {
+            EventRow {
                 seq,
                 kind: kind.to_string(),
                 data,
                 attempt,
-            }],
-        );
+            },
+        )
+        .await;
+        Ok(Some(seq))
+    }
+
+    /// Ends a job (see [`Registry::finish`]: the job row and its final `status` event in one
+    /// transaction) and sends that event to its subscribers, which it closes. Returns whether
+    /// this call ended the job.
+    pub async fn finish(
+        &self,
+        job_id: &str,
+        end: &JobEnd<'_>,
+        attempt: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let Some(seq) = self.registry.finish(job_id, end, attempt).await? else {
+            return Ok(false);
+        };
+        self.announce(
+            job_id,
+            EventRow {
+                seq,
+                kind: "status".into(),
+                data: end.event.to_string(),
+                attempt: 0,
+            },
+        )
+        .await;
+        Ok(true)
+    }
+
+    /// Hands a recorded event to this server's subscribers and tells the other servers.
+    async fn announce(&self, job_id: &str, event: EventRow) {
+        self.deliver(job_id, vec![event]);
         // Followers elsewhere catch up from the registry (and every few seconds anyway), so a
         // lost notification only delays them.
         let _ = self
             .registry
             .notify(EVENTS_CHANNEL, &format!("{}|{job_id}", self.origin))
             .await;
-        Ok(Some(seq))
     }
 
     fn deliver(&self, job_id: &str, events: Vec<EventRow>) {

@@ -4,7 +4,7 @@ use super::datasets::{check_remote_data, check_remote_run_settings};
 use super::hub::is_terminal;
 use super::listener::{CANCEL_CHANNEL, JOBS_CHANNEL};
 use super::problem::{ApiError, ProblemKind};
-use super::registry::{EventRow, JobRow, now_ms};
+use super::registry::{EventRow, JobEnd, JobRow, now_ms};
 use super::state::{AppState, blocking};
 use super::worker::check_label;
 use axum::Json;
@@ -320,25 +320,16 @@ pub async fn cancel(
         "queued" | "processing" => {
             // Queued (or held by nobody): ended here, unless a worker claims it first — then
             // it is cancelled there as above.
-            let done = state
-                .registry
-                .finish(
-                    &id,
-                    "cancelled",
-                    None,
-                    Some("the job was cancelled"),
-                    0,
-                    now_ms(),
-                )
-                .await?;
-            if done {
-                let event =
-                    serde_json::json!({ "status": "cancelled", "error": "the job was cancelled" });
-                state
-                    .hub
-                    .publish(&id, "status", event.to_string(), 0)
-                    .await?;
-            } else {
+            let error = "the job was cancelled";
+            let event = serde_json::json!({ "status": "cancelled", "error": error }).to_string();
+            let end = JobEnd {
+                status: "cancelled",
+                result: None,
+                error: Some(error),
+                finished_at: now_ms(),
+                event: &event,
+            };
+            if !state.hub.finish(&id, &end, 0).await? {
                 state.registry.request_cancel(&id).await?;
                 if !state.scheduler.cancel_running(&id) {
                     let _ = state.registry.notify(CANCEL_CHANNEL, &id).await;

@@ -9,7 +9,7 @@
 
 use super::hub::Hub;
 use super::lease::StopReason;
-use super::registry::retry_while_unreachable;
+use super::registry::{JobEnd, retry_while_unreachable};
 use super::scheduler::Scheduler;
 use std::sync::Arc;
 use std::time::Duration;
@@ -223,25 +223,18 @@ async fn write(hub: &Hub, record: Record) -> Result<Written, sqlx::Error> {
             at,
         } => {
             let result_json = result.as_ref().map(|r| r.to_string());
-            let ended = retrying(|| {
-                registry.finish(
-                    &job,
-                    status,
-                    result_json.as_deref(),
-                    error.as_deref(),
-                    attempt,
-                    at,
-                )
-            })
-            .await?;
-            // Only the call that ended the job announces it (a queued job may have been
-            // cancelled already).
-            if ended {
-                let event =
-                    serde_json::json!({ "status": status, "error": error, "result": result })
-                        .to_string();
-                retrying(|| hub.publish(&job, "status", event.clone(), 0)).await?;
-            }
+            let event = serde_json::json!({ "status": status, "error": error, "result": result })
+                .to_string();
+            let end = JobEnd {
+                status,
+                result: result_json.as_deref(),
+                error: error.as_deref(),
+                finished_at: at,
+                event: &event,
+            };
+            // The final event goes with the job's end, or not at all (a queued job may have
+            // been cancelled already).
+            retrying(|| hub.finish(&job, &end, attempt)).await?;
             Ok(Written::Done)
         }
         Record::Flush(done) => {

@@ -12,6 +12,29 @@ use std::time::Duration;
 /// The migrations, embedded in the binary.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// Appends event `$2` (data `$3`) to job `$1` as its next number; with lease attempt `$4` > 0
+/// only while that attempt holds the job. Returns the number.
+const INSERT_EVENT: &str = "INSERT INTO events (job_id, seq, kind, data, attempt)
+     SELECT $1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE job_id = $1), $2, $3, $4
+     WHERE $4 = 0 OR EXISTS (SELECT 1 FROM jobs
+         WHERE id = $1 AND attempt = $4 AND status = 'processing')
+     RETURNING seq";
+
+/// How a job ends: what [`Registry::finish`] records.
+#[derive(Debug, Clone, Copy)]
+pub struct JobEnd<'a> {
+    /// completed | failed | cancelled.
+    pub status: &'a str,
+    /// The result (JSON), for a completed job.
+    pub result: Option<&'a str>,
+    /// Why it failed or was cancelled.
+    pub error: Option<&'a str>,
+    /// Milliseconds since the epoch.
+    pub finished_at: i64,
+    /// The final `status` event's data (JSON).
+    pub event: &'a str,
+}
+
 /// Which database engine holds the registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -562,32 +585,58 @@ impl Registry {
         rows.iter().map(|r| r.try_get::<String, _>(0)).collect()
     }
 
-    /// Ends a job at `finished_at`: `status` with its result or error. Only a job that has not
-    /// ended changes, and, for `attempt` > 0, only while that attempt holds the lease; returns
-    /// whether this call ended it.
+    /// Ends a job as `end` says and appends its final `status` event in the same transaction, so
+    /// that no reader sees the job ended without that event, nor can a worker that dies in
+    /// between leave it without one. Only a job that has not ended changes, and, for `attempt` >
+    /// 0, only while that attempt holds the lease; returns the event's number when this call
+    /// ended the job (`None`: it had ended already).
     pub async fn finish(
         &self,
         id: &str,
-        status: &str,
-        result: Option<&str>,
-        error: Option<&str>,
+        end: &JobEnd<'_>,
         attempt: i64,
-        finished_at: i64,
-    ) -> Result<bool, sqlx::Error> {
-        let done = sqlx::query(
-            "UPDATE jobs SET status = $1, result = $2, error = $3, finished_at = $4,
-                 lease_until = NULL
-             WHERE id = $5 AND status IN ('queued', 'processing') AND ($6 = 0 OR attempt = $6)",
-        )
-        .bind(status)
-        .bind(result)
-        .bind(error)
-        .bind(finished_at)
-        .bind(id)
-        .bind(attempt)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() > 0)
+    ) -> Result<Option<i64>, sqlx::Error> {
+        let mut tries = 0;
+        loop {
+            let mut tx = self.pool.begin().await?;
+            let ended = sqlx::query(
+                "UPDATE jobs SET status = $1, result = $2, error = $3, finished_at = $4,
+                     lease_until = NULL
+                 WHERE id = $5 AND status IN ('queued', 'processing') AND ($6 = 0 OR attempt = $6)",
+            )
+            .bind(end.status)
+            .bind(end.result)
+            .bind(end.error)
+            .bind(end.finished_at)
+            .bind(id)
+            .bind(attempt)
+            .execute(&mut *tx)
+            .await?;
+            if ended.rows_affected() == 0 {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+            let inserted = sqlx::query(INSERT_EVENT)
+                .bind(id)
+                .bind("status")
+                .bind(end.event)
+                .bind(0_i64)
+                .fetch_optional(&mut *tx)
+                .await;
+            match inserted {
+                Ok(row) => {
+                    let seq = row.map(|r| r.try_get::<i64, _>(0)).transpose()?;
+                    tx.commit().await?;
+                    return Ok(seq);
+                }
+                // Another writer took the same event number: the whole end is tried again.
+                Err(sqlx::Error::Database(db)) if db.is_unique_violation() && tries < 8 => {
+                    tries += 1;
+                    tx.rollback().await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Deletes a job and its events.
@@ -615,20 +664,13 @@ impl Registry {
     ) -> Result<Option<i64>, sqlx::Error> {
         let mut tries = 0;
         loop {
-            let inserted = sqlx::query(
-                "INSERT INTO events (job_id, seq, kind, data, attempt)
-                 SELECT $1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE job_id = $1),
-                        $2, $3, $4
-                 WHERE $4 = 0 OR EXISTS (SELECT 1 FROM jobs
-                     WHERE id = $1 AND attempt = $4 AND status = 'processing')
-                 RETURNING seq",
-            )
-            .bind(job_id)
-            .bind(kind)
-            .bind(data)
-            .bind(attempt)
-            .fetch_optional(&self.pool)
-            .await;
+            let inserted = sqlx::query(INSERT_EVENT)
+                .bind(job_id)
+                .bind(kind)
+                .bind(data)
+                .bind(attempt)
+                .fetch_optional(&self.pool)
+                .await;
             match inserted {
                 Ok(row) => return row.map(|r| r.try_get::<i64, _>(0)).transpose(),
                 // Two writers took the same next number (an API call and the lease holder):
@@ -835,5 +877,74 @@ pub fn redact(url: &str) -> String {
             }
         }
         _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job's end and its final `status` event are written together, once.
+    #[test]
+    fn a_job_ends_with_its_final_event_in_the_same_write_and_only_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let registry = Registry::open_file(&dir.path().join("registry.db"))
+                .await
+                .expect("registry");
+            let id = "trainingjob-1";
+            let job = JobRow::queued(
+                id.into(),
+                "training",
+                "{}".into(),
+                None,
+                "{}".into(),
+                &BTreeMap::new(),
+            );
+            registry.insert_job(&job).await.expect("insert");
+            let seq = registry.append_event(id, "started", "{}", 0).await;
+            assert_eq!(seq.expect("append"), Some(1));
+            let end = JobEnd {
+                status: "completed",
+                result: Some("{\"epochs\":1}"),
+                error: None,
+                finished_at: 42,
+                event: "{\"status\":\"completed\"}",
+            };
+            assert_eq!(registry.finish(id, &end, 0).await.expect("finish"), Some(2));
+            let row = registry.job(id).await.expect("read").expect("the job");
+            assert_eq!(row.status, "completed");
+            assert_eq!(row.result.as_deref(), Some("{\"epochs\":1}"));
+            assert_eq!(row.finished_at, Some(42));
+            let events = registry.events_after(id, 0).await.expect("events");
+            let last = events.last().expect("events");
+            assert_eq!((last.seq, last.kind.as_str()), (2, "status"));
+            assert_eq!(last.data, end.event);
+            // A second end (a cancel racing the completion) changes nothing and adds no event.
+            let cancelled = JobEnd {
+                status: "cancelled",
+                event: "{\"status\":\"cancelled\"}",
+                ..end
+            };
+            assert_eq!(registry.finish(id, &cancelled, 0).await.expect("finish"), None);
+            assert_eq!(registry.events_after(id, 0).await.expect("events").len(), 2);
+            let row = registry.job(id).await.expect("read").expect("the job");
+            assert_eq!(row.status, "completed");
+            // An attempt that does not hold the job cannot end it.
+            let other = "trainingjob-2";
+            registry
+                .insert_job(&JobRow {
+                    id: other.into(),
+                    ..job
+                })
+                .await
+                .expect("insert");
+            assert_eq!(registry.finish(other, &end, 7).await.expect("finish"), None);
+            assert!(registry.events_after(other, 0).await.expect("events").is_empty());
+        });
     }
 }
