@@ -1,6 +1,7 @@
 //! The run directory: resolved config, metrics.jsonl, checkpoints (top-k), best model, run.json.
 
 use kiln::jobs::JobOutput;
+use kiln::metrics::{MetricPoint, points_of};
 use kiln::store::DirStore;
 use kiln::train::{
     CheckpointData, CheckpointSink, RankedCheckpoint, ResumePoint, TrainEvent, TrainerState,
@@ -81,6 +82,37 @@ impl MetricsLog {
         }
         Ok(())
     }
+}
+
+/// The metric points `RUN_DIR/metrics.jsonl` holds, in the order logged, as trackers log them
+/// ([`points_of`] of each line). An unreadable line is an error naming the file and the line.
+pub fn logged_points(dir: &Path) -> Result<Vec<MetricPoint>> {
+    let path = dir.join("metrics.jsonl");
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        KilnError::io(
+            format!(
+                "cannot read {} (is {} a run directory?)",
+                path.display(),
+                dir.display()
+            ),
+            e,
+        )
+    })?;
+    let mut points = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let event: TrainEvent = serde_json::from_str(line).map_err(|e| {
+            KilnError::InvalidArgument(format!(
+                "{} line {}: not a metrics line ({e})",
+                path.display(),
+                index + 1
+            ))
+        })?;
+        points.extend(points_of(&event));
+    }
+    Ok(points)
 }
 
 /// Whether a metrics line was logged after step `step` (an unreadable line is kept).

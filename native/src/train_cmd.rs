@@ -162,6 +162,9 @@ pub fn run(args: TrainArgs, store: &DirStore) -> Result<()> {
         );
         MlflowTracker::start(settings)
     });
+    if let (Some(tracker), Some(_)) = (&tracker, &resume) {
+        tracker.log_history(&run_dir.root);
+    }
     cancel_on_ctrl_c(&job);
     eprintln!(
         "kiln: training `{}` on {} ({} train / {} val / {} test samples) → {}",

@@ -285,7 +285,7 @@ test("file:// object store unreachable during a checkpoint: the job reports it, 
   assert.equal((await stopServer(s)).code, 0);
 });
 
-test("kill -9 a tracked job's worker: the worker that takes it over logs into the same MLflow run, each step once", async () => {
+test("kill -9 a tracked job's worker: the worker that takes it over logs into the same MLflow run, every step once", async () => {
   const mlflow = await startMlflow();
   try {
     const objects = "s3://kiln-fleet/tracked";
@@ -334,19 +334,23 @@ test("kill -9 a tracked job's worker: the worker that takes it over logs into th
     const history = await mlflow.history(run.info.run_id, "train_loss");
     const steps = history.map(([step]) => step);
     assert.deepEqual(steps, [...new Set(steps)], "a step logged twice");
-    // MLflow has the progress reports' values; all of those after the checkpoint the job was
-    // resumed from, once (the killed attempt had sent some of them, and the survivor re-trained
-    // them to the same values). Reports before it that the killed worker had not sent yet are
-    // lost with it (kill -9).
+    // MLflow holds the run's metrics.jsonl (the survivor's: the lines up to the checkpoint it
+    // resumed from, stored with that checkpoint, then its own), every step once: those after the
+    // checkpoint (the killed attempt had sent some of them, and the survivor re-trained them to
+    // the same values), and those before it that the killed worker had not sent yet (kill -9),
+    // which the survivor sends from that metrics.jsonl.
     const events = await readEvents(survivor, id);
     const resumedFrom = events.find((e) => e.event === "assigned" && e.data.attempt === done.attempt).data.resumeFrom.step;
-    const progress = new Map();
-    for (const e of events) {
-      if (e.event === "progress") progress.set(e.data.step, e.data.loss);
+    const jsonl = new Map();
+    for (const line of (await api(survivor, `/v1/jobs/${id}/metrics`)).json) {
+      if (line.event === "progress") jsonl.set(line.step, line.loss);
     }
-    for (const [step, value] of history) assert.ok(Math.abs(value - progress.get(step)) < 1e-6, `step ${step}: ${value} vs ${progress.get(step)}`);
-    const after = [...progress.keys()].filter((step) => step > resumedFrom).sort((x, y) => x - y);
-    assert.deepEqual(steps.filter((step) => step > resumedFrom), after);
+    assert.deepEqual(steps, [...jsonl.keys()].sort((x, y) => x - y));
+    for (const [step, value] of history) assert.ok(Math.abs(value - jsonl.get(step)) < 1e-6, `step ${step}: ${value} vs ${jsonl.get(step)}`);
+    // The registry's progress reports (both attempts) agree.
+    for (const e of events) {
+      if (e.event === "progress") assert.ok(Math.abs(e.data.loss - jsonl.get(e.data.step)) < 1e-6, `progress at step ${e.data.step}`);
+    }
     assert.ok(before.some(([step]) => step > resumedFrom), `the killed attempt logged past its checkpoint (step ${resumedFrom})`);
     // The model the survivor stored is the run's artifact.
     const artifacts = run.info.artifact_uri.replace(/^mlflow-artifacts:\/*/, "");

@@ -49,45 +49,64 @@ impl Mlflow {
     fn start() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
-        let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
-        let child = {
-            use std::os::unix::process::CommandExt;
-            Command::new(mlflow_bin())
-                .args(["server", "--host", "127.0.0.1", "--port", &port.to_string()])
-                .arg("--workers")
-                .arg("1")
-                .arg("--backend-store-uri")
-                .arg(format!(
-                    "sqlite:///{}",
-                    dir.path().join("mlflow.db").display()
-                ))
-                .arg("--artifacts-destination")
-                .arg(dir.path().join("artifacts"))
-                .current_dir(dir.path())
-                .env("MLFLOW_TRACKING_URI", "")
-                .stdout(log.try_clone().expect("log"))
-                .stderr(log)
-                .process_group(0)
-                .spawn()
-                .expect("start mlflow server")
-        };
         let server = Self {
-            child,
+            child: Self::spawn(dir.path(), port),
             url: format!("http://127.0.0.1:{port}"),
             _dir: dir,
         };
+        server.wait_up();
+        server
+    }
+
+    /// `mlflow server` on `port`, its SQLite store and artifacts in `dir`.
+    fn spawn(dir: &Path, port: u16) -> Child {
+        use std::os::unix::process::CommandExt;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("server.log"))
+            .expect("log file");
+        Command::new(mlflow_bin())
+            .args(["server", "--host", "127.0.0.1", "--port", &port.to_string()])
+            .arg("--workers")
+            .arg("1")
+            .arg("--backend-store-uri")
+            .arg(format!("sqlite:///{}", dir.join("mlflow.db").display()))
+            .arg("--artifacts-destination")
+            .arg(dir.join("artifacts"))
+            .current_dir(dir)
+            .env("MLFLOW_TRACKING_URI", "")
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .expect("start mlflow server")
+    }
+
+    fn wait_up(&self) {
         let deadline = Instant::now() + Duration::from_secs(120);
         while Instant::now() < deadline {
-            let up = reqwest::blocking::get(format!("{}/health", server.url))
+            let up = reqwest::blocking::get(format!("{}/health", self.url))
                 .is_ok_and(|r| r.status().is_success());
             if up {
-                return server;
+                return;
             }
             std::thread::sleep(Duration::from_millis(300));
         }
-        let log =
-            std::fs::read_to_string(server._dir.path().join("server.log")).unwrap_or_default();
+        let log = std::fs::read_to_string(self._dir.path().join("server.log")).unwrap_or_default();
         panic!("the MLflow server did not come up in 120 s:\n{log}");
+    }
+
+    /// Starts the stopped server again on the same port, with the same store.
+    fn restart(&mut self) {
+        let port = self
+            .url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("the server's port");
+        self.child = Self::spawn(self._dir.path(), port);
+        self.wait_up();
     }
 
     fn stop(&mut self) {
@@ -528,16 +547,10 @@ fn an_interrupted_run_ends_killed_and_a_failed_one_failed() {
 #[test]
 fn a_resumed_run_logs_into_its_own_run_and_no_step_twice() {
     let server = Mlflow::start();
-    let scratch = tempfile::tempdir().expect("temp dir");
-    let store = scratch.path().join("store");
-    let config = scratch.path().join("resumed.yaml");
-    std::fs::write(
-        &config,
+    let (_scratch, store, config, run_dir) = scratch_run(
         "name: resumed\nseed: 3\ntraining:\n  num_epochs: 40\n  log_every_steps: 5\n\
          tracking:\n  mlflow: {experiment: kiln-resume}\n",
-    )
-    .expect("config");
-    let run_dir = scratch.path().join("run");
+    );
     // Interrupted after its first checkpoint and some steps more: those steps reach MLflow,
     // and the resumed run trains them again from the checkpoint.
     let mut child = tracked_train(&store, &config, &run_dir, &server.url)
@@ -565,14 +578,7 @@ fn a_resumed_run_logs_into_its_own_run_and_no_step_twice() {
     let before = server.history(&run_id, "train_loss");
     let resumed_at = latest_checkpoint_step(&run_dir);
 
-    let out = kiln(&store)
-        .arg("train")
-        .arg("--resume")
-        .arg(&run_dir)
-        .args(["--mlflow", &server.url])
-        .output()
-        .expect("kiln train --resume");
-    assert!(out.status.success(), "{}", stderr(&out));
+    resumed(&store, &run_dir, &server.url);
     assert_eq!(run_id_of(&run_dir), run_id, "the same MLflow run");
     assert_eq!(server.run(&run_id)["info"]["status"], "FINISHED");
     let series = assert_tracked_as_logged(&server, &run_id, &run_dir);
@@ -587,6 +593,91 @@ fn a_resumed_run_logs_into_its_own_run_and_no_step_twice() {
         before.iter().any(|(step, _)| *step > resumed_at),
         "the first run logged past its checkpoint (step {resumed_at}): {before:?}"
     );
+}
+
+#[test]
+fn a_run_killed_before_sending_gets_the_missed_steps_from_its_own_log_when_resumed() {
+    let mut server = Mlflow::start();
+    let (_scratch, store, config, run_dir) = scratch_run(
+        "name: killed\nseed: 5\ntraining:\n  num_epochs: 60\n  log_every_steps: 5\n\
+         tracking:\n  mlflow: {experiment: kiln-backfill}\n",
+    );
+    let mut child = started_with_progress(
+        &mut tracked_train(&store, &config, &run_dir, &server.url),
+        &run_dir,
+        3,
+    );
+    let run_id = run_id_of(&run_dir);
+    // The server goes away, the run goes on past a checkpoint, then dies without a word: the
+    // steps it computed in between never reached MLflow.
+    server.stop();
+    let logged_at_outage = last_progress_step(&run_dir);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !run_dir.join("checkpoints").join("index.json").exists()
+        || latest_checkpoint_step(&run_dir) <= logged_at_outage + 5
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint after step {logged_at_outage}"
+        );
+        assert!(child.try_wait().ok().flatten().is_none(), "the run ended");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    server.restart();
+    let resumed_at = latest_checkpoint_step(&run_dir);
+    let before = server.history(&run_id, "train_loss");
+
+    let out = resumed(&store, &run_dir, &server.url);
+    assert!(!stderr(&out).contains("not sent"), "{}", stderr(&out));
+    assert_eq!(run_id_of(&run_dir), run_id, "the same MLflow run");
+    assert_eq!(server.run(&run_id)["info"]["status"], "FINISHED");
+    // Every step of metrics.jsonl is in MLflow once, the ones it had missed included.
+    let series = assert_tracked_as_logged(&server, &run_id, &run_dir);
+    let missed: Vec<u64> = series["train_loss"]
+        .iter()
+        .map(|(step, _)| *step)
+        .filter(|step| *step <= resumed_at && !before.iter().any(|(s, _)| s == step))
+        .collect();
+    assert!(
+        missed.iter().any(|step| *step > logged_at_outage),
+        "MLflow had missed steps after {logged_at_outage} up to the checkpoint at {resumed_at}: \
+         {before:?}"
+    );
+}
+
+/// A scratch directory, its model store, a config file holding `yaml`, and the run directory.
+fn scratch_run(yaml: &str) -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, yaml).expect("config");
+    let (store, run_dir) = (dir.path().join("store"), dir.path().join("run"));
+    (dir, store, config, run_dir)
+}
+
+/// `kiln train --resume RUN_DIR --mlflow URL`, which must succeed.
+fn resumed(store: &Path, run_dir: &Path, url: &str) -> Output {
+    let out = kiln(store)
+        .arg("train")
+        .arg("--resume")
+        .arg(run_dir)
+        .args(["--mlflow", url])
+        .output()
+        .expect("kiln train --resume");
+    assert!(out.status.success(), "{}", stderr(&out));
+    out
+}
+
+/// The step of the last progress line of a run's metrics.jsonl.
+fn last_progress_step(run_dir: &Path) -> u64 {
+    std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .expect("metrics.jsonl")
+        .lines()
+        .rfind(|l| l.contains("\"progress\""))
+        .and_then(|l| serde_json::from_str::<Value>(l).ok())
+        .and_then(|v| v["step"].as_u64())
+        .expect("a progress line")
 }
 
 /// The step of the run's latest checkpoint (the one a resume starts from).

@@ -1,7 +1,6 @@
 //! A run directory's series, read from `metrics.jsonl` the way trackers log them.
 
-use kiln::metrics::points_of;
-use kiln::train::TrainEvent;
+use crate::run_dir::logged_points;
 use kiln::{KilnError, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -21,36 +20,13 @@ pub struct RunCurves {
 impl RunCurves {
     /// Reads `RUN_DIR/metrics.jsonl`; an unreadable line is an error naming the file and line.
     pub fn read(dir: &Path) -> Result<Self> {
-        let path = dir.join("metrics.jsonl");
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            KilnError::io(
-                format!(
-                    "cannot read {} (is {} a run directory?)",
-                    path.display(),
-                    dir.display()
-                ),
-                e,
-            )
-        })?;
         let mut series: BTreeMap<String, Vec<(u64, f64)>> = BTreeMap::new();
-        for (index, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let event: TrainEvent = serde_json::from_str(line).map_err(|e| {
-                KilnError::InvalidArgument(format!(
-                    "{} line {}: not a metrics line ({e})",
-                    path.display(),
-                    index + 1
-                ))
-            })?;
-            for point in points_of(&event) {
-                if point.value.is_finite() {
-                    series
-                        .entry(point.name)
-                        .or_default()
-                        .push((point.step, point.value));
-                }
+        for point in logged_points(dir)? {
+            if point.value.is_finite() {
+                series
+                    .entry(point.name)
+                    .or_default()
+                    .push((point.step, point.value));
             }
         }
         let name = dir

@@ -296,6 +296,9 @@ fn train(ctx: &RunnerContext, row: &JobRow, job: &Job, lease: &Lease) -> Result<
         Some(&root),
     )?
     .map(MlflowTracker::start);
+    if let (Some(tracker), Some(_)) = (&tracker, &resume) {
+        tracker.log_history(&root);
+    }
     ctx.recorder.send(Record::Processing {
         job: id.to_string(),
         attempt: lease.attempt,

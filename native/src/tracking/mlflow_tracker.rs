@@ -5,10 +5,11 @@
 
 use super::mlflow_api::{ApiError, MlflowApi, RunRef, TimedPoint, now_ms};
 use super::mlflow_settings::MlflowSettings;
+use crate::run_dir::logged_points;
 use kiln::metrics::{MetricPoint, points_of};
 use kiln::train::TrainEvent;
 use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -69,6 +70,10 @@ pub struct TrackerReport {
 
 enum Message {
     Points(Vec<MetricPoint>),
+    /// What a resumed run logged before its checkpoint.
+    History(Vec<MetricPoint>),
+    /// A line for the report: something that will not be sent.
+    Unsent(String),
     Finish {
         end: Option<RunEnd>,
         artifacts: Vec<Artifact>,
@@ -105,6 +110,20 @@ impl MlflowTracker {
     /// Hands over points (returns at once).
     pub fn log_points(&self, points: Vec<MetricPoint>) {
         let _ = self.sender.send(Message::Points(points));
+    }
+
+    /// Hands over what a resumed run logged before its checkpoint (the run directory `root`'s
+    /// metrics.jsonl, read now: call it before training appends to the file). The tracker sends
+    /// the steps its MLflow run lacks — those an earlier process computed but died (kill -9)
+    /// before sending, or all of them when the run is new to MLflow — and skips those it has.
+    /// Nothing is sent into a run named by `tracking.mlflow.run_id`: what that run holds is not
+    /// this run's to complete.
+    pub fn log_history(&self, root: &Path) {
+        let message = match logged_points(root) {
+            Ok(points) => Message::History(points),
+            Err(e) => Message::Unsent(format!("the metrics logged before the checkpoint ({e})")),
+        };
+        let _ = self.sender.send(message);
     }
 
     /// Ends the run: sends what is left, uploads `artifacts`, sets the status to `end` (`None`
@@ -193,6 +212,12 @@ impl Uploader {
             let wait = self.next_try.saturating_duration_since(Instant::now());
             match receiver.recv_timeout(wait.max(Duration::from_millis(50))) {
                 Ok(Message::Points(points)) => self.hold(points),
+                Ok(Message::History(points)) => {
+                    if self.settings.run_id.is_none() || self.settings.continues_own_run {
+                        self.hold(points);
+                    }
+                }
+                Ok(Message::Unsent(line)) => self.refused.push(line),
                 Ok(Message::Finish {
                     end,
                     artifacts,
