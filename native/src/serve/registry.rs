@@ -930,7 +930,10 @@ mod tests {
                 event: "{\"status\":\"cancelled\"}",
                 ..end
             };
-            assert_eq!(registry.finish(id, &cancelled, 0).await.expect("finish"), None);
+            assert_eq!(
+                registry.finish(id, &cancelled, 0).await.expect("finish"),
+                None
+            );
             assert_eq!(registry.events_after(id, 0).await.expect("events").len(), 2);
             let row = registry.job(id).await.expect("read").expect("the job");
             assert_eq!(row.status, "completed");
@@ -944,7 +947,13 @@ mod tests {
                 .await
                 .expect("insert");
             assert_eq!(registry.finish(other, &end, 7).await.expect("finish"), None);
-            assert!(registry.events_after(other, 0).await.expect("events").is_empty());
+            assert!(
+                registry
+                    .events_after(other, 0)
+                    .await
+                    .expect("events")
+                    .is_empty()
+            );
         });
     }
 }
