@@ -88,19 +88,10 @@ impl Hub {
         end: &JobEnd<'_>,
         attempt: i64,
     ) -> Result<bool, sqlx::Error> {
-        let Some(seq) = self.registry.finish(job_id, end, attempt).await? else {
+        let Some(event) = self.registry.finish(job_id, end, attempt).await? else {
             return Ok(false);
         };
-        self.announce(
-            job_id,
-            EventRow {
-                seq,
-                kind: "status".into(),
-                data: end.event.to_string(),
-                attempt: 0,
-            },
-        )
-        .await;
+        self.announce(job_id, event).await;
         Ok(true)
     }
 

@@ -320,14 +320,11 @@ pub async fn cancel(
         "queued" | "processing" => {
             // Queued (or held by nobody): ended here, unless a worker claims it first — then
             // it is cancelled there as above.
-            let error = "the job was cancelled";
-            let event = serde_json::json!({ "status": "cancelled", "error": error }).to_string();
             let end = JobEnd {
                 status: "cancelled",
                 result: None,
-                error: Some(error),
+                error: Some("the job was cancelled"),
                 finished_at: now_ms(),
-                event: &event,
             };
             if !state.hub.finish(&id, &end, 0).await? {
                 state.registry.request_cancel(&id).await?;

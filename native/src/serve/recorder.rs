@@ -222,15 +222,11 @@ async fn write(hub: &Hub, record: Record) -> Result<Written, sqlx::Error> {
             attempt,
             at,
         } => {
-            let result_json = result.as_ref().map(|r| r.to_string());
-            let event = serde_json::json!({ "status": status, "error": error, "result": result })
-                .to_string();
             let end = JobEnd {
                 status,
-                result: result_json.as_deref(),
+                result: result.as_ref(),
                 error: error.as_deref(),
                 finished_at: at,
-                event: &event,
             };
             // The final event goes with the job's end, or not at all (a queued job may have
             // been cancelled already).

@@ -25,14 +25,36 @@ const INSERT_EVENT: &str = "INSERT INTO events (job_id, seq, kind, data, attempt
 pub struct JobEnd<'a> {
     /// completed | failed | cancelled.
     pub status: &'a str,
-    /// The result (JSON), for a completed job.
-    pub result: Option<&'a str>,
+    /// The result, for a completed job.
+    pub result: Option<&'a serde_json::Value>,
     /// Why it failed or was cancelled.
     pub error: Option<&'a str>,
     /// Milliseconds since the epoch.
     pub finished_at: i64,
-    /// The final `status` event's data (JSON).
-    pub event: &'a str,
+}
+
+impl JobEnd<'_> {
+    /// The final `status` event's data.
+    pub fn event(&self) -> String {
+        serde_json::json!({ "status": self.status, "error": self.error, "result": self.result })
+            .to_string()
+    }
+}
+
+/// Runs `write` again (at most 8 times more) while it fails because another writer took the
+/// same next event number (an API call and the lease holder): the loser takes the one after.
+async fn retry_on_number_race<T, F, Fut>(mut write: F) -> Result<T, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    let mut tries = 0;
+    loop {
+        match write().await {
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() && tries < 8 => tries += 1,
+            other => return other,
+        }
+    }
 }
 
 /// Which database engine holds the registry.
@@ -588,16 +610,17 @@ impl Registry {
     /// Ends a job as `end` says and appends its final `status` event in the same transaction, so
     /// that no reader sees the job ended without that event, nor can a worker that dies in
     /// between leave it without one. Only a job that has not ended changes, and, for `attempt` >
-    /// 0, only while that attempt holds the lease; returns the event's number when this call
-    /// ended the job (`None`: it had ended already).
+    /// 0, only while that attempt holds the lease; returns the event when this call ended the
+    /// job (`None`: it had ended already).
     pub async fn finish(
         &self,
         id: &str,
         end: &JobEnd<'_>,
         attempt: i64,
-    ) -> Result<Option<i64>, sqlx::Error> {
-        let mut tries = 0;
-        loop {
+    ) -> Result<Option<EventRow>, sqlx::Error> {
+        let result = end.result.map(|r| r.to_string());
+        let data = end.event();
+        retry_on_number_race(|| async {
             let mut tx = self.pool.begin().await?;
             let ended = sqlx::query(
                 "UPDATE jobs SET status = $1, result = $2, error = $3, finished_at = $4,
@@ -605,7 +628,7 @@ impl Registry {
                  WHERE id = $5 AND status IN ('queued', 'processing') AND ($6 = 0 OR attempt = $6)",
             )
             .bind(end.status)
-            .bind(end.result)
+            .bind(result.as_deref())
             .bind(end.error)
             .bind(end.finished_at)
             .bind(id)
@@ -616,27 +639,25 @@ impl Registry {
                 tx.rollback().await?;
                 return Ok(None);
             }
-            let inserted = sqlx::query(INSERT_EVENT)
+            // A failure (a lost number race included) drops `tx`, which rolls the end back.
+            let seq: Option<i64> = sqlx::query(INSERT_EVENT)
                 .bind(id)
                 .bind("status")
-                .bind(end.event)
+                .bind(&data)
                 .bind(0_i64)
                 .fetch_optional(&mut *tx)
-                .await;
-            match inserted {
-                Ok(row) => {
-                    let seq = row.map(|r| r.try_get::<i64, _>(0)).transpose()?;
-                    tx.commit().await?;
-                    return Ok(seq);
-                }
-                // Another writer took the same event number: the whole end is tried again.
-                Err(sqlx::Error::Database(db)) if db.is_unique_violation() && tries < 8 => {
-                    tries += 1;
-                    tx.rollback().await?;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+                .await?
+                .map(|r| r.try_get(0))
+                .transpose()?;
+            tx.commit().await?;
+            Ok(seq.map(|seq| EventRow {
+                seq,
+                kind: "status".into(),
+                data: data.clone(),
+                attempt: 0,
+            }))
+        })
+        .await
     }
 
     /// Deletes a job and its events.
@@ -662,25 +683,18 @@ impl Registry {
         data: &str,
         attempt: i64,
     ) -> Result<Option<i64>, sqlx::Error> {
-        let mut tries = 0;
-        loop {
-            let inserted = sqlx::query(INSERT_EVENT)
+        retry_on_number_race(|| async {
+            sqlx::query(INSERT_EVENT)
                 .bind(job_id)
                 .bind(kind)
                 .bind(data)
                 .bind(attempt)
                 .fetch_optional(&self.pool)
-                .await;
-            match inserted {
-                Ok(row) => return row.map(|r| r.try_get::<i64, _>(0)).transpose(),
-                // Two writers took the same next number (an API call and the lease holder):
-                // the loser takes the one after.
-                Err(sqlx::Error::Database(db)) if db.is_unique_violation() && tries < 8 => {
-                    tries += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+                .await?
+                .map(|r| r.try_get::<i64, _>(0))
+                .transpose()
+        })
+        .await
     }
 
     /// A job's events after `after`, in order.
@@ -908,14 +922,15 @@ mod tests {
             registry.insert_job(&job).await.expect("insert");
             let seq = registry.append_event(id, "started", "{}", 0).await;
             assert_eq!(seq.expect("append"), Some(1));
+            let result = serde_json::json!({ "epochs": 1 });
             let end = JobEnd {
                 status: "completed",
-                result: Some("{\"epochs\":1}"),
+                result: Some(&result),
                 error: None,
                 finished_at: 42,
-                event: "{\"status\":\"completed\"}",
             };
-            assert_eq!(registry.finish(id, &end, 0).await.expect("finish"), Some(2));
+            let written = registry.finish(id, &end, 0).await.expect("finish");
+            assert_eq!(written.as_ref().map(|e| e.seq), Some(2));
             let row = registry.job(id).await.expect("read").expect("the job");
             assert_eq!(row.status, "completed");
             assert_eq!(row.result.as_deref(), Some("{\"epochs\":1}"));
@@ -923,16 +938,20 @@ mod tests {
             let events = registry.events_after(id, 0).await.expect("events");
             let last = events.last().expect("events");
             assert_eq!((last.seq, last.kind.as_str()), (2, "status"));
-            assert_eq!(last.data, end.event);
+            assert_eq!(last.data, end.event());
+            assert_eq!(written.map(|e| e.data), Some(end.event()));
             // A second end (a cancel racing the completion) changes nothing and adds no event.
             let cancelled = JobEnd {
                 status: "cancelled",
-                event: "{\"status\":\"cancelled\"}",
+                error: Some("the job was cancelled"),
                 ..end
             };
-            assert_eq!(
-                registry.finish(id, &cancelled, 0).await.expect("finish"),
-                None
+            assert!(
+                registry
+                    .finish(id, &cancelled, 0)
+                    .await
+                    .expect("finish")
+                    .is_none()
             );
             assert_eq!(registry.events_after(id, 0).await.expect("events").len(), 2);
             let row = registry.job(id).await.expect("read").expect("the job");
@@ -946,7 +965,13 @@ mod tests {
                 })
                 .await
                 .expect("insert");
-            assert_eq!(registry.finish(other, &end, 7).await.expect("finish"), None);
+            assert!(
+                registry
+                    .finish(other, &end, 7)
+                    .await
+                    .expect("finish")
+                    .is_none()
+            );
             assert!(
                 registry
                     .events_after(other, 0)
