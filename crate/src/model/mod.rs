@@ -5,6 +5,7 @@ mod network;
 mod params;
 mod predict;
 mod predictions_csv;
+mod recurrent;
 mod saved;
 mod sequence_layers;
 mod shape;

@@ -8,6 +8,8 @@ use burn::nn::lstm::Lstm;
 use burn::nn::transformer::{TransformerEncoder, TransformerEncoderInput};
 use burn::tensor::{Bool, Tensor};
 
+use super::recurrent::{RecurrentRun, gru_run, lstm_run};
+
 /// A batch of sequences and, while it lines up with the tokens, which steps are padding.
 pub struct Steps {
     /// `[batch, len, features]`.
@@ -51,34 +53,26 @@ pub enum Recurrent {
     Last(Tensor<2>),
 }
 
-/// The last step of `[batch, len, hidden]`.
-fn last_step(out: Tensor<3>) -> Tensor<2> {
-    let [batch, len, hidden] = out.dims();
-    out.narrow(1, len.saturating_sub(1), 1)
-        .reshape([batch, hidden])
-}
-
 impl GruLayer {
     /// Runs the GRU over `steps`.
     pub fn forward(&self, steps: Steps) -> Recurrent {
-        let out = self.gru.forward(steps.x, None);
-        recurrent_output(out, steps.padding, self.all_steps)
+        let run = gru_run(&self.gru, steps.x, self.all_steps);
+        recurrent_output(run, steps.padding)
     }
 }
 
 impl LstmLayer {
     /// Runs the LSTM over `steps`.
     pub fn forward(&self, steps: Steps) -> Recurrent {
-        let (out, _) = self.lstm.forward(steps.x, None);
-        recurrent_output(out, steps.padding, self.all_steps)
+        let run = lstm_run(&self.lstm, steps.x, self.all_steps);
+        recurrent_output(run, steps.padding)
     }
 }
 
-fn recurrent_output(out: Tensor<3>, padding: Option<Tensor<2, Bool>>, all: bool) -> Recurrent {
-    if all {
-        Recurrent::Steps(Steps { x: out, padding })
-    } else {
-        Recurrent::Last(last_step(out))
+fn recurrent_output(run: RecurrentRun, padding: Option<Tensor<2, Bool>>) -> Recurrent {
+    match run.steps {
+        Some(x) => Recurrent::Steps(Steps { x, padding }),
+        None => Recurrent::Last(run.last),
     }
 }
 
