@@ -8,43 +8,55 @@
 //! (`[len·batch, in] · [in, gates·hidden]`), each step adds one hidden product for all its gates,
 //! the steps are split off in halves (`len·log2(len)` in the backward pass) and the states are
 //! joined once at the end, only when every step is wanted. The parameters, and so saved models
-//! and imported weights, are burn's unchanged.
+//! and imported weights, are burn's unchanged; every form of burn's layers is covered (GRU reset
+//! before or after the product, coupled, reversed and time-first LSTMs, clipping), so burn's
+//! forward is not compiled in.
 
 use burn::nn::gru::Gru;
 use burn::nn::lstm::Lstm;
 use burn::nn::{GateController, Linear};
 use burn::tensor::Tensor;
 
-/// What a recurrent layer computed: the last state, and every step's when asked for.
+/// What a recurrent layer computed: the final state, and every step's when asked for.
 pub struct RecurrentRun {
-    /// `[batch, hidden]`: the state after the last step.
+    /// `[batch, hidden]`: the state after the last step processed (the first one for a reversed
+    /// LSTM).
     pub last: Tensor<2>,
-    /// `[batch, len, hidden]`: the state after every step, when asked for.
+    /// The state after every step, at the step's place, in the input's layout (`[batch, len,
+    /// hidden]`, or `[len, batch, hidden]` for a time-first LSTM), when asked for.
     pub steps: Option<Tensor<3>>,
 }
 
 /// The GRU over `x` (`[batch, len, features]`), as burn's `Gru::forward` computes it.
 pub fn gru_run(gru: &Gru, x: Tensor<3>, keep_steps: bool) -> RecurrentRun {
-    if !gru.reset_after {
-        // The reset gate then scales the state before its product: burn's forward has it.
-        return from_all_steps(gru.forward(x, None), keep_steps);
-    }
     let [batch, _, _] = x.dims();
     let hidden = gru.d_hidden;
     let gates = StackedGates::of(&[&gru.update_gate, &gru.reset_gate, &gru.new_gate]);
-    let inputs = gates.input_steps(x);
-    let mut state = Tensor::<2>::zeros([batch, hidden], &gates.hidden_weight.device());
+    let inputs = gates.input.steps(x.swap_dims(0, 1));
+    // Without `reset_after` the reset gate scales the state before the new gate's product, so
+    // that product is one of its own.
+    let (update_reset, new) = gates.hidden.split_columns(2 * hidden);
+    let mut state = Tensor::<2>::zeros([batch, hidden], &gates.hidden.weight.device());
     let mut states = Vec::with_capacity(if keep_steps { inputs.len() } else { 0 });
     for input in inputs {
-        let from_state = gates.hidden_part(state.clone());
-        let update_reset = gru.gate_activation.forward(
+        let from_state = if gru.reset_after {
+            gates.hidden.apply(state.clone())
+        } else {
+            update_reset.apply(state.clone())
+        };
+        let update_reset_values = gru.gate_activation.forward(
             input.clone().narrow(1, 0, 2 * hidden) + from_state.clone().narrow(1, 0, 2 * hidden),
         );
-        let update = update_reset.clone().narrow(1, 0, hidden);
-        let reset = update_reset.narrow(1, hidden, hidden);
-        let candidate = gru.hidden_activation.forward(
-            input.narrow(1, 2 * hidden, hidden) + reset * from_state.narrow(1, 2 * hidden, hidden),
-        );
+        let update = update_reset_values.clone().narrow(1, 0, hidden);
+        let reset = update_reset_values.narrow(1, hidden, hidden);
+        let new_from_state = if gru.reset_after {
+            reset * from_state.narrow(1, 2 * hidden, hidden)
+        } else {
+            new.apply(reset * state.clone())
+        };
+        let candidate = gru
+            .hidden_activation
+            .forward(input.narrow(1, 2 * hidden, hidden) + new_from_state);
         // (1 - z)·n + z·h, written as n + z·(h - n).
         state = candidate.clone() + update * (state - candidate);
         if let Some(clip) = gru.clip {
@@ -54,41 +66,52 @@ pub fn gru_run(gru: &Gru, x: Tensor<3>, keep_steps: bool) -> RecurrentRun {
             states.push(state.clone());
         }
     }
-    finish(state, states, keep_steps)
+    finish(state, states, keep_steps.then_some(1))
 }
 
-/// The LSTM over `x` (`[batch, len, features]`), as burn's `Lstm::forward` computes it: the
-/// last and every step's hidden state.
+/// The LSTM over `x` (`[batch, len, features]`, or `[len, batch, features]` when the LSTM is
+/// not batch-first), as burn's `Lstm::forward` computes it: the final and every step's hidden
+/// state.
 pub fn lstm_run(lstm: &Lstm, x: Tensor<3>, keep_steps: bool) -> RecurrentRun {
-    let forget_gate = match &lstm.forget_gate {
-        Some(gate) if !lstm.input_forget && lstm.batch_first && !lstm.reverse => gate,
-        // Coupled, reversed or time-first LSTMs: burn's forward has them.
-        _ => return from_all_steps(lstm.forward(x, None).0, keep_steps),
-    };
-    let [batch, _, _] = x.dims();
     let hidden = lstm.d_hidden;
-    let gates = StackedGates::of(&[
-        &lstm.input_gate,
-        forget_gate,
-        &lstm.output_gate,
-        &lstm.cell_gate,
-    ]);
-    let inputs = gates.input_steps(x);
-    let device = gates.hidden_weight.device();
+    // The gates in the order input, forget (absent when coupled to the input gate), output,
+    // cell; the first `sigmoid_gates` go through the gate activation.
+    let mut controllers = vec![&lstm.input_gate];
+    controllers.extend(lstm.forget_gate.as_ref().filter(|_| !lstm.input_forget));
+    let coupled = controllers.len() == 1;
+    controllers.extend([&lstm.output_gate, &lstm.cell_gate]);
+    let sigmoid_gates = controllers.len() - 1;
+    let gates = StackedGates::of(&controllers);
+
+    let time_first = if lstm.batch_first {
+        x.swap_dims(0, 1)
+    } else {
+        x
+    };
+    let [_, batch, _] = time_first.dims();
+    let mut inputs = gates.input.steps(time_first);
+    if lstm.reverse {
+        inputs.reverse();
+    }
+    let device = gates.hidden.weight.device();
     let mut state = Tensor::<2>::zeros([batch, hidden], &device);
     let mut cell = Tensor::<2>::zeros([batch, hidden], &device);
     let mut states = Vec::with_capacity(if keep_steps { inputs.len() } else { 0 });
     for input in inputs {
-        let sums = input + gates.hidden_part(state);
-        let input_forget_output =
+        let sums = input + gates.hidden.apply(state);
+        let gate_values =
             lstm.gate_activation
-                .forward(sums.clone().narrow(1, 0, 3 * hidden));
-        let candidate = lstm
-            .cell_activation
-            .forward(sums.narrow(1, 3 * hidden, hidden));
-        let input_gate = input_forget_output.clone().narrow(1, 0, hidden);
-        let forget = input_forget_output.clone().narrow(1, hidden, hidden);
-        let output = input_forget_output.narrow(1, 2 * hidden, hidden);
+                .forward(sums.clone().narrow(1, 0, sigmoid_gates * hidden));
+        let candidate =
+            lstm.cell_activation
+                .forward(sums.narrow(1, sigmoid_gates * hidden, hidden));
+        let gate = |index: usize| gate_values.clone().narrow(1, index * hidden, hidden);
+        let input_gate = gate(0);
+        let (forget, output) = if coupled {
+            (input_gate.clone().neg().add_scalar(1.0), gate(1))
+        } else {
+            (gate(1), gate(2))
+        };
         cell = forget * cell + input_gate * candidate;
         if let Some(clip) = lstm.clip {
             cell = cell.clamp(-clip, clip);
@@ -98,19 +121,65 @@ pub fn lstm_run(lstm: &Lstm, x: Tensor<3>, keep_steps: bool) -> RecurrentRun {
             states.push(state.clone());
         }
     }
-    finish(state, states, keep_steps)
+    if lstm.reverse {
+        states.reverse();
+    }
+    let time_dim = if lstm.batch_first { 1 } else { 0 };
+    finish(state, states, keep_steps.then_some(time_dim))
 }
 
-/// The gates' weights side by side, in the order given.
+/// `x · weight + bias` for `[rows, in]` inputs.
+struct Affine {
+    /// `[in, out]`.
+    weight: Tensor<2>,
+    /// `[out]`, when there is a bias.
+    bias: Option<Tensor<1>>,
+}
+
+impl Affine {
+    /// The linear layers side by side: their outputs one after the other.
+    fn side_by_side(layers: &[&Linear]) -> Self {
+        Self {
+            weight: Tensor::cat(layers.iter().map(|l| l.weight.val()).collect(), 1),
+            bias: side_by_side_biases(layers),
+        }
+    }
+
+    fn apply(&self, x: Tensor<2>) -> Tensor<2> {
+        let product = x.matmul(self.weight.clone());
+        match &self.bias {
+            Some(bias) => product + bias.clone().unsqueeze_dim(0),
+            None => product,
+        }
+    }
+
+    /// The outputs before `at`, and those from `at` on.
+    fn split_columns(&self, at: usize) -> (Self, Self) {
+        let [_, width] = self.weight.dims();
+        let part = |start: usize, len: usize| Self {
+            weight: self.weight.clone().narrow(1, start, len),
+            bias: self.bias.clone().map(|b| b.narrow(0, start, len)),
+        };
+        (part(0, at), part(at, width - at))
+    }
+
+    /// Every step's output for `[len, batch, in]`, `[batch, out]` each, in time order.
+    fn steps(&self, time_first: Tensor<3>) -> Vec<Tensor<2>> {
+        let [len, batch, features] = time_first.dims();
+        let [_, width] = self.weight.dims();
+        let all = self.apply(time_first.reshape([len * batch, features]));
+        let mut steps = Vec::with_capacity(len);
+        split_in_halves(all.reshape([len, batch, width]), &mut steps);
+        steps
+    }
+}
+
+/// The gates' input and hidden transforms side by side, in the order given.
 struct StackedGates {
     /// `[in, gates·hidden]`.
-    input_weight: Tensor<2>,
-    /// `[gates·hidden]`, when the gates have biases.
-    input_bias: Option<Tensor<1>>,
+    input: Affine,
     /// `[hidden, gates·hidden]`.
-    hidden_weight: Tensor<2>,
-    /// `[gates·hidden]`, when the gates have biases.
-    hidden_bias: Option<Tensor<1>>,
+    hidden: Affine,
 }
 
 impl StackedGates {
@@ -118,35 +187,10 @@ impl StackedGates {
         let input: Vec<&Linear> = gates.iter().map(|g| &g.input_transform).collect();
         let hidden: Vec<&Linear> = gates.iter().map(|g| &g.hidden_transform).collect();
         Self {
-            input_weight: side_by_side_weights(&input),
-            input_bias: side_by_side_biases(&input),
-            hidden_weight: side_by_side_weights(&hidden),
-            hidden_bias: side_by_side_biases(&hidden),
+            input: Affine::side_by_side(&input),
+            hidden: Affine::side_by_side(&hidden),
         }
     }
-
-    /// Every step's input part of the gates, `[batch, gates·hidden]` each, in time order.
-    fn input_steps(&self, x: Tensor<3>) -> Vec<Tensor<2>> {
-        let [batch, len, features] = x.dims();
-        let [_, width] = self.input_weight.dims();
-        let time_first = x.swap_dims(0, 1).reshape([len * batch, features]);
-        let sums = with_bias(
-            time_first.matmul(self.input_weight.clone()),
-            &self.input_bias,
-        );
-        let mut steps = Vec::with_capacity(len);
-        split_in_halves(sums.reshape([len, batch, width]), &mut steps);
-        steps
-    }
-
-    /// The state's part of the gates, `[batch, gates·hidden]`.
-    fn hidden_part(&self, state: Tensor<2>) -> Tensor<2> {
-        with_bias(state.matmul(self.hidden_weight.clone()), &self.hidden_bias)
-    }
-}
-
-fn side_by_side_weights(layers: &[&Linear]) -> Tensor<2> {
-    Tensor::cat(layers.iter().map(|l| l.weight.val()).collect(), 1)
 }
 
 /// The biases side by side; a layer without one (never mixed in burn's layers) counts as zeros.
@@ -167,13 +211,6 @@ fn side_by_side_biases(layers: &[&Linear]) -> Option<Tensor<1>> {
     Some(Tensor::cat(parts, 0))
 }
 
-fn with_bias(product: Tensor<2>, bias: &Option<Tensor<1>>) -> Tensor<2> {
-    match bias {
-        Some(bias) => product + bias.clone().unsqueeze_dim(0),
-        None => product,
-    }
-}
-
 /// The `len` steps of `[len, batch, width]` as `[batch, width]` tensors, halving recursively so
 /// that the slices' gradients add up to `len·log2(len)` elements per column, not `len²`.
 fn split_in_halves(sequence: Tensor<3>, steps: &mut Vec<Tensor<2>>) {
@@ -189,27 +226,22 @@ fn split_in_halves(sequence: Tensor<3>, steps: &mut Vec<Tensor<2>>) {
     }
 }
 
-fn finish(last: Tensor<2>, states: Vec<Tensor<2>>, keep_steps: bool) -> RecurrentRun {
-    let steps = keep_steps.then(|| {
+/// The run, with the states stacked along `time_dim` when every step is wanted.
+fn finish(last: Tensor<2>, states: Vec<Tensor<2>>, time_dim: Option<usize>) -> RecurrentRun {
+    let steps = time_dim.map(|dim| {
         if states.is_empty() {
             let [batch, hidden] = last.dims();
-            Tensor::zeros([batch, 0, hidden], &last.device())
+            let shape = if dim == 0 {
+                [0, batch, hidden]
+            } else {
+                [batch, 0, hidden]
+            };
+            Tensor::zeros(shape, &last.device())
         } else {
-            Tensor::stack(states, 1)
+            Tensor::stack(states, dim)
         }
     });
     RecurrentRun { last, steps }
-}
-
-fn from_all_steps(out: Tensor<3>, keep_steps: bool) -> RecurrentRun {
-    let [batch, len, hidden] = out.dims();
-    RecurrentRun {
-        last: out
-            .clone()
-            .narrow(1, len.saturating_sub(1), 1)
-            .reshape([batch, hidden]),
-        steps: keep_steps.then_some(out),
-    }
 }
 
 #[cfg(test)]
@@ -276,18 +308,33 @@ mod tests {
         (out.reshape([n]) * weights).sum()
     }
 
+    /// Where burn's output holds the final state: the last step, or the first for a reversed
+    /// LSTM.
+    #[derive(Clone, Copy)]
+    enum FinalAt {
+        LastStep,
+        FirstStep,
+    }
+
+    /// Checks `ours` against burn's forward (`[batch, len, hidden]` either way) on sequences of
+    /// several lengths: every state, the final one, and the parameters' gradients of both.
     fn check_against_burn(
         what: &str,
         ours: impl Fn(Tensor<3>, bool) -> RecurrentRun,
         burn_all_steps: impl Fn(Tensor<3>) -> Tensor<3>,
+        final_at: FinalAt,
         module_grads: impl Fn(Tensor<1>) -> Vec<Vec<f32>>,
         device: &Device,
     ) {
-        // A backward pass consumes its graph, so every gradient comes from a fresh forward pass.
-        let last_of = |all: Tensor<3>| {
+        let final_of = |all: Tensor<3>| {
             let [batch, len, hidden] = all.dims();
-            all.narrow(1, len - 1, 1).reshape([batch, hidden])
+            let at = match final_at {
+                FinalAt::LastStep => len - 1,
+                FinalAt::FirstStep => 0,
+            };
+            all.narrow(1, at, 1).reshape([batch, hidden])
         };
+        // A backward pass consumes its graph, so every gradient comes from a fresh forward pass.
         for (batch, len) in [(3, 1), (2, 7), (4, 16)] {
             let x = || input(device, batch, len, 5);
             let reference = burn_all_steps(x());
@@ -295,7 +342,7 @@ mod tests {
             let run = ours(x(), true);
             let steps = run.steps.expect("every step was asked for");
             assert_close(what, &values(steps), &values(reference.clone()));
-            assert_close(what, &values(run.last), &values(last_of(reference)));
+            assert_close(what, &values(run.last), &values(final_of(reference)));
 
             let steps = ours(x(), true).steps.expect("every step was asked for");
             assert_close(
@@ -307,70 +354,99 @@ mod tests {
             let run = ours(x(), false);
             assert!(run.steps.is_none());
             assert_close(
-                &format!("{what} last-state gradients (batch {batch}, len {len})"),
+                &format!("{what} final-state gradients (batch {batch}, len {len})"),
                 &module_grads(weighted_sum(run.last)).concat(),
-                &module_grads(weighted_sum(last_of(burn_all_steps(x())))).concat(),
+                &module_grads(weighted_sum(final_of(burn_all_steps(x())))).concat(),
             );
         }
     }
 
-    #[test]
-    fn the_gru_gives_burns_states_and_gradients() {
+    fn check_gru(what: &str, config: GruConfig, seed: u64) {
         let device = Device::flex().autodiff();
-        device.seed(11);
-        let gru = GruConfig::new(5, 6, true).init(&device);
+        device.seed(seed);
+        let gru = config.init(&device);
         check_against_burn(
-            "GRU",
+            what,
             |x, keep| gru_run(&gru, x, keep),
             |x| gru.forward(x, None),
+            FinalAt::LastStep,
             |loss| gradients(&gru, loss),
             &device,
+        );
+    }
+
+    fn check_lstm(what: &str, config: LstmConfig, seed: u64) {
+        let device = Device::flex().autodiff();
+        device.seed(seed);
+        let lstm = config.init(&device);
+        // Both sides see and give `[batch, len, …]`; a time-first LSTM gets `[len, batch, …]`.
+        let to_layout = |x: Tensor<3>| {
+            if lstm.batch_first {
+                x
+            } else {
+                x.swap_dims(0, 1)
+            }
+        };
+        let final_at = if lstm.reverse {
+            FinalAt::FirstStep
+        } else {
+            FinalAt::LastStep
+        };
+        check_against_burn(
+            what,
+            |x, keep| {
+                let run = lstm_run(&lstm, to_layout(x), keep);
+                RecurrentRun {
+                    last: run.last,
+                    steps: run.steps.map(to_layout),
+                }
+            },
+            |x| to_layout(lstm.forward(to_layout(x), None).0),
+            final_at,
+            |loss| gradients(&lstm, loss),
+            &device,
+        );
+    }
+
+    #[test]
+    fn the_gru_gives_burns_states_and_gradients() {
+        check_gru("GRU", GruConfig::new(5, 6, true), 11);
+        check_gru("GRU without biases", GruConfig::new(5, 4, false), 12);
+        check_gru(
+            "GRU resetting before the product",
+            GruConfig::new(5, 4, true).with_reset_after(false),
+            13,
+        );
+        check_gru(
+            "GRU with a clipped state",
+            GruConfig::new(5, 4, true).with_clip(Some(0.2)),
+            14,
         );
     }
 
     #[test]
     fn the_lstm_gives_burns_states_and_gradients() {
-        let device = Device::flex().autodiff();
-        device.seed(12);
-        let lstm = LstmConfig::new(5, 6, true).init(&device);
-        check_against_burn(
-            "LSTM",
-            |x, keep| lstm_run(&lstm, x, keep),
-            |x| lstm.forward(x, None).0,
-            |loss| gradients(&lstm, loss),
-            &device,
+        check_lstm("LSTM", LstmConfig::new(5, 6, true), 21);
+        check_lstm("LSTM without biases", LstmConfig::new(5, 4, false), 22);
+        check_lstm(
+            "LSTM with coupled input and forget gates",
+            LstmConfig::new(5, 4, true).with_input_forget(true),
+            23,
         );
-    }
-
-    #[test]
-    fn layers_without_biases_and_burns_other_forms_agree_too() {
-        let device = Device::flex().autodiff();
-        device.seed(13);
-        let gru = GruConfig::new(5, 4, false).init(&device);
-        check_against_burn(
-            "GRU without biases",
-            |x, keep| gru_run(&gru, x, keep),
-            |x| gru.forward(x, None),
-            |loss| gradients(&gru, loss),
-            &device,
+        check_lstm(
+            "reversed LSTM",
+            LstmConfig::new(5, 4, true).with_reverse(true),
+            24,
         );
-        let gru = GruConfig::new(5, 4, true)
-            .with_reset_after(false)
-            .init(&device);
-        check_against_burn(
-            "GRU resetting before the product",
-            |x, keep| gru_run(&gru, x, keep),
-            |x| gru.forward(x, None),
-            |loss| gradients(&gru, loss),
-            &device,
+        check_lstm(
+            "time-first LSTM",
+            LstmConfig::new(5, 4, true).with_batch_first(false),
+            25,
         );
-        let lstm = LstmConfig::new(5, 4, false).init(&device);
-        check_against_burn(
-            "LSTM without biases",
-            |x, keep| lstm_run(&lstm, x, keep),
-            |x| lstm.forward(x, None).0,
-            |loss| gradients(&lstm, loss),
-            &device,
+        check_lstm(
+            "LSTM with a clipped cell",
+            LstmConfig::new(5, 4, true).with_clip(Some(0.3)),
+            26,
         );
     }
 
@@ -381,5 +457,12 @@ mod tests {
         let run = gru_run(&gru, input(&device, 2, 0, 5), true);
         assert_eq!(values(run.last), vec![0.0; 8]);
         assert_eq!(run.steps.expect("steps").dims(), [2, 0, 4]);
+
+        let lstm = LstmConfig::new(5, 4, true)
+            .with_batch_first(false)
+            .init(&device);
+        let run = lstm_run(&lstm, input(&device, 0, 2, 5), true);
+        assert_eq!(values(run.last), vec![0.0; 8]);
+        assert_eq!(run.steps.expect("steps").dims(), [0, 2, 4]);
     }
 }
