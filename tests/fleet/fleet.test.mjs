@@ -293,10 +293,11 @@ test("kill -9 a tracked job's worker: the worker that takes it over logs into th
     const a = await worker("tracked", objects, tracked);
     const b = await worker("tracked", objects, tracked);
     // Small batches and a checkpoint every 6 epochs leave seconds after each checkpoint for the
-    // kill to hit.
+    // kill to hit; five such windows, so that a loaded machine (MLflow answering slowly, sends
+    // backing off) still leaves one where MLflow has steps past the recorded checkpoint.
     const config = {
       ...DETERMINISTIC,
-      training: { num_passes: 16, batch_size: 4 },
+      training: { num_passes: 30, batch_size: 4 },
       checkpoint: { every_epochs: 6, save_top_k: 1 },
       tracking: { mlflow: { experiment: "fleet-handover" } },
     };
@@ -311,11 +312,14 @@ test("kill -9 a tracked job's worker: the worker that takes it over logs into th
     let before = [];
     for (const deadline = Date.now() + 120000; ;) {
       assert.ok(Date.now() < deadline, "MLflow never got a step after the recorded checkpoint");
-      const recorded = (await api(a, `/v1/jobs/${id}`)).json.checkpoint;
+      const job = (await api(a, `/v1/jobs/${id}`)).json;
+      assert.notEqual(job.status, "completed", "the job ended before MLflow had a step past any of its checkpoints");
+      const recorded = job.checkpoint;
       const [run] = await runOf();
       if (run && recorded) before = await mlflow.history(run.info.run_id, "train_loss");
       if (recorded && before.some(([step]) => step > recorded.step)) break;
-      await sleep(200);
+      // Not faster: every look is two MLflow requests, which compete with the worker's sends.
+      await sleep(500);
     }
     // The holder is read just before the kill: a lease that lapsed earlier (a loaded machine)
     // may have moved the job already; the hand-over checked is the one the kill causes.
