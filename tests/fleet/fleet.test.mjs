@@ -292,13 +292,14 @@ test("kill -9 a tracked job's worker: the worker that takes it over logs into th
     const tracked = { lease: 6, extra: ["--mlflow", mlflow.url] };
     const a = await worker("tracked", objects, tracked);
     const b = await worker("tracked", objects, tracked);
-    // Small batches and a checkpoint every 6 epochs leave seconds after each checkpoint for the
-    // kill to hit; five such windows, so that a loaded machine (MLflow answering slowly, sends
-    // backing off) still leaves one where MLflow has steps past the recorded checkpoint.
+    // The kill must come while MLflow has steps past the recorded checkpoint: from the first
+    // send after a checkpoint is recorded (sends go every 2 s) until the next checkpoint is.
+    // With small batches a checkpoint every 15 epochs leaves seconds for that (every 6 epochs,
+    // ~2.3 s in a debug build here, had left ~0.3 s and the kill missed it).
     const config = {
       ...DETERMINISTIC,
-      training: { num_passes: 30, batch_size: 4 },
-      checkpoint: { every_epochs: 6, save_top_k: 1 },
+      training: { num_passes: 45, batch_size: 4 },
+      checkpoint: { every_epochs: 15, save_top_k: 1 },
       tracking: { mlflow: { experiment: "fleet-handover" } },
     };
     const id = (await api(a, "/v1/jobs", { method: "POST", body: { config } })).json.id;
@@ -310,13 +311,18 @@ test("kill -9 a tracked job's worker: the worker that takes it over logs into th
     // Kill the holder once MLflow has steps after its recorded checkpoint (they are sent every
     // 2 s): the worker that takes over re-trains them.
     let before = [];
+    const looks = [];
+    const started = Date.now();
     for (const deadline = Date.now() + 120000; ;) {
-      assert.ok(Date.now() < deadline, "MLflow never got a step after the recorded checkpoint");
+      const seen = () => JSON.stringify(looks);
+      assert.ok(Date.now() < deadline, `MLflow never got a step after the recorded checkpoint: ${seen()}`);
       const job = (await api(a, `/v1/jobs/${id}`)).json;
-      assert.notEqual(job.status, "completed", "the job ended before MLflow had a step past any of its checkpoints");
+      assert.notEqual(job.status, "completed", `the job ended before MLflow had a step past any of its checkpoints: ${seen()}`);
       const recorded = job.checkpoint;
       const [run] = await runOf();
       if (run && recorded) before = await mlflow.history(run.info.run_id, "train_loss");
+      // [ms since the first checkpoint event, the recorded checkpoint's step, MLflow's last step]
+      looks.push([Date.now() - started, recorded?.step, run ? Math.max(-1, ...before.map(([step]) => step)) : null]);
       if (recorded && before.some(([step]) => step > recorded.step)) break;
       // Not faster: every look is two MLflow requests, which compete with the worker's sends.
       await sleep(500);
