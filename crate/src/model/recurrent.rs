@@ -34,25 +34,23 @@ pub fn gru_run(gru: &Gru, x: Tensor<3>, keep_steps: bool) -> RecurrentRun {
     let gates = StackedGates::of(&[&gru.update_gate, &gru.reset_gate, &gru.new_gate]);
     let inputs = gates.input.steps(x.swap_dims(0, 1));
     // Without `reset_after` the reset gate scales the state before the new gate's product, so
-    // that product is one of its own.
-    let (update_reset, new) = gates.hidden.split_columns(2 * hidden);
+    // that product is one of its own (the hidden weights split once, for every step).
+    let reset_before = (!gru.reset_after).then(|| gates.hidden.split_columns(2 * hidden));
     let mut state = Tensor::<2>::zeros([batch, hidden], &gates.hidden.weight.device());
     let mut states = Vec::with_capacity(if keep_steps { inputs.len() } else { 0 });
     for input in inputs {
-        let from_state = if gru.reset_after {
-            gates.hidden.apply(state.clone())
-        } else {
-            update_reset.apply(state.clone())
+        let from_state = match &reset_before {
+            None => gates.hidden.apply(state.clone()),
+            Some((update_reset, _)) => update_reset.apply(state.clone()),
         };
         let update_reset_values = gru.gate_activation.forward(
             input.clone().narrow(1, 0, 2 * hidden) + from_state.clone().narrow(1, 0, 2 * hidden),
         );
         let update = update_reset_values.clone().narrow(1, 0, hidden);
         let reset = update_reset_values.narrow(1, hidden, hidden);
-        let new_from_state = if gru.reset_after {
-            reset * from_state.narrow(1, 2 * hidden, hidden)
-        } else {
-            new.apply(reset * state.clone())
+        let new_from_state = match &reset_before {
+            None => reset * from_state.narrow(1, 2 * hidden, hidden),
+            Some((_, new)) => new.apply(reset * state.clone()),
         };
         let candidate = gru
             .hidden_activation
