@@ -72,11 +72,14 @@ impl MetricsLog {
         Ok(Self { file })
     }
 
-    /// Appends an event (progress and evaluations only).
+    /// Appends an event (progress and evaluations only), with the time it was logged.
     pub fn log(&mut self, event: &TrainEvent) -> Result<()> {
         if matches!(event, TrainEvent::Progress(_) | TrainEvent::Evaluated(_)) {
-            let line = serde_json::to_string(event)
+            let mut line = serde_json::to_value(event)
                 .map_err(|e| KilnError::Internal(format!("cannot encode event: {e}")))?;
+            if let serde_json::Value::Object(fields) = &mut line {
+                fields.insert(LOGGED_AT_KEY.into(), kiln::jobs::now_unix_ms().into());
+            }
             writeln!(self.file, "{line}")
                 .map_err(|e| KilnError::io("cannot append to metrics.jsonl", e))?;
         }
@@ -84,9 +87,22 @@ impl MetricsLog {
     }
 }
 
+/// The key of a `metrics.jsonl` line that holds when it was logged (ms since the Unix epoch).
+pub const LOGGED_AT_KEY: &str = "loggedAtMs";
+
+/// A metric point as `metrics.jsonl` holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggedPoint {
+    /// The series, step and value.
+    pub point: MetricPoint,
+    /// When it was logged (ms since the Unix epoch); `None` on lines of runs from before Kiln
+    /// recorded it.
+    pub logged_at_ms: Option<i64>,
+}
+
 /// The metric points `RUN_DIR/metrics.jsonl` holds, in the order logged, as trackers log them
 /// ([`points_of`] of each line). An unreadable line is an error naming the file and the line.
-pub fn logged_points(dir: &Path) -> Result<Vec<MetricPoint>> {
+pub fn logged_points(dir: &Path) -> Result<Vec<LoggedPoint>> {
     let path = dir.join("metrics.jsonl");
     let text = std::fs::read_to_string(&path).map_err(|e| {
         KilnError::io(
@@ -103,14 +119,20 @@ pub fn logged_points(dir: &Path) -> Result<Vec<MetricPoint>> {
         if line.trim().is_empty() {
             continue;
         }
-        let event: TrainEvent = serde_json::from_str(line).map_err(|e| {
+        let not_a_metrics_line = |e: serde_json::Error| {
             KilnError::InvalidArgument(format!(
                 "{} line {}: not a metrics line ({e})",
                 path.display(),
                 index + 1
             ))
-        })?;
-        points.extend(points_of(&event));
+        };
+        let value: serde_json::Value = serde_json::from_str(line).map_err(not_a_metrics_line)?;
+        let logged_at_ms = value.get(LOGGED_AT_KEY).and_then(serde_json::Value::as_i64);
+        let event: TrainEvent = serde_json::from_value(value).map_err(not_a_metrics_line)?;
+        points.extend(points_of(&event).into_iter().map(|point| LoggedPoint {
+            point,
+            logged_at_ms,
+        }));
     }
     Ok(points)
 }
@@ -360,5 +382,40 @@ mod tests {
         MetricsLog::open(dir.path(), Some(20)).unwrap();
         let kept = std::fs::read_to_string(&path).unwrap();
         assert_eq!(kept, format!("{}\n{}\n{}\n", lines[0], lines[1], lines[3]));
+    }
+
+    #[test]
+    fn logged_points_carry_the_time_they_were_logged() {
+        let dir = tempfile::tempdir().unwrap();
+        // A line from before Kiln recorded the time.
+        std::fs::write(
+            dir.path().join("metrics.jsonl"),
+            r#"{"event":"evaluated","epoch":1,"step":5,"metrics":{"val_loss":0.5}}"#.to_owned()
+                + "\n",
+        )
+        .unwrap();
+        let before = kiln::jobs::now_unix_ms() as i64;
+        let mut log = MetricsLog::open(dir.path(), None).unwrap();
+        let progress = kiln::train::Progress {
+            step: 10,
+            loss: 0.25,
+            learning_rate: 0.001,
+            ..Default::default()
+        };
+        log.log(&TrainEvent::Progress(progress)).unwrap();
+        let after = kiln::jobs::now_unix_ms() as i64;
+        let points = logged_points(dir.path()).unwrap();
+        let old: Vec<_> = points.iter().filter(|p| p.point.step == 5).collect();
+        assert_eq!(old.len(), 1);
+        assert_eq!(old[0].logged_at_ms, None);
+        let new: Vec<_> = points.iter().filter(|p| p.point.step == 10).collect();
+        assert_eq!(new.len(), 2, "train_loss and learning_rate: {points:?}");
+        for point in new {
+            let at = point.logged_at_ms.expect("a logged time");
+            assert!(
+                (before..=after).contains(&at),
+                "{before} <= {at} <= {after}"
+            );
+        }
     }
 }

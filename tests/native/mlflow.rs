@@ -159,6 +159,24 @@ impl Mlflow {
         points
     }
 
+    /// The timestamp (ms since the Unix epoch) of each step of a metric's history.
+    fn timestamps(&self, run_id: &str, key: &str) -> BTreeMap<u64, i64> {
+        let answer = self.get(
+            "metrics/get-history",
+            &[
+                ("run_id", run_id),
+                ("metric_key", key),
+                ("max_results", "25000"),
+            ],
+        );
+        answer["metrics"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| Some((m["step"].as_u64()?, m["timestamp"].as_i64()?)))
+            .collect()
+    }
+
     fn artifact(&self, run: &Value, name: &str) -> Vec<u8> {
         let uri = run["info"]["artifact_uri"].as_str().expect("artifact uri");
         let path = uri
@@ -629,6 +647,7 @@ fn a_run_killed_before_sending_gets_the_missed_steps_from_its_own_log_when_resum
     let resumed_at = latest_checkpoint_step(&run_dir);
     let before = server.history(&run_id, "train_loss");
 
+    let resumed_from = unix_ms();
     let out = resumed(&store, &run_dir, &server.url);
     assert!(!stderr(&out).contains("not sent"), "{}", stderr(&out));
     assert_eq!(run_id_of(&run_dir), run_id, "the same MLflow run");
@@ -645,6 +664,42 @@ fn a_run_killed_before_sending_gets_the_missed_steps_from_its_own_log_when_resum
         "MLflow had missed steps after {logged_at_outage} up to the checkpoint at {resumed_at}: \
          {before:?}"
     );
+    // The back-filled steps carry the time they were trained and logged (metrics.jsonl's
+    // loggedAtMs, before the kill), not the time the resumed run sent them.
+    let sent_at = server.timestamps(&run_id, "train_loss");
+    let logged_at = logged_times(&run_dir);
+    for step in &missed {
+        assert_eq!(
+            sent_at.get(step),
+            logged_at.get(step),
+            "step {step}: MLflow's timestamp vs metrics.jsonl's"
+        );
+        assert!(
+            sent_at[step] < resumed_from,
+            "step {step} was stamped {} ms, after the resume began at {resumed_from}",
+            sent_at[step]
+        );
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Each progress line's step and the time it was logged (`loggedAtMs`), from metrics.jsonl.
+fn logged_times(run_dir: &Path) -> BTreeMap<u64, i64> {
+    let text = std::fs::read_to_string(run_dir.join("metrics.jsonl")).expect("metrics.jsonl");
+    text.lines()
+        .map(|line| serde_json::from_str::<Value>(line).expect("a JSON line"))
+        .filter(|event| event["event"] == "progress")
+        .map(|event| {
+            let step = event["step"].as_u64().expect("step");
+            (step, event["loggedAtMs"].as_i64().expect("loggedAtMs"))
+        })
+        .collect()
 }
 
 /// A scratch directory, its model store, a config file holding `yaml`, and the run directory.

@@ -21,7 +21,7 @@ impl RunCurves {
     /// Reads `RUN_DIR/metrics.jsonl`; an unreadable line is an error naming the file and line.
     pub fn read(dir: &Path) -> Result<Self> {
         let mut series: BTreeMap<String, Vec<(u64, f64)>> = BTreeMap::new();
-        for point in logged_points(dir)? {
+        for point in logged_points(dir)?.into_iter().map(|logged| logged.point) {
             if point.value.is_finite() {
                 series
                     .entry(point.name)

@@ -313,9 +313,7 @@ fn proxied_artifact_path(uri: &str) -> Option<String> {
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    kiln::jobs::now_unix_ms() as i64
 }
 
 fn key_values(pairs: &[(String, String)]) -> Vec<Value> {

@@ -5,7 +5,7 @@
 
 use super::mlflow_api::{ApiError, MlflowApi, RunRef, TimedPoint, now_ms};
 use super::mlflow_settings::MlflowSettings;
-use crate::run_dir::logged_points;
+use crate::run_dir::{LoggedPoint, logged_points};
 use kiln::metrics::{MetricPoint, points_of};
 use kiln::train::TrainEvent;
 use std::collections::VecDeque;
@@ -69,9 +69,11 @@ pub struct TrackerReport {
 }
 
 enum Message {
-    Points(Vec<MetricPoint>),
-    /// What a resumed run logged before its checkpoint.
-    History(Vec<MetricPoint>),
+    /// Points as they are logged, stamped when handed over (the uploader may be busy with a
+    /// slow server for a while before it reads them).
+    Points(Vec<TimedPoint>),
+    /// What a resumed run logged before its checkpoint, with when it was logged.
+    History(Vec<LoggedPoint>),
     /// A line for the report: something that will not be sent.
     Unsent(String),
     Finish {
@@ -109,7 +111,15 @@ impl MlflowTracker {
 
     /// Hands over points (returns at once).
     pub fn log_points(&self, points: Vec<MetricPoint>) {
-        let _ = self.sender.send(Message::Points(points));
+        let timestamp_ms = now_ms();
+        let timed = points
+            .into_iter()
+            .map(|point| TimedPoint {
+                point,
+                timestamp_ms,
+            })
+            .collect();
+        let _ = self.sender.send(Message::Points(timed));
     }
 
     /// Hands over what a resumed run logged before its checkpoint (the run directory `root`'s
@@ -211,10 +221,16 @@ impl Uploader {
         loop {
             let wait = self.next_try.saturating_duration_since(Instant::now());
             match receiver.recv_timeout(wait.max(Duration::from_millis(50))) {
-                Ok(Message::Points(points)) => self.hold(points),
+                Ok(Message::Points(points)) => self.hold(points.into_iter()),
                 Ok(Message::History(points)) => {
                     if self.settings.run_id.is_none() || self.settings.continues_own_run {
-                        self.hold(points);
+                        // Each point at the time it was logged, not now: a back-filled step
+                        // keeps its place in time in MLflow's charts.
+                        let now = now_ms();
+                        self.hold(points.into_iter().map(|logged| TimedPoint {
+                            point: logged.point,
+                            timestamp_ms: logged.logged_at_ms.unwrap_or(now),
+                        }));
                     }
                 }
                 Ok(Message::Unsent(line)) => self.refused.push(line),
@@ -236,10 +252,9 @@ impl Uploader {
         }
     }
 
-    fn hold(&mut self, points: Vec<MetricPoint>) {
-        let timestamp_ms = now_ms();
-        for point in points {
-            if !point.value.is_finite() {
+    fn hold(&mut self, points: impl Iterator<Item = TimedPoint>) {
+        for timed in points {
+            if !timed.point.value.is_finite() {
                 self.non_finite += 1;
                 continue;
             }
@@ -247,10 +262,7 @@ impl Uploader {
                 self.points.pop_front();
                 self.dropped_points += 1;
             }
-            self.points.push_back(TimedPoint {
-                point,
-                timestamp_ms,
-            });
+            self.points.push_back(timed);
         }
     }
 
