@@ -30,8 +30,10 @@ WASM_DIR := $(CARGO_TARGET_DIR)/wasm32-unknown-unknown
 WASM_BINDGEN := wasm-bindgen --target web --experimental-reset-state-function --remove-name-section --remove-producers-section --out-dir pkg/wasm
 
 ## The npm package: a CPU wasm and a WebGPU wasm, each with its bindings, in pkg/wasm; the
-## package loads only the one a backend needs.
+## package loads only the one a backend needs. Neither embeds the digits data set: the package
+## fetches pkg/wasm/digits.csv.gz for a job that trains on it.
 pkg:
+	mkdir -p pkg/wasm && cp crate/data/digits.csv.gz pkg/wasm/digits.csv.gz
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="$(WASM_CPU_RUSTFLAGS)" $(CARGO) rustc --lib --crate-type cdylib --target wasm32-unknown-unknown -p kiln --no-default-features --profile $(WASM_CPU_PROFILE)
 	$(WASM_BINDGEN) --out-name kiln-cpu $(WASM_DIR)/$(WASM_CPU_PROFILE)/kiln.wasm
 	$(CARGO) rustc --lib --crate-type cdylib --target wasm32-unknown-unknown -p kiln $(WASM_FEATURES) --profile $(WASM_WEBGPU_PROFILE)

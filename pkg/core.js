@@ -83,6 +83,7 @@ class WasmRuntime {
     this.crash = null;
     this.WasmKiln.onPanic((message) => this.recordCrash(message));
     if (this.limits !== undefined) this.WasmKiln.setLimits(this.limits);
+    if (digitsBytes !== null) this.WasmKiln.provideDigits(digitsBytes);
   }
 
   /** The Error a trapped call becomes (the panic message when the hook saw it). */
@@ -231,17 +232,58 @@ function initBytes(bytes) {
   throw new TypeError("model.init_from.bytes must be a Uint8Array or an ArrayBuffer (a .safetensors file)");
 }
 
-/** `model.init_from.url`'s bytes; an Error naming the URL and status when it cannot be fetched. */
-async function fetchInitWeights(url) {
-  if (typeof url !== "string") throw new TypeError("model.init_from.url must be a string");
+/** A URL's bytes; an Error starting with `what` and naming the URL and status when it cannot be fetched. */
+async function fetchBytes(url, what) {
   let response;
   try {
     response = await fetch(url);
   } catch (error) {
-    throw new Error(`model.init_from.url: cannot fetch ${url}: ${error.message}`);
+    throw new Error(`${what}: cannot fetch ${url}: ${error?.message ?? error}`);
   }
-  if (!response.ok) throw new Error(`model.init_from.url: cannot fetch ${url}: HTTP ${response.status}`);
+  if (!response.ok) throw new Error(`${what}: cannot fetch ${url}: HTTP ${response.status}`);
   return new Uint8Array(await response.arrayBuffer());
+}
+
+/** `model.init_from.url`'s bytes; an Error naming the URL and status when it cannot be fetched. */
+async function fetchInitWeights(url) {
+  if (typeof url !== "string") throw new TypeError("model.init_from.url must be a string");
+  return fetchBytes(url, "model.init_from.url");
+}
+
+/**
+ * The built-in digits data set (`wasm/digits.csv.gz`, 57 KB): the wasm modules do not embed it,
+ * so only a job that trains on it downloads it — once per page or process, again after a
+ * failed try. Read from the file in Node.
+ */
+const digitsUrl = () => new URL("./wasm/digits.csv.gz", import.meta.url);
+const DIGITS = 'data.source "digits" (the package\'s wasm/digits.csv.gz; README: "Self-hosting the wasm")';
+let digitsFile = null;
+/** The digits' bytes once a module took them: a wasm instance started after a crash gets them again. */
+let digitsBytes = null;
+
+function fetchDigits() {
+  if (digitsFile === null) {
+    const url = digitsUrl();
+    digitsFile = isNode
+      ? import("node:fs/promises").then((fs) => fs.readFile(url)).then(
+          (bytes) => new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+          (error) => { throw new Error(`${DIGITS}: cannot read ${url}: ${error.message}`); },
+        )
+      : fetchBytes(url, DIGITS);
+    digitsFile.catch(() => { digitsFile = null; });
+  }
+  return digitsFile;
+}
+
+/** Hands the fetched digits to the live wasm instance; bytes that are not the digits are an Error naming the URL. */
+function provideDigits(runtime, bytes) {
+  try {
+    runtime.WasmKiln.provideDigits(bytes);
+  } catch (error) {
+    digitsFile = null;
+    throw new Error(`${DIGITS}: ${digitsUrl()}: ${error.message}`);
+  }
+  digitsBytes = bytes;
 }
 
 /** A trained model: predict and export. */
@@ -467,13 +509,21 @@ export class Kiln {
   #start(config, data, jobId) {
     const runtime = this.#runtime;
     const init = typeof config === "object" && config !== null ? config.model?.init_from : undefined;
+    let weights;
     if (init && (init.bytes !== undefined || init.url !== undefined)) {
       // model.init_from's weights come as bytes or from a URL: fetched first, then handed over.
       const { bytes, url, ...rest } = init;
-      const plain = { ...config, model: { ...config.model, init_from: rest } };
+      config = { ...config, model: { ...config.model, init_from: rest } };
+      weights = bytes !== undefined ? Promise.resolve(initBytes(bytes)) : fetchInitWeights(url);
+    }
+    // The built-in digits are fetched first too, when the job trains on them and the module has none yet.
+    const digits = runtime.call(() => runtime.WasmKiln.needsDigits(config, data)) ? fetchDigits() : undefined;
+    if (weights !== undefined || digits !== undefined) {
       const id = jobId ?? `trainingjob-${crypto.randomUUID()}`;
-      const weights = bytes !== undefined ? Promise.resolve(initBytes(bytes)) : fetchInitWeights(url);
-      const start = weights.then((w) => this.#live().then((inner) => runtime.call(() => inner.train(plain, data, id, w))));
+      const start = Promise.all([weights, digits]).then(([w, d]) => this.#live().then((inner) => runtime.call(() => {
+        if (d !== undefined) provideDigits(runtime, d);
+        return inner.train(config, data, id, w);
+      })));
       return new TrainingJob(new DeferredJob(id, start), runtime);
     }
     runtime.restartIfCrashed();

@@ -19,7 +19,11 @@ before(async () => {
     const file = path.startsWith("/work/") ? join(work, path.slice(6)) : join(repo, path);
     try {
       const body = await readFile(file);
-      res.writeHead(200, { "content-type": TYPES[extname(file)] ?? "application/octet-stream" });
+      const headers = { "content-type": TYPES[extname(file)] ?? "application/octet-stream" };
+      // Under /work/, .gz files are sent the way some servers do: as a gzip Content-Encoding the
+      // browser undoes, so the page gets the decompressed bytes.
+      if (path.startsWith("/work/") && file.endsWith(".gz")) headers["content-encoding"] = "gzip";
+      res.writeHead(200, headers);
       res.end(body);
     } catch {
       res.writeHead(404).end();
@@ -282,6 +286,7 @@ test("each wasm build is fetched only when a backend needs it, and the builds ex
   assert.deepEqual(onCpu.loaded, ["cpu"]);
   assert.ok(onCpu.workerSteps > 0);
   assert.ok(requested.includes("/pkg/wasm/kiln-cpu_bg.wasm"), requested.join(" "));
+  assert.ok(requested.includes("/pkg/wasm/digits.csv.gz"), `jobs on digits fetch the data set: ${requested.join(" ")}`);
   assert.deepEqual(requested.filter((p) => p.includes("webgpu")), [], "a CPU page fetched the WebGPU build");
 
   const onGpu = await page.evaluate(async (row) => {
@@ -331,6 +336,28 @@ test("each wasm build is fetched only when a backend needs it, and the builds ex
   });
   assert.match(broken.first, /cannot fetch Kiln's wasm from http:\/\/127\.0\.0\.1:\d+\/work\/no-wasm\/wasm\/kiln-cpu_bg\.wasm: HTTP 404/);
   assert.equal(broken.again, broken.first);
+
+  // Self-hosted without the digits file: jobs given their data never ask for it; a job on
+  // digits fails with an error naming the URL.
+  copyFileSync(join(repo, "pkg/wasm/kiln-cpu_bg.wasm"), join(work, "no-wasm/wasm/kiln-cpu_bg.wasm"));
+  requested.length = 0;
+  const noDigits = await cpuPage.evaluate(async () => {
+    const { Kiln } = await import("/work/no-wasm/cpu.js");
+    const kiln = await Kiln.create({ backend: "cpu" });
+    const features = new Float32Array(400).map((_, i) => i % 7);
+    const labels = new Float32Array(200).map((_, i) => i % 2);
+    const inline = await kiln.train({ training: { num_passes: 1, batch_size: 16 } }, { features, labels, shape: [200, 2] }).waitForTraining();
+    const onDigits = await kiln.train({ training: { num_passes: 1 } }).waitForTraining().then(() => "trained", (e) => e.message);
+    window.selfHosted = kiln;
+    return { inlineSteps: inline.steps, onDigits };
+  });
+  assert.ok(noDigits.inlineSteps > 0);
+  assert.match(noDigits.onDigits, /data\.source "digits".*cannot fetch http:\/\/127\.0\.0\.1:\d+\/work\/no-wasm\/wasm\/digits\.csv\.gz: HTTP 404/);
+  assert.deepEqual(requested.filter((p) => p.endsWith("digits.csv.gz")), ["/work/no-wasm/wasm/digits.csv.gz"], "only the job on digits asked for the file");
+  // The file put back (sent with a gzip Content-Encoding, so it arrives decompressed): the next job fetches it again and trains.
+  copyFileSync(join(repo, "pkg/wasm/digits.csv.gz"), join(work, "no-wasm/wasm/digits.csv.gz"));
+  const retried = await cpuPage.evaluate(async () => (await window.selfHosted.train({ training: { num_passes: 2 } }).waitForTraining()).finalMetrics.test_accuracy);
+  assert.ok(retried > 0.5, `accuracy ${retried}`);
   await context.close();
 });
 

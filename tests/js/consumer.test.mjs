@@ -1,7 +1,10 @@
 // The npm package as a consumer uses it, in Node 20 on the CPU backend.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { installPackage, installCpuEntry } from "./helpers.mjs";
+import { cpSync, copyFileSync, existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { installPackage, installCpuEntry, packageEntryUrl, tempDir } from "./helpers.mjs";
 
 const { Kiln, MemoryStore, loadedBuilds } = await installPackage();
 const kiln = await Kiln.create({ backend: "auto", store: new MemoryStore() });
@@ -226,4 +229,31 @@ test("layers may be bare names and {kind: {params}} in JS configs", async () => 
   assert.deepEqual(short.history.map((h) => h.metrics), tagged.history.map((h) => h.metrics));
   await assert.rejects(kiln.validateConfig({ model: { layers: ["relu", "rellu"] } }),
     (e) => e instanceof Error && /model\.layers/.test(e.message) && /\[1\]/.test(e.message) && /rellu/.test(e.message));
+});
+
+test("the digits file is read only by a job that trains on digits; without it that job fails naming it", async () => {
+  // A copy of the installed package without wasm/digits.csv.gz (its own module state and wasm instance).
+  const installed = join(dirname(fileURLToPath(packageEntryUrl())), "node_modules", "kiln");
+  const digitsFile = join(installed, "wasm", "digits.csv.gz");
+  assert.ok(existsSync(digitsFile), "the package ships wasm/digits.csv.gz");
+  const copy = join(tempDir("kiln-no-digits-"), "kiln");
+  cpSync(installed, copy, { recursive: true, filter: (path) => !path.endsWith("digits.csv.gz") });
+  const { Kiln: Bare } = await import(pathToFileURL(join(copy, "cpu.js")).href);
+  const bare = await Bare.create({ store: new MemoryStore() });
+
+  const features = new Float32Array(400).map((_, i) => i % 7);
+  const labels = new Float32Array(200).map((_, i) => i % 2);
+  const inline = await bare.train({ training: { num_passes: 1, batch_size: 16 } }, { features, labels, shape: [200, 2] }).waitForTraining();
+  assert.ok(inline.steps > 0, "a job given its data needs no digits file");
+
+  const job = bare.train({ training: { num_passes: 1 } });
+  await assert.rejects(job.waitForTraining(),
+    (e) => e instanceof Error && /data\.source "digits"/.test(e.message) && e.message.includes(join("kiln", "wasm", "digits.csv.gz")));
+  assert.equal(job.status(), "failed");
+
+  // A failed read is tried again by the next job: with the file back, it trains.
+  copyFileSync(digitsFile, join(copy, "wasm", "digits.csv.gz"));
+  const info = await bare.train({ seed: 3, deterministic: true, training: { num_passes: 1 } }).waitForTraining();
+  const reference = await kiln.train({ seed: 3, deterministic: true, training: { num_passes: 1 } }).waitForTraining();
+  assert.deepEqual(info.history, reference.history);
 });

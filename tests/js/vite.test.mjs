@@ -85,6 +85,7 @@ async function assertTrainsOnTheCpuBuildOnly(dist) {
   assert.deepEqual(result.loaded, ["cpu"]);
   assert.deepEqual(result.requested.filter((p) => p.includes("webgpu")), [], "a CPU run fetched the WebGPU build");
   assert.ok(result.requested.some((p) => /kiln-cpu.*\.wasm$/.test(p)), result.requested.join(" "));
+  assert.ok(result.requested.some((p) => /digits.*\.gz$/.test(p)), `the digits job fetched the data set: ${result.requested.join(" ")}`);
   assert.ok(result.accuracy >= 0.85, `accuracy ${result.accuracy}`);
 }
 

@@ -9,7 +9,7 @@ mod text;
 
 pub use csv::{CsvTable, load_csv_file, parse_table, read_text_file};
 pub use dataset::{Dataset, Targets, dataset_from_labels, labels_to_classes};
-pub use digits::load_digits;
+pub use digits::{digits_available, load_digits, provide_digits};
 pub use idx::{FASHION_MNIST_DIR, load_fashion_mnist, load_idx_pair, parse_idx_u8};
 pub use split::{Normalization, Splits, epoch_order, split_indices};
 pub use text::{LabelledTexts, PAD, UNKNOWN, Vocabulary};

@@ -137,6 +137,25 @@ impl Kiln {
         config_from_js(&config).map(|_| ()).map_err(js_error)
     }
 
+    /// Whether `train(config, data)` needs the digits data set handed over first: `data` is
+    /// absent, the config is valid and trains on `digits`, and this module has no copy yet (the
+    /// package's wasm modules do not embed it). An invalid config answers `false`: `train`
+    /// then throws its error.
+    #[wasm_bindgen(js_name = needsDigits)]
+    pub fn needs_digits(config: JsValue, data: JsValue) -> bool {
+        (data.is_undefined() || data.is_null())
+            && !crate::data::digits_available()
+            && config_from_js(&config)
+                .is_ok_and(|config| config.data.source == crate::config::DataSource::Digits)
+    }
+
+    /// Hands over the digits file (`digits.csv.gz`, gzipped or already decompressed); throws if
+    /// the bytes are not the digits data set.
+    #[wasm_bindgen(js_name = provideDigits)]
+    pub fn provide_digits(bytes: &[u8]) -> Result<(), JsValue> {
+        crate::data::provide_digits(bytes).map_err(js_error)
+    }
+
     /// `{ kind: "webgpu" | "cpu", adapter?: string, reason?: string }`.
     #[wasm_bindgen(getter)]
     pub fn backend(&self) -> Result<JsValue, JsValue> {

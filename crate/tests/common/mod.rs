@@ -23,6 +23,45 @@ pub fn field(value: &JsValue, key: &str) -> JsValue {
     js_sys::Reflect::get(value, &key.into()).unwrap_or(JsValue::UNDEFINED)
 }
 
+/// Whether a test has handed the digits over yet (each test binary is one wasm instance).
+static DIGITS_HANDED_OVER: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Hands the digits file to the module as the npm package does (these tests build Kiln as the
+/// package does, without `embedded-digits`). The first time, it first checks that training on
+/// digits without them is refused with an error saying how to get them.
+pub fn provide_digits_for(kiln: &Kiln, config: &JsValue) {
+    let data: JsValue = js_sys::Object::new().into();
+    assert!(
+        !Kiln::needs_digits(config.clone(), data),
+        "a job given its data never needs the digits"
+    );
+    let first = !DIGITS_HANDED_OVER.swap(true, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        Kiln::needs_digits(config.clone(), JsValue::UNDEFINED),
+        first,
+        "the module has the digits only once they were handed over"
+    );
+    if first {
+        let error: js_sys::Error = kiln
+            .train(config.clone(), JsValue::UNDEFINED, None, None)
+            .err()
+            .expect("training on digits that were not handed over is refused")
+            .dyn_into()
+            .expect("a real Error");
+        let message = String::from(error.message());
+        assert!(
+            message.contains("does not embed the digits") && message.contains("digits.csv.gz"),
+            "{message}"
+        );
+        Kiln::provide_digits(b"0,1\n").expect_err("a file that is not the digits is refused");
+        assert!(Kiln::needs_digits(config.clone(), JsValue::UNDEFINED));
+        Kiln::provide_digits(include_bytes!("../../data/digits.csv.gz"))
+            .expect("the digits file is taken");
+    }
+    assert!(!Kiln::needs_digits(config.clone(), JsValue::UNDEFINED));
+}
+
 async fn wait(job: &TrainingJob) -> Result<JsValue, JsValue> {
     JsFuture::from(job.wait_for_training()).await
 }
@@ -41,6 +80,7 @@ pub async fn trains_predicts_and_reports(backend: &str) -> JsValue {
             "data": {"limit": 320}}"#,
     )
     .unwrap();
+    provide_digits_for(&kiln, &config);
     let job = kiln
         .train(config, JsValue::UNDEFINED, None, None)
         .expect("job starts");
@@ -89,6 +129,10 @@ pub async fn a_bad_config_is_an_error_naming_the_field() {
         .await
         .unwrap();
     let config = js_sys::JSON::parse(r#"{"training": {"batch_size": 0}}"#).unwrap();
+    assert!(
+        !Kiln::needs_digits(config.clone(), JsValue::UNDEFINED),
+        "a bad config fetches nothing: train throws its error"
+    );
     let error = kiln
         .train(config.clone(), JsValue::UNDEFINED, None, None)
         .err()
