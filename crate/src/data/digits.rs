@@ -8,8 +8,8 @@
 
 use super::csv::parse_numeric_rows;
 use super::dataset::{Dataset, Targets, labels_to_classes};
+use super::gzip::decompress_if_gzipped;
 use crate::error::{KilnError, Result};
-use std::io::Read;
 use std::sync::OnceLock;
 
 /// The digits file built into this build, if it was built with `embedded-digits`.
@@ -62,7 +62,12 @@ pub fn provide_digits(bytes: &[u8]) -> Result<()> {
 
 /// Parses the digits CSV (gzipped or plain): 65 numbers a row, 64 pixels in 0–16 then the label.
 fn parse_digits(bytes: &[u8], what: &str) -> Result<Dataset> {
-    let text = decompress_if_gzipped(bytes, what)?;
+    let text = String::from_utf8(decompress_if_gzipped(bytes.to_vec(), what)?).map_err(|_| {
+        KilnError::Data(format!(
+            "{what} is neither gzip nor text (it starts with bytes {:02x?})",
+            &bytes[..bytes.len().min(4)]
+        ))
+    })?;
     let rows = parse_numeric_rows(&text, false, what)?;
     let mut features = Vec::with_capacity(rows.len() * PIXELS);
     let mut labels = Vec::with_capacity(rows.len());
@@ -97,25 +102,6 @@ fn parse_digits(bytes: &[u8], what: &str) -> Result<Dataset> {
     )
 }
 
-/// The text of a gzip file, or of the bytes themselves when they are not gzipped.
-fn decompress_if_gzipped(bytes: &[u8], what: &str) -> Result<String> {
-    let unreadable = |e: std::io::Error| KilnError::Data(format!("{what} is unreadable: {e}"));
-    if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut text = String::new();
-        flate2::read::GzDecoder::new(bytes)
-            .read_to_string(&mut text)
-            .map_err(unreadable)?;
-        Ok(text)
-    } else {
-        String::from_utf8(bytes.to_vec()).map_err(|_| {
-            KilnError::Data(format!(
-                "{what} is neither gzip nor text (it starts with bytes {:02x?})",
-                &bytes[..bytes.len().min(4)]
-            ))
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,11 +109,8 @@ mod tests {
     const DIGITS_FILE: &[u8] = include_bytes!("../../data/digits.csv.gz");
 
     fn gunzipped(bytes: &[u8]) -> String {
-        let mut text = String::new();
-        flate2::read::GzDecoder::new(bytes)
-            .read_to_string(&mut text)
-            .unwrap();
-        text
+        String::from_utf8(decompress_if_gzipped(bytes.to_vec(), "the digits file").unwrap())
+            .unwrap()
     }
 
     #[test]
@@ -172,7 +155,7 @@ mod tests {
         let error = parse_digits(&[0x1f, 0x8b, 0, 1, 2], "the digits file")
             .unwrap_err()
             .to_string();
-        assert!(error.contains("unreadable"), "{error}");
+        assert!(error.contains("corrupt gzip data"), "{error}");
         let error = parse_digits(&[0xff, 0xfe, 0x00], "the digits file")
             .unwrap_err()
             .to_string();

@@ -1,9 +1,9 @@
 //! IDX files (the MNIST family's format), plain or gzip-compressed.
 
 use super::dataset::{Dataset, Targets};
+use super::gzip::decompress_if_gzipped;
 use crate::error::{KilnError, Result};
-use crate::limits::{Limits, check_file_size, checked_elements, read_file_limited};
-use std::io::Read;
+use crate::limits::{checked_elements, read_file_limited};
 use std::path::Path;
 
 /// The default location of Debian's `dataset-fashion-mnist` package.
@@ -11,33 +11,7 @@ pub const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
 
 fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
     let raw = read_file_limited(path, "IDX file")?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        // Decompressed bytes count against the file limit too: a small gzip bomb stops there.
-        let limit = Limits::current().max_file_bytes;
-        let hint = gzip_size_hint(&raw).min(usize::try_from(limit).unwrap_or(usize::MAX));
-        let mut out = Vec::with_capacity(hint);
-        flate2::read::GzDecoder::new(raw.as_slice())
-            .take(limit.saturating_add(1))
-            .read_to_end(&mut out)
-            .map_err(|e| KilnError::Data(format!("{}: corrupt gzip data: {e}", path.display())))?;
-        check_file_size(
-            out.len() as u64,
-            &format!("IDX file {} (decompressed)", path.display()),
-        )?;
-        Ok(out)
-    } else {
-        Ok(raw)
-    }
-}
-
-/// The uncompressed size from a gzip trailer (it holds the size modulo 2^32), capped at
-/// deflate's largest ratio: a capacity hint that spares a growing buffer its reallocations.
-fn gzip_size_hint(gz: &[u8]) -> usize {
-    let trailer = gz.len().checked_sub(4).and_then(|at| gz.get(at..));
-    let size = trailer
-        .and_then(|t| <[u8; 4]>::try_from(t).ok())
-        .map_or(0, |t| u32::from_le_bytes(t) as usize);
-    size.min(gz.len().saturating_mul(1032))
+    decompress_if_gzipped(raw, &format!("IDX file {}", path.display()))
 }
 
 /// Parses an unsigned-byte IDX buffer: returns its dimensions and values (borrowed).

@@ -3,6 +3,7 @@
 mod csv;
 mod dataset;
 mod digits;
+mod gzip;
 mod idx;
 mod split;
 mod text;
