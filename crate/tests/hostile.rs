@@ -604,6 +604,61 @@ fn a_yaml_alias_bomb_is_refused() {
     assert!(e.starts_with("config error: "), "{e}");
 }
 
+/// A gzip file of `output_len` zero bytes, written as deflate's densest form (one literal,
+/// then back-references of 258 bytes at distance 1: 13 bits each), so that a file of a few
+/// MB unpacks to hundreds without compressing them first. The CRC in the trailer is left 0:
+/// a decoder that stops at the file limit never reaches it.
+fn gzip_bomb(output_len: usize) -> Vec<u8> {
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+    let (mut acc, mut bits) = (0u64, 0u32);
+    // Huffman codes go out most significant bit first, everything else least first.
+    let mut put = |value: u64, count: u32, huffman: bool, out: &mut Vec<u8>| {
+        let value = if huffman {
+            value.reverse_bits() >> (64 - count)
+        } else {
+            value
+        };
+        acc |= value << bits;
+        bits += count;
+        while bits >= 8 {
+            out.push(acc as u8);
+            acc >>= 8;
+            bits -= 8;
+        }
+    };
+    put(1, 1, false, &mut out); // the last block
+    put(1, 2, false, &mut out); // fixed Huffman codes
+    put(0x30, 8, true, &mut out); // literal 0
+    for _ in 0..(output_len - 1) / 258 {
+        put(0xc5, 8, true, &mut out); // length 258 (symbol 285)
+        put(0, 5, true, &mut out); // distance 1
+    }
+    put(0, 7, true, &mut out); // end of block
+    put(0, 7, false, &mut out); // pad to a byte
+    out.extend(0u32.to_le_bytes());
+    out.extend((output_len as u32).to_le_bytes());
+    out
+}
+
+#[test]
+fn a_gzip_bomb_stops_at_the_file_limit() {
+    let dir = tempfile_dir();
+    let images = dir.join("bomb-images.gz");
+    let labels = dir.join("bomb-labels");
+    // 1 + 258 * n bytes of zeros, twice the heap budget: an unbounded decoder fails the budget.
+    let unpacked = 1 + 258 * ((2 * HEAP_BUDGET) / 258);
+    let bomb = gzip_bomb(unpacked);
+    assert!(bomb.len() < (8 << 20), "the file itself is under the limit");
+    std::fs::write(&images, &bomb).expect("write");
+    write_file(&labels, &[0, 0, 8, 1, 0, 0, 0, 1, 0], false);
+    let e = measured("gzip bomb", || load_idx_pair(&images, &labels))
+        .expect_err("refused")
+        .to_string();
+    assert!(e.contains("bomb-images.gz (decompressed)"), "{e}");
+    assert!(e.contains("over the limit of 8388608"), "{e}");
+    assert!(e.contains("KILN_MAX_FILE_BYTES"), "{e}");
+}
+
 #[test]
 fn cut_short_or_zero_normalisation_is_refused() {
     let model = small_model();
