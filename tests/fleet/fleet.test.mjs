@@ -2,18 +2,19 @@
 // one object store (moto's S3 server, and file://): every job exactly once across workers,
 // events followed from any server, label routing, kill -9 fail-over with identical weights, a
 // restarted worker rejoining, drain, PostgreSQL restarted under load, the object store failing
-// during checkpoints, a tracked job's MLflow run carried on by the worker that takes it over.
+// during checkpoints (file://, and S3 cut off behind a relay), a tracked job's MLflow run
+// carried on by the worker that takes it over.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, renameSync, writeFileSync, rmSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { tempDir, startServer, stopServer, killServers } from "../js/helpers.mjs";
 import { api, waitFor, readEvents, twoClassCsv, DETERMINISTIC, burnpackTensorData } from "../js/server-api.mjs";
-import { startPostgres, startMoto, startMlflow } from "./services.mjs";
+import { startPostgres, startMoto, startMlflow, startRelay } from "./services.mjs";
 
 let pg;
 let moto;
-const DATABASES = ["scale", "failover", "pgrestart", "files", "tracked"];
+const DATABASES = ["scale", "failover", "pgrestart", "files", "s3outage", "tracked"];
 
 before(async () => {
   pg = await startPostgres(DATABASES);
@@ -31,10 +32,10 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const FAST = { training: { num_passes: 2, batch_size: 32 } };
 
 /** Workers on database `db` and object store `objects`. */
-function worker(db, objects, { lease = 6, labels = [], dataDir, extra = [] } = {}) {
+function worker(db, objects, { lease = 6, labels = [], dataDir, extra = [], env = moto.env } = {}) {
   const args = ["--database", pg.url(db), "--objects", objects, "--lease-secs", String(lease), ...extra];
   for (const l of labels) args.push("--label", l);
-  return startServer(args, dataDir ?? tempDir("kiln-worker-"), moto.env);
+  return startServer(args, dataDir ?? tempDir("kiln-worker-"), env);
 }
 
 /**
@@ -283,6 +284,48 @@ test("file:// object store unreachable during a checkpoint: the job reports it, 
   assert.ok(JSON.parse(readFileSync(join(shared, "jobs", id, "run.json"), "utf8")).modelId);
   assert.ok(existsSync(join(shared, "models", `${done.result.modelId}.kiln`)));
   assert.equal((await stopServer(s)).code, 0);
+});
+
+test("S3 unreachable during a checkpoint: the job reports it, records no checkpoint that is not in S3, retries and completes", async () => {
+  // The worker reaches moto only through a relay that the test cuts: every connection reset,
+  // new ones refused, while moto itself (and what it holds) stays up.
+  const relay = await startRelay(moto.port);
+  try {
+    const s = await worker("s3outage", "s3://kiln-fleet/outage", { lease: 20, env: { ...moto.env, AWS_ENDPOINT_URL: relay.endpoint } });
+    const job = await api(s, "/v1/jobs", { method: "POST", body: { config: { ...FAST, training: { num_passes: 40, batch_size: 16 }, checkpoint: { every_epochs: 1, save_top_k: 1 } } } });
+    const id = job.json.id;
+    const stateKey = ({ attempt, epoch }) => `outage/jobs/${id}/checkpoints/attempt-${attempt}/epoch-${String(epoch).padStart(4, "0")}/state.json`;
+    let row;
+    for (;;) {
+      row = (await api(s, `/v1/jobs/${id}`)).json;
+      if (row.checkpoint?.epoch >= 1) break;
+      await sleep(100);
+    }
+    assert.ok(await moto.get(stateKey(row.checkpoint)), "the first recorded checkpoint is not in S3");
+    assert.ok(relay.connections > 0, "the worker did not reach S3 through the relay");
+    relay.down();
+    const failed = await readEvents(s, id, { until: (e) => e.event === "checkpointFailed" });
+    const failure = failed.at(-1);
+    assert.equal(failure.event, "checkpointFailed");
+    assert.ok(failure.data.error.startsWith(`object store: cannot write jobs/${id}/`), failure.data.error);
+    assert.match(failure.data.error, /after 3 retries/);
+    const during = (await api(s, `/v1/jobs/${id}`)).json;
+    assert.ok(during.checkpoint.epoch < failure.data.epoch, "a checkpoint that failed was recorded");
+    assert.equal(failure.data.recordedEpoch, during.checkpoint.epoch);
+    assert.equal(JSON.parse((await moto.get(stateKey(during.checkpoint))).toString()).epochs_done, during.checkpoint.epoch, "the recorded checkpoint is not in S3");
+    assert.equal(await moto.get(stateKey({ attempt: during.checkpoint.attempt, epoch: failure.data.epoch })), null, "the failed checkpoint is in S3 after all");
+    relay.up();
+    const done = await waitFor(s, id, { timeout: 300000 });
+    assert.equal(done.status, "completed", JSON.stringify(done));
+    assert.ok(done.checkpoint.epoch > failure.data.epoch, "no checkpoint was recorded after S3 came back");
+    assert.equal(JSON.parse((await moto.get(stateKey(done.checkpoint))).toString()).epochs_done, done.checkpoint.epoch);
+    const run = JSON.parse((await moto.get(`outage/jobs/${id}/run.json`)).toString());
+    assert.equal(run.modelId, done.result.modelId);
+    assert.ok((await moto.get(`outage/models/${done.result.modelId}.kiln`))?.length > 100, "the model is not in S3");
+    assert.equal((await stopServer(s)).code, 0);
+  } finally {
+    await relay.close();
+  }
 });
 
 test("kill -9 a tracked job's worker: the worker that takes it over logs into the same MLflow run, every step once", async () => {

@@ -4,7 +4,7 @@
 // tracking server (PyPI, in .venv-mlflow; see scripts/setup-mlflow.sh).
 import { spawn, execFileSync } from "node:child_process";
 import { chownSync, mkdtempSync, readdirSync, existsSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
+import { createServer, connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { repo } from "../js/helpers.mjs";
@@ -182,4 +182,38 @@ export async function startMlflow() {
   };
   mlflow.stop = async () => { group.kill(); children.delete(group); await exited; rmSync(dir, { recursive: true, force: true }); };
   return mlflow;
+}
+
+/**
+ * A TCP relay on a free loopback port to `targetPort`: a network path that a test can cut.
+ * `down()` resets every connection through it and refuses new ones until `up()`; `close()`
+ * stops it.
+ */
+export async function startRelay(targetPort) {
+  const sockets = new Set();
+  let cut = false;
+  const track = (s) => { sockets.add(s); s.on("close", () => sockets.delete(s)); s.on("error", () => s.destroy()); };
+  const server = createServer((client) => {
+    track(client);
+    if (cut) { client.resetAndDestroy(); return; }
+    const upstream = connect(targetPort, "127.0.0.1");
+    track(upstream);
+    client.pipe(upstream);
+    upstream.pipe(client);
+    client.on("close", () => upstream.destroy());
+    upstream.on("close", () => client.destroy());
+  });
+  await new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", resolve);
+  });
+  const relay = { endpoint: `http://127.0.0.1:${server.address().port}`, connections: 0 };
+  server.on("connection", () => { relay.connections += 1; });
+  relay.down = () => {
+    cut = true;
+    for (const s of sockets) s.resetAndDestroy();
+  };
+  relay.up = () => { cut = false; };
+  relay.close = () => new Promise((resolve) => { relay.down(); server.close(() => resolve()); });
+  return relay;
 }
