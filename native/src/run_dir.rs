@@ -150,8 +150,7 @@ impl RunDir {
     pub fn open(root: PathBuf, config: &Config, keep_top_k: usize) -> Result<Self> {
         std::fs::create_dir_all(root.join("checkpoints"))
             .map_err(|e| KilnError::io(format!("cannot create {}", root.display()), e))?;
-        let yaml = serde_yaml::to_string(config)
-            .map_err(|e| KilnError::Internal(format!("cannot write config: {e}")))?;
+        let yaml = config.to_yaml()?;
         write(&root.join("config.yaml"), yaml.as_bytes())?;
         Ok(Self { root, keep_top_k })
     }

@@ -1,7 +1,7 @@
-//! Checks on config input before it is parsed: its size, its nesting, and numbers that JSON
-//! cannot hold (`.nan`, `.inf`), so that a few bytes can never cost minutes of CPU or gigabytes.
+//! Checks on config input before it is parsed: its size and its nesting, so that a few bytes
+//! can never cost minutes of CPU or gigabytes.
 
-use crate::error::{KilnError, Result};
+use crate::error::Result;
 use crate::limits::{Limit, Limits};
 
 /// Rejects config text over the size limit or nested deeper than the depth limit. The scan is
@@ -96,90 +96,6 @@ pub fn check_value_depth(value: &serde_json::Value) -> Result<()> {
     }
 }
 
-/// Converts parsed YAML to JSON, naming the first number JSON cannot hold (NaN, infinity)
-/// by its field path instead of letting it turn into `null`.
-pub fn yaml_to_json(value: serde_yaml::Value) -> Result<serde_json::Value> {
-    fn convert(value: serde_yaml::Value, path: &mut Vec<String>) -> Result<serde_json::Value> {
-        use serde_json::Value as J;
-        use serde_yaml::Value as Y;
-        Ok(match value {
-            Y::Null => J::Null,
-            Y::Bool(b) => J::Bool(b),
-            Y::Number(n) => {
-                if let Some(i) = n.as_u64() {
-                    J::from(i)
-                } else if let Some(i) = n.as_i64() {
-                    J::from(i)
-                } else {
-                    let f = n.as_f64().unwrap_or(f64::NAN);
-                    serde_json::Number::from_f64(f)
-                        .map(J::Number)
-                        .ok_or_else(|| {
-                            KilnError::Config(format!(
-                                "{}: must be a finite number, got {}",
-                                show_path(path),
-                                yaml_float(f)
-                            ))
-                        })?
-                }
-            }
-            Y::String(s) => J::String(s),
-            Y::Sequence(items) => {
-                let mut out = Vec::with_capacity(items.len());
-                for (i, item) in items.into_iter().enumerate() {
-                    path.push(format!("[{i}]"));
-                    out.push(convert(item, path)?);
-                    path.pop();
-                }
-                J::Array(out)
-            }
-            Y::Mapping(map) => {
-                let mut out = serde_json::Map::new();
-                for (key, item) in map {
-                    let key = match key {
-                        Y::String(s) => s,
-                        Y::Number(n) => n.to_string(),
-                        Y::Bool(b) => b.to_string(),
-                        other => {
-                            return Err(KilnError::Config(format!(
-                                "{}: keys must be names, got {}",
-                                show_path(path),
-                                serde_yaml::to_string(&other).unwrap_or_default().trim()
-                            )));
-                        }
-                    };
-                    path.push(format!(".{key}"));
-                    let converted = convert(item, path)?;
-                    path.pop();
-                    out.insert(key, converted);
-                }
-                J::Object(out)
-            }
-            Y::Tagged(tagged) => convert(tagged.value, path)?,
-        })
-    }
-    convert(value, &mut Vec::new())
-}
-
-fn show_path(path: &[String]) -> String {
-    let joined = path.concat();
-    match joined.strip_prefix('.') {
-        Some(rest) => rest.to_string(),
-        None if joined.is_empty() => "(top level)".to_string(),
-        None => joined,
-    }
-}
-
-fn yaml_float(f: f64) -> &'static str {
-    if f.is_nan() {
-        ".nan"
-    } else if f > 0.0 {
-        ".inf"
-    } else {
-        "-.inf"
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,19 +125,5 @@ mod tests {
             .collect();
         let e = check_text(&text).unwrap_err().to_string();
         assert!(e.contains("line 33"), "{e}");
-    }
-
-    #[test]
-    fn nan_is_named_by_path() {
-        let yaml: serde_yaml::Value =
-            serde_yaml::from_str("training:\n  weight_optimization:\n    learning_rate: .nan\n")
-                .expect("yaml");
-        let e = yaml_to_json(yaml).unwrap_err().to_string();
-        assert!(
-            e.contains(
-                "training.weight_optimization.learning_rate: must be a finite number, got .nan"
-            ),
-            "{e}"
-        );
     }
 }

@@ -3,6 +3,7 @@
 use super::Config;
 use super::aliases;
 use super::guard;
+use super::yaml;
 use crate::error::{KilnError, Result};
 use crate::limits::{Limit, Limits};
 use serde_json::Value;
@@ -20,17 +21,17 @@ impl Config {
     /// Parses and validates a config written in YAML (JSON is valid YAML too).
     pub fn from_yaml_str(text: &str) -> Result<Self> {
         guard::check_text(text)?;
-        let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
-            let at = e
-                .location()
-                .map(|l| format!(" at line {}, column {}", l.line(), l.column()))
-                .unwrap_or_default();
-            KilnError::Config(format!(
-                "malformed YAML{at}: {}",
-                strip_location(&e.to_string())
-            ))
-        })?;
-        Self::from_value(guard::yaml_to_json(value)?)
+        Self::from_value(yaml::parse(text)?)
+    }
+
+    /// The config as a YAML document that [`Config::from_yaml_str`] reads back to it.
+    pub fn to_yaml(&self) -> Result<String> {
+        // Through JSON text, so that `f32` fields keep their short form (0.001, not 0.0010000000474974513).
+        let text = serde_json::to_string(self)
+            .map_err(|e| KilnError::Internal(format!("cannot write config: {e}")))?;
+        let value: Value = serde_json::from_str(&text)
+            .map_err(|e| KilnError::Internal(format!("cannot write config: {e}")))?;
+        yaml::to_string(&value)
     }
 
     /// Parses and validates a config written in JSON.
@@ -116,14 +117,6 @@ impl Config {
         let mut schema = serde_json::to_value(schemars::schema_for!(Config)).unwrap_or(Value::Null);
         aliases::document_in_schema(&mut schema);
         schema
-    }
-}
-
-/// serde_yaml appends " at line L column C" itself; we print the location once, up front.
-fn strip_location(message: &str) -> String {
-    match message.find(" at line ") {
-        Some(i) => message[..i].to_string(),
-        None => message.to_string(),
     }
 }
 

@@ -8,6 +8,7 @@ mod names;
 mod schema;
 mod tracking;
 mod validate;
+mod yaml;
 
 pub use aliases::{ALIASES, Alias, aliases_of, document_in_schema as document_aliases_in_schema};
 pub use load::DEFAULT_CONFIG_YAML;
