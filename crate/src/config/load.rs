@@ -244,6 +244,20 @@ mod tests {
     }
 
     #[test]
+    fn written_yaml_reads_back_to_the_same_config() {
+        let config = Config::from_yaml_str(
+            "name: \"yes\"\nseed: 7\ntraining:\n  weight_optimization:\n    learning_rate: 0.003\n  \
+             batch_size: 16\nmodel:\n  hidden: [64, 32]\n  dropout: 0.25\n",
+        )
+        .unwrap();
+        let text = config.to_yaml().unwrap();
+        assert!(text.contains("learning_rate: 0.003"), "{text}");
+        assert_eq!(Config::from_yaml_str(&text).unwrap(), config, "{text}");
+        let default = Config::default().to_yaml().unwrap();
+        assert_eq!(Config::from_yaml_str(&default).unwrap(), Config::default());
+    }
+
+    #[test]
     fn malformed_yaml_names_line_and_column() {
         let e = err("training:\n  batch_size: [1, 2\n");
         assert!(e.contains("malformed YAML at line"), "{e}");
