@@ -8,6 +8,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, renameSync, writeFileSync, rmSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { randomUUID } from "node:crypto";
 import { tempDir, startServer, stopServer, killServers } from "../js/helpers.mjs";
 import { api, waitFor, readEvents, twoClassCsv, DETERMINISTIC, burnpackTensorData } from "../js/server-api.mjs";
 import { startPostgres, startMoto, startMlflow, startRelay } from "./services.mjs";
@@ -286,14 +287,18 @@ test("file:// object store unreachable during a checkpoint: the job reports it, 
   assert.equal((await stopServer(s)).code, 0);
 });
 
-test("S3 unreachable during a checkpoint: the job reports it, records no checkpoint that is not in S3, retries and completes", async () => {
+test("S3 unreachable during a checkpoint: the job reports it, records no checkpoint that is not in S3, retries, completes, and leaves only the recorded checkpoint in S3", async () => {
   // The worker reaches moto only through a relay that the test cuts: every connection reset,
   // new ones refused, while moto itself (and what it holds) stays up.
   const relay = await startRelay(moto.port);
   try {
     const s = await worker("s3outage", "s3://kiln-fleet/outage", { lease: 20, env: { ...moto.env, AWS_ENDPOINT_URL: relay.endpoint } });
-    const job = await api(s, "/v1/jobs", { method: "POST", body: { config: { ...FAST, training: { num_passes: 40, batch_size: 16 }, checkpoint: { every_epochs: 1, save_top_k: 1 } } } });
-    const id = job.json.id;
+    // What a worker that lost this job could have left: an upload it never recorded.
+    const id = `trainingjob-${randomUUID()}`;
+    const stray = `outage/jobs/${id}/checkpoints/attempt-1/epoch-0999/model.bpk`;
+    await moto.put(stray, "left by a worker that lost the job");
+    const job = await api(s, "/v1/jobs", { method: "POST", body: { id, config: { ...FAST, training: { num_passes: 40, batch_size: 16 }, checkpoint: { every_epochs: 1, save_top_k: 1 } } } });
+    assert.equal(job.status, 202, JSON.stringify(job.json));
     const stateKey = ({ attempt, epoch }) => `outage/jobs/${id}/checkpoints/attempt-${attempt}/epoch-${String(epoch).padStart(4, "0")}/state.json`;
     let row;
     for (;;) {
@@ -319,6 +324,11 @@ test("S3 unreachable during a checkpoint: the job reports it, records no checkpo
     assert.equal(done.status, "completed", JSON.stringify(done));
     assert.ok(done.checkpoint.epoch > failure.data.epoch, "no checkpoint was recorded after S3 came back");
     assert.equal(JSON.parse((await moto.get(stateKey(done.checkpoint))).toString()).epochs_done, done.checkpoint.epoch);
+    // Only the recorded checkpoint is left in S3: earlier ones and the stray upload are gone.
+    const folder = stateKey(done.checkpoint).replace(/state\.json$/, "");
+    const left = await moto.list(`outage/jobs/${id}/checkpoints/`);
+    assert.ok(left.length >= 2 && left.every((key) => key.startsWith(folder)), left.join("\n"));
+    assert.equal(await moto.get(stray), null);
     const run = JSON.parse((await moto.get(`outage/jobs/${id}/run.json`)).toString());
     assert.equal(run.modelId, done.result.modelId);
     assert.ok((await moto.get(`outage/models/${done.result.modelId}.kiln`))?.length > 100, "the model is not in S3");

@@ -136,6 +136,25 @@ export async function startMoto(bucket = "kiln-fleet") {
       throw new Error(`cannot read s3://${bucket}/${key}: ${e.stderr}`);
     }
   };
+  /** Stores `body` (a string) at `key`, as a client would. */
+  moto.put = async (key, body) => {
+    const script = "import sys, boto3\nboto3.client('s3', endpoint_url=sys.argv[1]).put_object(Bucket=sys.argv[2], Key=sys.argv[3], Body=sys.stdin.buffer.read())";
+    execFileSync(join(repo, ".venv-fleet", "bin", "python"), ["-c", script, endpoint, bucket, key], {
+      env: { ...process.env, ...moto.env }, input: body, stdio: ["pipe", "pipe", "pipe"],
+    });
+  };
+  /** The keys under `prefix`, sorted. */
+  moto.list = async (prefix) => {
+    const script = [
+      "import sys, boto3",
+      "pages = boto3.client('s3', endpoint_url=sys.argv[1]).get_paginator('list_objects_v2').paginate(Bucket=sys.argv[2], Prefix=sys.argv[3])",
+      "print('\\n'.join(sorted(o['Key'] for p in pages for o in p.get('Contents', []))))",
+    ].join("\n");
+    const out = execFileSync(join(repo, ".venv-fleet", "bin", "python"), ["-c", script, endpoint, bucket, prefix], {
+      env: { ...process.env, ...moto.env }, stdio: ["ignore", "pipe", "pipe"],
+    }).toString().trim();
+    return out ? out.split("\n") : [];
+  };
   moto.stop = async () => { child.kill("SIGTERM"); await moto.exited; };
   return moto;
 }

@@ -90,9 +90,19 @@ pub fn upload_checkpoint(
     Ok(())
 }
 
-/// Removes an earlier checkpoint's objects (best effort: a leftover costs space only).
-pub fn drop_checkpoint(objects: &Objects, id: &str, checkpoint: StoredCheckpoint) {
-    let _ = objects.wait(objects.delete_all(&job_key(id, &checkpoint.folder())));
+/// Removes every checkpoint object of job `id` but `kept`'s: the one recorded before it, and
+/// what was left by uploads that failed part-way or by a worker that lost the job before it
+/// could record an upload (best effort: a leftover costs space only, and the next call tries
+/// again).
+pub fn drop_checkpoints_but(objects: &Objects, id: &str, kept: StoredCheckpoint) {
+    let folder = job_key(id, "checkpoints");
+    let kept = format!("{}/", kept.folder().trim_start_matches("checkpoints/"));
+    let Ok(keys) = objects.wait(objects.list(&folder)) else {
+        return;
+    };
+    for key in keys.iter().filter(|key| !key.starts_with(&kept)) {
+        let _ = objects.wait(objects.delete(&format!("{folder}/{key}")));
+    }
 }
 
 /// Makes `root` hold exactly the recorded `checkpoint` (none: a fresh start) and the metrics

@@ -468,11 +468,8 @@ impl CheckpointSink for SharedCheckpoints<'_> {
             }));
         match recorded {
             Ok(true) => {
-                if ctx.objects.is_remote()
-                    && let Some(previous) = self.recorded
-                    && previous != stored
-                {
-                    mirror::drop_checkpoint(&ctx.objects, id, previous);
+                if ctx.objects.is_remote() && self.recorded != Some(stored) {
+                    mirror::drop_checkpoints_but(&ctx.objects, id, stored);
                 }
                 self.recorded = Some(stored);
                 Ok(())
