@@ -15,7 +15,7 @@ import { startPostgres, startMoto, startMlflow, startRelay } from "./services.mj
 
 let pg;
 let moto;
-const DATABASES = ["scale", "failover", "pgrestart", "files", "s3outage", "tracked"];
+const DATABASES = ["scale", "failover", "pgrestart", "files", "s3outage", "leases", "tracked"];
 
 before(async () => {
   pg = await startPostgres(DATABASES);
@@ -336,6 +336,22 @@ test("S3 unreachable during a checkpoint: the job reports it, records no checkpo
   } finally {
     await relay.close();
   }
+});
+
+test("a worker is judged lost by its own lease, whichever server answers", async () => {
+  const short = await worker("leases", "s3://kiln-fleet/leases", { lease: 2 });
+  const long = await worker("leases", "s3://kiln-fleet/leases", { lease: 60 });
+  const stateOf = async (id) => (await api(long, "/v1/workers")).json.find((w) => w.id === id)?.state;
+  assert.equal(await stateOf(short.worker), "running");
+  assert.equal(await stateOf(long.worker), "running");
+  await stopServer(short, "SIGKILL");
+  // Lost once 2 s pass without a heartbeat: the answering server's own 60 s lease does not count.
+  const deadline = Date.now() + 15000;
+  let state;
+  while ((state = await stateOf(short.worker)) !== "lost" && Date.now() < deadline) await sleep(200);
+  assert.equal(state, "lost");
+  assert.equal(await stateOf(long.worker), "running");
+  assert.equal((await stopServer(long)).code, 0);
 });
 
 test("kill -9 a tracked job's worker: the worker that takes it over logs into the same MLflow run, every step once", async () => {

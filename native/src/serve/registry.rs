@@ -218,6 +218,8 @@ pub struct WorkerRow {
     pub draining: i64,
     /// When it stopped cleanly, if it did.
     pub stopped_at: Option<i64>,
+    /// Its lease length (`--lease-secs`), ms: no heartbeat for this long and it is lost.
+    pub lease_ms: i64,
 }
 
 impl FromRow<'_, AnyRow> for WorkerRow {
@@ -233,6 +235,7 @@ impl FromRow<'_, AnyRow> for WorkerRow {
             heartbeat_at: row.try_get("heartbeat_at")?,
             draining: row.try_get("draining")?,
             stopped_at: row.try_get("stopped_at")?,
+            lease_ms: row.try_get("lease_ms")?,
         })
     }
 }
@@ -732,8 +735,8 @@ impl Registry {
             .await?;
         sqlx::query(
             "INSERT INTO workers (id, host, addr, backend, labels, capacity, started_at,
-                 heartbeat_at, draining, stopped_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, NULL)",
+                 heartbeat_at, draining, stopped_at, lease_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, NULL, $9)",
         )
         .bind(&w.id)
         .bind(&w.host)
@@ -743,6 +746,7 @@ impl Registry {
         .bind(w.capacity)
         .bind(w.started_at)
         .bind(w.heartbeat_at)
+        .bind(w.lease_ms)
         .execute(&mut *tx)
         .await?;
         tx.commit().await

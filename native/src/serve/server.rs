@@ -250,6 +250,7 @@ async fn join_fleet(
         heartbeat_at: now,
         draining: 0,
         stopped_at: None,
+        lease_ms: worker.lease.as_millis() as i64,
     };
     registry
         .register_worker(&row)

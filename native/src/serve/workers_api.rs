@@ -34,14 +34,13 @@ pub struct WorkerView {
     pub started_at: i64,
     /// Its last heartbeat, ms since the epoch.
     pub last_heartbeat: i64,
-    /// running | draining | stopped | lost (no heartbeat for a lease's length).
+    /// running | draining | stopped | lost (no heartbeat for the length of its own lease).
     pub state: String,
 }
 
 /// Lists every worker that has joined the registry.
 #[utoipa::path(get, path = "/v1/workers", responses((status = 200, body = Vec<WorkerView>)))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<WorkerView>>, ApiError> {
-    let lease_ms = state.runner.worker.lease.as_millis() as i64;
     let now = now_ms();
     let views = state
         .registry
@@ -51,7 +50,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<WorkerView>>
         .map(|(w, running_jobs)| WorkerView {
             state: if w.stopped_at.is_some_and(|s| s >= w.started_at) {
                 "stopped"
-            } else if now - w.heartbeat_at > lease_ms {
+            } else if now - w.heartbeat_at > w.lease_ms {
                 "lost"
             } else if w.draining > 0 {
                 "draining"
