@@ -2,8 +2,9 @@
 // one object store (moto's S3 server, and file://): every job exactly once across workers,
 // events followed from any server, label routing, kill -9 fail-over with identical weights, a
 // restarted worker rejoining, drain, PostgreSQL restarted under load, the object store failing
-// during checkpoints (file://, and S3 cut off behind a relay), a tracked job's MLflow run
-// carried on by the worker that takes it over.
+// during checkpoints (file://, and S3 cut off behind a relay), workers judged lost by their own
+// leases, a tracked job's MLflow run carried on by the worker that takes it over, and MLflow
+// artifacts written to an S3 artifact root.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, renameSync, writeFileSync, rmSync, readFileSync } from "node:fs";
@@ -15,7 +16,7 @@ import { startPostgres, startMoto, startMlflow, startRelay } from "./services.mj
 
 let pg;
 let moto;
-const DATABASES = ["scale", "failover", "pgrestart", "files", "s3outage", "leases", "tracked"];
+const DATABASES = ["scale", "failover", "pgrestart", "files", "s3outage", "leases", "tracked", "s3artifacts"];
 
 before(async () => {
   pg = await startPostgres(DATABASES);
@@ -438,6 +439,33 @@ test("kill -9 a tracked job's worker: the worker that takes it over logs into th
     const stored = await fetch(`${survivor.url}/v1/models/${done.result.modelId}`);
     assert.ok(Buffer.from(await logged.arrayBuffer()).equals(Buffer.from(await stored.arrayBuffer())), "best_model.kiln differs from the stored model");
     await stopServer(survivor);
+  } finally {
+    await mlflow.stop();
+  }
+});
+
+test("an MLflow server whose artifact root is an S3 bucket: the worker uploads the run's artifacts to it", async () => {
+  const mlflow = await startMlflow({ artifactRoot: "s3://kiln-fleet/mlruns" });
+  try {
+    const s = await worker("s3artifacts", "s3://kiln-fleet/s3artifacts", { extra: ["--mlflow", mlflow.url] });
+    const config = { ...FAST, tracking: { mlflow: { experiment: "s3-artifacts" } } };
+    const id = (await api(s, "/v1/jobs", { method: "POST", body: { config } })).json.id;
+    const done = await waitFor(s, id, { timeout: 300000 });
+    assert.equal(done.status, "completed", JSON.stringify(done));
+    const events = await readEvents(s, id);
+    assert.deepEqual(events.filter((e) => e.event === "warning").map((e) => e.data.message), [], "the tracker reported something it could not send");
+    const { experiment } = await mlflow.api("experiments/get-by-name", { query: { experiment_name: "s3-artifacts" } });
+    const { runs } = await mlflow.api("runs/search", { body: { experiment_ids: [experiment.experiment_id], filter: `tags."kiln.job_id" = '${id}'` } });
+    assert.equal(runs.length, 1);
+    const uri = runs[0].info.artifact_uri;
+    assert.match(uri, /^s3:\/\/kiln-fleet\/mlruns\//);
+    const prefix = uri.replace("s3://kiln-fleet/", "");
+    const keys = (await moto.list(`${prefix}/`)).map((k) => k.slice(prefix.length + 1));
+    for (const name of ["best_model.kiln", "run.json", "config.yaml", "holdout.csv"]) assert.ok(keys.includes(name), `${name} not in ${keys}`);
+    const stored = Buffer.from(await (await fetch(`${s.url}/v1/models/${done.result.modelId}`)).arrayBuffer());
+    assert.ok((await moto.get(`${prefix}/best_model.kiln`)).equals(stored), "best_model.kiln differs from the stored model");
+    assert.equal(JSON.parse((await moto.get(`${prefix}/run.json`)).toString()).modelId, done.result.modelId);
+    assert.equal((await stopServer(s)).code, 0);
   } finally {
     await mlflow.stop();
   }

@@ -165,13 +165,18 @@ export async function startMoto(bucket = "kiln-fleet") {
  * its REST API (GET with a query object, or POST with a JSON body); `stop()` kills its process
  * group (the server and its workers).
  */
-export async function startMlflow() {
+export async function startMlflow({ artifactRoot } = {}) {
   const dir = mkdtempSync(join(tmpdir(), "kiln-mlflow-"));
   const port = await freePort();
+  // Artifacts behind the server's proxy (MLflow's default), or, given `artifactRoot`
+  // (`s3://…`), in a bucket that clients write to themselves.
+  const artifacts = artifactRoot
+    ? ["--default-artifact-root", artifactRoot, "--no-serve-artifacts"]
+    : ["--artifacts-destination", join(dir, "artifacts")];
   const child = spawn(join(repo, ".venv-mlflow", "bin", "mlflow"), [
     "server", "--host", "127.0.0.1", "--port", String(port), "--workers", "1",
     "--backend-store-uri", `sqlite:///${join(dir, "mlflow.db")}`,
-    "--artifacts-destination", join(dir, "artifacts"),
+    ...artifacts,
   ], { cwd: dir, detached: true, stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, MLFLOW_TRACKING_URI: "" } });
   const group = { kill: () => { try { process.kill(-child.pid, "SIGKILL"); } catch { /* gone */ } } };
   children.add(group);

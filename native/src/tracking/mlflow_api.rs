@@ -1,9 +1,10 @@
 //! MLflow's tracking REST API (`/api/2.0/mlflow/...`) and its artifact proxy
-//! (`/api/2.0/mlflow-artifacts/...`), one blocking call per method.
+//! (`/api/2.0/mlflow-artifacts/...`, or an S3 artifact root), one blocking call per method.
 //!
 //! Credentials come from MLflow's own variables: `MLFLOW_TRACKING_TOKEN` (a bearer token) or
 //! `MLFLOW_TRACKING_USERNAME` / `MLFLOW_TRACKING_PASSWORD`.
 
+use super::s3_artifacts;
 use kiln::metrics::MetricPoint;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -267,9 +268,9 @@ impl MlflowApi {
         .map(|_| ())
     }
 
-    /// Uploads one artifact file of a run through the server's artifact proxy (`mlflow server`
-    /// serves artifacts by default). Runs whose artifacts live elsewhere (a bucket the server
-    /// does not proxy) cannot take uploads over this API.
+    /// Uploads one artifact file of a run: through the server's artifact proxy (`mlflow server`
+    /// serves artifacts by default), or straight to the bucket of an `s3://` artifact root.
+    /// Other roots (a path on the tracking server's machine, other clouds) are refused.
     pub fn upload_artifact(
         &self,
         run: &RunRef,
@@ -277,11 +278,14 @@ impl MlflowApi {
         bytes: Vec<u8>,
         timeout: Duration,
     ) -> Result<(), ApiError> {
+        if s3_artifacts::s3_location(&run.artifact_uri).is_some() {
+            return s3_artifacts::upload(&run.artifact_uri, name, bytes, timeout);
+        }
         let Some(root) = proxied_artifact_path(&run.artifact_uri) else {
             return Err(ApiError {
                 message: format!(
-                    "artifact {name}: the run's artifacts live at {} — not behind the tracking \
-                     server's artifact proxy, which is the only place Kiln uploads to",
+                    "artifact {name}: the run's artifacts live at {} — neither behind the \
+                     tracking server's artifact proxy nor in S3, the places Kiln uploads to",
                     run.artifact_uri
                 ),
                 retryable: false,

@@ -6,6 +6,7 @@ mod mlflow_settings;
 mod mlflow_tracker;
 mod params;
 mod run_end;
+mod s3_artifacts;
 
 pub use mlflow_settings::{MlflowSettings, RUN_ID_FILE, finish_timeout};
 pub use mlflow_tracker::{Artifact, MlflowTracker, RunEnd, TrackerReport};
