@@ -426,3 +426,19 @@ test("the npm package's remote mode: Kiln.connect has the API of Kiln.create, wi
   await assert.rejects(kiln.validateConfig({ training: { batch_size: 0 } }), /training.batch_size/);
   assert.equal((await stop(s)).code, 0);
 });
+
+test("--backend wgpu (lavapipe here): a job trains on wgpu with the losses of the same job on a CPU server", async () => {
+  const config = { seed: 11, deterministic: true, training: { num_passes: 1, log_every_steps: 5 } };
+  const losses = {};
+  for (const backend of ["cpu", "wgpu"]) {
+    const s = await startServer(["--backend", backend]);
+    const job = await api(s, "/v1/jobs", { method: "POST", body: { config } });
+    const done = await waitFor(s, job.json.id, { timeout: 300000 });
+    assert.equal(done.status, "completed", `${backend}: ${JSON.stringify(done)}`);
+    assert.equal(done.result.backend, backend);
+    losses[backend] = (await readEvents(s, job.json.id)).filter((e) => e.event === "progress").map((e) => e.data.loss);
+    assert.equal((await stop(s)).code, 0);
+  }
+  assert.ok(losses.cpu.length >= 5 && losses.cpu.length === losses.wgpu.length, JSON.stringify(losses));
+  losses.cpu.forEach((x, i) => assert.ok(Math.abs(x - losses.wgpu[i]) <= 1e-3 * Math.max(1, Math.abs(x)), `step ${i}: cpu ${x} vs wgpu ${losses.wgpu[i]}`));
+});
