@@ -137,10 +137,14 @@ fn value_at<'a>(root: &'a Value, path: &serde_path_to_error::Path) -> Option<&'a
 
 /// What a message says a field holds: the value as JSON, cut short when long.
 fn shown(value: &Value) -> String {
-    let text = value.to_string();
+    cut_short(&value.to_string())
+}
+
+/// `text`, cut after 80 characters (a message never echoes a whole megabyte back).
+pub(crate) fn cut_short(text: &str) -> String {
     match text.char_indices().nth(80) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text,
+        None => text.to_string(),
     }
 }
 
@@ -149,7 +153,7 @@ fn describe_serde_error(path: &str, message: &str, found: Option<&Value>) -> Str
     let location = if path.is_empty() || path == "." {
         "(top level)".to_string()
     } else {
-        path.to_string()
+        cut_short(path)
     };
     for (marker, noun) in [("unknown field `", "key"), ("unknown variant `", "value")] {
         if let Some(rest) = message.strip_prefix(marker) {
@@ -163,6 +167,7 @@ fn describe_serde_error(path: &str, message: &str, found: Option<&Value>) -> Str
             } else {
                 allowed.join(", ")
             };
+            let given = cut_short(given);
             return format!("{location}: unknown {noun} `{given}`{hint} (allowed: {list})");
         }
     }
@@ -197,8 +202,12 @@ fn backticked_names(list: &str) -> Vec<String> {
         .collect()
 }
 
-/// The closest allowed name, when it is close enough to be a plausible typo.
+/// The closest allowed name, when it is close enough to be a plausible typo. A name over 64
+/// characters is no typo of one (and comparing it would cost time in proportion to its length).
 pub(crate) fn did_you_mean(given: &str, allowed: &[String]) -> Option<String> {
+    if given.len() > 64 {
+        return None;
+    }
     allowed
         .iter()
         .map(|name| (strsim::normalized_damerau_levenshtein(given, name), name))
@@ -235,6 +244,17 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("did you mean `learning_rate`"), "{e}");
+    }
+
+    #[test]
+    fn a_huge_unknown_key_is_named_short_and_not_compared() {
+        let key = "k".repeat(200_000);
+        let e = err(&format!("{{\"{key}\": 1}}"));
+        assert!(e.len() < 1000, "{} bytes: {}", e.len(), &e[..200]);
+        assert!(e.contains("unknown key `kkk") && e.contains("…"), "{e}");
+        let allowed = ["name".to_string(), "seed".to_string()];
+        assert_eq!(did_you_mean(&"n".repeat(65), &allowed), None);
+        assert_eq!(did_you_mean("nmae", &allowed).as_deref(), Some("name"));
     }
 
     #[test]
