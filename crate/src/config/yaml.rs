@@ -3,6 +3,7 @@
 //! (a few bytes of `&a`/`*a` can never become gigabytes), duplicate keys are refused, and
 //! numbers JSON cannot hold are named by their field path.
 
+use super::load::cut_short;
 use crate::error::{KilnError, Result};
 use crate::limits::{Limit, Limits};
 use serde_json::{Map, Number, Value};
@@ -107,7 +108,12 @@ impl Reader<'_> {
                     let (event, marker) = self.next()?;
                     value = self.node(event, marker, 0)?.value;
                 }
-                other => return Err(malformed(&marker, format!("unexpected {other:?}"))),
+                other => {
+                    return Err(malformed(
+                        &marker,
+                        format!("unexpected {}", cut_short(&format!("{other:?}"))),
+                    ));
+                }
             }
         }
     }
@@ -222,7 +228,12 @@ impl Reader<'_> {
                 let value = Value::Object(map);
                 self.anchored(anchor, Node { value, height })
             }
-            other => return Err(malformed(&marker, format!("unexpected {other:?}"))),
+            other => {
+                return Err(malformed(
+                    &marker,
+                    format!("unexpected {}", cut_short(&format!("{other:?}"))),
+                ));
+            }
         };
         Ok(node)
     }
@@ -237,7 +248,7 @@ impl Reader<'_> {
             other => Err(KilnError::Config(format!(
                 "{}: keys must be names, got {}",
                 self.path(),
-                other
+                cut_short(&other.to_string())
             ))),
         }
     }
@@ -265,7 +276,7 @@ impl Reader<'_> {
         let wrong_tag = |tag: &str| {
             malformed(
                 marker,
-                format!("{}: `{text}` is not a !!{tag}", self.path()),
+                format!("{}: `{}` is not a !!{tag}", self.path(), cut_short(&text)),
             )
         };
         match (core, resolved) {
@@ -413,6 +424,10 @@ mod tests {
         assert_eq!(parse("x: 1e400\n").unwrap(), json!({"x": "1e400"}));
         let e = error("x: !!int abc\n");
         assert!(e.contains("x: `abc` is not a !!int"), "{e}");
+        let e = error(&format!("x: !!int {}\n", "a".repeat(100_000)));
+        assert!(e.len() < 300, "{e}");
+        let e = error(&format!("? [{}]\n: 1\n", vec!["1"; 50_000].join(", ")));
+        assert!(e.len() < 300 && e.contains("keys must be names"), "{e}");
     }
 
     #[test]
