@@ -75,3 +75,12 @@ impl KilnError {
 
 /// Kiln's result type.
 pub type Result<T, E = KilnError> = std::result::Result<T, E>;
+
+/// What a message quotes from its input: `text`, cut after 80 characters, so that a message
+/// (and the HTTP answer or JS `Error` carrying it) never echoes a megabyte of input back.
+pub fn cut_short(text: &str) -> String {
+    match text.char_indices().nth(80) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}

@@ -714,6 +714,30 @@ fn csv_errors_count_lines_from_one_and_name_the_file() {
 }
 
 #[test]
+fn messages_quote_at_most_80_characters_of_their_input() {
+    let huge = "x".repeat(200_000);
+    let e = parse_table(&format!("a,b\n1,{huge}\n"), true, "data.csv")
+        .expect_err("a huge cell that is not a number")
+        .to_string();
+    assert!(
+        e.len() < 300 && e.contains("data.csv: line 2, column 2"),
+        "{e}"
+    );
+    let table = parse_table(&format!("{huge},y\n1,0\n2,1\n"), true, "data.csv").expect("numbers");
+    let column = kiln::config::LabelColumn::Name("z".repeat(200_000));
+    let e = table
+        .label_index(Some(&column))
+        .expect_err("no such column")
+        .to_string();
+    assert!(e.len() < 400 && e.contains("no column named"), "{e}");
+    let e = config_error(&format!(
+        "{{\"training\": {{\"{}\": 1}}}}",
+        "k".repeat(100_000)
+    ));
+    assert!(e.len() < 1000 && e.contains("unknown key"), "{e}");
+}
+
+#[test]
 fn a_text_models_vocabulary_must_fit_its_input_shape() {
     let model = small_model();
     let mut header = serde_json::to_value(&model.header).expect("header json");

@@ -110,6 +110,38 @@ fn unmapped_keys_wrong_shapes_and_broken_files_are_named() {
     assert!(e.contains("layer 3 is gelu and takes no `weight`"), "{e}");
 }
 
+/// A safetensors file of `keys`, each one f32 of value 0.
+fn safetensors_of(keys: &[String]) -> Vec<u8> {
+    let header: serde_json::Map<String, serde_json::Value> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            let entry = serde_json::json!({"dtype": "F32", "shape": [1], "data_offsets": [i * 4, i * 4 + 4]});
+            (key.clone(), entry)
+        })
+        .collect();
+    let header = serde_json::to_vec(&header).expect("header");
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend(header);
+    out.extend(vec![0u8; keys.len() * 4]);
+    out
+}
+
+#[test]
+fn many_or_long_unmatched_keys_make_a_short_message() {
+    let keys: Vec<String> = (0..5000)
+        .map(|i| format!("junk{i}.{}", "x".repeat(200)))
+        .collect();
+    let e = import_safetensors(mlp(), &safetensors_of(&keys), &BTreeMap::new())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("5000 key(s) of the file match no layer") && e.contains("and 4990 more"),
+        "{e}"
+    );
+    assert!(e.len() < 3000, "{} bytes", e.len());
+}
+
 /// `n` samples of 4 features with labels like the fixture's training data: (x0 > 0) + (x1 > 0).
 fn synthetic(n: usize) -> kiln::data::Loaded {
     let mut state = 12345u64;

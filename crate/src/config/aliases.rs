@@ -125,7 +125,7 @@ fn check_alias_section(config: &mut Value) -> Result<()> {
             let hint = super::load::did_you_mean(&name, &allowed)
                 .map(|s| format!("; did you mean `{s}`?"))
                 .unwrap_or_default();
-            let name = super::load::cut_short(&name);
+            let name = crate::error::cut_short(&name);
             Err(KilnError::Config(format!(
                 "run.{name}: unknown key `{name}`{hint} (allowed: {})",
                 allowed.join(", ")

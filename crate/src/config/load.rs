@@ -4,7 +4,7 @@ use super::Config;
 use super::aliases;
 use super::guard;
 use super::yaml;
-use crate::error::{KilnError, Result};
+use crate::error::{KilnError, Result, cut_short};
 use crate::limits::{Limit, Limits};
 use serde_json::Value;
 
@@ -138,14 +138,6 @@ fn value_at<'a>(root: &'a Value, path: &serde_path_to_error::Path) -> Option<&'a
 /// What a message says a field holds: the value as JSON, cut short when long.
 fn shown(value: &Value) -> String {
     cut_short(&value.to_string())
-}
-
-/// `text`, cut after 80 characters (a message never echoes a whole megabyte back).
-pub(crate) fn cut_short(text: &str) -> String {
-    match text.char_indices().nth(80) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_string(),
-    }
 }
 
 /// Turns a serde message into "path: what is wrong; did you mean ...", naming the value found.

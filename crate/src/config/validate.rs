@@ -299,7 +299,7 @@ impl Config {
         let hint = super::load::did_you_mean(name, &allowed)
             .map(|s| format!("; did you mean `{s}`?"))
             .unwrap_or_default();
-        let name = super::load::cut_short(name);
+        let name = crate::error::cut_short(name);
         Err(KilnError::Config(format!(
             "{path}: unknown metric `{name}`{hint} (allowed: {}; add others to validation.metrics)",
             allowed.join(", ")

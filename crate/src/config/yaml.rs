@@ -3,8 +3,7 @@
 //! (a few bytes of `&a`/`*a` can never become gigabytes), duplicate keys are refused, and
 //! numbers JSON cannot hold are named by their field path.
 
-use super::load::cut_short;
-use crate::error::{KilnError, Result};
+use crate::error::{KilnError, Result, cut_short};
 use crate::limits::{Limit, Limits};
 use serde_json::{Map, Number, Value};
 use std::collections::HashMap;

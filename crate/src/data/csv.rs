@@ -2,7 +2,7 @@
 
 use super::dataset::{Dataset, dataset_from_labels};
 use crate::config::{LabelColumn, Task};
-use crate::error::{KilnError, Result};
+use crate::error::{KilnError, Result, cut_short};
 
 /// A parsed numeric CSV table.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,17 +63,19 @@ pub fn parse_table(text: &str, header: bool, what: &str) -> Result<CsvTable> {
                 let name = names
                     .as_ref()
                     .and_then(|n| n.get(col))
-                    .map(|n| format!(" (`{n}`)"))
+                    .map(|n| format!(" (`{}`)", cut_short(n)))
                     .unwrap_or_default();
                 KilnError::Data(format!(
-                    "{what}: line {line_no}, column {}{name}: `{cell}` is not a number",
-                    col + 1
+                    "{what}: line {line_no}, column {}{name}: `{}` is not a number",
+                    col + 1,
+                    cut_short(cell)
                 ))
             })?;
             if !value.is_finite() {
                 return Err(KilnError::Data(format!(
-                    "{what}: line {line_no}, column {}: `{cell}` is not a finite number",
-                    col + 1
+                    "{what}: line {line_no}, column {}: `{}` is not a finite number",
+                    col + 1,
+                    cut_short(cell)
                 )));
             }
             row.push(value);
@@ -111,14 +113,16 @@ impl CsvTable {
             Some(LabelColumn::Name(name)) => {
                 let header = self.header.as_ref().ok_or_else(|| {
                     KilnError::Config(format!(
-                        "data.label_column: `{name}` is a name, but data.header is false; give a \
-                         0-based index instead"
+                        "data.label_column: `{}` is a name, but data.header is false; give a \
+                         0-based index instead",
+                        cut_short(name)
                     ))
                 })?;
                 header.iter().position(|h| h == name).ok_or_else(|| {
                     KilnError::Config(format!(
-                        "data.label_column: no column named `{name}` (columns: {})",
-                        header.join(", ")
+                        "data.label_column: no column named `{}` (columns: {})",
+                        cut_short(name),
+                        cut_short(&header.join(", "))
                     ))
                 })
             }

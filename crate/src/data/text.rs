@@ -4,7 +4,7 @@
 #[cfg(not(target_family = "wasm"))]
 use crate::config::LabelColumn;
 use crate::config::{TextConfig, Tokenizer};
-use crate::error::{KilnError, Result};
+use crate::error::{KilnError, Result, cut_short};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
@@ -301,8 +301,9 @@ fn column_index(
         Some(LabelColumn::Index(i)) if *i < width => Ok(*i),
         Some(LabelColumn::Name(name)) => names.iter().position(|n| n == name).ok_or_else(|| {
             KilnError::Config(format!(
-                "{field}: no column `{name}` (columns: {})",
-                names.join(", ")
+                "{field}: no column `{}` (columns: {})",
+                cut_short(name),
+                cut_short(&names.join(", "))
             ))
         }),
         Some(LabelColumn::Index(i)) => Err(KilnError::Config(format!(

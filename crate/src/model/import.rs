@@ -2,7 +2,7 @@
 //! `safetensors`, its keys mapped to Kiln's layers, linear weights transposed as burn stores them.
 
 use super::network::{Layer, Network};
-use crate::error::{KilnError, Result};
+use crate::error::{KilnError, Result, cut_short};
 use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::{DType, Tensor, TensorData};
 use safetensors::{Dtype, SafeTensors};
@@ -34,13 +34,14 @@ pub fn import_safetensors(
     let mut names: Vec<String> = file.names().into_iter().map(str::to_string).collect();
     names.sort();
     for key in names {
-        let view = file
-            .tensor(&key)
-            .map_err(|e| KilnError::Model(format!("model.init_from: key `{key}`: {e}")))?;
+        let view = file.tensor(&key).map_err(|e| {
+            let key = cut_short(&key);
+            KilnError::Model(format!("model.init_from: key `{key}`: {e}"))
+        })?;
         let mapped = rename(&key, map);
         match target(&network, &mapped) {
             Target::Skip => {}
-            Target::None(why) => unmatched.push(format!("`{key}` ({why})")),
+            Target::None(why) => unmatched.push(format!("`{}` ({why})", cut_short(&key))),
             Target::Param { path, transpose } => {
                 let data = tensor_data(&key, view.dtype(), view.shape(), view.data())?;
                 let data = if transpose {
@@ -58,7 +59,7 @@ pub fn import_safetensors(
              layer indices with model.init_from.map (e.g. {{fc1: \"0\"}}); this network's \
              parameters are {}",
             unmatched.len(),
-            unmatched.join(", "),
+            listed(&unmatched),
             parameter_names(&network).join(", ")
         )));
     }
@@ -164,26 +165,43 @@ fn tensor_data(key: &str, dtype: Dtype, shape: &[usize], bytes: &[u8]) -> Result
         Dtype::F64 => DType::F64,
         other => {
             return Err(KilnError::Model(format!(
-                "model.init_from: key `{key}` holds {other:?} values; weights must be floats \
-                 (F32, F16, BF16 or F64)"
+                "model.init_from: key `{}` holds {other:?} values; weights must be floats \
+                 (F32, F16, BF16 or F64)",
+                cut_short(key)
             )));
         }
     };
     Ok(TensorData::from_bytes_vec(bytes.to_vec(), shape.to_vec(), dtype).convert::<f32>())
 }
 
+/// The first ten of `items`, joined, and how many more there are.
+fn listed(items: &[String]) -> String {
+    let shown = items
+        .iter()
+        .take(10)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    match items.len().saturating_sub(10) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
+    }
+}
+
 /// PyTorch's `[out, in]` linear weight as burn's `[in, out]`.
 fn transposed(key: &str, data: TensorData) -> Result<TensorData> {
     let [rows, cols] = data.shape().as_slice() else {
         return Err(KilnError::Model(format!(
-            "model.init_from: key `{key}` has shape {:?}, but a linear weight is 2-D [out, in]",
+            "model.init_from: key `{}` has shape {:?}, but a linear weight is 2-D [out, in]",
+            cut_short(key),
             data.shape()
         )));
     };
     let (rows, cols) = (*rows, *cols);
-    let values = data
-        .try_to_vec::<f32>()
-        .map_err(|e| KilnError::Model(format!("model.init_from: key `{key}`: {e:?}")))?;
+    let values = data.try_to_vec::<f32>().map_err(|e| {
+        let key = cut_short(key);
+        KilnError::Model(format!("model.init_from: key `{key}`: {e:?}"))
+    })?;
     let mut out = vec![0.0f32; values.len()];
     for r in 0..rows {
         for c in 0..cols {
@@ -220,7 +238,7 @@ impl ModuleMapper for Loader {
                 errors.push(format!(
                     "key `{}` has shape {:?}, but the layer's parameter is {:?} (linear weights \
                      compared as burn's [in, out], PyTorch's transposed)",
-                    incoming.key,
+                    cut_short(&incoming.key),
                     incoming.data.shape().as_slice(),
                     expected
                 ));

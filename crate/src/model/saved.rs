@@ -9,7 +9,7 @@ use super::trainable::{CONFIG_ARCHITECTURE, ConfigModel, ModelBuilder, ModelSpec
 use super::weights::import_weights;
 use crate::config::{Config, Task};
 use crate::data::{Normalization, Vocabulary};
-use crate::error::{KilnError, Result};
+use crate::error::{KilnError, Result, cut_short};
 use crate::limits::checked_elements;
 use crate::store::ModelId;
 use burn::tensor::Device;
@@ -217,10 +217,12 @@ impl SavedModel {
         let hint = if found == CONFIG_ARCHITECTURE {
             " (a network from the config's model section: load it without a builder)".to_string()
         } else {
+            let found = cut_short(found);
             format!(" (a custom model: load it with the `{found}` builder it was trained with)")
         };
         Err(KilnError::Model(format!(
-            "this model's architecture is `{found}`, not `{expected}`{hint}"
+            "this model's architecture is `{}`, not `{expected}`{hint}",
+            cut_short(found)
         )))
     }
 
