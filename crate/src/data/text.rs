@@ -4,7 +4,7 @@
 #[cfg(not(target_family = "wasm"))]
 use crate::config::LabelColumn;
 use crate::config::{TextConfig, Tokenizer};
-use crate::error::{KilnError, Result, cut_short};
+use crate::error::{KilnError, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
@@ -302,8 +302,8 @@ fn column_index(
         Some(LabelColumn::Name(name)) => names.iter().position(|n| n == name).ok_or_else(|| {
             KilnError::Config(format!(
                 "{field}: no column `{}` (columns: {})",
-                cut_short(name),
-                cut_short(&names.join(", "))
+                crate::error::cut_short(name),
+                crate::error::cut_short(&names.join(", "))
             ))
         }),
         Some(LabelColumn::Index(i)) => Err(KilnError::Config(format!(
