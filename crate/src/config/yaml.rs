@@ -53,16 +53,10 @@ fn to_yaml(value: &Value) -> Yaml {
     }
 }
 
-/// A value being read, with how deeply it nests (a scalar is 0).
-struct Node {
-    value: Value,
-    height: usize,
-}
-
 struct Reader<'a> {
     parser: Parser<std::str::Chars<'a>>,
     /// Anchored values by the parser's anchor id.
-    anchors: HashMap<usize, Node>,
+    anchors: HashMap<usize, Value>,
     /// Values made so far, aliases' copies included.
     values: usize,
     max_values: usize,
@@ -105,7 +99,7 @@ impl Reader<'_> {
                         ));
                     }
                     let (event, marker) = self.next()?;
-                    value = self.node(event, marker, 0)?.value;
+                    value = self.node(event, marker, 0)?;
                 }
                 other => {
                     return Err(malformed(
@@ -154,58 +148,50 @@ impl Reader<'_> {
         Ok(())
     }
 
-    /// Keeps a copy of `node` under its anchor (0: none) for the aliases that follow.
-    fn anchored(&mut self, anchor: usize, node: Node) -> Node {
+    /// Keeps a copy of `value` under its anchor (0: none) for the aliases that follow.
+    fn anchored(&mut self, anchor: usize, value: Value) -> Value {
         if anchor > 0 {
-            let copy = Node {
-                value: node.value.clone(),
-                height: node.height,
-            };
-            self.anchors.insert(anchor, copy);
+            self.anchors.insert(anchor, value.clone());
         }
-        node
+        value
     }
 
     /// Reads the node that `event` starts, at nesting `depth`.
-    fn node(&mut self, event: Event, marker: Marker, depth: usize) -> Result<Node> {
+    fn node(&mut self, event: Event, marker: Marker, depth: usize) -> Result<Value> {
         self.check_depth(depth, &marker)?;
-        let node = match event {
+        let value = match event {
             Event::Scalar(text, style, anchor, tag) => {
                 self.spend(1, &marker)?;
                 let value = self.scalar(text, style, tag.as_ref(), &marker)?;
-                self.anchored(anchor, Node { value, height: 0 })
+                self.anchored(anchor, value)
             }
             Event::Alias(id) => {
                 let Some(found) = self.anchors.get(&id) else {
                     return Err(malformed(&marker, "an alias to an unknown anchor"));
                 };
-                let (value, height) = (found.value.clone(), found.height);
+                // Checked before the copy is made: the budget bounds the copying too.
+                let (height, count) = (height(found), count_values(found));
                 self.check_depth(depth + height, &marker)?;
-                self.spend(count_values(&value), &marker)?;
-                Node { value, height }
+                self.spend(count, &marker)?;
+                self.anchors[&id].clone()
             }
             Event::SequenceStart(anchor, _) => {
                 self.spend(1, &marker)?;
                 let mut items = Vec::new();
-                let mut height = 0;
                 loop {
                     let (event, marker) = self.next()?;
                     if event == Event::SequenceEnd {
                         break;
                     }
                     self.path.push(format!("[{}]", items.len()));
-                    let item = self.node(event, marker, depth + 1)?;
+                    items.push(self.node(event, marker, depth + 1)?);
                     self.path.pop();
-                    height = height.max(item.height + 1);
-                    items.push(item.value);
                 }
-                let value = Value::Array(items);
-                self.anchored(anchor, Node { value, height })
+                self.anchored(anchor, Value::Array(items))
             }
             Event::MappingStart(anchor, _) => {
                 self.spend(1, &marker)?;
                 let mut map = Map::new();
-                let mut height = 0;
                 loop {
                     let (event, key_marker) = self.next()?;
                     if event == Event::MappingEnd {
@@ -221,11 +207,9 @@ impl Reader<'_> {
                     self.path.push(format!(".{key}"));
                     let item = self.node(event, marker, depth + 1)?;
                     self.path.pop();
-                    height = height.max(item.height + 1);
-                    map.insert(key, item.value);
+                    map.insert(key, item);
                 }
-                let value = Value::Object(map);
-                self.anchored(anchor, Node { value, height })
+                self.anchored(anchor, Value::Object(map))
             }
             other => {
                 return Err(malformed(
@@ -234,13 +218,12 @@ impl Reader<'_> {
                 ));
             }
         };
-        Ok(node)
+        Ok(value)
     }
 
     /// A mapping key: a scalar (numbers and booleans are taken as their text).
     fn key(&mut self, event: Event, marker: &Marker) -> Result<String> {
-        let node = self.node(event, *marker, 0)?;
-        match node.value {
+        match self.node(event, *marker, 0)? {
             Value::String(s) => Ok(s),
             Value::Number(n) => Ok(n.to_string()),
             Value::Bool(b) => Ok(b.to_string()),
@@ -314,6 +297,16 @@ impl Reader<'_> {
             "{}: must be a finite number, got {shown}",
             self.path()
         )))
+    }
+}
+
+/// How many levels below `value` its deepest value is (a scalar or an empty list: 0).
+fn height(value: &Value) -> usize {
+    let below = |v: &Value| 1 + height(v);
+    match value {
+        Value::Array(items) => items.iter().map(below).max().unwrap_or(0),
+        Value::Object(map) => map.values().map(below).max().unwrap_or(0),
+        _ => 0,
     }
 }
 
