@@ -26,6 +26,6 @@ mod ui;
 mod worker;
 mod workers_api;
 
-pub use objects::s3_bucket;
+pub use objects::{s3_bucket, s3_location};
 pub use server::{ServeOptions, serve};
 pub use worker::parse_label;

@@ -16,6 +16,14 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::runtime::Handle;
 
+/// The bucket and key prefix (no slashes around it) of an `s3://bucket/prefix` URL; `None`
+/// for any other URL or an empty bucket.
+pub fn s3_location(url: &str) -> Option<(&str, &str)> {
+    let rest = url.strip_prefix("s3://")?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    (!bucket.is_empty()).then(|| (bucket, prefix.trim_matches('/')))
+}
+
 /// An S3 bucket (any S3-compatible endpoint) with credentials, region and endpoint from the
 /// usual `AWS_*` variables (region `us-east-1` when none is set; plain HTTP only for an
 /// `http://` endpoint), bounded timeouts and a few retries. The error is the builder's message.
@@ -93,13 +101,9 @@ impl Objects {
                     .map_err(|e| bad(&e.to_string()))?
                     .with_automatic_cleanup(true),
             )
-        } else if let Some(rest) = url.strip_prefix("s3://") {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            if bucket.is_empty() {
-                return Err(bad("no bucket"));
-            }
+        } else if url.starts_with("s3://") {
+            let (bucket, prefix) = s3_location(url).ok_or_else(|| bad("no bucket"))?;
             let s3 = s3_bucket(bucket).map_err(|e| bad(&e))?;
-            let prefix = prefix.trim_matches('/');
             if prefix.is_empty() {
                 Arc::new(s3)
             } else {
@@ -229,5 +233,21 @@ impl Objects {
         if self.is_remote() {
             let _ = std::fs::remove_file(self.data_dir.join("cache").join(key));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_uris_split_into_bucket_and_prefix() {
+        assert_eq!(
+            s3_location("s3://mlruns/1/abc/artifacts/"),
+            Some(("mlruns", "1/abc/artifacts"))
+        );
+        assert_eq!(s3_location("s3://mlruns"), Some(("mlruns", "")));
+        assert_eq!(s3_location("s3:///x"), None);
+        assert_eq!(s3_location("file:///tmp/mlruns"), None);
     }
 }

@@ -278,8 +278,8 @@ impl MlflowApi {
         bytes: Vec<u8>,
         timeout: Duration,
     ) -> Result<(), ApiError> {
-        if s3_artifacts::s3_location(&run.artifact_uri).is_some() {
-            return s3_artifacts::upload(&run.artifact_uri, name, bytes, timeout);
+        if let Some(location) = crate::serve::s3_location(&run.artifact_uri) {
+            return s3_artifacts::upload(&run.artifact_uri, location, name, bytes, timeout);
         }
         let Some(root) = proxied_artifact_path(&run.artifact_uri) else {
             return Err(ApiError {

@@ -8,21 +8,19 @@ use object_store::path::Path as Key;
 use object_store::{ObjectStoreExt, PutPayload};
 use std::time::Duration;
 
-/// The bucket and key prefix of an `s3://bucket/prefix` artifact URI.
-pub fn s3_location(uri: &str) -> Option<(&str, &str)> {
-    let rest = uri.strip_prefix("s3://")?;
-    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    (!bucket.is_empty()).then(|| (bucket, prefix.trim_matches('/')))
-}
-
-/// Uploads `bytes` as artifact `name` under the S3 artifact URI `uri`, within `timeout`.
-pub fn upload(uri: &str, name: &str, bytes: Vec<u8>, timeout: Duration) -> Result<(), ApiError> {
+/// Uploads `bytes` as artifact `name` under `prefix` in `bucket` (the run's S3 artifact URI
+/// `uri`, parsed by [`crate::serve::s3_location`]), within `timeout`.
+pub fn upload(
+    uri: &str,
+    (bucket, prefix): (&str, &str),
+    name: &str,
+    bytes: Vec<u8>,
+    timeout: Duration,
+) -> Result<(), ApiError> {
     let failed = |why: String, retryable: bool| ApiError {
         message: format!("artifact {name}: cannot upload to {uri}: {why}"),
         retryable,
     };
-    let (bucket, prefix) =
-        s3_location(uri).ok_or_else(|| failed("not an s3:// URI".into(), false))?;
     let key = if prefix.is_empty() {
         name.to_string()
     } else {
@@ -51,20 +49,4 @@ pub fn upload(uri: &str, name: &str, bytes: Vec<u8>, timeout: Duration) -> Resul
             .join()
             .unwrap_or_else(|_| Err(failed("the upload thread panicked".into(), false)))
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn s3_uris_split_into_bucket_and_prefix() {
-        assert_eq!(
-            s3_location("s3://mlruns/1/abc/artifacts/"),
-            Some(("mlruns", "1/abc/artifacts"))
-        );
-        assert_eq!(s3_location("s3://mlruns"), Some(("mlruns", "")));
-        assert_eq!(s3_location("s3:///x"), None);
-        assert_eq!(s3_location("file:///tmp/mlruns"), None);
-    }
 }
