@@ -117,42 +117,37 @@ export async function startMoto(bucket = "kiln-fleet") {
     AWS_REGION: "us-east-1",
     AWS_ENDPOINT_URL: endpoint,
   };
-  /** An object's bytes, or null: read with boto3 (moto's own dependency), signed as a client would. */
+  /**
+   * Runs `lines` of Python with boto3 (moto's own dependency) and `s3`, a client of this server
+   * signed as any client's would be; sys.argv[1] is the bucket, then `args`.
+   */
+  const boto = (lines, args, options = {}) => execFileSync(join(repo, ".venv-fleet", "bin", "python"), [
+    "-c", ["import sys, boto3, botocore", `s3 = boto3.client('s3', endpoint_url='${endpoint}')`, ...lines].join("\n"), bucket, ...args,
+  ], { env: { ...process.env, ...moto.env }, maxBuffer: 1 << 28, stdio: ["pipe", "pipe", "pipe"], ...options });
+  /** An object's bytes, or null. */
   moto.get = async (key) => {
-    const script = [
-      "import sys, boto3, botocore",
-      "s3 = boto3.client('s3', endpoint_url=sys.argv[1])",
-      "try:",
-      "    sys.stdout.buffer.write(s3.get_object(Bucket=sys.argv[2], Key=sys.argv[3])['Body'].read())",
-      "except botocore.exceptions.ClientError as e:",
-      "    sys.exit(3 if e.response['Error']['Code'] in ('NoSuchKey', '404') else 1)",
-    ].join("\n");
     try {
-      return execFileSync(join(repo, ".venv-fleet", "bin", "python"), ["-c", script, endpoint, bucket, key], {
-        env: { ...process.env, ...moto.env }, maxBuffer: 1 << 28, stdio: ["ignore", "pipe", "pipe"],
-      });
+      return boto([
+        "try:",
+        "    sys.stdout.buffer.write(s3.get_object(Bucket=sys.argv[1], Key=sys.argv[2])['Body'].read())",
+        "except botocore.exceptions.ClientError as e:",
+        "    sys.exit(3 if e.response['Error']['Code'] in ('NoSuchKey', '404') else 1)",
+      ], [key]);
     } catch (e) {
       if (e.status === 3) return null;
       throw new Error(`cannot read s3://${bucket}/${key}: ${e.stderr}`);
     }
   };
-  /** Stores `body` (a string) at `key`, as a client would. */
+  /** Stores `body` (a string) at `key`. */
   moto.put = async (key, body) => {
-    const script = "import sys, boto3\nboto3.client('s3', endpoint_url=sys.argv[1]).put_object(Bucket=sys.argv[2], Key=sys.argv[3], Body=sys.stdin.buffer.read())";
-    execFileSync(join(repo, ".venv-fleet", "bin", "python"), ["-c", script, endpoint, bucket, key], {
-      env: { ...process.env, ...moto.env }, input: body, stdio: ["pipe", "pipe", "pipe"],
-    });
+    boto(["s3.put_object(Bucket=sys.argv[1], Key=sys.argv[2], Body=sys.stdin.buffer.read())"], [key], { input: body });
   };
   /** The keys under `prefix`, sorted. */
   moto.list = async (prefix) => {
-    const script = [
-      "import sys, boto3",
-      "pages = boto3.client('s3', endpoint_url=sys.argv[1]).get_paginator('list_objects_v2').paginate(Bucket=sys.argv[2], Prefix=sys.argv[3])",
+    const out = boto([
+      "pages = s3.get_paginator('list_objects_v2').paginate(Bucket=sys.argv[1], Prefix=sys.argv[2])",
       "print('\\n'.join(sorted(o['Key'] for p in pages for o in p.get('Contents', []))))",
-    ].join("\n");
-    const out = execFileSync(join(repo, ".venv-fleet", "bin", "python"), ["-c", script, endpoint, bucket, prefix], {
-      env: { ...process.env, ...moto.env }, stdio: ["ignore", "pipe", "pipe"],
-    }).toString().trim();
+    ], [prefix]).toString().trim();
     return out ? out.split("\n") : [];
   };
   moto.stop = async () => { child.kill("SIGTERM"); await moto.exited; };
