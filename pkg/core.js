@@ -338,7 +338,7 @@ export class TrainingJob {
   progress() { return this.#inner.progress(); }
   /** Why the job failed or was cancelled. */
   get error() { return this.#inner.error; }
-  /** `{ modelId }` of the trained model once completed. */
+  /** `{ modelId, guid }` of the trained model once completed (`guid`: the same id, the hosted-training API's name). */
   get trainedModel() { return this.#inner.trainedModel; }
   /** Calls `callback(progress)` on every progress report. */
   onProgress(callback) {

@@ -75,8 +75,8 @@ export class FedTrainingJob {
   progress() { return this.#progress; }
   /** Why the job failed or was cancelled. */
   get error() { return this.#error; }
-  /** `{ modelId }` of the trained model once completed. */
-  get trainedModel() { return this.#info ? { modelId: this.#info.modelId } : undefined; }
+  /** `{ modelId, guid }` of the trained model once completed (`guid`: the same id, the hosted-training API's name). */
+  get trainedModel() { return this.#info ? { modelId: this.#info.modelId, guid: this.#info.modelId } : undefined; }
   /** Calls `callback(progress)` on every progress report. */
   onProgress(callback) {
     if (typeof callback !== "function") throw new TypeError("onProgress takes a function");

@@ -66,7 +66,8 @@ export class TrainingJob {
   status(): JobStatus;
   progress(): Progress | undefined;
   readonly error: string | undefined;
-  readonly trainedModel: { modelId: string } | undefined;
+  /** `guid` is the same id as `modelId`, under the hosted-training API's name. */
+  readonly trainedModel: { modelId: string; guid: string } | undefined;
   onProgress(callback: (progress: Progress) => void): void;
   /** Resolves with the result; rejects with a TrainingError. */
   waitForTraining(): Promise<TrainRunInfo>;
@@ -101,6 +102,10 @@ export class Kiln {
   terminate?(): void;
   preloadedModel(source: string | Uint8Array): Promise<Model>;
   listModels(): Promise<ModelInfo[]>;
+  /** Remote mode (`Kiln.connect`) only: one page of the server's training jobs. */
+  listJobs?(options?: { status?: string; tag?: string; limit?: number; after?: string | null; order?: "asc" | "desc" }): Promise<{ jobs: object[]; nextCursor: string | null }>;
+  /** Remote mode (`Kiln.connect`) only: one page of the server's uploaded datasets. */
+  listDatasets?(options?: { limit?: number; after?: string | null; order?: "asc" | "desc" }): Promise<{ datasets: object[]; nextCursor: string | null }>;
   deleteModel(modelId: string): Promise<boolean>;
   importModel(bytes: Uint8Array, options?: { force?: boolean }): Promise<string>;
 }

@@ -88,7 +88,7 @@ export class RemoteKiln {
     }
     const kiln = new RemoteKiln(base.href.replace(/\/+$/, ""), token, { store, storeDir, backend }, createLocal);
     kiln.#health = await kiln._request("GET", "/v1/health");
-    await kiln._request("GET", "/v1/datasets"); // checks the token now, not at the first job
+    await kiln._request("GET", "/v1/datasets?limit=1"); // checks the token now, not at the first job
     return kiln;
   }
 
@@ -241,6 +241,30 @@ export class RemoteKiln {
 
   /** The server's models. */
   listModels() { return this._request("GET", "/v1/models"); }
+
+  /**
+   * One page of the server's training jobs: `{ jobs, nextCursor }`; pass `nextCursor` as
+   * `after` for the next page (`null` on the last). Options: `status`, `tag` ("key:value"),
+   * `limit` (1–1000, default 100), `after`, `order` ("asc", the default, or "desc").
+   */
+  async listJobs(options = {}) {
+    const { items, nextCursor } = await this.#page("/v1/jobs", options, ["status", "tag", "limit", "after", "order"]);
+    return { jobs: items, nextCursor };
+  }
+
+  /** One page of the server's uploaded datasets: `{ datasets, nextCursor }` (options as `listJobs`). */
+  async listDatasets(options = {}) {
+    const { items, nextCursor } = await this.#page("/v1/datasets", options, ["limit", "after", "order"]);
+    return { datasets: items, nextCursor };
+  }
+
+  async #page(path, options, keys) {
+    if (options === null || typeof options !== "object") throw new TypeError("the list options must be an object");
+    const query = new URLSearchParams();
+    for (const key of keys) if (options[key] !== undefined && options[key] !== null) query.set(key, String(options[key]));
+    const response = await this._request("GET", `${path}?${query}`, { raw: true });
+    return { items: await response.json(), nextCursor: response.headers.get("x-next-cursor") };
+  }
 
   /** Deletes a model on the server; resolves true if it existed. */
   async deleteModel(modelId) {

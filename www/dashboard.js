@@ -54,8 +54,30 @@ function tagsText(tags) {
   return Object.entries(tags ?? {}).map(([k, v]) => `${k}:${v}`).join(" ");
 }
 
+/** The newest jobs page by page: the first page on every refresh, older ones on "Older jobs". */
+const JOBS_PAGE = 50;
+let olderPages = [];
+let olderCursor = null;
+
+async function jobsPage(after) {
+  const query = new URLSearchParams({ order: "desc", limit: String(JOBS_PAGE) });
+  if (after) query.set("after", after);
+  const response = await api(`/v1/jobs?${query}`);
+  return { jobs: await response.json(), next: response.headers.get("x-next-cursor") };
+}
+
+async function showOlderJobs() {
+  const page = await jobsPage(olderCursor);
+  olderPages.push(...page.jobs);
+  olderCursor = page.next;
+  await refreshLists();
+}
+
 async function refreshLists() {
-  const jobs = (await json("/v1/jobs")).reverse();
+  const first = await jobsPage(null);
+  if (olderPages.length === 0) olderCursor = first.next;
+  const jobs = [...first.jobs, ...olderPages.filter((o) => !first.jobs.some((j) => j.id === o.id))];
+  $("older-jobs").hidden = !olderCursor;
   $("jobs").tBodies[0].innerHTML = jobs.map((j) => `<tr data-job="${escapeHtml(j.id)}">
     <td><a href="/jobs/${encodeURIComponent(j.id)}">${escapeHtml(j.result?.name ?? j.id)}</a><br><small>${escapeHtml(j.id)}</small></td>
     <td><span class="status" data-status="${escapeHtml(j.status)}">${escapeHtml(j.status)}</span></td>
@@ -141,6 +163,7 @@ async function showJob(id) {
 document.addEventListener("click", (event) => {
   const button = event.target.closest("button.download");
   if (button) download(button.dataset.modelId).catch((e) => alert(e.message));
+  if (event.target.id === "older-jobs") showOlderJobs().catch((e) => alert(e.message));
 });
 
 showServer().catch((e) => { $("server").textContent = e.message; $("server").dataset.kind = "error"; });

@@ -205,13 +205,39 @@ pub fn check_file_size(bytes: u64, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Reads a whole file after checking its size against the file limit.
+/// Reads a whole file within the file limit ([`Limits::max_file_bytes`]).
 pub fn read_file_limited(path: &std::path::Path, what: &str) -> Result<Vec<u8>> {
+    read_limited(path, what, Limit::FileBytes)
+}
+
+/// Reads a whole file within `limit` (a byte limit: [`Limit::FileBytes`] or
+/// [`Limit::ConfigBytes`]). Bytes are counted as they are read, so a file that reports no size
+/// (`/dev/zero`, a pipe, `/proc` files) stops at the limit too.
+pub fn read_limited(path: &std::path::Path, what: &str, limit: Limit) -> Result<Vec<u8>> {
+    use std::io::Read;
     let name = format!("{what} {}", path.display());
-    let meta =
-        std::fs::metadata(path).map_err(|e| KilnError::io(format!("cannot read {name}"), e))?;
-    check_file_size(meta.len(), &name)?;
-    std::fs::read(path).map_err(|e| KilnError::io(format!("cannot read {name}"), e))
+    let most = match limit {
+        Limit::ConfigBytes => Limits::current().max_config_bytes as u64,
+        _ => Limits::current().max_file_bytes,
+    };
+    let cannot = |e| KilnError::io(format!("cannot read {name}"), e);
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let declared = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if declared > most {
+        return Err(Limits::exceeded(&name, format!("{declared} bytes"), limit));
+    }
+    let mut bytes = Vec::with_capacity(declared as usize);
+    file.take(most + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > most {
+        return Err(Limits::exceeded(
+            &name,
+            format!("more than {most} bytes"),
+            limit,
+        ));
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -228,6 +254,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("KILN_MAX_LAYERS") && e.contains("`0`"), "{e}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn files_that_report_no_size_stop_at_the_limit() {
+        let start = web_time::Instant::now();
+        let e = read_limited(
+            std::path::Path::new("/dev/zero"),
+            "config",
+            Limit::ConfigBytes,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("/dev/zero") && e.contains("more than 1048576 bytes"),
+            "{e}"
+        );
+        assert!(start.elapsed().as_secs_f64() < 5.0);
+        let e = crate::Config::from_file(std::path::Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("KILN_MAX_CONFIG_BYTES"), "{e}");
     }
 
     #[test]

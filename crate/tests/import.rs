@@ -216,6 +216,7 @@ fn fine_tune(
             best_model_path: None,
             before_store: None,
             holdout: false,
+            model_id: None,
         },
     ))
     .expect("fine-tunes")

@@ -40,6 +40,7 @@ fn test_accuracy(config_file: &str) -> f64 {
             best_model_path: None,
             before_store: None,
             holdout: false,
+            model_id: None,
         },
     ))
     .expect("trains");

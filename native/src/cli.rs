@@ -110,6 +110,10 @@ pub enum Command {
         /// Largest request body (datasets, models), in MiB.
         #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
         max_upload_mb: u32,
+        /// Largest prediction request (`POST /v1/models/{id}/predict`), in MiB; other JSON
+        /// bodies (job configs) may be twice the config size limit.
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+        max_json_mb: u32,
         /// The backend to run on.
         #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
         backend: BackendKind,

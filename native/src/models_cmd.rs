@@ -112,7 +112,8 @@ pub fn predict(
     backend: BackendKind,
 ) -> Result<()> {
     if let Some(out) = &output {
-        refuse_same_file(input, out)?;
+        refuse_same_file(input, out, "--input")?;
+        refuse_same_file(&model_file(store, model), out, "--model")?;
     }
     let saved = resolve_model(store, model)?;
     let device = native_device(backend)?;
@@ -124,13 +125,10 @@ pub fn predict(
         return write_predictions(&predictions_csv(&values, outputs, task), output);
     }
     let text = read_text_file(input, "CSV")?;
-    let has_header = text
-        .lines()
-        .next()
-        .is_some_and(|first| first.split(',').any(|c| c.trim().parse::<f64>().is_err()));
+    let has_header = kiln::data::first_record_is_header(&text);
     let table = parse_table(&text, has_header, &input.display().to_string())?;
-    check_width(&saved, table.rows[0].len())?;
-    let features: Vec<f32> = table.rows.iter().flatten().map(|&v| v as f32).collect();
+    check_width(&saved, table.width)?;
+    let features: Vec<f32> = table.values.iter().map(|&v| v as f32).collect();
     let task = saved.task();
     let outputs = saved.header.num_outputs;
     let predictor = Predictor::new(saved, &device)?;
@@ -149,16 +147,25 @@ fn write_predictions(csv: &str, output: Option<PathBuf>) -> Result<()> {
     }
 }
 
-/// `--output` must not be the `--input` file (or a link to it): that would destroy the input.
-fn refuse_same_file(input: &Path, output: &Path) -> Result<()> {
+/// The file a `--model` reference reads: the path itself, or the store's file of a model id.
+fn model_file(store: &DirStore, reference: &str) -> PathBuf {
+    match ModelId::parse(reference) {
+        Ok(id) if !Path::new(reference).is_file() => store.path_of(&id),
+        _ => PathBuf::from(reference),
+    }
+}
+
+/// `--output` must not be one of the command's inputs (or a link to one): writing there would
+/// destroy it. `flag` names the input (`--input`, `--model`).
+fn refuse_same_file(input: &Path, output: &Path, flag: &str) -> Result<()> {
     let same = match (std::fs::canonicalize(input), std::fs::canonicalize(output)) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
     };
     if same {
         return Err(KilnError::InvalidArgument(format!(
-            "--output {} is the --input file: writing predictions there would destroy the input; \
-             pick another file",
+            "--output {} is the {flag} file: writing predictions there would destroy it; pick \
+             another file",
             output.display()
         )));
     }

@@ -17,8 +17,17 @@ fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     kiln::store::write_atomic(path, bytes)
 }
 
+/// SHA-256 of a checkpoint file, in hex.
+fn checksum(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| KilnError::io(format!("cannot read {}", path.display()), e))
+    kiln::limits::read_file_limited(path, "run file")
 }
 
 /// The test split's predictions by the saved model.
@@ -30,8 +39,8 @@ pub fn run_json(info: &TrainRunInfo) -> Result<String> {
         .map_err(|e| KilnError::Internal(format!("cannot encode the result: {e}")))
 }
 
-/// The file that marks a finished run.
-const RUN_JSON: &str = "run.json";
+/// The finished run's TrainRunInfo (a run counts as finished once it has one).
+pub const RUN_JSON: &str = "run.json";
 
 /// A run directory.
 pub struct RunDir {
@@ -180,29 +189,87 @@ impl RunDir {
             .map_err(|e| KilnError::Model(format!("{} is corrupt: {e}", path.display())))
     }
 
-    /// The latest checkpoint of the run in `root`.
-    pub fn latest_checkpoint(root: &Path) -> Result<ResumePoint> {
-        let index = Self::index(root)?;
-        let latest = index.iter().max_by_key(|e| e.epoch).ok_or_else(|| {
-            KilnError::InvalidArgument(format!(
+    /// The newest intact checkpoint of the run in `root`, for a run of at most `max_epochs`
+    /// epochs. A checkpoint whose files do not match their checksums, whose state does not
+    /// parse or does not fit the run, or whose index entry names anything but its own
+    /// directory is skipped for the one before it, with a warning in the returned point.
+    /// Messages name checkpoints, never paths, so a server can show them.
+    pub fn latest_checkpoint(root: &Path, max_epochs: usize) -> Result<ResumePoint> {
+        let mut index = Self::index(root)?;
+        if index.is_empty() {
+            return Err(KilnError::InvalidArgument(format!(
                 "{} has no checkpoint to resume from (checkpoint.every_epochs may be 0, or the \
                  run stopped before its first checkpoint)",
                 root.display()
-            ))
-        })?;
-        let dir = root.join("checkpoints").join(&latest.dir);
-        let state: TrainerState = serde_json::from_slice(&read(&dir.join("state.json"))?)
-            .map_err(|e| KilnError::Model(format!("corrupt checkpoint state: {e}")))?;
+            )));
+        }
+        index.sort_by_key(|e| std::cmp::Reverse(e.epoch));
+        let mut warnings = Vec::new();
+        for entry in &index {
+            match Self::load_checkpoint(root, entry, max_epochs) {
+                Ok(mut point) => {
+                    point.warnings = warnings;
+                    return Ok(point);
+                }
+                Err(why) => warnings.push(format!(
+                    "the checkpoint after epoch {} is unusable ({why}); trying an older one",
+                    entry.epoch
+                )),
+            }
+        }
+        Err(KilnError::Model(format!(
+            "no intact checkpoint to resume from: {}",
+            warnings.join("; ")
+        )))
+    }
+
+    /// One checkpoint, checked: its directory name, its files' checksums and its state.
+    fn load_checkpoint(
+        root: &Path,
+        entry: &RankedCheckpoint,
+        max_epochs: usize,
+    ) -> std::result::Result<ResumePoint, String> {
+        if entry.dir != Self::checkpoint_name(entry.epoch) {
+            return Err(format!(
+                "its index entry names {:?}, not its own directory",
+                kiln::error::cut_short(&entry.dir)
+            ));
+        }
+        if entry.epoch > max_epochs {
+            return Err(format!(
+                "it is after epoch {}, past the run's {max_epochs} epochs",
+                entry.epoch
+            ));
+        }
+        let dir = root.join("checkpoints").join(&entry.dir);
+        let file = |name: &str| -> std::result::Result<Vec<u8>, String> {
+            let bytes = read(&dir.join(name)).map_err(|_| format!("{name} cannot be read"))?;
+            match entry.checksums.get(name) {
+                Some(sum) if *sum != checksum(&bytes) => {
+                    Err(format!("{name} does not match its checksum"))
+                }
+                _ => Ok(bytes),
+            }
+        };
+        let state: TrainerState = serde_json::from_slice(&file("state.json")?)
+            .map_err(|e| format!("state.json is corrupt: {e}"))?;
+        if state.epochs_done != entry.epoch {
+            return Err(format!(
+                "state.json says {} epochs, its index entry {}",
+                state.epochs_done, entry.epoch
+            ));
+        }
         let best = dir.join("best.bpk");
         Ok(ResumePoint {
             state,
-            model_weights: read(&dir.join("model.bpk"))?,
-            optimizer: read(&dir.join("optimizer.bpk"))?,
+            model_weights: file("model.bpk")?,
+            optimizer: file("optimizer.bpk")?,
             best_weights: if best.exists() {
-                Some(read(&best)?)
+                Some(file("best.bpk")?)
             } else {
                 None
             },
+            warnings: Vec::new(),
         })
     }
 
@@ -234,6 +301,10 @@ impl RunDir {
             dir: name,
             epoch,
             score: None,
+            checksums: files
+                .iter()
+                .map(|(file, bytes)| (file.to_string(), checksum(bytes)))
+                .collect(),
         }];
         let json = serde_json::to_vec_pretty(&index)
             .map_err(|e| KilnError::Internal(format!("cannot encode index: {e}")))?;
@@ -310,21 +381,29 @@ impl CheckpointSink for RunDir {
             .optimizer
             .into_bytes()
             .map_err(|e| KilnError::Internal(format!("cannot serialise the optimizer: {e}")))?;
-        write(&dir.join("model.bpk"), c.model_weights)?;
-        write(&dir.join("optimizer.bpk"), &optimizer)?;
-        if let Some(best) = c.best_weights {
-            write(&dir.join("best.bpk"), best)?;
-        }
         let state = serde_json::to_vec_pretty(c.state)
             .map_err(|e| KilnError::Internal(format!("cannot encode state: {e}")))?;
+        let mut files: Vec<(&str, &[u8])> = vec![
+            ("model.bpk", c.model_weights),
+            ("optimizer.bpk", &optimizer),
+        ];
+        if let Some(best) = c.best_weights {
+            files.push(("best.bpk", best));
+        }
         // state.json last: a checkpoint counts only once it is complete and indexed.
-        write(&dir.join("state.json"), &state)?;
+        files.push(("state.json", &state));
+        let mut checksums = std::collections::BTreeMap::new();
+        for (file, bytes) in files {
+            write(&dir.join(file), bytes)?;
+            checksums.insert(file.to_string(), checksum(bytes));
+        }
         let mut index = Self::index(&self.root)?;
         index.retain(|e| e.dir != name);
         index.push(RankedCheckpoint {
             dir: name.clone(),
             epoch: c.state.epochs_done,
             score: c.score,
+            checksums,
         });
         let (kept, dropped) = retain_top_k(index, self.keep_top_k, c.direction);
         let json = serde_json::to_vec_pretty(&kept)

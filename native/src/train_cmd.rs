@@ -11,7 +11,7 @@ use kiln::model::ConfigModel;
 use kiln::store::{DirStore, ModelStore};
 use kiln::train::TrainEvent;
 use kiln::train::TrainInputs;
-use kiln::{Config, Result};
+use kiln::{Config, Result, TrainRunInfo};
 use std::path::PathBuf;
 
 fn progress_bar() -> ProgressBar {
@@ -51,7 +51,31 @@ fn describe(event: &TrainEvent, bar: &ProgressBar, last_val: &mut String) {
                 .join(" ");
         }
         TrainEvent::Checkpoint { .. } => {}
+        TrainEvent::Warning { message } => bar.suspend(|| eprintln!("kiln: warning: {message}")),
     }
+}
+
+/// The closing line of `kiln train`: what ran, for how long, the test metrics when there are
+/// any, and where the model went.
+fn summary_line(info: &TrainRunInfo, metrics: &[String], store: &str) -> String {
+    let epochs = match info.summary.epochs_run {
+        1 => "1 epoch".to_string(),
+        n => format!("{n} epochs"),
+    };
+    let early = if info.summary.stopped_early {
+        " (stopped early)"
+    } else {
+        ""
+    };
+    let metrics = if metrics.is_empty() {
+        String::new()
+    } else {
+        format!(" — {}", metrics.join(", "))
+    };
+    format!(
+        "kiln: {} finished in {:.1}s, {epochs}{early}{metrics} — model {} saved in {store}",
+        info.job_id, info.summary.duration_secs, info.model_id
+    )
 }
 
 /// The device as the start line names it; CPU with its thread count (`--threads`).
@@ -110,7 +134,7 @@ pub fn run(args: TrainArgs, store: &DirStore) -> Result<()> {
             let config = RunDir::load_config(dir)?;
             _lock = Some(RunDir::lock(dir)?);
             RunDir::check_unfinished(dir)?;
-            let point = RunDir::latest_checkpoint(dir)?;
+            let point = RunDir::latest_checkpoint(dir, config.training.num_passes)?;
             (config, dir.clone(), Some(point))
         }
         None => {
@@ -208,6 +232,7 @@ pub fn run(args: TrainArgs, store: &DirStore) -> Result<()> {
             best_model_path: Some(best_path),
             before_store: Some(&mut write_results),
             holdout: true,
+            model_id: None,
         },
     ));
     bar.finish_and_clear();
@@ -240,18 +265,8 @@ pub fn run(args: TrainArgs, store: &DirStore) -> Result<()> {
     .filter_map(|m| show(m))
     .collect();
     eprintln!(
-        "kiln: {} finished in {:.1}s, {} epochs{} — {} — model {} saved in {}",
-        info.job_id,
-        info.summary.duration_secs,
-        info.summary.epochs_run,
-        if info.summary.stopped_early {
-            " (stopped early)"
-        } else {
-            ""
-        },
-        summary.join(", "),
-        info.model_id,
-        store.root().display()
+        "{}",
+        summary_line(info, &summary, &store.root().display().to_string())
     );
     if args.json {
         println!("{json}");

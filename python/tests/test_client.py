@@ -50,6 +50,7 @@ def test_numpy_training_predict_matches_kiln_predict(kiln, server, tmp_path):
     assert job.status() == "completed"
     assert result["finalMetrics"]["test_accuracy"] > 0.9
     model_id = job.trained_model["modelId"]
+    assert job.trained_model["guid"] == model_id
     assert model_id == result["modelId"]
     assert [j["id"] for j in kiln.jobs(tag="from:pytest")] == [job.id]
 
@@ -155,3 +156,114 @@ def test_ctrl_c_detaches_attach_without_cancelling(kiln, server):
     job.cancel()
     with pytest.raises(JobFailed):
         job.wait_for_training()
+
+
+def test_job_and_dataset_lists_are_paged(kiln, tmp_path):
+    jobs = [kiln.train(FAST, tags={"paged": "yes"}) for _ in range(3)]
+    everything = kiln.jobs()
+    assert [j.id for j in jobs] == [j["id"] for j in everything][-3:]
+    first = kiln.jobs(limit=2)
+    assert len(first) == 2 and first.next_cursor
+    seen, cursor = list(first), first.next_cursor
+    while cursor:
+        page = kiln.jobs(limit=2, after=cursor)
+        seen += page
+        cursor = page.next_cursor
+    assert [j["id"] for j in seen] == [j["id"] for j in everything]
+    assert kiln.jobs(limit=1, order="desc")[0]["id"] == everything[-1]["id"]
+    tagged = kiln.jobs(tag="paged:yes", limit=2)
+    assert [j["id"] for j in tagged] == [j.id for j in jobs[:2]]
+    rest = kiln.jobs(tag="paged:yes", limit=2, after=tagged.next_cursor)
+    assert [j["id"] for j in rest] == [jobs[2].id] and rest.next_cursor is None
+    with pytest.raises(KilnError) as bad:
+        kiln.jobs(limit=2, after="not-a-cursor")
+    assert bad.value.status == 400 and "after" in bad.value.detail
+    with pytest.raises(KilnError) as big:
+        kiln.jobs(limit=100000)
+    assert big.value.status == 400 and "limit" in big.value.detail
+    for job in jobs:
+        job.cancel()
+
+    csv = tmp_path / "d.csv"
+    csv.write_text("a,b,label\n1,2,0\n3,4,1\n")
+    ids = [kiln.upload(str(csv)) for _ in range(3)]
+    page = kiln.datasets(limit=2, order="desc")
+    assert [d["id"] for d in page] == ids[::-1][:2] and page.next_cursor
+    assert [d["id"] for d in kiln.datasets()][-3:] == ids
+
+
+def test_an_uploaded_csv_trains_with_data_source_csv(kiln, tmp_path):
+    features, labels = two_class()
+    frame = pd.DataFrame(features, columns=["a", "b", "c", "d"])
+    frame["label"] = labels
+    path = tmp_path / "data.csv"
+    frame.to_csv(path, index=False)
+    dataset = kiln.upload(str(path))
+    # The config says what the data is: a CSV (the upload), as a local config would.
+    answer = kiln.request(
+        "POST", "/v1/jobs", json={"config": {"data": {"source": "csv"}, **FAST}, "dataset": dataset}
+    ).json()
+    assert kiln.job(answer["id"]).wait_for_training()["finalMetrics"]["test_accuracy"] > 0.9
+    safetensors = kiln.upload((features, labels))
+    with pytest.raises(KilnError) as contradicts:
+        kiln.request("POST", "/v1/jobs", json={"config": {"data": {"source": "csv"}}, "dataset": safetensors})
+    assert contradicts.value.status == 400 and "csv contradicts dataset" in contradicts.value.detail
+
+
+def test_a_csv_upload_with_an_unterminated_quote_is_refused(kiln, tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text('a,b,label\n1,2,0\n"3,4,1\n5,6,1\n7,8,0\n')
+    with pytest.raises(KilnError) as bad:
+        kiln.upload(str(path))
+    assert bad.value.status == 400 and "line 3" in bad.value.detail and "never closed" in bad.value.detail
+
+
+def test_a_json_config_with_a_repeated_key_or_a_nul_byte_is_refused(kiln):
+    with pytest.raises(KilnError) as dup:
+        kiln.request(
+            "POST",
+            "/v1/jobs",
+            content=b'{"config": {"training": {"num_passes": 1, "num_passes": 9}}}',
+            headers={"content-type": "application/json"},
+        )
+    assert dup.value.status in (400, 422) and "duplicate key `num_passes`" in dup.value.detail
+    with pytest.raises(KilnError) as nul:
+        kiln.train("seed: 7\x00\ntraining: {num_passes: 1}\n")
+    assert nul.value.status == 400 and "NUL byte at byte offset 7" in nul.value.detail
+
+
+def test_deleting_a_job_while_it_is_cancelled_leaves_nothing_behind(kiln, server):
+    from concurrent.futures import ThreadPoolExecutor
+    import time
+
+    for _ in range(6):
+        job = kiln.train({"training": {"num_passes": 500}, "checkpoint": {"every_epochs": 1}})
+        for event in kiln.events(job.id):
+            if event.event == "progress":
+                break
+
+        def call(method):
+            try:
+                return kiln.request(method[0], method[1]).status_code
+            except KilnError as e:
+                return e.status
+
+        calls = [("POST", f"/v1/jobs/{job.id}/cancel")] * 3 + [("DELETE", f"/v1/jobs/{job.id}")] * 3
+        calls.append(("GET", f"/v1/jobs/{job.id}"))
+        with ThreadPoolExecutor(len(calls)) as pool:
+            list(pool.map(call, calls))
+        deadline = time.monotonic() + 60
+        while call(("DELETE", f"/v1/jobs/{job.id}")) not in (204, 404):
+            assert time.monotonic() < deadline, "the job never became deletable"
+            time.sleep(0.1)
+        job_dir = server.data_dir / "jobs" / job.id
+        # The worker stops at its next step; whatever it wrote by then goes too.
+        deadline = time.monotonic() + 30
+        while job_dir.exists():
+            assert time.monotonic() < deadline, f"{job_dir} still there: {list(job_dir.rglob('*'))}"
+            time.sleep(0.1)
+        time.sleep(1.0)
+        assert not job_dir.exists(), list(job_dir.rglob("*"))
+        with pytest.raises(KilnError) as gone:
+            job.info()
+        assert gone.value.status == 404

@@ -62,9 +62,12 @@ test("trains digits to >= 0.9 accuracy with the documented status transitions", 
   assert.ok(progressCount > 5, `only ${progressCount} progress reports`);
   assert.ok(info.finalMetrics.test_accuracy >= 0.9, `accuracy ${info.finalMetrics.test_accuracy}`);
   assert.equal(job.trainedModel.modelId, info.modelId);
+  // The seeds' spelling: `job.trainedModel.guid` is the same id, and so is the result's `guid`.
+  assert.equal(job.trainedModel.guid, info.modelId);
+  assert.equal(info.guid, info.modelId);
   assert.ok(info.history.length >= 8);
 
-  const model = await kiln.preloadedModel(info.modelId);
+  const model = await kiln.preloadedModel(job.trainedModel.guid);
   assert.equal(model.modelId, info.modelId);
   const row = new Float32Array(64).map((_, i) => (i * 7) % 17);
   const probs = await model.predict(new Float32Array([...row, ...row]), [2, 64]);

@@ -387,6 +387,7 @@ test("the npm package's remote mode: Kiln.connect has the API of Kiln.create, wi
   await iterate;
   assert.equal(job.status(), "completed");
   assert.equal(job.trainedModel.modelId, info.modelId);
+  assert.equal(job.trainedModel.guid, info.modelId); // the seeds' name, in remote mode too
   assert.ok(progress.length > 0 && progress.at(-1).epoch === 3, JSON.stringify(progress.at(-1)));
   assert.ok(kinds.includes("started") && kinds.includes("evaluated"), kinds.join(","));
   const remoteJob = await (await fetch(`${s.url}/v1/jobs/${job.id}`, { headers: { authorization: "Bearer remote-secret" } })).json();

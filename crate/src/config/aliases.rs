@@ -264,6 +264,30 @@ pub fn name_aliases_in(message: String, renamed: &[Renamed]) -> String {
     message
 }
 
+/// Where an unknown `key` under the object at `parent` ("" for the top level) is a valid key one
+/// level down: `data` + `max_len` → `data.text.max_len`. The first such section, if any.
+pub(crate) fn key_one_level_down(parent: &str, key: &str) -> Option<String> {
+    let root = super::Config::json_schema();
+    let object = if parent.is_empty() {
+        object_schema(&root, &root)?
+    } else {
+        object_schema(&root, schema_at(&root, parent)?)?
+    };
+    object
+        .get("properties")?
+        .as_object()?
+        .iter()
+        .find(|(_, child)| {
+            object_schema(&root, child)
+                .and_then(|o| o.get("properties"))
+                .is_some_and(|p| p.get(key).is_some())
+        })
+        .map(|(section, _)| match parent {
+            "" => format!("{section}.{key}"),
+            _ => format!("{parent}.{section}.{key}"),
+        })
+}
+
 /// The schema of the property at `path`, following `$ref`s and optional (`anyOf` with null)
 /// wrappers.
 fn schema_at<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {

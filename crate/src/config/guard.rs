@@ -16,6 +16,12 @@ pub fn check_text(text: &str) -> Result<()> {
             Limit::ConfigBytes,
         ));
     }
+    if let Some(offset) = text.find('\0') {
+        return Err(crate::error::KilnError::Config(format!(
+            "config: a NUL byte at byte offset {offset}; a config is text without NUL bytes \
+             (was a binary file passed?)"
+        )));
+    }
     if let Some((line, column)) = too_deep(text, limits.max_config_depth) {
         return Err(Limits::exceeded(
             &format!("config (line {line}, column {column})"),
@@ -125,5 +131,30 @@ mod tests {
             .collect();
         let e = check_text(&text).unwrap_err().to_string();
         assert!(e.contains("line 33"), "{e}");
+    }
+
+    #[test]
+    fn a_nul_byte_is_refused_naming_its_offset_not_cut_off() {
+        let text = "seed: 7\0\ntraining: {num_passes: 1}\n";
+        let e = check_text(text).unwrap_err().to_string();
+        assert!(e.contains("NUL byte at byte offset 7"), "{e}");
+        let e = crate::Config::from_yaml_str(text).unwrap_err().to_string();
+        assert!(e.contains("byte offset 7"), "{e}");
+        let e = crate::Config::from_str_auto("{\"seed\": 7}\0")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("byte offset 11"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_keys_in_a_json_config_are_refused_like_yaml_ones() {
+        let e = crate::Config::from_json_str(r#"{"training": {"num_passes": 1, "num_passes": 5}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("duplicate key `num_passes`"), "{e}");
+        let e = crate::Config::from_str_auto(r#"{"seed": 1, "seed": 2}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("duplicate key `seed`"), "{e}");
     }
 }

@@ -5,8 +5,20 @@ use super::aliases;
 use super::guard;
 use super::yaml;
 use crate::error::{KilnError, Result, cut_short};
-use crate::limits::{Limit, Limits};
+use crate::limits::Limit;
 use serde_json::Value;
+
+/// JSON config text as a value (size, depth and NUL checked; duplicate keys refused).
+fn json_value(text: &str) -> Result<Value> {
+    guard::check_text(text)?;
+    super::strict_json::parse(text).map_err(|e| {
+        KilnError::Config(format!(
+            "malformed JSON at line {}, column {}: {e}",
+            e.line(),
+            e.column()
+        ))
+    })
+}
 
 /// The embedded default config: an MLP on the embedded digits data set.
 pub const DEFAULT_CONFIG_YAML: &str = include_str!("../../configs/default.yaml");
@@ -36,42 +48,36 @@ impl Config {
 
     /// Parses and validates a config written in JSON.
     pub fn from_json_str(text: &str) -> Result<Self> {
-        guard::check_text(text)?;
-        let value: Value = serde_json::from_str(text).map_err(|e| {
-            KilnError::Config(format!(
-                "malformed JSON at line {}, column {}: {e}",
-                e.line(),
-                e.column()
-            ))
-        })?;
-        Self::from_value(value)
+        Self::from_value(json_value(text)?)
     }
 
     /// Parses a config from text, as JSON when it starts with `{`, otherwise as YAML.
     pub fn from_str_auto(text: &str) -> Result<Self> {
+        Self::from_value(Self::value_from_str_auto(text)?)
+    }
+
+    /// Config text (JSON when it starts with `{`, otherwise YAML) as the value that
+    /// [`Config::from_value`] builds a config from; checked for size, depth, NUL bytes and
+    /// duplicate keys, not yet validated.
+    pub fn value_from_str_auto(text: &str) -> Result<Value> {
         if text.trim_start().starts_with('{') {
-            Self::from_json_str(text)
+            json_value(text)
         } else {
-            Self::from_yaml_str(text)
+            guard::check_text(text)?;
+            yaml::parse(text)
         }
     }
 
     /// Reads, parses and validates a config file (`.json` as JSON, anything else as YAML).
     pub fn from_file(path: &std::path::Path) -> Result<Self> {
-        let too_big = |size: u64| {
-            Limits::exceeded(
-                &format!("config file {}", path.display()),
-                format!("{size} bytes"),
-                Limit::ConfigBytes,
-            )
-        };
-        let meta = std::fs::metadata(path)
-            .map_err(|e| KilnError::io(format!("cannot read config {}", path.display()), e))?;
-        if meta.len() > Limits::current().max_config_bytes as u64 {
-            return Err(too_big(meta.len()));
-        }
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| KilnError::io(format!("cannot read config {}", path.display()), e))?;
+        let bytes = crate::limits::read_limited(path, "config file", Limit::ConfigBytes)?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            KilnError::Config(format!(
+                "config file {}: not UTF-8 text (at byte {})",
+                path.display(),
+                e.utf8_error().valid_up_to()
+            ))
+        })?;
         let is_json = path.extension().is_some_and(|ext| ext == "json");
         if is_json {
             Self::from_json_str(&text)
@@ -151,7 +157,12 @@ fn describe_serde_error(path: &str, message: &str, found: Option<&Value>) -> Str
         if let Some(rest) = message.strip_prefix(marker) {
             let given = rest.split('`').next().unwrap_or_default();
             let allowed = backticked_names(message.split_once("expected").map_or("", |x| x.1));
-            let hint = did_you_mean(given, &allowed)
+            let parent = path.rsplit_once('.').map_or("", |(parent, _)| parent);
+            let nested = (noun == "key" && given.len() <= 64)
+                .then(|| aliases::key_one_level_down(parent, given))
+                .flatten();
+            let hint = nested
+                .or_else(|| did_you_mean(given, &allowed))
                 .map(|s| format!("; did you mean `{s}`?"))
                 .unwrap_or_default();
             let list = if allowed.is_empty() {
@@ -247,6 +258,17 @@ mod tests {
         let allowed = ["name".to_string(), "seed".to_string()];
         assert_eq!(did_you_mean(&"n".repeat(65), &allowed), None);
         assert_eq!(did_you_mean("nmae", &allowed).as_deref(), Some("name"));
+    }
+
+    #[test]
+    fn an_unknown_key_that_belongs_one_level_down_says_where() {
+        let e = err("data: {source: text, max_len: 200, tokenizer: word}\n");
+        assert!(
+            e.contains("data.max_len: unknown key `max_len`; did you mean `data.text.max_len`?"),
+            "{e}"
+        );
+        let e = err("num_passes: 3\n");
+        assert!(e.contains("did you mean `training.num_passes`?"), "{e}");
     }
 
     #[test]

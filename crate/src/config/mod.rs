@@ -6,6 +6,7 @@ mod layer_forms;
 mod load;
 mod names;
 mod schema;
+mod strict_json;
 mod tracking;
 mod validate;
 mod yaml;
@@ -14,3 +15,4 @@ pub use aliases::{ALIASES, Alias, aliases_of, document_in_schema as document_ali
 pub use load::DEFAULT_CONFIG_YAML;
 pub use names::{from_serde_name, serde_name};
 pub use schema::*;
+pub use strict_json::{StrictValue, optional_strict_value};

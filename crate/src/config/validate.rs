@@ -42,6 +42,19 @@ fn at_least_one(path: &str, value: usize) -> Result<()> {
     }
 }
 
+/// The longest token sequence a text sample may have (`data.text.max_len`).
+pub const MAX_SEQUENCE_LEN: usize = 1 << 16;
+/// The most batches one optimizer step may accumulate (`training.gradient_accumulation_steps`).
+pub const MAX_ACCUMULATION_STEPS: usize = 1 << 16;
+
+fn at_most(path: &str, value: usize, most: usize) -> Result<()> {
+    if value <= most {
+        Ok(())
+    } else {
+        Err(fail(path, &format!("must be at most {most}"), value))
+    }
+}
+
 fn probability(path: &str, value: f64) -> Result<()> {
     if value.is_finite() && (0.0..1.0).contains(&value) {
         Ok(())
@@ -83,6 +96,7 @@ impl Config {
         let data = &self.data;
         if data.source == DataSource::Text {
             at_least_one("data.text.max_len", data.text.max_len)?;
+            at_most("data.text.max_len", data.text.max_len, MAX_SEQUENCE_LEN)?;
             if data.text.vocab_size < 3 {
                 return Err(fail(
                     "data.text.vocab_size",
@@ -211,6 +225,11 @@ impl Config {
         at_least_one(
             "training.gradient_accumulation_steps",
             t.gradient_accumulation_steps,
+        )?;
+        at_most(
+            "training.gradient_accumulation_steps",
+            t.gradient_accumulation_steps,
+            MAX_ACCUMULATION_STEPS,
         )?;
         at_least_one("training.log_every_steps", t.log_every_steps)?;
         non_negative("training.gradient_max_norm", t.gradient_max_norm)?;
@@ -419,7 +438,9 @@ impl Config {
     pub fn check_runs_in_wasm(&self) -> Result<()> {
         if self.tracking.mlflow.is_some() {
             return Err(KilnError::Config(
-                "tracking.mlflow: MLflow tracking runs natively (`kiln train`, `kiln serve` jobs),                  not in the browser or Node's wasm; remove it here, or train with a Kiln server                  (remote mode) whose job logs to MLflow"
+                "tracking.mlflow: MLflow tracking runs natively (`kiln train`, `kiln serve` jobs), \
+                 not in the browser or Node's wasm; remove it here, or train with a Kiln server \
+                 (remote mode) whose job logs to MLflow"
                     .into(),
             ));
         }

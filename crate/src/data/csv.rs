@@ -1,5 +1,6 @@
 //! Numeric CSV: one sample per row, one label column, every other column a feature.
 
+use super::csv_records::{Record, records};
 use super::dataset::{Dataset, dataset_from_labels};
 use crate::config::{LabelColumn, Task};
 use crate::error::{KilnError, Result, cut_short};
@@ -9,46 +10,48 @@ use crate::error::{KilnError, Result, cut_short};
 pub struct CsvTable {
     /// Column names, when the file has a header row.
     pub header: Option<Vec<String>>,
-    /// The numeric rows, all of the same width.
-    pub rows: Vec<Vec<f64>>,
+    /// The cells, row-major (`width` a row): one flat buffer, not a vector per row.
+    pub values: Vec<f64>,
+    /// Cells per row.
+    pub width: usize,
     /// The 1-based line of the file each row came from.
     pub lines: Vec<usize>,
     /// What the table was read from (a file name), for messages.
     pub source: String,
 }
 
-fn split_line(line: &str) -> Vec<&str> {
-    line.split(',')
-        .map(|cell| cell.trim().trim_matches('"').trim())
-        .collect()
-}
-
-/// Parses CSV text whose cells are all numbers. Errors name the line and the column.
-pub fn parse_table(text: &str, header: bool, what: &str) -> Result<CsvTable> {
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty());
+/// Reads CSV text (RFC 4180: quoted cells may hold commas and line breaks) whose cells are all
+/// numbers, one row at a time: `each(line, row)` sees every row, nothing is kept. Returns the
+/// header names (when `header`) and the width. Errors name the line and the column.
+pub fn for_each_row(
+    text: &str,
+    header: bool,
+    what: &str,
+    mut each: impl FnMut(usize, &[f64]) -> Result<()>,
+) -> Result<(Option<Vec<String>>, usize)> {
+    let mut records = records(text, what);
     let names = if header {
-        let (_, first) = lines
+        let first = records
             .next()
-            .ok_or_else(|| KilnError::Data(format!("{what}: the CSV is empty")))?;
+            .ok_or_else(|| KilnError::Data(format!("{what}: the CSV is empty")))??;
         Some(
-            split_line(first)
+            first
+                .cells
                 .into_iter()
-                .map(str::to_string)
+                .map(|c| c.into_owned())
                 .collect::<Vec<_>>(),
         )
     } else {
         None
     };
     let mut width = names.as_ref().map(Vec::len);
-    let mut rows = Vec::new();
-    let mut row_lines = Vec::new();
-    for (index, line) in lines {
-        let line_no = index + 1;
-        row_lines.push(line_no);
-        let cells = split_line(line);
+    let mut row = Vec::new();
+    let mut any = false;
+    for record in records {
+        let Record {
+            line: line_no,
+            cells,
+        } = record?;
         let expected = *width.get_or_insert(cells.len());
         if cells.len() != expected {
             return Err(KilnError::Data(format!(
@@ -57,9 +60,9 @@ pub fn parse_table(text: &str, header: bool, what: &str) -> Result<CsvTable> {
                 cells.len()
             )));
         }
-        let mut row = Vec::with_capacity(cells.len());
+        row.clear();
         for (col, cell) in cells.iter().enumerate() {
-            let value: f64 = cell.parse().map_err(|_| {
+            let value: f64 = cell.trim().parse().map_err(|_| {
                 let name = names
                     .as_ref()
                     .and_then(|n| n.get(col))
@@ -80,68 +83,110 @@ pub fn parse_table(text: &str, header: bool, what: &str) -> Result<CsvTable> {
             }
             row.push(value);
         }
-        rows.push(row);
+        each(line_no, &row)?;
+        any = true;
     }
-    if rows.is_empty() {
+    if !any {
         return Err(KilnError::Data(format!("{what}: the CSV has no data rows")));
     }
+    Ok((names, width.unwrap_or(0)))
+}
+
+/// Parses CSV text whose cells are all numbers into a table (see [`for_each_row`]).
+pub fn parse_table(text: &str, header: bool, what: &str) -> Result<CsvTable> {
+    let mut values = Vec::new();
+    let mut lines = Vec::new();
+    let (header, width) = for_each_row(text, header, what, |line, row| {
+        values.extend_from_slice(row);
+        lines.push(line);
+        Ok(())
+    })?;
     Ok(CsvTable {
-        header: names,
-        rows,
-        lines: row_lines,
+        header,
+        values,
+        width,
+        lines,
         source: what.to_string(),
     })
 }
 
-/// Parses CSV text with no header into numeric rows.
-pub fn parse_numeric_rows(text: &str, header: bool, what: &str) -> Result<Vec<Vec<f64>>> {
-    Ok(parse_table(text, header, what)?.rows)
+/// Whether CSV text's first record looks like a header: one of its cells is not a number.
+pub fn first_record_is_header(text: &str) -> bool {
+    records(text, "").next().is_some_and(|first| {
+        first
+            .map(|r| r.cells.iter().any(|c| c.trim().parse::<f64>().is_err()))
+            .unwrap_or(false)
+    })
+}
+
+/// The 0-based index of the label `column` (default: the last) in a table of `width` columns
+/// with `header` names; `source` names the table in errors.
+pub fn label_index(
+    header: Option<&[String]>,
+    width: usize,
+    column: Option<&LabelColumn>,
+    source: &str,
+) -> Result<usize> {
+    match column {
+        None => Ok(width.saturating_sub(1)),
+        Some(LabelColumn::Index(i)) if *i < width => Ok(*i),
+        Some(LabelColumn::Index(i)) => Err(KilnError::Config(format!(
+            "data.label_column: must be a 0-based column index in 0..{width} ({source} has \
+             {width} columns), got {i}"
+        ))),
+        Some(LabelColumn::Name(name)) => {
+            let header = header.ok_or_else(|| {
+                KilnError::Config(format!(
+                    "data.label_column: `{}` is a name, but data.header is false; give a 0-based \
+                     index instead",
+                    cut_short(name)
+                ))
+            })?;
+            header.iter().position(|h| h == name).ok_or_else(|| {
+                KilnError::Config(format!(
+                    "data.label_column: no column named `{}` (columns: {})",
+                    cut_short(name),
+                    cut_short(&header.join(", "))
+                ))
+            })
+        }
+    }
 }
 
 impl CsvTable {
+    /// The rows, each `width` cells.
+    pub fn rows(&self) -> std::slice::ChunksExact<'_, f64> {
+        self.values.chunks_exact(self.width.max(1))
+    }
+
+    /// How many rows the table has.
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    /// Whether the table has no rows (a parsed table always has one).
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
     /// The 0-based index of the label column (default: the last column).
     pub fn label_index(&self, column: Option<&LabelColumn>) -> Result<usize> {
-        let width = self.rows[0].len();
-        match column {
-            None => Ok(width - 1),
-            Some(LabelColumn::Index(i)) if *i < width => Ok(*i),
-            Some(LabelColumn::Index(i)) => Err(KilnError::Config(format!(
-                "data.label_column: must be a 0-based column index in 0..{width} ({} has {width} \
-                 columns), got {i}",
-                self.source
-            ))),
-            Some(LabelColumn::Name(name)) => {
-                let header = self.header.as_ref().ok_or_else(|| {
-                    KilnError::Config(format!(
-                        "data.label_column: `{}` is a name, but data.header is false; give a \
-                         0-based index instead",
-                        cut_short(name)
-                    ))
-                })?;
-                header.iter().position(|h| h == name).ok_or_else(|| {
-                    KilnError::Config(format!(
-                        "data.label_column: no column named `{}` (columns: {})",
-                        cut_short(name),
-                        cut_short(&header.join(", "))
-                    ))
-                })
-            }
-        }
+        label_index(self.header.as_deref(), self.width, column, &self.source)
     }
 
     /// Splits the table into features and targets for the task.
     pub fn into_dataset(self, column: Option<&LabelColumn>, task: Task) -> Result<Dataset> {
         let label_at = self.label_index(column)?;
-        let width = self.rows[0].len();
+        let width = self.width;
         if width < 2 {
             return Err(KilnError::Data(format!(
                 "{}: the CSV needs at least one feature column besides the label",
                 self.source
             )));
         }
-        let mut features = Vec::with_capacity(self.rows.len() * (width - 1));
-        let mut labels = Vec::with_capacity(self.rows.len());
-        for row in &self.rows {
+        let mut features = Vec::with_capacity(self.len() * (width - 1));
+        let mut labels = Vec::with_capacity(self.len());
+        for row in self.rows() {
             for (i, v) in row.iter().enumerate() {
                 if i == label_at {
                     labels.push(*v);
@@ -189,6 +234,25 @@ pub fn read_text_file(path: &std::path::Path, what: &str) -> Result<String> {
 mod tests {
     use super::*;
     use crate::data::Targets;
+
+    #[test]
+    fn a_quote_opened_and_never_closed_is_an_error_not_ignored() {
+        let e = parse_table("a,b,label\n1,2,0\n\"3,4,1\n5,6,1\n7,8,0\n", true, "t.csv")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("t.csv: line 3: a quoted cell opened"), "{e}");
+        let t = parse_table("\"a,1\",b\n\"1\",2\n", true, "t.csv").unwrap();
+        assert_eq!(t.header.unwrap(), vec!["a,1".to_string(), "b".into()]);
+        assert_eq!((t.values, t.width), (vec![1.0, 2.0], 2));
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_a_header() {
+        assert!(!first_record_is_header("\u{feff}1.5,2\n3,4\n"));
+        assert!(first_record_is_header("\u{feff}x,y\n3,4\n"));
+        let t = parse_table("\u{feff}1.5,2\n", false, "t").unwrap();
+        assert_eq!(t.values, vec![1.5, 2.0]);
+    }
 
     #[test]
     fn ragged_row_is_named() {

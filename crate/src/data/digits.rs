@@ -6,7 +6,7 @@
 //! is the test set of the UCI "Optical Recognition of Handwritten Digits" data set
 //! (E. Alpaydin, C. Kaynak, 1998, CC BY 4.0). See `crate/data/LICENSE-digits.md`.
 
-use super::csv::parse_numeric_rows;
+use super::csv::parse_table;
 use super::dataset::{Dataset, Targets, labels_to_classes};
 use super::gzip::decompress_if_gzipped;
 use crate::error::{KilnError, Result};
@@ -68,10 +68,10 @@ fn parse_digits(bytes: &[u8], what: &str) -> Result<Dataset> {
             &bytes[..bytes.len().min(4)]
         ))
     })?;
-    let rows = parse_numeric_rows(&text, false, what)?;
-    let mut features = Vec::with_capacity(rows.len() * PIXELS);
-    let mut labels = Vec::with_capacity(rows.len());
-    for (index, row) in rows.iter().enumerate() {
+    let table = parse_table(&text, false, what)?;
+    let mut features = Vec::with_capacity(table.len() * PIXELS);
+    let mut labels = Vec::with_capacity(table.len());
+    for (index, row) in table.rows().enumerate() {
         let not_digits = |why: &str| {
             KilnError::Data(format!(
                 "{what} is not the digits data set: row {} {why}",

@@ -1,6 +1,7 @@
 //! Data: loading the configured source, splitting it, and standardising features.
 
 mod csv;
+mod csv_records;
 mod dataset;
 mod digits;
 mod gzip;
@@ -8,11 +9,15 @@ mod idx;
 mod split;
 mod text;
 
-pub use csv::{CsvTable, load_csv_file, parse_table, read_text_file};
+pub use csv::{
+    CsvTable, first_record_is_header, for_each_row, label_index, load_csv_file, parse_table,
+    read_text_file,
+};
+pub use csv_records::{Record, Records, records};
 pub use dataset::{Dataset, Targets, dataset_from_labels, labels_to_classes};
 pub use digits::{digits_available, load_digits, provide_digits};
 pub use idx::{FASHION_MNIST_DIR, load_fashion_mnist, load_idx_pair, parse_idx_u8};
-pub use split::{Normalization, Splits, epoch_order, split_indices};
+pub use split::{Normalization, Splits, epoch_order, split_indices, split_warnings};
 pub use text::{LabelledTexts, PAD, UNKNOWN, Vocabulary};
 #[cfg(not(target_family = "wasm"))]
 pub use text::{load_texts, read_text_column};
@@ -166,6 +171,10 @@ fn tokenise(
     );
     for set in std::iter::once(train).chain(others.into_iter().flatten()) {
         let rows = text_of(set);
+        crate::limits::checked_elements(
+            &[rows.len(), vocabulary.max_len],
+            "texts × data.text.max_len",
+        )?;
         let features = vocabulary.encode_all(rows.iter().map(|&i| texts.texts[i].as_str()));
         *set = Dataset::new(
             features,
@@ -202,6 +211,13 @@ pub fn prepare(config: &Config, loaded: Loaded) -> Result<Splits> {
         data.split
     };
     let [train_i, val_i, test_i] = split_indices(&samples.targets, fractions, config.seed);
+    let num_classes = matches!(samples.targets, Targets::Classes(_)).then_some(samples.num_outputs);
+    let test_size = official_test.as_ref().map_or(test_i.len(), Dataset::len);
+    let warnings = split_warnings(
+        data.split,
+        [train_i.len(), val_i.len(), test_size],
+        num_classes,
+    );
     let nonempty = |idx: &[usize]| (!idx.is_empty()).then(|| samples.select(idx));
     let mut val = nonempty(&val_i);
     let test_rows = match &official_test {
@@ -243,6 +259,7 @@ pub fn prepare(config: &Config, loaded: Loaded) -> Result<Splits> {
         test_rows,
         normalization,
         vocabulary,
+        warnings,
     })
 }
 

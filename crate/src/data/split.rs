@@ -74,10 +74,16 @@ pub struct Splits {
     pub normalization: Option<Normalization>,
     /// A text source's vocabulary: the samples are token ids.
     pub vocabulary: Option<super::Vocabulary>,
+    /// What the caller should hear about the splits (an empty or tiny split), reported as
+    /// `warning` events when training starts.
+    pub warnings: Vec<String>,
 }
 
 /// Splits indices `0..n` into three groups by fractions, stratified by class when classes are
-/// given. The same seed gives the same split on every target.
+/// given. Each split gets the total its fraction asks for (validation and test rounded up, as
+/// scikit-learn's `train_test_split` does, leaving at least one training sample), and each
+/// total is shared out over the classes by largest remainder, so small classes cannot round a
+/// split away. The same seed gives the same split on every target.
 pub fn split_indices(targets: &Targets, fractions: [f64; 3], seed: u64) -> [Vec<usize>; 3] {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5151_7e57);
     let groups: Vec<Vec<usize>> = match targets {
@@ -91,12 +97,22 @@ pub fn split_indices(targets: &Targets, fractions: [f64; 3], seed: u64) -> [Vec<
         }
         Targets::Values(v) => vec![(0..v.len()).collect()],
     };
+    let n: usize = groups.iter().map(Vec::len).sum();
+    let wanted = |fraction: f64| ((n as f64 * fraction) - 1e-9).ceil().max(0.0) as usize;
+    let n_test = wanted(fractions[2]).min(n.saturating_sub(1));
+    let n_val = wanted(fractions[1]).min(n.saturating_sub(1 + n_test));
+    let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
+    let test_per_class = apportion(n_test, &sizes, &sizes);
+    let left: Vec<usize> = sizes
+        .iter()
+        .zip(&test_per_class)
+        .map(|(s, t)| s - t)
+        .collect();
+    let val_per_class = apportion(n_val, &sizes, &left);
     let mut out: [Vec<usize>; 3] = Default::default();
-    for mut group in groups {
+    for (k, mut group) in groups.into_iter().enumerate() {
         group.shuffle(&mut rng);
-        let n = group.len() as f64;
-        let n_test = (n * fractions[2]).round() as usize;
-        let n_val = ((n * fractions[1]).round() as usize).min(group.len() - n_test);
+        let (n_test, n_val) = (test_per_class[k], val_per_class[k]);
         let n_train = group.len() - n_test - n_val;
         out[0].extend_from_slice(&group[..n_train]);
         out[1].extend_from_slice(&group[n_train..n_train + n_val]);
@@ -106,6 +122,76 @@ pub fn split_indices(targets: &Targets, fractions: [f64; 3], seed: u64) -> [Vec<
         part.shuffle(&mut rng);
     }
     out
+}
+
+/// Shares `total` over groups in proportion to `weights` (largest remainder; ties go to the
+/// earlier group), never giving a group more than its `cap`. `total` must not exceed the sum
+/// of the caps.
+fn apportion(total: usize, weights: &[usize], caps: &[usize]) -> Vec<usize> {
+    let sum: usize = weights.iter().sum();
+    if sum == 0 {
+        return vec![0; weights.len()];
+    }
+    let mut shares: Vec<usize> = weights
+        .iter()
+        .zip(caps)
+        .map(|(&w, &cap)| ((w as u128 * total as u128 / sum as u128) as usize).min(cap))
+        .collect();
+    let mut remainders: Vec<(u128, usize)> = weights
+        .iter()
+        .enumerate()
+        .map(|(i, &w)| ((w as u128 * total as u128) % sum as u128, i))
+        .collect();
+    // Largest remainder first, then the earlier group.
+    remainders.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let mut missing = total.saturating_sub(shares.iter().sum());
+    while missing > 0 {
+        let before = missing;
+        for &(_, i) in &remainders {
+            if missing == 0 {
+                break;
+            }
+            if shares[i] < caps[i] {
+                shares[i] += 1;
+                missing -= 1;
+            }
+        }
+        if missing == before {
+            break; // every group is at its cap
+        }
+    }
+    shares
+}
+
+/// What a caller should hear about the splits a config asked for: a split that ended up
+/// empty, or a classification split with fewer samples than classes.
+pub fn split_warnings(
+    fractions: [f64; 3],
+    sizes: [usize; 3],
+    num_classes: Option<usize>,
+) -> Vec<String> {
+    let names = ["training", "validation", "test"];
+    let mut warnings = Vec::new();
+    for i in 1..3 {
+        if fractions[i] <= 0.0 {
+            continue;
+        }
+        let asked = format!("data.split[{i}] = {}", fractions[i]);
+        if sizes[i] == 0 {
+            warnings.push(format!(
+                "the {} split is empty ({asked} of {} samples); use more data or a larger fraction",
+                names[i],
+                sizes.iter().sum::<usize>()
+            ));
+        } else if let Some(classes) = num_classes.filter(|&c| sizes[i] < c) {
+            warnings.push(format!(
+                "the {} split has {} samples for {classes} classes ({asked}): some classes are \
+                 not in it, so its metrics are noisy",
+                names[i], sizes[i]
+            ));
+        }
+    }
+    warnings
 }
 
 /// The order of the training samples in `epoch`: shuffled from `(seed, epoch)` alone, so a
@@ -134,6 +220,56 @@ mod tests {
         assert_eq!(ones, 10);
         let again = split_indices(&Targets::Classes(classes), [0.6, 0.2, 0.2], 1);
         assert_eq!(again[0], train);
+    }
+
+    #[test]
+    fn small_classes_cannot_round_a_split_away() {
+        // 40 rows, 10 classes of 4: rounding per class gave 40 / 0 / 0.
+        let classes: Vec<u32> = (0..40).map(|i| (i % 10) as u32).collect();
+        let [train, val, test] =
+            split_indices(&Targets::Classes(classes.clone()), [0.8, 0.1, 0.1], 3);
+        assert_eq!((train.len(), val.len(), test.len()), (32, 4, 4));
+        let mut all: Vec<usize> = train.iter().chain(&val).chain(&test).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..40).collect::<Vec<_>>());
+        // Each class gives at most one sample to a split of 4 (largest remainder).
+        for split in [&val, &test] {
+            let mut seen: Vec<u32> = split.iter().map(|&i| classes[i]).collect();
+            seen.sort_unstable();
+            seen.dedup();
+            assert_eq!(seen.len(), 4);
+        }
+        let warnings = split_warnings([0.8, 0.1, 0.1], [32, 4, 4], Some(10));
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[0].contains("validation split has 4 samples for 10 classes"),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn digits_sized_splits_match_scikit_learn_totals() {
+        let classes: Vec<u32> = (0..1797).map(|i| (i % 10) as u32).collect();
+        let [train, val, test] = split_indices(&Targets::Classes(classes), [0.8, 0.0, 0.2], 0);
+        // ceil(1797 × 0.2) = 360, as train_test_split(test_size=0.2) gives.
+        assert_eq!((train.len(), val.len(), test.len()), (1437, 0, 360));
+    }
+
+    #[test]
+    fn an_empty_split_is_warned_about() {
+        let [train, val, test] =
+            split_indices(&Targets::Values(vec![0.0; 3]), [0.5, 0.25, 0.25], 0);
+        assert_eq!((train.len(), val.len(), test.len()), (1, 1, 1));
+        let [train, val, test] =
+            split_indices(&Targets::Values(vec![0.0; 2]), [0.5, 0.25, 0.25], 0);
+        assert_eq!((train.len(), val.len(), test.len()), (1, 0, 1));
+        let warnings = split_warnings([0.5, 0.25, 0.25], [1, 0, 1], None);
+        assert_eq!(warnings.len(), 1);
+        assert!(
+            warnings[0].contains("the validation split is empty"),
+            "{warnings:?}"
+        );
+        assert!(split_warnings([1.0, 0.0, 0.0], [5, 0, 0], Some(2)).is_empty());
     }
 
     #[test]

@@ -265,25 +265,15 @@ fn text_files(dir: &std::path::Path, found: &mut Vec<std::path::PathBuf>) -> Res
 #[cfg(not(target_family = "wasm"))]
 fn read_csv_rows(path: &std::path::Path, header: bool) -> Result<(Vec<String>, Vec<Vec<String>>)> {
     let content = super::read_text_file(path, "CSV")?;
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(header)
-        .from_reader(content.as_bytes());
-    let names: Vec<String> = if header {
-        reader
-            .headers()
-            .map_err(|e| KilnError::Data(format!("{}: {e}", path.display())))?
-            .iter()
-            .map(str::to_string)
-            .collect()
+    let what = path.display().to_string();
+    let mut rows = super::records(&content, &what)
+        .map(|record| record.map(|r| r.cells.into_iter().map(|c| c.into_owned()).collect()))
+        .collect::<Result<Vec<Vec<String>>>>()?;
+    let names = if header && !rows.is_empty() {
+        rows.remove(0)
     } else {
         Vec::new()
     };
-    let mut rows = Vec::new();
-    for (i, record) in reader.records().enumerate() {
-        let record = record
-            .map_err(|e| KilnError::Data(format!("{} row {}: {e}", path.display(), i + 1)))?;
-        rows.push(record.iter().map(str::to_string).collect());
-    }
     Ok((names, rows))
 }
 

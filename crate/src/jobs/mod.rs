@@ -45,6 +45,9 @@ pub struct TrainRunInfo {
     pub job_id: String,
     /// The saved model's id (a GUID) in the model store.
     pub model_id: String,
+    /// The same id as `modelId`, under the hosted-training API's name (`trained_model["guid"]`).
+    #[serde(default)]
+    pub guid: String,
     /// The run's name.
     pub name: String,
     /// The backend it trained on.
@@ -189,6 +192,9 @@ pub struct JobRun<'a, B: ModelBuilder = ConfigModel> {
     pub before_store: Option<&'a mut BeforeStore<'a>>,
     /// Also predict the test split with the saved model (`JobOutput::holdout_csv`).
     pub holdout: bool,
+    /// The id to save the model under (a job server derives it from the job, so that a job
+    /// run twice stores one model); `None`: a fresh random id.
+    pub model_id: Option<ModelId>,
 }
 
 /// Runs a job to its end: trains, saves the best model to the store, and records the outcome
@@ -222,6 +228,7 @@ async fn run_inner<B: ModelBuilder>(job: &Job, run: JobRun<'_, B>) -> Result<Job
         best_model_path,
         before_store,
         holdout,
+        model_id,
     } = run;
     store.check_writable().await?;
     let (config, splits, builder, device) = (
@@ -244,7 +251,7 @@ async fn run_inner<B: ModelBuilder>(job: &Job, run: JobRun<'_, B>) -> Result<Job
         stop_at_epoch_end: job.stop_at_epoch_end.clone(),
     })
     .await?;
-    let model_id = ModelId::random().to_string();
+    let model_id = model_id.unwrap_or_else(ModelId::random).to_string();
     let saved = SavedModel {
         header: ModelHeader {
             model_id: model_id.clone(),
@@ -271,6 +278,7 @@ async fn run_inner<B: ModelBuilder>(job: &Job, run: JobRun<'_, B>) -> Result<Job
     let output = JobOutput {
         info: TrainRunInfo {
             job_id: job.id().to_string(),
+            guid: model_id.clone(),
             model_id,
             name: config.name.clone(),
             backend,

@@ -32,10 +32,23 @@ impl DirStore {
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so a crash never leaves a
-/// half-written file behind. The temporary file has a unique name of its own in the same
+/// half-written file behind (a link is followed to its file; a device, a pipe or `/dev/stdout`
+/// is written in place). The temporary file has a unique name of its own in the same
 /// directory (`.<name>.<uuid>.tmp`), so no other file is ever touched, and it is removed when
 /// the write fails.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    match write_target(path) {
+        Target::Stream => {
+            use std::io::Write;
+            return std::fs::OpenOptions::new()
+                .append(true)
+                .open(path)
+                .and_then(|mut file| file.write_all(bytes))
+                .map_err(|e| KilnError::io(format!("cannot write {}", path.display()), e));
+        }
+        Target::Through(real) => return write_atomic(&real, bytes),
+        Target::Replace => {}
+    }
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -57,6 +70,42 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     written
+}
+
+/// How [`write_atomic`] writes to a path.
+enum Target {
+    /// A regular file or a new one: a temporary file renamed over it.
+    Replace,
+    /// A link to a regular file: the file it points to, replaced the same way (the link stays).
+    Through(std::path::PathBuf),
+    /// A device, a pipe, a socket, or a `/dev` or `/proc` name for one (`/dev/stdout`): written
+    /// in place, appending, never replaced by a regular file.
+    Stream,
+}
+
+fn write_target(path: &Path) -> Target {
+    // A process's open files by number: `/dev/stdout` → `/proc/self/fd/1` and the like.
+    let is_descriptor = |p: &Path| {
+        p.starts_with("/dev/fd") || (p.starts_with("/proc") && p.to_string_lossy().contains("/fd/"))
+    };
+    let Ok(link) = std::fs::symlink_metadata(path) else {
+        return Target::Replace;
+    };
+    if !link.file_type().is_symlink() {
+        return if link.is_file() || link.is_dir() {
+            Target::Replace // (a directory: the rename fails and says so)
+        } else {
+            Target::Stream
+        };
+    }
+    let pointed = std::fs::read_link(path).unwrap_or_default();
+    let regular = std::fs::metadata(path).is_ok_and(|m| m.is_file());
+    match std::fs::canonicalize(path) {
+        Ok(real) if regular && !is_descriptor(path) && !is_descriptor(&pointed) => {
+            Target::Through(real)
+        }
+        _ => Target::Stream,
+    }
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -132,6 +181,59 @@ impl ModelStore for DirStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn special_files_and_links_are_written_in_place_not_replaced() {
+        let dir = std::env::temp_dir().join(format!("kiln-special-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        // A link to a regular file: the file gets the bytes, the link stays a link.
+        let real = dir.join("real.csv");
+        std::fs::write(&real, b"old").unwrap();
+        let link = dir.join("link.csv");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        write_atomic(&link, b"new").unwrap();
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read(&real).unwrap(), b"new");
+        // A character device stays one.
+        write_atomic(Path::new("/dev/null"), b"gone").unwrap();
+        assert!(!std::fs::metadata("/dev/null").unwrap().is_file());
+        // A FIFO is written, not replaced by a regular file.
+        let fifo = dir.join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if made.is_ok_and(|s| s.success()) {
+            let reader = {
+                let fifo = fifo.clone();
+                std::thread::spawn(move || std::fs::read(fifo).unwrap())
+            };
+            write_atomic(&fifo, b"through the pipe").unwrap();
+            assert_eq!(reader.join().unwrap(), b"through the pipe");
+            assert!(!std::fs::symlink_metadata(&fifo).unwrap().is_file());
+        }
+        // A link to a descriptor (as /dev/stdout is) is written in place, never renamed over.
+        let out = dir.join("captured");
+        std::fs::write(&out, b"before;").unwrap();
+        let stdout_like = dir.join("stdout");
+        let file = std::fs::OpenOptions::new().append(true).open(&out).unwrap();
+        use std::os::fd::AsRawFd;
+        let fd_link = format!("/proc/self/fd/{}", file.as_raw_fd());
+        std::os::unix::fs::symlink(&fd_link, &stdout_like).unwrap();
+        write_atomic(&stdout_like, b"after").unwrap();
+        assert!(
+            std::fs::symlink_metadata(&stdout_like)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read(&out).unwrap(), b"before;after");
+        drop(file);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn atomic_writes_leave_other_tmp_files_alone() {

@@ -78,6 +78,9 @@ pub struct ResumePoint {
     pub optimizer: Vec<u8>,
     /// Weights of the best model so far.
     pub best_weights: Option<Vec<u8>>,
+    /// What the caller should hear about how the point was found (newer checkpoints skipped
+    /// as corrupt); reported as `warning` events when training resumes.
+    pub warnings: Vec<String>,
 }
 
 /// A [`CheckpointSink`] that keeps every checkpoint in memory as a [`ResumePoint`] (tests, and
@@ -101,6 +104,7 @@ impl CheckpointSink for MemoryCheckpoints {
             model_weights: c.model_weights.to_vec(),
             optimizer: optimizer.to_vec(),
             best_weights: c.best_weights.map(<[u8]>::to_vec),
+            warnings: Vec::new(),
         });
         Ok(())
     }

@@ -71,6 +71,12 @@ pub enum TrainEvent {
         /// Batches processed.
         step: u64,
     },
+    /// Something the caller should know that does not stop the run (an empty or tiny split,
+    /// a checkpoint skipped as corrupt).
+    Warning {
+        /// What happened, and what to do about it.
+        message: String,
+    },
 }
 
 /// A cancellation flag shared between the caller and the loop; checked between steps.

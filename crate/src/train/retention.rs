@@ -12,6 +12,10 @@ pub struct RankedCheckpoint {
     pub epoch: usize,
     /// The main metric then, if it was measured.
     pub score: Option<f64>,
+    /// SHA-256 (hex) of each of its files by name, checked before it is resumed from
+    /// (absent in indexes written before checksums were kept).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub checksums: std::collections::BTreeMap<String, String>,
 }
 
 /// Splits `index` into the checkpoints to keep and those to delete: the `top_k` best scored
@@ -46,6 +50,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, score)| RankedCheckpoint {
+                checksums: Default::default(),
                 dir: format!("epoch-{}", i + 1),
                 epoch: i + 1,
                 score: *score,

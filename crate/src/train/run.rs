@@ -104,6 +104,17 @@ pub async fn train<B: ModelBuilder>(request: TrainRequest<'_, '_, B>) -> Result<
     } = request.inputs;
     configure_precision(&mut device, config.training.precision)?;
     let plan = RunPlan::new(config, splits.train.len());
+    if plan.accumulation > plan.total_steps && !config.fast_dev_run {
+        return Err(KilnError::Config(format!(
+            "training.gradient_accumulation_steps: {} is more than the {} batches of the whole \
+             run, so no optimizer step would be taken; use at most {}",
+            plan.accumulation, plan.total_steps, plan.total_steps
+        )));
+    }
+    let resume_warnings: Vec<String> = resume
+        .as_ref()
+        .map(|r| r.warnings.clone())
+        .unwrap_or_default();
     let started = Learner::start(builder, config, splits, &device, plan, resume)?;
     let mut run = Run {
         config,
@@ -125,6 +136,11 @@ pub async fn train<B: ModelBuilder>(request: TrainRequest<'_, '_, B>) -> Result<
         steps_per_epoch: plan.steps_per_epoch,
         start_epoch: run.started.state.epochs_done + 1,
     });
+    for message in splits.warnings.iter().chain(&resume_warnings) {
+        (run.events)(TrainEvent::Warning {
+            message: message.clone(),
+        });
+    }
     for epoch in run.started.state.epochs_done..plan.epochs {
         let stopped_early = run.epoch(epoch, &request.cancel).await?;
         let interrupted =

@@ -172,13 +172,16 @@ impl TrainingJob {
         self.shared.job.cancel();
     }
 
-    /// `{ modelId }` of the trained model once the job completed, else `undefined`.
+    /// `{ modelId, guid }` of the trained model once the job completed, else `undefined` (`guid`:
+    /// the same id under the hosted-training API's name).
     #[wasm_bindgen(getter, js_name = trainedModel)]
     pub fn trained_model(&self) -> JsValue {
         match self.shared.job.result() {
             Some(info) if self.shared.job.status() == JobStatus::Completed => {
                 let object = js_sys::Object::new();
-                let _ = js_sys::Reflect::set(&object, &"modelId".into(), &info.model_id.into());
+                let _ =
+                    js_sys::Reflect::set(&object, &"modelId".into(), &info.model_id.clone().into());
+                let _ = js_sys::Reflect::set(&object, &"guid".into(), &info.model_id.into());
                 object.into()
             }
             _ => JsValue::UNDEFINED,

@@ -223,6 +223,7 @@ impl Kiln {
                     best_model_path: None,
                     before_store: None,
                     holdout: false,
+                    model_id: None,
                 },
             )
             .await;

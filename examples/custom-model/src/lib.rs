@@ -145,6 +145,7 @@ pub async fn train(
             best_model_path: None,
             before_store: None,
             holdout: true,
+            model_id: None,
         },
     )
     .await

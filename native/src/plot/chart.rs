@@ -80,9 +80,28 @@ fn ranges(runs: &[RunCurves], metric: &str) -> (std::ops::Range<f64>, std::ops::
     if x0 > x1 {
         return (0.0..1.0, 0.0..1.0);
     }
-    let pad = ((y1 - y0) * 0.05).max(y1.abs() * 1e-3).max(1e-9);
+    // Halves first, so that a span like -1e308..1e308 stays finite; the axis is then kept
+    // within ±f64::MAX / 4 so its length is finite too (plotters never ends laying out ticks
+    // on an infinite axis). Values beyond that are clipped at the frame.
+    let pad = ((y1 / 2.0 - y0 / 2.0) * 0.1).max(y1.abs() * 1e-3).max(1e-9);
+    let bound = f64::MAX / 4.0;
+    let (y0, y1) = ((y0 - pad).max(-bound), (y1 + pad).min(bound));
     let x1 = if x1 > x0 { x1 } else { x0 + 1.0 };
-    (x0..x1, (y0 - pad)..(y1 + pad))
+    (x0..x1, y0..y1)
+}
+
+/// A value axis label: four decimals at most, scientific notation for the very large or small.
+fn axis_label(value: f64) -> String {
+    if value != 0.0 && !(1e-3..1e6).contains(&value.abs()) {
+        return format!("{value:.2e}");
+    }
+    let text = format!("{value:.4}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    if text == "-0" {
+        "0".into()
+    } else {
+        text.into()
+    }
 }
 
 fn draw_panel<DB: DrawingBackend>(
@@ -102,6 +121,7 @@ fn draw_panel<DB: DrawingBackend>(
         .configure_mesh()
         .x_desc("step")
         .x_label_formatter(&|step| format!("{step:.0}"))
+        .y_label_formatter(&|value| axis_label(*value))
         .label_style((FONT, 13))
         .axis_desc_style((FONT, 14))
         .draw()?;

@@ -6,7 +6,7 @@ use super::problem::ApiError;
 use super::registry::{DatasetRow, now_ms};
 use kiln::Config;
 use kiln::config::{DataSource, LabelColumn};
-use kiln::data::{Loaded, dataset_from_labels, parse_table};
+use kiln::data::{Loaded, dataset_from_labels, for_each_row, label_index, parse_table};
 use kiln::limits::checked_elements;
 use kiln::{KilnError, Result};
 use safetensors::{Dtype, SafeTensors};
@@ -76,15 +76,24 @@ pub fn inspect(bytes: &[u8], format: Format, csv: &CsvSettings) -> Result<Datase
         Format::Csv => {
             let text = std::str::from_utf8(bytes)
                 .map_err(|e| KilnError::Data(format!("the uploaded CSV is not UTF-8 text: {e}")))?;
-            let table = parse_table(text, csv.header, "the uploaded CSV")?;
-            table.label_index(csv.label_column.as_ref())?;
-            let width = table.rows.first().map_or(0, Vec::len);
+            // Checked row by row, nothing kept: an upload costs its own bytes, not a table.
+            let mut rows = 0usize;
+            let (header, width) = for_each_row(text, csv.header, "the uploaded CSV", |_, _| {
+                rows += 1;
+                Ok(())
+            })?;
+            label_index(
+                header.as_deref(),
+                width,
+                csv.label_column.as_ref(),
+                "the uploaded CSV",
+            )?;
             if width < 2 {
                 return Err(KilnError::Data(
                     "the uploaded CSV needs at least one feature column besides the label".into(),
                 ));
             }
-            (table.rows.len(), vec![width - 1])
+            (rows, vec![width - 1])
         }
         Format::Safetensors => {
             let (features, shape, labels) = read_safetensors(bytes)?;
@@ -217,7 +226,7 @@ pub fn prediction_features(file: &Path, row: &DatasetRow, sample_len: usize) -> 
     let text = String::from_utf8(bytes)
         .map_err(|_| KilnError::Data(format!("dataset {} is not UTF-8", row.id)))?;
     let table = parse_table(&text, row.header, &format!("dataset {}", row.id))?;
-    let width = table.rows.first().map_or(0, Vec::len);
+    let width = table.width;
     let skip = if width == sample_len {
         None
     } else if width == sample_len + 1 {
@@ -235,8 +244,7 @@ pub fn prediction_features(file: &Path, row: &DatasetRow, sample_len: usize) -> 
         )));
     };
     Ok(table
-        .rows
-        .iter()
+        .rows()
         .flat_map(|r| {
             r.iter()
                 .enumerate()
@@ -283,6 +291,31 @@ pub fn check_remote_run_settings(config: &Config, server_mlflow: Option<&str>) -
     }
 }
 
+/// Reads a remote config's `data.source` for a job that trains on an uploaded dataset of
+/// `format`: a source naming the dataset's own format (`csv` for a CSV upload) means "the
+/// upload", as `inline` does, and becomes `inline`; a format source that contradicts the
+/// upload is refused saying so. Other sources are left for [`check_remote_data`].
+pub fn source_for_dataset(config: &mut serde_json::Value, dataset: &DatasetRow) -> Result<()> {
+    let Some(data) = config.get_mut("data").and_then(|d| d.as_object_mut()) else {
+        return Ok(());
+    };
+    let Some(source) = data.get("source").and_then(|s| s.as_str()) else {
+        return Ok(());
+    };
+    match (source, dataset.format.as_str()) {
+        ("csv", "csv") => {
+            data.insert("source".into(), "inline".into());
+            Ok(())
+        }
+        ("csv", format) => Err(KilnError::Config(format!(
+            "data.source: csv contradicts dataset {} (a {format} upload): set data.source to \
+             inline or leave it out",
+            dataset.id
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Refuses what a remote config may not say: a server-side path, or a source that reads the
 /// server's files. Remote jobs train on an uploaded dataset or the embedded `digits`.
 pub fn check_remote_data(config: &Config, has_dataset: bool) -> Result<()> {
@@ -314,8 +347,8 @@ pub fn check_remote_data(config: &Config, has_dataset: bool) -> Result<()> {
         // both mean "the uploaded data".
         (DataSource::Inline | DataSource::Digits, true) | (DataSource::Digits, false) => Ok(()),
         (source, true) => Err(KilnError::Config(format!(
-            "data.source: a job with a `dataset` trains on it: set data.source to inline or leave \
-             it out, got {}",
+            "data.source: a job with a `dataset` trains on it: set data.source to inline (or csv \
+             for a CSV upload) or leave it out, got {}",
             source_name(source)
         ))),
         (DataSource::FashionMnist | DataSource::Idx, false) => Err(KilnError::Config(
@@ -405,6 +438,33 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("not safetensors"), "{e}");
+    }
+
+    #[test]
+    fn a_source_naming_the_uploads_format_means_the_upload() {
+        let mut row = inspect(
+            b"a,b,label\n1,2,0\n3,4,1\n",
+            Format::Csv,
+            &CsvSettings::from_query(None, None),
+        )
+        .unwrap();
+        let mut config = serde_json::json!({"data": {"source": "csv"}, "seed": 1});
+        source_for_dataset(&mut config, &row).unwrap();
+        assert_eq!(config["data"]["source"], "inline");
+        let parsed = Config::from_value(config).unwrap();
+        assert!(check_remote_data(&parsed, true).is_ok());
+        row.format = "safetensors".into();
+        let mut config = serde_json::json!({"data": {"source": "csv"}});
+        let e = source_for_dataset(&mut config, &row)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("data.source: csv contradicts dataset") && e.contains("safetensors"),
+            "{e}"
+        );
+        let mut untouched = serde_json::json!({"data": {"source": "text"}});
+        source_for_dataset(&mut untouched, &row).unwrap();
+        assert_eq!(untouched["data"]["source"], "text");
     }
 
     #[test]

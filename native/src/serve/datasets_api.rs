@@ -1,6 +1,7 @@
 //! `/v1/datasets`: upload (CSV or safetensors), list, delete.
 
 use super::datasets::{CsvSettings, Format, dataset_key, inspect};
+use super::pagination::{Cursor, PageQuery, next_page_headers};
 use super::problem::ApiError;
 use super::registry::DatasetRow;
 use super::state::{AppState, blocking};
@@ -89,11 +90,28 @@ pub async fn upload(
     Ok((StatusCode::CREATED, Json(DatasetView::from_row(row))))
 }
 
-/// Lists datasets, oldest first.
-#[utoipa::path(get, path = "/v1/datasets", responses((status = 200, body = Vec<DatasetView>)))]
-pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<DatasetView>>, ApiError> {
-    let rows = state.registry.datasets().await?;
-    Ok(Json(rows.into_iter().map(DatasetView::from_row).collect()))
+/// Lists datasets, one page at a time (oldest first unless `order=desc`); the next page's
+/// cursor is in `X-Next-Cursor`.
+#[utoipa::path(get, path = "/v1/datasets", params(PageQuery),
+    responses((status = 200, body = Vec<DatasetView>), (status = 400, body = super::problem::Problem)))]
+pub async fn list(
+    State(state): State<AppState>,
+    Query(query): Query<PageQuery>,
+) -> Result<(HeaderMap, Json<Vec<DatasetView>>), ApiError> {
+    let page = query.page()?;
+    let rows = state.registry.datasets(&page).await?;
+    let next = (rows.len() == page.limit as usize)
+        .then(|| rows.last())
+        .flatten()
+        .map(|row| Cursor {
+            created_at: row.created_at,
+            id: row.id.clone(),
+        });
+    let headers = next_page_headers("/v1/datasets", &page, next.as_ref(), "");
+    Ok((
+        headers,
+        Json(rows.into_iter().map(DatasetView::from_row).collect()),
+    ))
 }
 
 /// Deletes a dataset no queued or training job uses.

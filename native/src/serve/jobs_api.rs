@@ -1,10 +1,12 @@
 //! `/v1/jobs`: submit, list, inspect, follow (SSE), cancel and delete training jobs.
 
-use super::datasets::{check_remote_data, check_remote_run_settings};
+use super::datasets::{check_remote_data, check_remote_run_settings, source_for_dataset};
 use super::hub::is_terminal;
 use super::listener::{CANCEL_CHANNEL, JOBS_CHANNEL};
+use super::pagination::{Cursor, PageQuery, next_page_headers};
 use super::problem::{ApiError, ProblemKind};
-use super::registry::{EventRow, JobEnd, JobRow, now_ms};
+use super::registry::{DatasetRow, EventRow, JobEnd, JobRow, now_ms};
+use super::runner::remove_job_files;
 use super::state::{AppState, blocking};
 use super::worker::check_label;
 use axum::Json;
@@ -30,7 +32,9 @@ const MAX_TAG_CHARS: usize = 128;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitJob {
-    /// The config: an object with the YAML schema (`kiln schema`), or YAML/JSON text.
+    /// The config: an object with the YAML schema (`kiln schema`), or YAML/JSON text. A key
+    /// repeated in one object is refused, as in YAML configs.
+    #[serde(default, deserialize_with = "kiln::config::optional_strict_value")]
     #[schema(value_type = Object)]
     pub config: Option<Value>,
     /// An uploaded dataset's id (`dataset-…`) to train on.
@@ -134,15 +138,24 @@ impl JobView {
     }
 }
 
-fn parse_config(value: Option<Value>) -> kiln::Result<Config> {
-    match value {
-        None | Some(Value::Null) => Config::embedded_default(),
-        Some(Value::String(text)) => Config::from_str_auto(&text),
-        Some(object @ Value::Object(_)) => Config::from_value(object),
-        Some(other) => Err(kiln::KilnError::Config(format!(
-            "config: must be an object or YAML/JSON text, got {other}"
-        ))),
+/// The config of a submitted job; with an uploaded dataset, a `data.source` naming its format
+/// reads as the upload (see [`source_for_dataset`]).
+fn parse_config(value: Option<Value>, dataset: Option<&DatasetRow>) -> kiln::Result<Config> {
+    let mut value = match value {
+        None | Some(Value::Null) => return Config::embedded_default(),
+        Some(Value::String(text)) => Config::value_from_str_auto(&text)?,
+        Some(object @ Value::Object(_)) => object,
+        Some(other) => {
+            return Err(kiln::KilnError::Config(format!(
+                "config: must be an object or YAML/JSON text, got {}",
+                kiln::error::cut_short(&other.to_string())
+            )));
+        }
+    };
+    if let Some(dataset) = dataset {
+        source_for_dataset(&mut value, dataset)?;
     }
+    Config::from_value(value)
 }
 
 fn check_tags(tags: &BTreeMap<String, String>) -> Result<(), ApiError> {
@@ -192,16 +205,18 @@ pub async fn submit(
             )));
         }
     }
-    let config = parse_config(body.config)?;
-    check_remote_data(&config, body.dataset.is_some())?;
+    let dataset = match &body.dataset {
+        Some(id) => Some(state.registry.dataset(id).await?.ok_or_else(|| {
+            ApiError::bad_input(format!(
+                "dataset: no dataset {:?} (upload one with POST /v1/datasets)",
+                kiln::error::cut_short(id)
+            ))
+        })?),
+        None => None,
+    };
+    let config = parse_config(body.config, dataset.as_ref())?;
+    check_remote_data(&config, dataset.is_some())?;
     check_remote_run_settings(&config, state.runner.mlflow.as_deref())?;
-    if let Some(dataset) = &body.dataset
-        && state.registry.dataset(dataset).await?.is_none()
-    {
-        return Err(ApiError::bad_input(format!(
-            "dataset: no dataset {dataset:?} (upload one with POST /v1/datasets)"
-        )));
-    }
     let mut requires = config.resources.labels.clone();
     for (key, value) in body.resources.map(|r| r.labels).unwrap_or_default() {
         requires.insert(key, value);
@@ -266,29 +281,64 @@ pub struct JobFilter {
     pub tag: Option<String>,
 }
 
-/// Lists jobs, oldest first.
-#[utoipa::path(get, path = "/v1/jobs", params(JobFilter), responses((status = 200, body = Vec<JobView>)))]
+/// Lists training jobs, one page at a time (oldest first unless `order=desc`); the next
+/// page's cursor is in `X-Next-Cursor`.
+#[utoipa::path(get, path = "/v1/jobs", params(JobFilter, PageQuery),
+    responses((status = 200, body = Vec<JobView>), (status = 400, body = super::problem::Problem)))]
 pub async fn list(
     State(state): State<AppState>,
     Query(filter): Query<JobFilter>,
-) -> Result<Json<Vec<JobView>>, ApiError> {
+    Query(query): Query<PageQuery>,
+) -> Result<(HeaderMap, Json<Vec<JobView>>), ApiError> {
     let tag = match filter.tag.as_deref() {
-        Some(t) => Some(
-            t.split_once(':')
-                .ok_or_else(|| ApiError::bad_input(format!("tag: must be key:value, got {t:?}")))?,
-        ),
+        Some(t) => Some(t.split_once(':').ok_or_else(|| {
+            ApiError::bad_input(format!(
+                "tag: must be key:value, got {:?}",
+                kiln::error::cut_short(t)
+            ))
+        })?),
         None => None,
     };
-    let rows = state
-        .registry
-        .jobs("training", filter.status.as_deref())
-        .await?;
-    let views = rows
-        .into_iter()
-        .map(JobView::from_row)
-        .filter(|v| tag.is_none_or(|(k, val)| v.tags.get(k).is_some_and(|x| x == val)))
-        .collect();
-    Ok(Json(views))
+    let page = query.page()?;
+    let mut scan = page.clone();
+    let mut views = Vec::new();
+    // Tags are filtered here, so a page is filled from as many registry pages as it takes.
+    let next = loop {
+        let rows = state
+            .registry
+            .jobs("training", filter.status.as_deref(), &scan)
+            .await?;
+        let full = rows.len() == scan.limit as usize;
+        let mut last = None;
+        for row in rows {
+            last = Some(Cursor {
+                created_at: row.created_at,
+                id: row.id.clone(),
+            });
+            let view = JobView::from_row(row);
+            if tag.is_none_or(|(k, val)| view.tags.get(k).is_some_and(|x| x == val)) {
+                views.push(view);
+                if views.len() == page.limit as usize {
+                    break;
+                }
+            }
+        }
+        if views.len() == page.limit as usize || !full {
+            break (views.len() == page.limit as usize)
+                .then_some(last)
+                .flatten();
+        }
+        scan.after = last;
+    };
+    let mut extra = String::new();
+    for (key, value) in [("status", &filter.status), ("tag", &filter.tag)] {
+        if let Some(value) = value {
+            let value: String = form_urlencoded::byte_serialize(value.as_bytes()).collect();
+            extra.push_str(&format!("&{key}={value}"));
+        }
+    }
+    let headers = next_page_headers("/v1/jobs", &page, next.as_ref(), &extra);
+    Ok((headers, Json(views)))
 }
 
 /// One job.
@@ -359,23 +409,7 @@ pub async fn delete(
         )));
     }
     state.registry.delete_job(&id).await?;
-    if state.runner.objects.is_remote() {
-        state
-            .runner
-            .objects
-            .delete_all(&format!("jobs/{id}"))
-            .await?;
-    }
-    let dir = state.runner.job_dir(&id);
-    blocking(move || match std::fs::remove_dir_all(&dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(kiln::KilnError::io(
-            format!("cannot remove {}", dir.display()),
-            e,
-        )),
-    })
-    .await?;
+    remove_job_files(&state.runner, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

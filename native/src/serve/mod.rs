@@ -2,6 +2,7 @@
 //! (sqlx) and objects in `DATA_DIR` or a shared object store — one server, or a fleet of them.
 
 mod auth;
+mod body_limits;
 mod datasets;
 mod datasets_api;
 mod heartbeat;
@@ -14,6 +15,7 @@ mod model_store;
 mod models_api;
 mod objects;
 mod openapi;
+mod pagination;
 mod predictions_api;
 mod problem;
 mod recorder;

@@ -8,10 +8,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use kiln::KilnError;
 use kiln::backend::{native_device, native_device_at};
 use kiln::model::{Predictor, SavedModel, summary};
 use kiln::store::{ModelId, ModelStore, import_into, list_models, load_model};
-use kiln::{KilnError, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -130,7 +130,7 @@ pub async fn delete(
 pub struct PredictRequest {
     /// Row-major samples: numbers, or base64 of little-endian f32.
     #[schema(value_type = Object)]
-    pub features: Value,
+    pub features: Features,
     /// `[rows, …sample]`; default: rows of the model's input size.
     pub shape: Option<Vec<usize>>,
 }
@@ -144,36 +144,67 @@ pub struct PredictResponse {
     pub shape: Vec<usize>,
 }
 
-fn features_of(value: &Value) -> Result<Vec<f32>> {
-    match value {
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                v.as_f64().map(|x| x as f32).ok_or_else(|| {
-                    KilnError::InvalidArgument(format!("features[{i}]: must be a number, got {v}"))
-                })
-            })
-            .collect(),
-        Value::String(text) => {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(text.trim())
-                .map_err(|e| KilnError::InvalidArgument(format!("features: not base64: {e}")))?;
-            if bytes.len() % 4 != 0 {
-                return Err(KilnError::InvalidArgument(format!(
-                    "features: {} bytes of base64 are not whole f32 values",
-                    bytes.len()
-                )));
-            }
-            Ok(bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect())
-        }
-        _ => Err(KilnError::InvalidArgument(
-            "features: must be an array of numbers or base64 of little-endian f32".into(),
-        )),
+/// Features as they stream out of the request body: an array of numbers is read straight into
+/// `f32`s (never a JSON value per number), base64 is decoded once.
+#[derive(Debug)]
+pub struct Features(pub Vec<f32>);
+
+impl<'de> Deserialize<'de> for Features {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        deserializer.deserialize_any(FeaturesVisitor).map(Features)
     }
+}
+
+struct FeaturesVisitor;
+
+impl<'de> serde::de::Visitor<'de> for FeaturesVisitor {
+    type Value = Vec<f32>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of numbers or base64 of little-endian f32")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<Vec<f32>, A::Error> {
+        let mut values = Vec::new();
+        while let Some(value) = seq.next_element::<f64>()? {
+            values.push(value as f32);
+        }
+        Ok(values)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> std::result::Result<Vec<f32>, E> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .map_err(|e| E::custom(format_args!("not base64: {e}")))?;
+        if bytes.len() % 4 != 0 {
+            return Err(E::custom(format_args!(
+                "{} bytes of base64 are not whole f32 values",
+                bytes.len()
+            )));
+        }
+        Ok(bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect())
+    }
+}
+
+/// A predict request's body, parsed into typed values (at most a few times the body's size).
+fn parse_predict_request(body: &[u8]) -> std::result::Result<PredictRequest, ApiError> {
+    let mut reader = serde_json::Deserializer::from_slice(body);
+    let parsed: PredictRequest = serde_path_to_error::deserialize(&mut reader).map_err(|e| {
+        let path = e.path().to_string();
+        ApiError::bad_input(format!("{path}: {}", e.into_inner()))
+    })?;
+    reader
+        .end()
+        .map_err(|e| ApiError::bad_input(format!("the body is not one JSON object: {e}")))?;
+    Ok(parsed)
 }
 
 /// Predicts with a stored model.
@@ -182,16 +213,18 @@ fn features_of(value: &Value) -> Result<Vec<f32>> {
 pub async fn predict(
     State(state): State<AppState>,
     Path(model_id): Path<String>,
-    Json(request): Json<PredictRequest>,
+    body: Bytes,
 ) -> std::result::Result<Json<PredictResponse>, ApiError> {
     ModelId::parse(&model_id).map_err(|_| no_model(&model_id))?;
     let store = state.runner.store.clone();
+    // The model is checked before the body is parsed: a request for no model costs no parse.
     if model_bytes(&state, &model_id).await.is_err() {
         return Err(no_model(&model_id));
     }
+    let request = blocking(move || Ok(parse_predict_request(&body))).await??;
     let device = state.runner.device;
     let response = blocking(move || {
-        let features = features_of(&request.features)?;
+        let features = request.features.0;
         let saved = futures::executor::block_on(load_model(&store, &model_id))?;
         let outputs_per_row = saved.header.num_outputs;
         let predictor = Predictor::new(saved, &native_device_at(device)?)?;

@@ -24,6 +24,10 @@ pub enum ProblemKind {
     QueueFull,
     /// 408: the request took longer than the server allows.
     Timeout,
+    /// 503: the server's storage (its disk or its database) cannot be written just now.
+    StorageUnavailable,
+    /// 507: the server's disk (or its database's) is full.
+    StorageFull,
     /// 405, 415 and other protocol errors.
     Protocol(StatusCode),
     /// 500: a fault on the server (logged; no details to the client).
@@ -40,6 +44,8 @@ impl ProblemKind {
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::QueueFull => StatusCode::TOO_MANY_REQUESTS,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
+            Self::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
             Self::Protocol(status) => status,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -54,6 +60,8 @@ impl ProblemKind {
             Self::TooLarge => "too-large",
             Self::QueueFull => "queue-full",
             Self::Timeout => "timeout",
+            Self::StorageUnavailable => "storage-unavailable",
+            Self::StorageFull => "storage-full",
             Self::Protocol(_) => "protocol",
             Self::Internal => "internal",
         }
@@ -69,6 +77,7 @@ impl ProblemKind {
             StatusCode::PAYLOAD_TOO_LARGE => Self::TooLarge,
             StatusCode::TOO_MANY_REQUESTS => Self::QueueFull,
             StatusCode::REQUEST_TIMEOUT => Self::Timeout,
+            StatusCode::INSUFFICIENT_STORAGE => Self::StorageFull,
             s if s.is_server_error() => Self::Internal,
             s => Self::Protocol(s),
         }
@@ -135,8 +144,59 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The answer for the server's own storage failing: full (507) or not writable (503), with
+    /// a `Retry-After`; its cause (with paths) goes to the log only.
+    fn storage(full: bool, cause: impl std::fmt::Display) -> Self {
+        eprintln!("kiln serve: storage: {cause}");
+        let mut error = if full {
+            Self::new(
+                ProblemKind::StorageFull,
+                "the server's storage is full; nothing was changed — try again once space is freed",
+            )
+        } else {
+            Self::new(
+                ProblemKind::StorageUnavailable,
+                "the server's storage cannot be written just now; nothing was changed — try again \
+                 shortly",
+            )
+        };
+        error.retry_after = Some(30);
+        error
+    }
+}
+
+/// Whether an I/O error is the server's storage failing (full, or read-only): `Some(full)`.
+fn storage_failure(e: &std::io::Error) -> Option<bool> {
+    match e.kind() {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => Some(true),
+        std::io::ErrorKind::ReadOnlyFilesystem => Some(false),
+        _ => None,
+    }
+}
+
+/// Whether a database error is its storage failing: `Some(full)` for SQLite's FULL (13) and
+/// READONLY (8 and its extended codes) and PostgreSQL's class 53 (insufficient resources).
+fn database_storage_failure(e: &sqlx::Error) -> Option<bool> {
+    let sqlx::Error::Database(db) = e else {
+        return None;
+    };
+    let code = db.code()?;
+    if code == "13" || code.starts_with("531") {
+        return Some(true);
+    }
+    let readonly = code.parse::<u32>().is_ok_and(|c| c & 0xff == 8)
+        || db.message().contains("readonly database");
+    readonly.then_some(false)
+}
+
 impl From<KilnError> for ApiError {
     fn from(e: KilnError) -> Self {
+        if let KilnError::Io { source, .. } = &e
+            && let Some(full) = storage_failure(source)
+        {
+            return Self::storage(full, e);
+        }
         if e.is_user_error() {
             Self::bad_input(e.to_string())
         } else {
@@ -147,6 +207,18 @@ impl From<KilnError> for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
+        if let Some(full) = database_storage_failure(&e) {
+            return Self::storage(full, e);
+        }
+        if super::registry::is_transient(&e) {
+            eprintln!("kiln serve: registry: {e}");
+            let mut error = Self::new(
+                ProblemKind::StorageUnavailable,
+                "the server's database cannot be reached just now; try again shortly",
+            );
+            error.retry_after = Some(5);
+            return error;
+        }
         Self::internal("registry", e)
     }
 }

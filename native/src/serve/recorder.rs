@@ -91,8 +91,9 @@ impl Recorder {
     ) -> Self {
         let (records, mut incoming) = mpsc::channel(capacity);
         runtime.spawn(async move {
+            let mut refused = std::collections::HashSet::new();
             while let Some(record) = incoming.recv().await {
-                write_retrying(&hub, &scheduler, record).await;
+                write_retrying(&hub, &scheduler, record, &mut refused).await;
             }
         });
         Self { records }
@@ -142,7 +143,14 @@ where
     retry_while_unreachable(RETRY_FOR, statement).await
 }
 
-async fn write_retrying(hub: &Hub, scheduler: &Scheduler, record: Record) {
+/// Writes one record. A write the registry refuses (the lease is another worker's now) stops
+/// the job here and is said once per job, however many of its records were still queued.
+async fn write_retrying(
+    hub: &Hub,
+    scheduler: &Scheduler,
+    record: Record,
+    refused: &mut std::collections::HashSet<String>,
+) {
     let job = match &record {
         Record::Event { job, .. }
         | Record::Processing { job, .. }
@@ -156,10 +164,15 @@ async fn write_retrying(hub: &Hub, scheduler: &Scheduler, record: Record) {
     match write(hub, record).await {
         Ok(Written::Done) => {}
         Ok(Written::Refused) => {
-            eprintln!(
-                "kiln serve: job {job}: the registry refused a write — its lease is held by \
-                 another worker now; stopping it here"
-            );
+            if refused.len() > 10_000 {
+                refused.clear(); // a bound on memory; at worst a job is named twice
+            }
+            if refused.insert(job.clone()) {
+                eprintln!(
+                    "kiln serve: job {job}: the registry refused a write — its lease is held by \
+                     another worker now; stopping it here (its later records are dropped too)"
+                );
+            }
             scheduler.stop_job(&job, StopReason::Lost, false);
         }
         Err(e) => eprintln!("kiln serve: cannot record for {job}: {e}"),
@@ -229,8 +242,9 @@ async fn write(hub: &Hub, record: Record) -> Result<Written, sqlx::Error> {
                 finished_at: at,
             };
             // The final event goes with the job's end, or not at all (a queued job may have
-            // been cancelled already).
-            retrying(|| hub.finish(&job, &end, attempt)).await?;
+            // been cancelled already). A job's end is retried for as long as it takes: a
+            // finished job must never look unfinished (and be claimed again) for want of it.
+            retry_while_unreachable(Duration::MAX, || hub.finish(&job, &end, attempt)).await?;
             Ok(Written::Done)
         }
         Record::Flush(done) => {

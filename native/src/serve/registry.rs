@@ -2,6 +2,7 @@
 //! `DATA_DIR/kiln.db` (WAL) or in PostgreSQL (`--database postgres://…`) — one set of queries
 //! through sqlx's `Any` driver and one set of migrations (`native/migrations`), run at start-up.
 
+use super::pagination::Page;
 use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, FromRow, Row};
@@ -54,6 +55,21 @@ where
             Err(sqlx::Error::Database(db)) if db.is_unique_violation() && tries < 8 => tries += 1,
             other => return other,
         }
+    }
+}
+
+/// The SQL of a page's start (`$1` created_at and `$2` id of the cursor) and its ORDER BY.
+fn page_clause(page: &Page) -> (&'static str, &'static str) {
+    if page.newest_first {
+        (
+            "created_at < $1 OR (created_at = $1 AND id < $2)",
+            "created_at DESC, id DESC",
+        )
+    } else {
+        (
+            "created_at > $1 OR (created_at = $1 AND id > $2)",
+            "created_at, id",
+        )
     }
 }
 
@@ -274,10 +290,15 @@ pub fn is_transient(e: &sqlx::Error) -> bool {
         | sqlx::Error::Protocol(_)
         | sqlx::Error::Tls(_) => true,
         // PostgreSQL shutting down / starting up: class 57P (operator intervention) and 08
-        // (connection exception); SQLite busy.
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|c| c.starts_with("57P") || c.starts_with("08") || c == "5"),
+        // (connection exception), or out of disk (53100); SQLite busy (5), read-only (8 and
+        // its extended codes: the data directory was read-only for a while) or full (13).
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            c.starts_with("57P")
+                || c.starts_with("08")
+                || c == "53100"
+                || c.parse::<u32>()
+                    .is_ok_and(|n| matches!(n & 0xff, 5 | 8 | 13))
+        }),
         _ => false,
     }
 }
@@ -297,11 +318,36 @@ where
     loop {
         match statement().await {
             Err(e) if is_transient(&e) && started.elapsed() < limit => {
+                outage_began(&e);
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(2));
             }
+            Ok(value) => {
+                outage_ended();
+                return Ok(value);
+            }
             other => return other,
         }
+    }
+}
+
+/// Whether this process is in a registry outage (a statement failed in a way retrying cures).
+static OUTAGE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Says once per outage that the registry cannot be written, and why.
+fn outage_began(e: &sqlx::Error) {
+    if !OUTAGE.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        eprintln!(
+            "kiln serve: the registry cannot be written ({e}); holding its writes and retrying \
+             until it can"
+        );
+    }
+}
+
+/// Says once that an outage ended.
+fn outage_ended() {
+    if OUTAGE.swap(false, std::sync::atomic::Ordering::SeqCst) {
+        eprintln!("kiln serve: the registry is writable again; held writes go on");
     }
 }
 
@@ -326,13 +372,20 @@ impl Registry {
             .max_connections(if dialect == Dialect::Sqlite { 8 } else { 10 })
             .acquire_timeout(Duration::from_secs(10));
         if dialect == Dialect::Sqlite {
-            options = options.after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute("PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL")
-                        .await?;
-                    Ok(())
-                })
-            });
+            // A connection opened while the file could not be written would stay read-only
+            // for good: refuse it (the pool opens another later), and recycle connections now
+            // and then, so the registry recovers by itself once writes work again.
+            options = options
+                .max_lifetime(Duration::from_secs(60))
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute("PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL")
+                            .await?;
+                        conn.execute("BEGIN IMMEDIATE").await?;
+                        conn.execute("ROLLBACK").await?;
+                        Ok(())
+                    })
+                });
         }
         let pool = options.connect(url).await?;
         if dialect == Dialect::Sqlite {
@@ -378,9 +431,17 @@ impl Registry {
             .await
     }
 
-    /// Every dataset, oldest first.
-    pub async fn datasets(&self) -> Result<Vec<DatasetRow>, sqlx::Error> {
-        sqlx::query_as("SELECT * FROM datasets ORDER BY created_at, id")
+    /// One page of datasets in creation order.
+    pub async fn datasets(&self, page: &Page) -> Result<Vec<DatasetRow>, sqlx::Error> {
+        let (after, order) = page_clause(page);
+        let sql = format!(
+            "SELECT * FROM datasets WHERE ($1 IS NULL OR {after}) ORDER BY {order} LIMIT $3"
+        );
+        let cursor = page.after.as_ref();
+        sqlx::query_as(&sql)
+            .bind(cursor.map(|c| c.created_at))
+            .bind(cursor.map(|c| c.id.clone()))
+            .bind(i64::from(page.limit))
             .fetch_all(&self.pool)
             .await
     }
@@ -440,16 +501,27 @@ impl Registry {
             .await
     }
 
-    /// Jobs of one kind, oldest first, optionally with one status.
-    pub async fn jobs(&self, kind: &str, status: Option<&str>) -> Result<Vec<JobRow>, sqlx::Error> {
-        sqlx::query_as(
-            "SELECT * FROM jobs WHERE kind = $1 AND ($2 IS NULL OR status = $2)
-             ORDER BY created_at, id",
-        )
-        .bind(kind)
-        .bind(status)
-        .fetch_all(&self.pool)
-        .await
+    /// One page of the jobs of one kind, optionally with one status.
+    pub async fn jobs(
+        &self,
+        kind: &str,
+        status: Option<&str>,
+        page: &Page,
+    ) -> Result<Vec<JobRow>, sqlx::Error> {
+        let (after, order) = page_clause(page);
+        let sql = format!(
+            "SELECT * FROM jobs WHERE ($1 IS NULL OR {after}) AND kind = $3 \
+             AND ($4 IS NULL OR status = $4) ORDER BY {order} LIMIT $5"
+        );
+        let cursor = page.after.as_ref();
+        sqlx::query_as(&sql)
+            .bind(cursor.map(|c| c.created_at))
+            .bind(cursor.map(|c| c.id.clone()))
+            .bind(kind)
+            .bind(status)
+            .bind(i64::from(page.limit))
+            .fetch_all(&self.pool)
+            .await
     }
 
     /// Claims the oldest job this worker may run — queued, or processing with a lease that ran

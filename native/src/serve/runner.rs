@@ -63,6 +63,18 @@ impl RunnerContext {
         self.data_dir.join("jobs").join(id)
     }
 
+    /// `message` with this server's data directory written as `<data dir>`: a job's error is
+    /// shown over HTTP, which must not name a server-side path.
+    pub fn without_server_paths(&self, message: &str) -> String {
+        let root = self.data_dir.display().to_string();
+        let absolute = std::fs::canonicalize(&self.data_dir)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| root.clone());
+        message
+            .replace(&absolute, "<data dir>")
+            .replace(&root, "<data dir>")
+    }
+
     /// Records an event from the training thread (written in order, off the thread, while
     /// lease `attempt` holds the job).
     pub fn publish(&self, id: &str, kind: &str, data: serde_json::Value, attempt: i64) {
@@ -91,6 +103,38 @@ impl RunnerContext {
             attempt,
             at: super::registry::now_ms(),
         });
+    }
+}
+
+/// Removes everything a job left in the data directory and the object store. Files a run still
+/// writes meanwhile are retried a few times; a run that ends later removes its own leftovers
+/// (see [`run_claimed`]).
+pub async fn remove_job_files(ctx: &RunnerContext, id: &str) -> Result<()> {
+    if ctx.objects.is_remote() {
+        ctx.objects.delete_all(&format!("jobs/{id}")).await?;
+    }
+    let dir = ctx.job_dir(id);
+    let mut tries = 0;
+    loop {
+        let dir = dir.clone();
+        let removed = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&dir))
+            .await
+            .map_err(|e| KilnError::Internal(format!("removing a job's files: {e}")))?;
+        match removed {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            // A file appeared while the directory was emptied: again, shortly.
+            Err(_) if tries < 5 => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => {
+                return Err(KilnError::io(
+                    format!("cannot remove the files of job {id}"),
+                    e,
+                ));
+            }
+        }
     }
 }
 
@@ -131,6 +175,14 @@ pub fn run_claimed(ctx: &RunnerContext, claimed: Claimed, asked: Instant) {
         })
     };
     ctx.scheduler.ended(&id);
+    // Deleted while it ran (cancel, then DELETE, before this worker stopped): nothing of it
+    // may stay behind, so what this run wrote since is removed now that it writes no more.
+    if matches!(ctx.runtime.block_on(ctx.hub.registry().job(&id)), Ok(None)) {
+        if let Err(e) = ctx.runtime.block_on(remove_job_files(ctx, &id)) {
+            eprintln!("kiln serve: job {id} was deleted; its files: {e}");
+        }
+        return;
+    }
     match (outcome, lease.stop_reason()) {
         (_, Some(StopReason::Lost)) => {
             eprintln!("kiln serve: job {id}: stopped here; its lease is another worker's now");
@@ -168,7 +220,8 @@ pub fn run_claimed(ctx: &RunnerContext, claimed: Claimed, asked: Instant) {
             if !e.is_user_error() {
                 eprintln!("kiln serve: job {id} failed: {e}");
             }
-            ctx.finish(&id, "failed", None, Some(&e.to_string()), attempt);
+            let shown = ctx.without_server_paths(&e.to_string());
+            ctx.finish(&id, "failed", None, Some(&shown), attempt);
         }
     }
 }
@@ -251,8 +304,56 @@ fn predict_batch(
     }))
 }
 
+/// The id of the model job `job_id` trains: the same on every run of the job (a job claimed
+/// again after a crash or an outage overwrites its model, never adds a second), and as hard to
+/// guess as the job's id. A UUID from a SHA-256 of the job id.
+pub fn model_id_of_job(job_id: &str) -> kiln::store::ModelId {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("kiln-model-of-job:{job_id}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    let id = uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .to_string();
+    kiln::store::ModelId::parse(&id).unwrap_or_else(|_| kiln::store::ModelId::random())
+}
+
+/// The result of a run of job `id` that already finished — its `run.json` is stored and so is
+/// the model it names — when a job whose end could not be recorded (the registry was away) is
+/// claimed again: it then ends with that result, without training or storing anything again.
+fn finished_before(ctx: &RunnerContext, id: &str) -> Option<TrainRunInfo> {
+    let bytes = if ctx.objects.is_remote() {
+        ctx.objects
+            .wait(
+                ctx.objects
+                    .get(&mirror::job_key(id, crate::run_dir::RUN_JSON)),
+            )
+            .ok()??
+            .to_vec()
+    } else {
+        std::fs::read(ctx.job_dir(id).join(crate::run_dir::RUN_JSON)).ok()?
+    };
+    let info: TrainRunInfo = serde_json::from_slice(&bytes).ok()?;
+    let model = kiln::store::ModelId::parse(&info.model_id).ok()?;
+    futures::executor::block_on(ctx.store.get(&model))
+        .ok()
+        .flatten()
+        .map(|_| info)
+}
+
 fn train(ctx: &RunnerContext, row: &JobRow, job: &Job, lease: &Lease) -> Result<TrainRunInfo> {
     let id = row.id.as_str();
+    if let Some(info) = finished_before(ctx, id) {
+        ctx.publish(
+            id,
+            "warning",
+            serde_json::json!({ "event": "warning", "message": "this job had finished on an \
+                earlier lease, but its end could not be recorded then; it ends now with that \
+                result, without training again" }),
+            lease.attempt,
+        );
+        return Ok(info);
+    }
     let config = Config::from_json_str(&row.config)?;
     datasets::check_remote_run_settings(&config, ctx.mlflow.as_deref())?;
     let loaded = match &row.dataset {
@@ -276,7 +377,10 @@ fn train(ctx: &RunnerContext, row: &JobRow, job: &Job, lease: &Lease) -> Result<
         mirror::restore(&ctx.objects, id, &root, stored_checkpoint(row))?;
     }
     let resume = if RunDir::has_checkpoint(&root) {
-        Some(RunDir::latest_checkpoint(&root)?)
+        Some(RunDir::latest_checkpoint(
+            &root,
+            config.training.num_passes,
+        )?)
     } else {
         None
     };
@@ -347,6 +451,7 @@ fn train(ctx: &RunnerContext, row: &JobRow, job: &Job, lease: &Lease) -> Result<
             best_model_path: None,
             before_store: Some(&mut write_results),
             holdout: true,
+            model_id: Some(model_id_of_job(id)),
         },
     ));
     if let Some(tracker) = tracker {

@@ -2,6 +2,7 @@
 //! and stops cleanly on SIGINT / SIGTERM.
 
 use super::auth::{Tokens, require_token};
+use super::body_limits::{BodyLimits, limit_bodies};
 use super::hub::Hub;
 use super::model_store::ServerModels;
 use super::objects::Objects;
@@ -44,6 +45,8 @@ pub struct ServeOptions {
     pub max_concurrent_jobs: usize,
     /// Largest request body, in MiB.
     pub max_upload_mb: usize,
+    /// Largest `POST /v1/models/{id}/predict` body, in MiB.
+    pub max_json_mb: usize,
     /// Jobs waiting at most.
     pub max_queued_jobs: usize,
     /// The device jobs train and predict on (its backend labels the worker).
@@ -83,12 +86,7 @@ pub fn serve(options: ServeOptions, pool: Arc<rayon::ThreadPool>) -> Result<()> 
             options.addr
         )));
     }
-    let mut origins = Vec::new();
-    for origin in &options.allow_origins {
-        origins.push(HeaderValue::from_str(origin).map_err(|_| {
-            KilnError::InvalidArgument(format!("--allow-origin: {origin:?} is not a valid origin"))
-        })?);
-    }
+    let origins = allowed_origins(&options.allow_origins)?;
     for dir in ["datasets", "jobs", "models"] {
         let path = options.data_dir.join(dir);
         std::fs::create_dir_all(&path)
@@ -331,7 +329,31 @@ fn claim_and_run(runner: &RunnerContext, pool: &rayon::ThreadPool) {
     }
 }
 
-fn router(state: AppState, options: &ServeOptions, origins: Vec<HeaderValue>) -> Router {
+/// The CORS origins `--allow-origin` names: `None` for none, `AllowOrigin::any()` for `*` (with
+/// a warning: any web page may then call the API, with a token it has), else the list.
+fn allowed_origins(given: &[String]) -> Result<Option<AllowOrigin>> {
+    if given.iter().any(|o| o.trim() == "*") {
+        eprintln!(
+            "kiln serve: warning: --allow-origin '*' lets pages from any origin call this API \
+             (they still need a token when the server has one; no cookies or credentials are \
+             ever allowed)"
+        );
+        return Ok(Some(AllowOrigin::any()));
+    }
+    let mut origins = Vec::new();
+    for origin in given {
+        origins.push(HeaderValue::from_str(origin).map_err(|_| {
+            KilnError::InvalidArgument(format!(
+                "--allow-origin: {:?} is not a valid origin (e.g. https://app.example.com, or * \
+                 for any)",
+                kiln::error::cut_short(origin)
+            ))
+        })?);
+    }
+    Ok((!origins.is_empty()).then(|| AllowOrigin::list(origins)))
+}
+
+fn router(state: AppState, options: &ServeOptions, origins: Option<AllowOrigin>) -> Router {
     let api = Router::new()
         .route("/", get(ui::page))
         .route("/jobs/{id}", get(ui::page))
@@ -368,6 +390,10 @@ fn router(state: AppState, options: &ServeOptions, origins: Vec<HeaderValue>) ->
         .route("/v1/models/{model_id}/info", get(models_api::info))
         .route("/v1/models/{model_id}/predict", post(models_api::predict))
         .layer(axum::middleware::from_fn_with_state(
+            BodyLimits::new(options.max_upload_mb, options.max_json_mb),
+            limit_bodies,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
             state.tokens.clone(),
             require_token,
         ))
@@ -380,12 +406,12 @@ fn router(state: AppState, options: &ServeOptions, origins: Vec<HeaderValue>) ->
         ))
         .layer(axum::middleware::map_response(problems_everywhere))
         .with_state(state);
-    if origins.is_empty() {
+    let Some(origins) = origins else {
         return api;
-    }
+    };
     api.layer(
         CorsLayer::new()
-            .allow_origin(AllowOrigin::list(origins))
+            .allow_origin(origins)
             .allow_methods([Method::GET, Method::POST, Method::DELETE])
             .allow_headers([
                 header::AUTHORIZATION,

@@ -4,12 +4,23 @@
 >>> kiln = Client("http://127.0.0.1:7878", token="...")
 >>> job = kiln.train({"training": {"num_passes": 20}}, data="iris.csv")
 >>> job.attach()                      # live progress; Ctrl-C detaches
->>> model = kiln.preloaded_model(job.trained_model["modelId"])
+>>> model = kiln.preloaded_model(job.trained_model["guid"])    # "guid" and "modelId": the same id
 >>> model.predict([[5.1, 3.5, 1.4, 0.2]])
 """
 
 from .aio import AsyncClient, AsyncJob, AsyncModel
 from .client import Client, Job, Model
+from ._trained import TrainedModel
 from .errors import JobFailed, KilnError
 
-__all__ = ["AsyncClient", "AsyncJob", "AsyncModel", "Client", "Job", "JobFailed", "KilnError", "Model"]
+__all__ = [
+    "AsyncClient",
+    "AsyncJob",
+    "AsyncModel",
+    "Client",
+    "Job",
+    "JobFailed",
+    "KilnError",
+    "Model",
+    "TrainedModel",
+]

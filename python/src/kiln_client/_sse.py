@@ -83,6 +83,8 @@ def describe(event: Event) -> Optional[str]:
     if event.event == "status":
         line = f"status: {data.get('status')}"
         return line + (f" ({data['error']})" if data.get("error") else "")
+    if event.event == "warning":
+        return f"warning: {data.get('message')}"
     if event.event == "interrupted":
         return f"interrupted: {data.get('reason')}"
     return None

@@ -10,8 +10,9 @@ from typing import Any, AsyncIterator, Dict, List, Optional, TextIO, Union
 
 import httpx
 
-from ._data import features_payload, outputs_array, remote_config, to_upload
+from ._data import Page, features_payload, outputs_array, page_params, remote_config, to_upload, with_training
 from ._sse import Event, EventParser, describe, is_final
+from ._trained import AsyncTrainedModel, PendingTrainedModel, no_job_yet, trained_model_of
 from .client import RECONNECT_FOR
 from .errors import JobFailed, raise_for_problem
 
@@ -23,6 +24,7 @@ class AsyncClient:
         headers = {"authorization": f"Bearer {token}"} if token else {}
         self.url = url.rstrip("/")
         self._http = httpx.AsyncClient(base_url=self.url, headers=headers, timeout=timeout)
+        self._last_job: Optional[AsyncJob] = None
 
     async def aclose(self) -> None:
         """Closes the connection pool."""
@@ -57,23 +59,68 @@ class AsyncClient:
         config: Union[Dict[str, Any], str, None] = None,
         data: Any = None,
         tags: Optional[Dict[str, str]] = None,
+        **training: Any,
     ) -> "AsyncJob":
-        """Starts a training job (see :meth:`kiln_client.Client.train`)."""
+        """Starts a training job (see :meth:`kiln_client.Client.train`; keyword arguments are
+        training parameters). It becomes this client's current job."""
+        config = with_training(config, training)
         dataset = await self.upload(data, config) if data is not None else None
         body: Dict[str, Any] = {"config": remote_config(config, dataset is not None), "tags": tags or {}}
         if dataset:
             body["dataset"] = dataset
         answer = (await self.request("POST", "/v1/jobs", json=body)).json()
-        return AsyncJob(self, answer["id"])
+        self._last_job = AsyncJob(self, answer["id"])
+        return self._last_job
+
+    def _current_job(self) -> "AsyncJob":
+        if self._last_job is None:
+            raise no_job_yet()
+        return self._last_job
+
+    async def status(self) -> str:
+        """The status of the job this client started last."""
+        return await self._current_job().status()
+
+    async def wait_for_training(self) -> Dict[str, Any]:
+        """Waits until the job this client started last ends."""
+        return await self._current_job().wait_for_training()
+
+    @property
+    def trained_model(self) -> Union[AsyncTrainedModel, PendingTrainedModel]:
+        """``{"modelId", "guid"}`` of the model of the job this client started last, once
+        ``await client.wait_for_training()`` returned (see :attr:`AsyncJob.trained_model`)."""
+        return self._current_job().trained_model
 
     def job(self, job_id: str) -> "AsyncJob":
         """A handle on an existing job."""
         return AsyncJob(self, job_id)
 
-    async def jobs(self, status: Optional[str] = None, tag: Optional[str] = None) -> List[Dict[str, Any]]:
-        """Training jobs, oldest first."""
-        params = {k: v for k, v in {"status": status, "tag": tag}.items() if v is not None}
-        return (await self.request("GET", "/v1/jobs", params=params)).json()
+    async def jobs(
+        self,
+        status: Optional[str] = None,
+        tag: Optional[str] = None,
+        limit: Optional[int] = None,
+        after: Optional[str] = None,
+        order: Optional[str] = None,
+    ) -> List[Dict[str, Any]]:
+        """Training jobs (see :meth:`kiln_client.Client.jobs`)."""
+        return await self._pages("/v1/jobs", page_params(status, tag, limit, after, order))
+
+    async def datasets(
+        self, limit: Optional[int] = None, after: Optional[str] = None, order: Optional[str] = None
+    ) -> List[Dict[str, Any]]:
+        """Uploaded datasets, paged like :meth:`jobs`."""
+        return await self._pages("/v1/datasets", page_params(limit=limit, after=after, order=order))
+
+    async def _pages(self, path: str, params: Dict[str, Any]) -> Page:
+        page = Page()
+        while True:
+            answer = await self.request("GET", path, params=params)
+            page.extend(answer.json())
+            page.next_cursor = answer.headers.get("x-next-cursor")
+            if "limit" in params or not page.next_cursor:
+                return page
+            params = {**params, "after": page.next_cursor}
 
     async def preloaded_model(self, model_id: str) -> "AsyncModel":
         """A stored model by id (checked to exist)."""
@@ -123,6 +170,7 @@ class AsyncJob:
     def __init__(self, client: AsyncClient, job_id: str) -> None:
         self._client = client
         self.id = job_id
+        self._result: Optional[Dict[str, Any]] = None
 
     def __repr__(self) -> str:
         return f"AsyncJob({self.id!r})"
@@ -140,11 +188,18 @@ class AsyncJob:
         info = await self.info()
         if info["status"] != "completed":
             raise JobFailed(self.id, info["status"], info.get("error") or "the job has not completed")
+        self._result = info["result"]
         return info["result"]
 
-    async def trained_model(self) -> Dict[str, str]:
-        """``{"modelId": ...}`` of the model a completed job trained."""
-        return {"modelId": (await self.result())["modelId"]}
+    @property
+    def trained_model(self) -> Union[AsyncTrainedModel, PendingTrainedModel]:
+        """``{"modelId": ..., "guid": ...}`` (the same id; ``guid`` is the hosted-training API's
+        name) once ``await job.wait_for_training()`` (or ``result()``) returned. Before that,
+        reading a key raises ``LookupError``; ``await job.trained_model()`` (the older spelling)
+        asks the server and works at any time."""
+        if self._result is not None:
+            return AsyncTrainedModel(trained_model_of(self._result)["modelId"])
+        return PendingTrainedModel(self.id, self.result)
 
     async def wait_for_training(self) -> Dict[str, Any]:
         """Waits until the job ends; returns its result or raises :class:`JobFailed`."""
@@ -174,7 +229,7 @@ class AsyncModel:
         self.info = info
 
     async def predict(self, features: Any) -> Any:
-        """Predicts on the server; a numpy array ``[rows, outputs]``."""
+        """Predicts on the server (see :meth:`kiln_client.Model.predict`)."""
         encoded, shape = features_payload(features)
         answer = await self._client.request(
             "POST", f"/v1/models/{self.model_id}/predict", json={"features": encoded, "shape": shape}

@@ -8,8 +8,9 @@ from typing import Any, Dict, Iterator, List, Optional, TextIO, Union
 
 import httpx
 
-from ._data import features_payload, outputs_array, remote_config, to_upload
+from ._data import Page, features_payload, outputs_array, page_params, remote_config, to_upload, with_training
 from ._sse import Event, describe, is_final, parse_lines
+from ._trained import TrainedModel, no_job_yet, trained_model_of
 from .errors import JobFailed, raise_for_problem
 
 #: How long a dropped event stream is retried before giving up (seconds).
@@ -23,6 +24,7 @@ class Client:
         headers = {"authorization": f"Bearer {token}"} if token else {}
         self.url = url.rstrip("/")
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        self._last_job: Optional[Job] = None
 
     def close(self) -> None:
         """Closes the connection pool."""
@@ -57,26 +59,74 @@ class Client:
         config: Union[Dict[str, Any], str, None] = None,
         data: Any = None,
         tags: Optional[Dict[str, str]] = None,
+        **training: Any,
     ) -> "Job":
         """Starts a training job and returns it at once. ``config``: a dict with the YAML schema,
         or YAML/JSON text. ``data``: a CSV path, a pandas DataFrame, ``(features, labels)`` numpy
-        arrays or ``{"features", "labels"}``; without it the config's source is used (the
-        server allows the embedded ``digits``)."""
+        arrays or lists, or ``{"features", "labels"}``; without it the config's source is used
+        (the server allows the embedded ``digits``). Keyword arguments are training parameters
+        merged into ``config["training"]`` (``num_passes=10, batch_size=4,
+        weight_optimization={...}``). The job is also this client's current job, which
+        :meth:`status`, :meth:`wait_for_training` and :attr:`trained_model` follow."""
+        config = with_training(config, training)
         dataset = self.upload(data, config) if data is not None else None
         body: Dict[str, Any] = {"config": remote_config(config, dataset is not None), "tags": tags or {}}
         if dataset:
             body["dataset"] = dataset
         answer = self.request("POST", "/v1/jobs", json=body).json()
-        return Job(self, answer["id"])
+        self._last_job = Job(self, answer["id"])
+        return self._last_job
+
+    def _current_job(self) -> "Job":
+        if self._last_job is None:
+            raise no_job_yet()
+        return self._last_job
+
+    def status(self) -> str:
+        """The status of the job this client started last (see :meth:`Job.status`)."""
+        return self._current_job().status()
+
+    def wait_for_training(self) -> Dict[str, Any]:
+        """Blocks until the job this client started last ends (see :meth:`Job.wait_for_training`)."""
+        return self._current_job().wait_for_training()
+
+    @property
+    def trained_model(self) -> TrainedModel:
+        """``{"modelId", "guid"}`` of the model the job this client started last trained."""
+        return self._current_job().trained_model
 
     def job(self, job_id: str) -> "Job":
         """A handle on an existing job."""
         return Job(self, job_id)
 
-    def jobs(self, status: Optional[str] = None, tag: Optional[str] = None) -> List[Dict[str, Any]]:
-        """Training jobs, oldest first (``tag`` as ``"key:value"``)."""
-        params = {k: v for k, v in {"status": status, "tag": tag}.items() if v is not None}
-        return self.request("GET", "/v1/jobs", params=params).json()
+    def jobs(
+        self,
+        status: Optional[str] = None,
+        tag: Optional[str] = None,
+        limit: Optional[int] = None,
+        after: Optional[str] = None,
+        order: Optional[str] = None,
+    ) -> List[Dict[str, Any]]:
+        """Training jobs, oldest first (``order="desc"``: newest first; ``tag`` as
+        ``"key:value"``). With ``limit``, one page: a :class:`Page` whose ``next_cursor`` is the
+        ``after`` of the next one; without, every job, page after page."""
+        return self._pages("/v1/jobs", page_params(status, tag, limit, after, order))
+
+    def datasets(
+        self, limit: Optional[int] = None, after: Optional[str] = None, order: Optional[str] = None
+    ) -> List[Dict[str, Any]]:
+        """Uploaded datasets, paged like :meth:`jobs`."""
+        return self._pages("/v1/datasets", page_params(limit=limit, after=after, order=order))
+
+    def _pages(self, path: str, params: Dict[str, Any]) -> "Page":
+        page = Page()
+        while True:
+            answer = self.request("GET", path, params=params)
+            page.extend(answer.json())
+            page.next_cursor = answer.headers.get("x-next-cursor")
+            if "limit" in params or not page.next_cursor:
+                return page
+            params = {**params, "after": page.next_cursor}
 
     def preloaded_model(self, model_id: str) -> "Model":
         """A stored model by id (checked to exist)."""
@@ -141,9 +191,10 @@ class Job:
         return info["result"]
 
     @property
-    def trained_model(self) -> Dict[str, str]:
-        """``{"modelId": ...}`` of the model a completed job trained."""
-        return {"modelId": self.result()["modelId"]}
+    def trained_model(self) -> TrainedModel:
+        """``{"modelId": ..., "guid": ...}`` (the same id; ``guid`` is the hosted-training API's
+        name) of the model a completed job trained; raises :class:`JobFailed` otherwise."""
+        return trained_model_of(self.result())
 
     def wait_for_training(self) -> Dict[str, Any]:
         """Blocks until the job ends; returns its result or raises :class:`JobFailed`."""
@@ -179,8 +230,9 @@ class Model:
         return f"Model({self.model_id!r})"
 
     def predict(self, features: Any) -> Any:
-        """Predicts on the server: ``features`` ``[rows, ...]`` (or one row) → a numpy array
-        ``[rows, outputs]`` of class probabilities or values."""
+        """Predicts on the server: ``features`` ``[rows, ...]`` (or one row), a numpy array or
+        plain lists → ``[rows, outputs]`` class probabilities or values (a numpy array when
+        numpy is installed, else lists)."""
         encoded, shape = features_payload(features)
         answer = self._client.request(
             "POST", f"/v1/models/{self.model_id}/predict", json={"features": encoded, "shape": shape}

@@ -1,0 +1,153 @@
+//! Cursor pagination of list endpoints (`?limit=&after=&order=`): pages in a stable order
+//! (creation time, then id), and the cursor of the next page in the `X-Next-Cursor` header and
+//! a `Link: <…>; rel="next"` header. A cursor is opaque to clients.
+
+use super::problem::ApiError;
+use axum::http::{HeaderMap, HeaderValue, header};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+/// Items per page when `limit` is not given.
+pub const DEFAULT_PAGE: u32 = 100;
+/// The most items one page may hold.
+pub const MAX_PAGE: u32 = 1000;
+
+/// The page a list request asks for.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+pub struct PageQuery {
+    /// Items per page (1–1000; default 100).
+    pub limit: Option<u32>,
+    /// The `X-Next-Cursor` of the previous page.
+    pub after: Option<String>,
+    /// `asc` (oldest first, the default) or `desc` (newest first).
+    pub order: Option<String>,
+}
+
+/// Where a page starts: after the item created at `created_at` with id `id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    /// The item's creation time (ms since the epoch).
+    pub created_at: i64,
+    /// The item's id.
+    pub id: String,
+}
+
+impl Cursor {
+    /// The cursor's text: `<created_at>.<id>`.
+    pub fn encode(&self) -> String {
+        format!("{}.{}", self.created_at, self.id)
+    }
+
+    fn decode(text: &str) -> Option<Self> {
+        let (at, id) = text.split_once('.')?;
+        let valid_id = !id.is_empty()
+            && id.len() <= 128
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        valid_id.then_some(())?;
+        Some(Self {
+            created_at: at.parse().ok()?,
+            id: id.to_string(),
+        })
+    }
+}
+
+/// A checked [`PageQuery`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// Items per page.
+    pub limit: u32,
+    /// Where the page starts (none: at the beginning).
+    pub after: Option<Cursor>,
+    /// Newest first.
+    pub newest_first: bool,
+}
+
+impl PageQuery {
+    /// The page asked for, or a 400 naming the parameter.
+    pub fn page(&self) -> Result<Page, ApiError> {
+        let limit = self.limit.unwrap_or(DEFAULT_PAGE);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(ApiError::bad_input(format!(
+                "limit: must be 1–{MAX_PAGE}, got {limit}"
+            )));
+        }
+        let after = match self.after.as_deref() {
+            None | Some("") => None,
+            Some(text) => Some(Cursor::decode(text).ok_or_else(|| {
+                ApiError::bad_input(format!(
+                    "after: {:?} is not a cursor this server gave (use a page's X-Next-Cursor)",
+                    kiln::error::cut_short(text)
+                ))
+            })?),
+        };
+        let newest_first = match self.order.as_deref() {
+            None | Some("asc") => false,
+            Some("desc") => true,
+            Some(other) => {
+                return Err(ApiError::bad_input(format!(
+                    "order: must be asc or desc, got {:?}",
+                    kiln::error::cut_short(other)
+                )));
+            }
+        };
+        Ok(Page {
+            limit,
+            after,
+            newest_first,
+        })
+    }
+}
+
+/// The headers that point at the next page of `path` (none when this page is the last).
+pub fn next_page_headers(path: &str, page: &Page, next: Option<&Cursor>, extra: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let Some(next) = next else {
+        return headers;
+    };
+    let cursor = next.encode();
+    let order = if page.newest_first { "desc" } else { "asc" };
+    let link = format!(
+        "<{path}?limit={}&after={cursor}&order={order}{extra}>; rel=\"next\"",
+        page.limit
+    );
+    for (name, value) in [("x-next-cursor", cursor), (header::LINK.as_str(), link)] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+    headers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_read_back_and_bad_ones_are_400s() {
+        let cursor = Cursor {
+            created_at: 1_733_555_000_123,
+            id: "trainingjob-0a1b".into(),
+        };
+        assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
+        for bad in ["x", "12", "12.", "a.b", "1.../etc/passwd", "1.a b"] {
+            assert_eq!(Cursor::decode(bad), None, "{bad}");
+        }
+        let query = PageQuery {
+            after: Some("nope".into()),
+            ..Default::default()
+        };
+        assert!(query.page().is_err());
+        let query = PageQuery {
+            limit: Some(0),
+            ..Default::default()
+        };
+        assert!(query.page().is_err());
+        let page = PageQuery::default().page().unwrap();
+        assert_eq!(
+            (page.limit, page.after, page.newest_first),
+            (100, None, false)
+        );
+    }
+}
