@@ -24,15 +24,20 @@ class Server:
         self.process = process
 
 
-@pytest.fixture(scope="session")
-def server():
-    data_dir = Path(tempfile.mkdtemp(prefix="kiln-py-"))
+def start_server(*extra: str, data_dir: "Path | None" = None, log: "Path | None" = None) -> Server:
+    """A new ``kiln serve`` on a free loopback port with the test token (``extra``: more
+    arguments; ``data_dir``: where its ``data`` folder goes; ``log``: a file for its stderr);
+    stop it with :func:`stop_server`."""
+    data_dir = data_dir or Path(tempfile.mkdtemp(prefix="kiln-py-"))
     tokens = data_dir / "tokens"
     tokens.write_text(TOKEN + "\n")
     process = subprocess.Popen(
-        [str(KILN), "serve", "--addr", "127.0.0.1:0", "--data-dir", str(data_dir / "data"), "--token-file", str(tokens)],
+        [
+            str(KILN), "serve", "--addr", "127.0.0.1:0", "--data-dir", str(data_dir / "data"),
+            "--token-file", str(tokens), *extra,
+        ],
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=open(log, "w") if log else subprocess.DEVNULL,
         text=True,
         env={**os.environ, "XDG_RUNTIME_DIR": tempfile.gettempdir()},
     )
@@ -48,6 +53,17 @@ def server():
     if url is None:
         process.kill()
         pytest.fail("kiln serve did not start")
-    yield Server(url, data_dir / "data", process)
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=30) == 0
+    return Server(url, data_dir / "data", process)
+
+
+def stop_server(server: Server) -> None:
+    """Stops a server the way an operator does (SIGTERM); it must exit cleanly."""
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(timeout=30) == 0
+
+
+@pytest.fixture(scope="session")
+def server():
+    started = start_server()
+    yield started
+    stop_server(started)

@@ -98,11 +98,7 @@ fn unjoined_continuations(source: &str) -> Vec<usize> {
 /// Whether a literal is SQL (statements span lines freely; SQL ignores the spaces).
 fn is_sql_text(start: &[char]) -> bool {
     let text: String = start.iter().collect();
-    let first = text
-        .trim_start()
-        .split_whitespace()
-        .next()
-        .unwrap_or_default();
+    let first = text.split_whitespace().next().unwrap_or_default();
     [
         "SELECT", "UPDATE", "INSERT", "DELETE", "CREATE", "ALTER", "WITH", "DROP",
     ]

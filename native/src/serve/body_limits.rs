@@ -80,3 +80,36 @@ pub async fn limit_bodies(
     let request = request.map(|body| Body::new(http_body_util::Limited::new(body, limit)));
     next.run(request).await
 }
+
+/// Reads a whole (already limited) body into one buffer sized from its `Content-Length`, so
+/// it is never copied or grown by doubling: a body costs its own size.
+pub async fn read_body(body: Body, headers: &axum::http::HeaderMap) -> Result<Vec<u8>, ApiError> {
+    use http_body_util::BodyExt;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut bytes = Vec::with_capacity(declared);
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+                || e.to_string().contains("length limit exceeded");
+            if too_large {
+                ApiError::new(
+                    ProblemKind::TooLarge,
+                    "the request body is larger than this endpoint takes (raise it with \
+                     --max-json-mb)",
+                )
+            } else {
+                ApiError::bad_input(format!("the request body could not be read: {e}"))
+            }
+        })?;
+        if let Ok(data) = frame.into_data() {
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(bytes)
+}

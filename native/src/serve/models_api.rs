@@ -194,8 +194,17 @@ impl<'de> serde::de::Visitor<'de> for FeaturesVisitor {
     }
 }
 
-/// A predict request's body, parsed into typed values (at most a few times the body's size).
+std::thread_local! {
+    /// How many numbers the features array being parsed on this thread can hold at most.
+    static FEATURES_CAPACITY: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// A predict request's body, parsed into typed values: the body plus its features as `f32`s
+/// (at most twice the body for numbers like `0,`), never a JSON value per number.
 fn parse_predict_request(body: &[u8]) -> std::result::Result<PredictRequest, ApiError> {
+    // Each number but the last is followed by a comma.
+    let most = body.iter().filter(|&&b| b == b',').count() + 1;
+    FEATURES_CAPACITY.with(|c| c.set(most));
     let mut reader = serde_json::Deserializer::from_slice(body);
     let parsed: PredictRequest = serde_path_to_error::deserialize(&mut reader).map_err(|e| {
         let path = e.path().to_string();
@@ -213,7 +222,8 @@ fn parse_predict_request(body: &[u8]) -> std::result::Result<PredictRequest, Api
 pub async fn predict(
     State(state): State<AppState>,
     Path(model_id): Path<String>,
-    body: Bytes,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
 ) -> std::result::Result<Json<PredictResponse>, ApiError> {
     ModelId::parse(&model_id).map_err(|_| no_model(&model_id))?;
     let store = state.runner.store.clone();
@@ -221,6 +231,7 @@ pub async fn predict(
     if model_bytes(&state, &model_id).await.is_err() {
         return Err(no_model(&model_id));
     }
+    let body = super::body_limits::read_body(body, &headers).await?;
     let request = blocking(move || Ok(parse_predict_request(&body))).await??;
     let device = state.runner.device;
     let response = blocking(move || {
