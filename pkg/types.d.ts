@@ -288,6 +288,13 @@ export type TrainEvent =
        * Batches processed.
        */
       step: number;
+    }
+  | {
+      event: "warning";
+      /**
+       * What happened, and what to do about it.
+       */
+      message: string;
     };
 
 /**
@@ -1450,6 +1457,10 @@ export interface TrainRunInfo {
   finalMetrics: {
     [k: string]: number;
   };
+  /**
+   * The same id as `modelId`, under the hosted-training API's name (`trained_model["guid"]`).
+   */
+  guid?: string;
   /**
    * Metrics at every evaluation.
    */

@@ -415,6 +415,20 @@ test("the npm package's remote mode: Kiln.connect has the API of Kiln.create, wi
   assert.equal(await kiln.importModel(bytes), info.modelId);
   await assert.rejects(kiln.importModel(bytes), /already in the store/);
 
+  // The job list in pages: two jobs so far, one a page, the cursor walks them in order.
+  const first = await kiln.listJobs({ limit: 1 });
+  assert.equal(first.jobs.length, 1);
+  assert.ok(first.nextCursor, "a first page of one has a cursor");
+  const second = await kiln.listJobs({ limit: 1, after: first.nextCursor });
+  assert.deepEqual([first.jobs[0].id, second.jobs[0].id], [job.id, csvJob.id]);
+  const newestFirst = await kiln.listJobs({ order: "desc", status: "completed" });
+  assert.deepEqual(newestFirst.jobs.map((j) => j.id), [csvJob.id, job.id]);
+  assert.equal(newestFirst.nextCursor, null);
+  const datasets = await kiln.listDatasets({ limit: 1 });
+  assert.equal(datasets.datasets.length, 1);
+  assert.equal((await kiln.listDatasets({ after: datasets.nextCursor })).datasets.length, 1); // the features, then the CSV
+  await assert.rejects(kiln.listJobs({ limit: 0 }), /limit/);
+
   // A refused config rejects waitForTraining with the server's message; cancel works.
   const bad = kiln.train({ data: { source: "csv", path: "/etc/passwd" } });
   await assert.rejects(bad.waitForTraining(), /data.path: a remote job cannot name a server-side path/);

@@ -75,6 +75,12 @@ pub fn load_idx_pair(images: &Path, labels: &Path) -> Result<Dataset> {
             )));
         }
     };
+    if dims[0] == 0 || sample_shape.contains(&0) {
+        return Err(KilnError::Data(format!(
+            "{}: holds no images (dimensions {dims:?})",
+            images.display()
+        )));
+    }
     let classes: Vec<u32> = label_bytes.iter().map(|&b| u32::from(b)).collect();
     let num_classes = classes.iter().max().map_or(0, |m| *m as usize + 1);
     let features = pixels.iter().map(|&p| f32::from(p) / 255.0).collect();
@@ -84,6 +90,13 @@ pub fn load_idx_pair(images: &Path, labels: &Path) -> Result<Dataset> {
         sample_shape,
         num_classes,
     )
+    .map_err(|e| {
+        KilnError::Data(format!(
+            "{} with {}: {e}",
+            images.display(),
+            labels.display()
+        ))
+    })
 }
 
 /// Loads Fashion-MNIST's official train and test sets from `dir`.
@@ -118,6 +131,37 @@ pub fn load_fashion_mnist(dir: &Path) -> Result<(Dataset, Dataset)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every error of an IDX pair names the file it is about.
+    #[test]
+    fn every_pair_error_names_the_file() {
+        let dir = std::env::temp_dir().join(format!("kiln-idx-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let images = dir.join("images.idx");
+        let labels = dir.join("labels.idx");
+        let write = |path: &Path, bytes: &[u8]| std::fs::write(path, bytes).unwrap();
+        let error = || load_idx_pair(&images, &labels).unwrap_err().to_string();
+        // Images two of zero width: parsed, but no image can be built from them.
+        write(&images, &[0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 3]);
+        write(&labels, &[0, 0, 8, 1, 0, 0, 0, 2, 0, 1]);
+        assert!(error().contains("images.idx"), "{}", error());
+        // A file that is not IDX, a truncated header, a corrupt gzip stream, a missing file.
+        for (bytes, names) in [
+            (&b"not idx"[..], "labels.idx"),
+            (&[0, 0, 8, 3, 0, 0][..], "labels.idx"),
+            (&[0x1f, 0x8b, 8, 0, 1, 2, 3][..], "labels.idx"),
+        ] {
+            write(
+                &images,
+                &[0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 1, 7, 9],
+            );
+            write(&labels, bytes);
+            assert!(error().contains(names), "{}", error());
+        }
+        std::fs::remove_file(&labels).unwrap();
+        assert!(error().contains("labels.idx"), "{}", error());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn parses_a_small_idx() {

@@ -157,7 +157,7 @@ impl ApiError {
         } else {
             Self::new(
                 ProblemKind::StorageUnavailable,
-                "the server's storage cannot be written just now; nothing was changed — try again \
+                "the server's storage is read-only just now; nothing was changed — try again \
                  shortly",
             )
         };

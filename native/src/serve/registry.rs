@@ -331,12 +331,40 @@ where
     }
 }
 
-/// Whether this process is in a registry outage (a statement failed in a way retrying cures).
-static OUTAGE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// This process's view of registry outages: whether one is going on, and whether (and when)
+/// the last one was announced in the log.
+struct Outage {
+    ongoing: bool,
+    announced: bool,
+    announced_at: Option<std::time::Instant>,
+}
 
-/// Says once per outage that the registry cannot be written, and why.
+/// How long after announcing an outage a new one (connections that fail and succeed by turns,
+/// say) goes unannounced.
+const OUTAGE_QUIET: Duration = Duration::from_secs(60);
+
+static OUTAGE: std::sync::Mutex<Outage> = std::sync::Mutex::new(Outage {
+    ongoing: false,
+    announced: false,
+    announced_at: None,
+});
+
+/// Says once per outage that the registry cannot be written, and why (at most once a minute
+/// while it comes and goes).
 fn outage_began(e: &sqlx::Error) {
-    if !OUTAGE.swap(true, std::sync::atomic::Ordering::SeqCst) {
+    let mut outage = OUTAGE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if outage.ongoing {
+        return;
+    }
+    outage.ongoing = true;
+    if outage
+        .announced_at
+        .is_none_or(|at| at.elapsed() >= OUTAGE_QUIET)
+    {
+        outage.announced = true;
+        outage.announced_at = Some(std::time::Instant::now());
         eprintln!(
             "kiln serve: the registry cannot be written ({e}); holding its writes and retrying \
              until it can"
@@ -344,9 +372,16 @@ fn outage_began(e: &sqlx::Error) {
     }
 }
 
-/// Says once that an outage ended.
+/// Says once that an announced outage ended.
 fn outage_ended() {
-    if OUTAGE.swap(false, std::sync::atomic::Ordering::SeqCst) {
+    let mut outage = OUTAGE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !outage.ongoing {
+        return;
+    }
+    outage.ongoing = false;
+    if std::mem::take(&mut outage.announced) {
         eprintln!("kiln serve: the registry is writable again; held writes go on");
     }
 }
