@@ -79,6 +79,18 @@ def recovered(http: httpx.Client, dataset: str, seconds: float = 60) -> str:
         time.sleep(1)
 
 
+def uploaded(http: httpx.Client, seconds: float = 30) -> str:
+    """Uploads the CSV until the server takes it (a 503 or 507 in the meantime); its id."""
+    deadline = time.monotonic() + seconds
+    while True:
+        answer = http.post("/v1/datasets", content=CSV, headers={"content-type": "text/csv"})
+        if answer.status_code == 201:
+            return answer.json()["id"]
+        problem(answer, 503, 507)
+        assert time.monotonic() < deadline, f"no recovery within {seconds} s: {answer.text}"
+        time.sleep(1)
+
+
 def test_a_read_only_moment_is_503_and_the_server_recovers_without_a_restart(tmp_path):
     server = start_server(data_dir=tmp_path, log=tmp_path / "serve.log")
     data = str(server.data_dir)
@@ -135,7 +147,7 @@ def test_a_read_only_moment_is_503_and_the_server_recovers_without_a_restart(tmp
                 assert ended["status"] in ("completed", "failed"), ended
                 if ended["status"] == "failed":
                     assert "read-only" in ended["error"].lower(), ended
-            assert http.post("/v1/datasets", content=CSV, headers={"content-type": "text/csv"}).status_code == 201
+            assert uploaded(http)
             assert server.process.poll() is None
     finally:
         stop_server(server)
@@ -174,7 +186,7 @@ def test_a_full_disk_is_507_and_space_returning_is_enough(tmp_path):
                 filler.unlink()
                 after = recovered(http, dataset)
                 assert wait_until_final(http, after, 120)["status"] == "completed"
-                assert http.post("/v1/datasets", content=CSV, headers={"content-type": "text/csv"}).status_code == 201
+                assert uploaded(http)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 filler.unlink()

@@ -207,6 +207,7 @@ impl From<KilnError> for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
+        super::registry::note_failure(&e);
         if let Some(full) = database_storage_failure(&e) {
             return Self::storage(full, e);
         }

@@ -303,6 +303,41 @@ pub fn is_transient(e: &sqlx::Error) -> bool {
     }
 }
 
+/// When (milliseconds after [`PROCESS_START`], plus one; 0: never) a statement last failed
+/// because its SQLite connection could not write: a connection opened while the data directory
+/// was read-only stays read-only, so every connection older than that is replaced.
+static READ_ONLY_AT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The clock [`READ_ONLY_AT`] counts from.
+static PROCESS_START: std::sync::LazyLock<std::time::Instant> =
+    std::sync::LazyLock::new(std::time::Instant::now);
+
+/// Notes a failed statement: one refused by a read-only SQLite connection retires every
+/// connection opened before it (see [`Registry::connect`]).
+pub fn note_failure(e: &sqlx::Error) {
+    if let sqlx::Error::Database(db) = e
+        && db
+            .code()
+            .and_then(|c| c.parse::<u32>().ok())
+            .is_some_and(|c| c & 0xff == 8)
+    {
+        let now = PROCESS_START.elapsed().as_millis() as u64 + 1;
+        READ_ONLY_AT.store(now, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Whether a connection `age` old was opened before the last read-only failure.
+fn opened_before_read_only_failure(age: Duration) -> bool {
+    let at = READ_ONLY_AT.load(std::sync::atomic::Ordering::SeqCst);
+    if at == 0 {
+        return false;
+    }
+    let since_failure = PROCESS_START
+        .elapsed()
+        .saturating_sub(Duration::from_millis(at - 1));
+    age >= since_failure
+}
+
 /// Runs one registry statement, again and again (with back-off up to 2 s) while the database
 /// is unreachable, for at most `limit`.
 pub async fn retry_while_unreachable<T, F, Fut>(
@@ -318,6 +353,7 @@ where
     loop {
         match statement().await {
             Err(e) if is_transient(&e) && started.elapsed() < limit => {
+                note_failure(&e);
                 outage_began(&e);
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(2));
@@ -407,17 +443,21 @@ impl Registry {
             .max_connections(if dialect == Dialect::Sqlite { 8 } else { 10 })
             .acquire_timeout(Duration::from_secs(10));
         if dialect == Dialect::Sqlite {
-            // A connection opened while the file could not be written would stay read-only
-            // for good: refuse it (the pool opens another later), and recycle connections now
-            // and then, so the registry recovers by itself once writes work again.
+            // A connection opened while the file could not be written stays read-only for
+            // good (it still reads): every connection older than a read-only failure is
+            // retired, and connections are recycled now and then, so the registry recovers by
+            // itself once writes work again.
+            std::sync::LazyLock::force(&PROCESS_START);
             options = options
                 .max_lifetime(Duration::from_secs(60))
+                .before_acquire(|_, meta| {
+                    let keep = !opened_before_read_only_failure(meta.age);
+                    Box::pin(async move { Ok(keep) })
+                })
                 .after_connect(|conn, _| {
                     Box::pin(async move {
                         conn.execute("PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL")
                             .await?;
-                        conn.execute("BEGIN IMMEDIATE").await?;
-                        conn.execute("ROLLBACK").await?;
                         Ok(())
                     })
                 });

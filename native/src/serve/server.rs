@@ -319,6 +319,7 @@ fn claim_and_run(runner: &RunnerContext, pool: &rayon::ThreadPool) {
                 runner.scheduler.wait(poll);
             }
             Err(e) => {
+                super::registry::note_failure(&e);
                 if !failing {
                     eprintln!("kiln serve: cannot look for queued jobs (retrying): {e}");
                 }
