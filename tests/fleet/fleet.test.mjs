@@ -16,7 +16,7 @@ import { startPostgres, startMoto, startMlflow, startRelay } from "./services.mj
 
 let pg;
 let moto;
-const DATABASES = ["scale", "failover", "pgrestart", "files", "s3outage", "leases", "tracked", "s3artifacts"];
+const DATABASES = ["scale", "failover", "pgrestart", "once", "files", "s3outage", "leases", "tracked", "s3artifacts"];
 
 before(async () => {
   pg = await startPostgres(DATABASES);
@@ -249,6 +249,44 @@ test("PostgreSQL restarted while jobs train: workers reconnect and carry on; no 
     assert.equal((await waitFor(s, r.json.id)).status, "completed");
     assert.equal((await stopServer(s)).code, 0);
   }
+});
+
+test("exactly once through a kill -9 and a 20 s database outage: 6 jobs, one final status each, 6 models, none without a job", async () => {
+  const objects = "s3://kiln-fleet/once";
+  const a = await worker("once", objects, { lease: 5 });
+  const b = await worker("once", objects, { lease: 5 });
+  const ids = [];
+  for (let i = 0; i < 6; i++) {
+    const config = { training: { num_passes: 4 + i, batch_size: 16 }, checkpoint: { every_epochs: 1, save_top_k: 1 } };
+    ids.push((await api([a, b][i % 2], "/v1/jobs", { method: "POST", body: { config } })).json.id);
+  }
+  // Both workers train; one is killed, then the database goes away for 20 s (four leases):
+  // jobs finish while it is away, and their leases lapse before their end can be recorded.
+  await readEvents(a, ids[0], { until: (e) => e.event === "progress" });
+  await readEvents(a, ids[1], { until: (e) => e.event === "progress" });
+  await stopServer(a, "SIGKILL");
+  const survivor = b;
+  await pg.stop();
+  await sleep(20000);
+  await pg.start();
+
+  const models = [];
+  for (const id of ids) {
+    const done = await waitFor(survivor, id, { timeout: 300000 });
+    assert.equal(done.status, "completed", JSON.stringify(done));
+    const attempts = assertRanOnceAtATime(await readEvents(survivor, id), id);
+    console.log(`${id}: attempts ${attempts.join(",")}`);
+    models.push(done.result.modelId);
+  }
+  // Give any re-claim a lease and a half to happen (it must not), then count the models.
+  await sleep(7500);
+  assert.deepEqual((await api(survivor, "/v1/jobs?limit=1000")).json.filter((j) => ids.includes(j.id)).map((j) => j.status), ids.map(() => "completed"));
+  const stored = (await moto.list("once/models/")).map((k) => k.replace(/^once\/models\//, "").replace(/\.kiln$/, ""));
+  assert.deepEqual(stored.sort(), [...models].sort(), "the object store holds models no job owns, or one job's model twice");
+  // The outage is said once (when it began and when it ended), not once per retry.
+  const said = survivor.log.split("\n").filter((l) => /lease is held by another worker/.test(l)).length;
+  assert.ok(said <= 2, `${said} lines about leases held by another worker:\n${survivor.log.slice(-3000)}`);
+  assert.equal((await stopServer(survivor)).code, 0);
 });
 
 test("file:// object store unreachable during a checkpoint: the job reports it, records no missing checkpoint, retries and completes", async () => {
