@@ -137,6 +137,33 @@ def test_a_declared_huge_body_is_answered_at_once(lean):
         assert time.monotonic() - started < 5, f"{path} took {time.monotonic() - started:.1f} s"
 
 
+def raw_exchange(url: str, head: str) -> str:
+    """Sends a request head over a new connection; the answer as text, up to where it closes."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(head.encode())
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    return answer.decode(errors="replace")
+
+
+def test_too_many_or_too_large_header_fields_are_431_problem_json(lean):
+    server, _, _ = lean
+    start = f"GET /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+    assert raw_exchange(server.url, start + "Connection: close\r\n\r\n").startswith("HTTP/1.1 200")
+    many = "".join(f"X-Field-{i}: {i}\r\n" for i in range(300))
+    large = f"X-Large: {'a' * (200 << 10)}\r\n"
+    for extra, says in ((many, "302 header fields"), (large, "at most 65536")):
+        answer = raw_exchange(server.url, start + extra + "\r\n")
+        assert answer.startswith("HTTP/1.1 431"), answer[:300]
+        assert "application/problem+json" in answer and says in answer, answer[:600]
+        assert "connection: close" in answer.lower()
+    # Unauthenticated, the same answer (nothing else is learnt from it).
+    answer = raw_exchange(server.url, "GET /v1/jobs HTTP/1.1\r\nHost: x\r\n" + many + "\r\n")
+    assert answer.startswith("HTTP/1.1 431") and "application/problem+json" in answer, answer[:300]
+
+
 def test_zz_report(lean):
     """Prints the measured table (BENCHMARKS.md, "Server memory per request")."""
     path = os.environ.get("KILN_MEMORY_REPORT")

@@ -3,8 +3,10 @@
 
 mod auth;
 mod body_limits;
+mod connections;
 mod datasets;
 mod datasets_api;
+mod head_limits;
 mod heartbeat;
 mod hub;
 mod jobs_api;

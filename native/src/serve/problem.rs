@@ -22,6 +22,8 @@ pub enum ProblemKind {
     TooLarge,
     /// 429: the job queue is full.
     QueueFull,
+    /// 431: the request's header fields are too many or too large.
+    HeadersTooLarge,
     /// 408: the request took longer than the server allows.
     Timeout,
     /// 503: the server's storage (its disk or its database) cannot be written just now.
@@ -43,6 +45,7 @@ impl ProblemKind {
             Self::Conflict => StatusCode::CONFLICT,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::QueueFull => StatusCode::TOO_MANY_REQUESTS,
+            Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
             Self::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
@@ -59,6 +62,7 @@ impl ProblemKind {
             Self::Conflict => "conflict",
             Self::TooLarge => "too-large",
             Self::QueueFull => "queue-full",
+            Self::HeadersTooLarge => "headers-too-large",
             Self::Timeout => "timeout",
             Self::StorageUnavailable => "storage-unavailable",
             Self::StorageFull => "storage-full",
@@ -76,6 +80,7 @@ impl ProblemKind {
             StatusCode::CONFLICT => Self::Conflict,
             StatusCode::PAYLOAD_TOO_LARGE => Self::TooLarge,
             StatusCode::TOO_MANY_REQUESTS => Self::QueueFull,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => Self::HeadersTooLarge,
             StatusCode::REQUEST_TIMEOUT => Self::Timeout,
             StatusCode::INSUFFICIENT_STORAGE => Self::StorageFull,
             s if s.is_server_error() => Self::Internal,

@@ -196,19 +196,19 @@ pub fn serve(options: ServeOptions, pool: Arc<rayon::ThreadPool>) -> Result<()> 
     );
     let stopping = scheduler.clone();
     let streams = state_hub;
-    let served = runtime.block_on(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                shutdown_signal().await;
-                eprintln!(
-                    "kiln serve: stopping (running jobs checkpoint at the end of their epoch and \
-                     resume at the next start)"
-                );
-                stopping.stop();
-                streams.close_all();
-            })
-            .await
-    });
+    runtime.block_on(super::connections::serve_connections(
+        listener,
+        app,
+        async move {
+            shutdown_signal().await;
+            eprintln!(
+                "kiln serve: stopping (running jobs checkpoint at the end of their epoch and \
+                 resume at the next start)"
+            );
+            stopping.stop();
+            streams.close_all();
+        },
+    ));
     scheduler.stop();
     // Jobs finish their epoch and checkpoint; one that takes longer than this is stopped at
     // its next step and resumes from its previous checkpoint.
@@ -223,7 +223,7 @@ pub fn serve(options: ServeOptions, pool: Arc<rayon::ThreadPool>) -> Result<()> 
     recorder.flush(Duration::from_secs(30));
     let _ = runtime.block_on(registry.worker_stopped(&worker.id));
     runtime.shutdown_timeout(Duration::from_secs(5));
-    served.map_err(|e| KilnError::io("the server failed", e))
+    Ok(())
 }
 
 /// Registers this worker (again, after a restart) and puts the jobs its previous run held
@@ -405,6 +405,7 @@ fn router(state: AppState, options: &ServeOptions, origins: Option<AllowOrigin>)
             axum::http::StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
+        .layer(axum::middleware::from_fn(super::head_limits::limit_heads))
         .layer(axum::middleware::map_response(problems_everywhere))
         .with_state(state);
     let Some(origins) = origins else {
