@@ -61,6 +61,12 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Checks that a command exited with `code` and said `needle` on stderr.
+fn assert_fails(out: &Output, code: i32, needle: &str) {
+    assert_eq!(out.status.code(), Some(code), "{}", stderr(out));
+    assert!(stderr(out).contains(needle), "{}", stderr(out));
+}
+
 fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("stdout is not JSON ({e}); stderr: {}", stderr(out)))
@@ -309,12 +315,7 @@ fn bad_configs_fail_with_a_clear_message_and_exit_code_2() {
         expect_train_error(&s, config, needle, 2);
     }
     let out = s.run(&["train", s.path("missing.yaml").to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("cannot read config"),
-        "{}",
-        stderr(&out)
-    );
+    assert_fails(&out, 2, "cannot read config");
 }
 
 #[test]
@@ -362,12 +363,7 @@ fn unavailable_backends_say_what_to_do() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--backend cpu"), "{}", stderr(&out));
     let out = s.run(&["train", "--backend", "tpu"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("[possible values: cpu, wgpu, cuda]"),
-        "{}",
-        stderr(&out)
-    );
+    assert_fails(&out, 2, "[possible values: cpu, wgpu, cuda]");
 }
 
 fn progress_losses(dir: &Path) -> Vec<f64> {
@@ -483,21 +479,15 @@ fn models_can_be_listed_exported_imported_evaluated_and_used_to_predict() {
         &format!("{},label\n{},3\n{},12\n", header.join(","), row(3), row(5)),
     );
     let out = s.run(&["eval", "--model", &id, "--data", labelled.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("sample 1 (counting from 0) has label 12, but the model predicts 10"),
-        "{}",
-        stderr(&out)
+    assert_fails(
+        &out,
+        2,
+        "sample 1 (counting from 0) has label 12, but the model predicts 10",
     );
 
     let corrupt = s.write("corrupt.kiln", "KILNMDL1 but not really a model");
     let out = s.run(&["models", "import", corrupt.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("not a valid Kiln model"),
-        "{}",
-        stderr(&out)
-    );
+    assert_fails(&out, 2, "not a valid Kiln model");
 }
 
 #[test]
@@ -575,12 +565,7 @@ fn eval_takes_an_idx_image_and_label_pair() {
     let out = s.run(&[
         "eval", "--model", &digits_id, "--images", images, "--labels", labels,
     ]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("784 values per sample but the model expects 64"),
-        "{}",
-        stderr(&out)
-    );
+    assert_fails(&out, 2, "784 values per sample but the model expects 64");
 }
 
 /// The start line of a `kiln train` run names the CPU thread count.
@@ -977,23 +962,13 @@ fn sequence_layers_on_the_wrong_input_name_the_layer() {
         "model:\n  layers: [{embedding: {dim: 8}}, linear]\ntraining: {num_passes: 1}\n",
     );
     let out = s.run(&["train", config.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("model.layers[0]: `embedding` needs token ids"),
-        "{}",
-        stderr(&out)
-    );
+    assert_fails(&out, 2, "model.layers[0]: `embedding` needs token ids");
     let config = s.write(
         "bad2.yaml",
         "model:\n  layers: [{linear: {out: 8}}, {gru: {hidden: 4}}, linear]\ntraining: {num_passes: 1}\n",
     );
     let out = s.run(&["train", config.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("model.layers[1]: `gru` needs a sequence"),
-        "{}",
-        stderr(&out)
-    );
+    assert_fails(&out, 2, "model.layers[1]: `gru` needs a sequence");
 }
 
 #[test]
@@ -1243,27 +1218,17 @@ fn a_nul_byte_in_a_config_is_refused_naming_its_offset() {
     let path = s.path("nul.yaml");
     std::fs::write(&path, b"seed: 7\0\ntraining: {num_passes: 1}\n").unwrap();
     let out = s.run(&["train", path.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("NUL byte at byte offset 7"),
-        "{}",
-        stderr(&out)
-    );
+    assert_fails(&out, 2, "NUL byte at byte offset 7");
 }
 
 #[test]
 fn an_unknown_key_that_belongs_one_level_down_is_suggested() {
     let s = Scratch::new();
-    let path = s.write(
-        "text.yaml",
+    expect_train_error(
+        &s,
         "data: {source: text, max_len: 200, tokenizer: word}\n",
-    );
-    let out = s.run(&["train", path.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("did you mean `data.text.max_len`?"),
-        "{}",
-        stderr(&out)
+        "did you mean `data.text.max_len`?",
+        2,
     );
 }
 
@@ -1315,12 +1280,7 @@ fn predict_never_overwrites_its_model_and_writes_special_files_in_place() {
         "--output",
         model_file.to_str().unwrap(),
     ]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("is the --model file"),
-        "{}",
-        stderr(&out)
-    );
+    assert_fails(&out, 2, "is the --model file");
     assert_eq!(std::fs::read(&model_file).unwrap(), before);
     // By id: the store's file is the input.
     let stored = s.path(&format!("store/{model_id}.kiln"));
@@ -1529,20 +1489,10 @@ fn a_corrupt_or_hostile_checkpoint_is_skipped_for_an_intact_one() {
     }
     std::fs::write(&index_path, index.to_string()).unwrap();
     let out = s.run(&["train", "--resume", run.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("names \"../../../../etc\", not its own directory"),
-        "{}",
-        stderr(&out)
-    );
+    assert_fails(&out, 2, "names \"../../../../etc\", not its own directory");
     let huge =
         serde_json::json!([{"dir": "epoch-9223372036854775807", "epoch": i64::MAX, "score": null}]);
     std::fs::write(&index_path, huge.to_string()).unwrap();
     let out = s.run(&["train", "--resume", run.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("past the run's 3 epochs"),
-        "{}",
-        stderr(&out)
-    );
+    assert_fails(&out, 2, "past the run's 3 epochs");
 }

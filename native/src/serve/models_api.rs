@@ -1,5 +1,6 @@
 //! `/v1/models`: the directory model store under `DATA_DIR/models`, and online prediction.
 
+use super::body_limits::BodyReader;
 use super::problem::ApiError;
 use super::state::{AppState, blocking};
 use axum::Json;
@@ -170,7 +171,7 @@ impl<'de> serde::de::Visitor<'de> for FeaturesVisitor {
         self,
         mut seq: A,
     ) -> std::result::Result<Vec<f32>, A::Error> {
-        let mut values = Vec::new();
+        let mut values = Vec::with_capacity(FEATURES_CAPACITY.with(|c| c.replace(0)));
         while let Some(value) = seq.next_element::<f64>()? {
             values.push(value as f32);
         }
@@ -195,25 +196,39 @@ impl<'de> serde::de::Visitor<'de> for FeaturesVisitor {
 }
 
 std::thread_local! {
-    /// How many numbers the features array being parsed on this thread can hold at most.
+    /// How many numbers the features array being parsed on this thread can hold at most
+    /// (reserved, not touched: pages that are never written cost no memory).
     static FEATURES_CAPACITY: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-/// A predict request's body, parsed into typed values: the body plus its features as `f32`s
-/// (at most twice the body for numbers like `0,`), never a JSON value per number.
-fn parse_predict_request(body: &[u8]) -> std::result::Result<PredictRequest, ApiError> {
-    // Each number but the last is followed by a comma.
-    let most = body.iter().filter(|&&b| b == b',').count() + 1;
-    FEATURES_CAPACITY.with(|c| c.set(most));
-    let mut reader = serde_json::Deserializer::from_slice(body);
-    let parsed: PredictRequest = serde_path_to_error::deserialize(&mut reader).map_err(|e| {
-        let path = e.path().to_string();
-        ApiError::bad_input(format!("{path}: {}", e.into_inner()))
-    })?;
-    reader
-        .end()
-        .map_err(|e| ApiError::bad_input(format!("the body is not one JSON object: {e}")))?;
-    Ok(parsed)
+/// A predict request's body parsed into typed values as it streams in: the features straight
+/// into `f32`s (never a JSON value per number, never the whole body beside them). `declared`:
+/// its `Content-Length`, if it has one.
+fn parse_predict_request(
+    mut body: BodyReader,
+    declared: Option<usize>,
+) -> std::result::Result<PredictRequest, ApiError> {
+    // Every number but the last takes two bytes at least (`0,`).
+    FEATURES_CAPACITY.with(|c| c.set(declared.map_or(0, |n| n / 2 + 1)));
+    let parsed = {
+        let buffered = std::io::BufReader::with_capacity(64 << 10, &mut body);
+        let mut reader = serde_json::Deserializer::from_reader(buffered);
+        serde_path_to_error::deserialize::<_, PredictRequest>(&mut reader)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                ApiError::bad_input(format!("{path}: {}", e.into_inner()))
+            })
+            .and_then(|parsed| {
+                reader.end().map(|()| parsed).map_err(|e| {
+                    ApiError::bad_input(format!("the body is not one JSON object: {e}"))
+                })
+            })
+    };
+    FEATURES_CAPACITY.with(|c| c.set(0));
+    match body.take_failure() {
+        Some(failure) => Err(failure),
+        None => parsed,
+    }
 }
 
 /// Predicts with a stored model.
@@ -231,8 +246,12 @@ pub async fn predict(
     if model_bytes(&state, &model_id).await.is_err() {
         return Err(no_model(&model_id));
     }
-    let body = super::body_limits::read_body(body, &headers).await?;
-    let request = blocking(move || Ok(parse_predict_request(&body))).await??;
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let body = BodyReader::new(body);
+    let request = blocking(move || Ok(parse_predict_request(body, declared))).await??;
     let device = state.runner.device;
     let response = blocking(move || {
         let features = request.features.0;
