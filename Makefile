@@ -5,7 +5,7 @@ export XDG_RUNTIME_DIR ?= /tmp
 # One shared target dir and one test profile for everything.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: size setup train test test-rust test-release test-js test-web test-python test-fleet test-demo lint fmt bench bench-fleet check-cuda pkg demo types
+.PHONY: size setup train test test-docs docs test-rust test-release test-js test-web test-python test-fleet test-demo lint fmt bench bench-fleet check-cuda pkg demo types
 
 setup:
 	./scripts/setup.sh
@@ -51,7 +51,7 @@ demo: setup pkg
 
 ## Every test: unit, CLI end-to-end (kill/resume, wgpu on lavapipe), WebGPU in headless Chromium,
 ## Node, the npm consumer and interchange tests, lint, CUDA type-check.
-test: setup lint check-cuda test-rust test-release test-web test-js test-python test-fleet
+test: setup lint check-cuda test-rust test-release test-web test-js test-python test-fleet test-docs
 
 ## Rust: unit, CLI end-to-end and the MLflow tests (a real `mlflow server` from .venv-mlflow).
 test-rust:
@@ -91,6 +91,23 @@ test-web:
 	WASM_BINDGEN_TEST_TIMEOUT=600 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
 	  $(CARGO) test --target wasm32-unknown-unknown -p kiln-example-custom-model \
 	  --features kiln/webgpu --test node
+
+## The book (docs/, mdBook): its generated reference pages (the config from `kiln schema`, the
+## HTTP API from the server's OpenAPI document), then the HTML in target/book.
+MDBOOK := ./.tools/bin/mdbook
+docs:
+	./scripts/setup-docs.sh
+	$(CARGO) build -p kiln-native
+	node scripts/gen-docs.mjs $(CARGO_TARGET_DIR)/debug/kiln
+	$(MDBOOK) build docs --dest-dir $(abspath $(CARGO_TARGET_DIR))/book
+
+## The book builds, its generated pages are current, and every link in it resolves.
+test-docs:
+	./scripts/setup-docs.sh
+	$(CARGO) build -p kiln-native
+	node scripts/gen-docs.mjs $(CARGO_TARGET_DIR)/debug/kiln --check
+	$(MDBOOK) build docs --dest-dir $(abspath $(CARGO_TARGET_DIR))/book
+	node scripts/check-book-links.mjs $(CARGO_TARGET_DIR)/book
 
 ## pkg/types.d.ts from the Rust types (`kiln schema --api`); tests/js/types.test.mjs checks it is current.
 types:

@@ -21,8 +21,8 @@ function measure(path) {
 
 /** The JS modules a page loads from the package for one entry (the wasm-bindgen glue included). */
 const KILN_JS = {
-  cpu: ["cpu.js", "core.js", "store.js", "fed-job.js", "wasm/kiln-cpu.js"],
-  webgpu: ["kiln.js", "core.js", "store.js", "fed-job.js", "wasm/kiln-webgpu.js"],
+  cpu: ["cpu.js", "core.js", "store.js", "relayed-job.js", "wasm/kiln-cpu.js"],
+  webgpu: ["kiln.js", "core.js", "store.js", "relayed-job.js", "wasm/kiln-webgpu.js"],
 };
 
 /** One download set: files under `root`, measured and summed. */

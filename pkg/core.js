@@ -3,7 +3,7 @@
 // builds and its worker; everything else — jobs, models, crash recovery — lives here. Runs in
 // browsers (WebGPU or CPU wasm, optionally inside a Web Worker) and in Node 20 (CPU wasm).
 import { defaultStore, isModelId } from "./store.js";
-import { eventsUntil } from "./fed-job.js";
+import { eventsUntil } from "./relayed-job.js";
 
 const isNode = typeof process !== "undefined" && process.versions?.node != null && typeof window === "undefined";
 const BACKENDS = ["auto", "webgpu", "cpu"];
@@ -139,7 +139,7 @@ async function compileWasm(url) {
   } catch (e) {
     throw new Error(`cannot fetch Kiln's wasm from ${url}: ${e?.message ?? e}`);
   }
-  if (!response.ok) throw new Error(`cannot fetch Kiln's wasm from ${url}: HTTP ${response.status} (serve the package's wasm/ folder beside its JS; README: "Self-hosting the wasm")`);
+  if (!response.ok) throw new Error(`cannot fetch Kiln's wasm from ${url}: HTTP ${response.status} (serve the package's wasm/ folder beside its JS; the book's "JavaScript API" chapter, "Self-hosting the wasm")`);
   const type = response.headers.get("content-type") ?? "";
   if (typeof WebAssembly.compileStreaming === "function" && type.split(";")[0].trim() === "application/wasm") {
     return WebAssembly.compileStreaming(response);
@@ -256,7 +256,7 @@ async function fetchInitWeights(url) {
  * failed try. Read from the file in Node.
  */
 const digitsUrl = () => new URL("./wasm/digits.csv.gz", import.meta.url);
-const DIGITS = 'data.source "digits" (the package\'s wasm/digits.csv.gz; README: "Self-hosting the wasm")';
+const DIGITS = 'data.source "digits" (the package\'s wasm/digits.csv.gz; the book\'s "JavaScript API" chapter, "Self-hosting the wasm")';
 let digitsFile = null;
 /** The digits' bytes once a module took them: a wasm instance started after a crash gets them again. */
 let digitsBytes = null;
@@ -583,7 +583,7 @@ export function defineKiln(entry) {
      * needs is downloaded. `store`: a model store object; default IndexedDB in browsers, memory
      * in Node, or files when `storeDir` is given. `worker: true` runs training in a dedicated
      * Web Worker behind the same API. `limits` raises or lowers the input limits of this wasm
-     * instance (README: "Limits"), e.g. `{ maxParameters: 200_000_000 }`.
+     * instance (the book's "Limits and security" chapter), e.g. `{ maxParameters: 200_000_000 }`.
      */
     static create(options = {}) { return this._create(options, entry); }
 

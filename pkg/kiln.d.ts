@@ -16,7 +16,7 @@ export interface KilnOptions {
   storeDir?: string;
   /** Run training in a dedicated Web Worker (browsers). */
   worker?: boolean;
-  /** Input limits of this wasm instance (README: "Limits"), e.g. `{ maxParameters: 200_000_000 }`. */
+  /** Input limits of this wasm instance (the book's "Limits and security" chapter), e.g. `{ maxParameters: 200_000_000 }`. */
   limits?: Record<string, number>;
 }
 

@@ -2,7 +2,7 @@
 // `kiln serve` server. Data is uploaded as a dataset, the job's events are read from the
 // server's event stream with fetch (so the token travels in a header) and the stream is resumed
 // with Last-Event-ID when it drops. Models are downloaded and predict locally in wasm.
-import { FedTrainingJob } from "./fed-job.js";
+import { RelayedTrainingJob } from "./relayed-job.js";
 import { serverEvents } from "./sse.js";
 
 const FINAL = new Set(["completed", "failed", "cancelled"]);
@@ -184,7 +184,7 @@ export class RemoteKiln {
       }
       await this._request("POST", "/v1/jobs", { json: { id, config: remoteConfig, dataset } });
     })();
-    const job = new FedTrainingJob(id, cancel, submitted);
+    const job = new RelayedTrainingJob(id, cancel, submitted);
     submitted.then(() => {
       if (cancelWanted) cancel();
       return this.#follow(job, id);

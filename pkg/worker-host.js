@@ -1,7 +1,7 @@
 // The worker side of `Kiln.create({ worker: true })`: a real Kiln in a dedicated Web Worker,
 // driven by the proxy's messages (worker-proxy.js). The worker entries (`worker.js`,
 // `cpu-worker.js`) hand it their package entry to load.
-import { serializeError } from "./fed-job.js";
+import { serializeError } from "./relayed-job.js";
 
 /**
  * Serves the proxy's requests with the `Kiln` of `api` (a Promise of an entry module). The

@@ -2,7 +2,7 @@
 // Worker so the page's main thread stays free. This is the main thread's proxy; the worker runs
 // `worker.js` (or `cpu-worker.js` for `kiln/cpu`), served by `worker-host.js`.
 
-import { FedTrainingJob, serializeError, reviveError } from "./fed-job.js";
+import { RelayedTrainingJob, serializeError, reviveError } from "./relayed-job.js";
 
 /** Main-thread proxy of a model living in the worker. */
 class WorkerModel {
@@ -85,7 +85,7 @@ export class WorkerKiln {
   train(config, data) {
     const jobId = `trainingjob-${crypto.randomUUID()}`;
     const started = this.#call("train", { config, data, jobId });
-    const job = new FedTrainingJob(jobId, () => this.#call("cancel", { jobId }), started);
+    const job = new RelayedTrainingJob(jobId, () => this.#call("cancel", { jobId }), started);
     this.#jobs.set(jobId, job);
     return job;
   }

@@ -84,7 +84,7 @@ async function refreshLists() {
     <td>${escapeHtml(tagsText(j.tags))}</td>
     <td>${formatLocalTime(j.createdAt)}</td>
     <td>${j.result?.finalMetrics?.test_accuracy !== undefined ? `${(100 * j.result.finalMetrics.test_accuracy).toFixed(1)}%` : ""}</td></tr>`).join("")
-    || `<tr><td colspan="5" class="muted">No jobs yet: POST /v1/jobs (README: "Server").</td></tr>`;
+    || `<tr><td colspan="5" class="muted">No jobs yet: POST /v1/jobs (see the book's "The server" chapter).</td></tr>`;
   const models = (await json("/v1/models")).sort((a, b) => b.createdUnixMs - a.createdUnixMs);
   $("models").tBodies[0].innerHTML = models.map((m) => `<tr data-model="${escapeHtml(m.modelId)}">
     <td><small>${escapeHtml(m.modelId)}</small></td><td>${escapeHtml(m.name)}</td><td>${escapeHtml(m.task)}</td>

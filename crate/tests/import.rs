@@ -277,7 +277,7 @@ fn one_sgd_step(learning_rate: f64, groups: &str) -> Network {
         "/tests/fixtures/pytorch_mlp.safetensors"
     );
     let config = Config::from_yaml_str(&format!(
-        "seed: 3\ndata: {{source: inline, normalize: false, shuffle: false}}\nmodel:\n  layers: [{{linear: {{out: 8}}}}, relu, {{linear: {{out: 8}}}}, relu, linear]\n  init_from: {{path: {fixture}, map: {{fc1: \"0\", fc2: \"2\", head: \"4\"}}}}\ntraining: {{num_passes: 1, batch_size: 421, optimizer: sgd, lr: {learning_rate}, layer_groups: {groups}}}\n"
+        "seed: 3\ndata: {{source: inline, normalize: false, shuffle: false}}\nmodel:\n  layers: [{{linear: {{out: 8}}}}, relu, {{linear: {{out: 8}}}}, relu, linear]\n  init_from: {{path: {fixture}, map: {{fc1: \"0\", fc2: \"2\", head: \"4\"}}}}\ntraining: {{num_passes: 1, batch_size: 420, optimizer: sgd, lr: {learning_rate}, layer_groups: {groups}}}\n"
     ))
     .expect("config");
     let output = fine_tune(&config, None, None);

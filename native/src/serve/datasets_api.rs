@@ -45,6 +45,7 @@ impl DatasetView {
 
 /// CSV settings of an upload.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UploadQuery {
     /// The label column: a header name or a 0-based index (default: the last column).
     pub label_column: Option<String>,
@@ -56,8 +57,8 @@ pub struct UploadQuery {
 /// with `features` (f32 or u8, `[n, …sample]`) and `labels` (i32 or f32, `[n]`).
 #[utoipa::path(post, path = "/v1/datasets", params(UploadQuery),
     request_body(content = String, content_type = "text/csv"),
-    responses((status = 201, body = DatasetView), (status = 400, body = super::problem::Problem),
-              (status = 413, body = super::problem::Problem)))]
+    responses((status = 201, body = DatasetView), (status = 400, body = super::problem::Problem, content_type = "application/problem+json"),
+              (status = 413, body = super::problem::Problem, content_type = "application/problem+json")))]
 pub async fn upload(
     State(state): State<AppState>,
     Query(query): Query<UploadQuery>,
@@ -93,7 +94,7 @@ pub async fn upload(
 /// Lists datasets, one page at a time (oldest first unless `order=desc`); the next page's
 /// cursor is in `X-Next-Cursor`.
 #[utoipa::path(get, path = "/v1/datasets", params(PageQuery),
-    responses((status = 200, body = Vec<DatasetView>), (status = 400, body = super::problem::Problem)))]
+    responses((status = 200, body = Vec<DatasetView>), (status = 400, body = super::problem::Problem, content_type = "application/problem+json")))]
 pub async fn list(
     State(state): State<AppState>,
     Query(query): Query<PageQuery>,
@@ -115,7 +116,7 @@ pub async fn list(
 }
 
 /// Deletes a dataset no queued or training job uses.
-#[utoipa::path(delete, path = "/v1/datasets/{id}", responses((status = 204), (status = 404, body = super::problem::Problem), (status = 409, body = super::problem::Problem)))]
+#[utoipa::path(delete, path = "/v1/datasets/{id}", responses((status = 204), (status = 404, body = super::problem::Problem, content_type = "application/problem+json"), (status = 409, body = super::problem::Problem, content_type = "application/problem+json")))]
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,

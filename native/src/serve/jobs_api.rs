@@ -190,8 +190,8 @@ pub async fn find(state: &AppState, id: &str) -> Result<JobRow, ApiError> {
 
 /// Submits a training job; it is queued FIFO and returned at once.
 #[utoipa::path(post, path = "/v1/jobs", request_body = SubmitJob,
-    responses((status = 202, body = JobView), (status = 400, body = super::problem::Problem),
-              (status = 429, body = super::problem::Problem)))]
+    responses((status = 202, body = JobView), (status = 400, body = super::problem::Problem, content_type = "application/problem+json"),
+              (status = 429, body = super::problem::Problem, content_type = "application/problem+json")))]
 pub async fn submit(
     State(state): State<AppState>,
     Json(body): Json<SubmitJob>,
@@ -274,6 +274,7 @@ pub async fn enqueue(state: &AppState, row: &JobRow) -> Result<(), ApiError> {
 
 /// Filters of `GET /v1/jobs`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct JobFilter {
     /// Only jobs with this status.
     pub status: Option<String>,
@@ -284,7 +285,7 @@ pub struct JobFilter {
 /// Lists training jobs, one page at a time (oldest first unless `order=desc`); the next
 /// page's cursor is in `X-Next-Cursor`.
 #[utoipa::path(get, path = "/v1/jobs", params(JobFilter, PageQuery),
-    responses((status = 200, body = Vec<JobView>), (status = 400, body = super::problem::Problem)))]
+    responses((status = 200, body = Vec<JobView>), (status = 400, body = super::problem::Problem, content_type = "application/problem+json")))]
 pub async fn list(
     State(state): State<AppState>,
     Query(filter): Query<JobFilter>,
@@ -342,7 +343,7 @@ pub async fn list(
 }
 
 /// One job.
-#[utoipa::path(get, path = "/v1/jobs/{id}", responses((status = 200, body = JobView), (status = 404, body = super::problem::Problem)))]
+#[utoipa::path(get, path = "/v1/jobs/{id}", responses((status = 200, body = JobView), (status = 404, body = super::problem::Problem, content_type = "application/problem+json")))]
 pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -351,7 +352,7 @@ pub async fn show(
 }
 
 /// Cancels a queued or training job (idempotent); 409 for a job that completed or failed.
-#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", responses((status = 202, body = JobView), (status = 409, body = super::problem::Problem)))]
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", responses((status = 202, body = JobView), (status = 409, body = super::problem::Problem, content_type = "application/problem+json")))]
 pub async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -396,7 +397,7 @@ pub async fn cancel(
 }
 
 /// Deletes a job that has ended, with its events and run directory.
-#[utoipa::path(delete, path = "/v1/jobs/{id}", responses((status = 204), (status = 409, body = super::problem::Problem)))]
+#[utoipa::path(delete, path = "/v1/jobs/{id}", responses((status = 204), (status = 409, body = super::problem::Problem, content_type = "application/problem+json")))]
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -432,7 +433,7 @@ pub async fn metrics(
 
 /// The finished job's holdout predictions: its test split predicted by the saved model, as CSV
 /// (`row,label,prediction` then one probability per class).
-#[utoipa::path(get, path = "/v1/jobs/{id}/holdout", responses((status = 200, content_type = "text/csv"), (status = 404, body = super::problem::Problem), (status = 409, body = super::problem::Problem)))]
+#[utoipa::path(get, path = "/v1/jobs/{id}/holdout", responses((status = 200, content_type = "text/csv"), (status = 404, body = super::problem::Problem, content_type = "application/problem+json"), (status = 409, body = super::problem::Problem, content_type = "application/problem+json")))]
 pub async fn holdout(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -494,6 +495,7 @@ async fn job_file(state: &AppState, id: &str, file: &str) -> Result<Option<Vec<u
 
 /// Where a reconnecting client left off: `Last-Event-ID`, or `?after=`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Send only events after this id.
     pub after: Option<i64>,

@@ -14,6 +14,7 @@ pub const MAX_PAGE: u32 = 1000;
 
 /// The page a list request asks for.
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Items per page (1–1000; default 100).
     pub limit: Option<u32>,

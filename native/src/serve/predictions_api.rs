@@ -28,7 +28,7 @@ pub struct SubmitPrediction {
 
 /// Queues a batch prediction job.
 #[utoipa::path(post, path = "/v1/predictions", request_body = SubmitPrediction,
-    responses((status = 202, body = JobView), (status = 400, body = super::problem::Problem), (status = 429, body = super::problem::Problem)))]
+    responses((status = 202, body = JobView), (status = 400, body = super::problem::Problem, content_type = "application/problem+json"), (status = 429, body = super::problem::Problem, content_type = "application/problem+json")))]
 pub async fn submit(
     State(state): State<AppState>,
     Json(body): Json<SubmitPrediction>,
@@ -63,7 +63,7 @@ pub async fn submit(
 }
 
 /// A prediction job (as `/v1/jobs/{id}` shows it).
-#[utoipa::path(get, path = "/v1/predictions/{id}", responses((status = 200, body = JobView), (status = 404, body = super::problem::Problem)))]
+#[utoipa::path(get, path = "/v1/predictions/{id}", responses((status = 200, body = JobView), (status = 404, body = super::problem::Problem, content_type = "application/problem+json")))]
 pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -77,7 +77,7 @@ pub async fn show(
 
 /// The predictions as CSV: one row per sample, `prediction,p0,…` (classification) or
 /// `prediction` (regression).
-#[utoipa::path(get, path = "/v1/predictions/{id}/output", responses((status = 200, content_type = "text/csv"), (status = 404, body = super::problem::Problem), (status = 409, body = super::problem::Problem)))]
+#[utoipa::path(get, path = "/v1/predictions/{id}/output", responses((status = 200, content_type = "text/csv"), (status = 404, body = super::problem::Problem, content_type = "application/problem+json"), (status = 409, body = super::problem::Problem, content_type = "application/problem+json")))]
 pub async fn output(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -74,6 +74,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<WorkerView>>
 
 /// How a worker drains.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DrainQuery {
     /// `true`: its running jobs stop at the end of their epoch (checkpointed) and go back to
     /// the queue for other workers; default: it finishes them.
@@ -84,7 +85,7 @@ pub struct DrainQuery {
 /// Drains a worker: it takes no new jobs and finishes (or hands over) its running ones; it
 /// takes jobs again once restarted.
 #[utoipa::path(post, path = "/v1/workers/{id}/drain", params(DrainQuery),
-    responses((status = 202), (status = 404, body = super::problem::Problem)))]
+    responses((status = 202), (status = 404, body = super::problem::Problem, content_type = "application/problem+json")))]
 pub async fn drain(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -31,8 +31,8 @@ export async function* eventsUntil(subscribe, done) {
   }
 }
 
-/** A job fed by `_event(event, status)` and `_finish({ status, info?, error? })`. */
-export class FedTrainingJob {
+/** A job whose state is relayed to it by `_event(event, status)` and `_finish({ status, info?, error? })`. */
+export class RelayedTrainingJob {
   #cancel;
   #status = "queued";
   #progress;
