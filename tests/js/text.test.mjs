@@ -33,7 +33,7 @@ test("a GRU learns spam vs ham from texts in Node wasm (>= 0.95) and predicts ne
     seed: 7,
     data: { source: "inline", split: [0.7, 0.1, 0.2], text: { tokenizer: "word", max_len: 200, vocab_size: 8000 } },
     model: { layers: [{ embedding: { dim: 32 } }, { gru: { hidden: 32 } }, "linear"] },
-    training: { num_passes: 4, batch_size: 64, log_every_steps: 20, weight_optimization: { optimization_method: "adam", learning_rate: 0.003 } },
+    training: { num_passes: 5, batch_size: 64, log_every_steps: 20, weight_optimization: { optimization_method: "adam", learning_rate: 0.003 } },
     validation: { every: 1.0, metrics: ["loss", "accuracy", "f1_macro"] },
     checkpoint: { main_metric: "val_accuracy" },
   };
