@@ -114,7 +114,13 @@ types:
 	$(CARGO) build -p kiln-native
 	node scripts/gen-types.mjs $(CARGO_TARGET_DIR)/debug/kiln
 
+## Rust (rustfmt, clippy native and wasm32), JS (Biome: pkg/, www/, tests, bench, scripts) and
+## Python (ruff: python/).
 lint:
+	[ -x tests/js/node_modules/.bin/biome ] || (cd tests/js && npm ci --no-audit --no-fund)
+	tests/js/node_modules/.bin/biome lint .
+	./scripts/setup-python.sh
+	.venv/bin/ruff check python/
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p kiln --target wasm32-unknown-unknown $(WASM_FEATURES) -- -D warnings

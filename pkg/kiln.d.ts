@@ -1,7 +1,5 @@
 import type { ModelStore } from "./store.js";
-import type {
-  HistoryEntry, JobStatus, LayerSpec, Metric, ModelInfo, Progress, Task, TrainConfig, TrainEvent, TrainRunInfo,
-} from "./types.js";
+import type { JobStatus, ModelInfo, Progress, TrainConfig, TrainEvent, TrainRunInfo } from "./types.js";
 export { ModelStore, MemoryStore, IndexedDbStore, DirectoryStore, defaultStore } from "./store.js";
 // The config, event, result and model-info types, generated from the Rust types (`make types`).
 export type * from "./types.js";

@@ -31,7 +31,7 @@ function resolve(node, defs) {
 /** The schema node without its `null` alternative (optional values), and whether it had one. */
 function withoutNull(node, defs) {
   const alternatives = node.anyOf ?? node.oneOf;
-  if (alternatives && alternatives.some((a) => a.type === "null")) {
+  if (alternatives?.some((a) => a.type === "null")) {
     const rest = alternatives.filter((a) => a.type !== "null");
     if (rest.length === 1) return resolve(rest[0], defs);
   }
@@ -216,7 +216,7 @@ const pages = {
   "docs/src/reference/config.md": configReference(schema),
   "docs/src/reference/http-api.md": httpReference(await openApiDocument()),
 };
-let stale = [];
+const stale = [];
 for (const [path, text] of Object.entries(pages)) {
   const file = join(repo, path);
   let current = null;

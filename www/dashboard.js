@@ -56,7 +56,7 @@ function tagsText(tags) {
 
 /** The newest jobs page by page: the first page on every refresh, older ones on "Older jobs". */
 const JOBS_PAGE = 50;
-let olderPages = [];
+const olderPages = [];
 let olderCursor = null;
 
 async function jobsPage(after) {

@@ -50,8 +50,8 @@ try {
       });
       const snapshot = () => ({ ...globalThis.gpuCalls });
       const since = (from) => Object.fromEntries(Object.entries(snapshot()).map(([k, v]) => [k, v - from[k]]));
-      let from = snapshot();
-      let t0 = performance.now();
+      const from = snapshot();
+      const t0 = performance.now();
       const first = kiln.train(config(1, 1), data);
       const firstStepMs = await new Promise((res) => first.onProgress(() => { res(Math.round(performance.now() - t0)); first.cancel(); }));
       await first.waitForTraining().catch(() => {});

@@ -2,9 +2,12 @@
 
 mod cli;
 mod cpu_pool;
+mod local_run;
+mod logging;
 mod models_cmd;
 mod plot;
 mod run_dir;
+mod s3;
 mod serve;
 mod tracking;
 mod train_cmd;
@@ -50,11 +53,7 @@ fn run(cli: Cli, pool: std::sync::Arc<rayon::ThreadPool>) -> Result<()> {
             labels,
             backend,
         } => {
-            let source = match (data, images.zip(labels)) {
-                (Some(csv), _) => models_cmd::EvalData::Csv(csv),
-                (None, Some((images, labels))) => models_cmd::EvalData::Idx { images, labels },
-                (None, None) => models_cmd::EvalData::TestSplit,
-            };
+            let source = models_cmd::EvalData::of(data, images.zip(labels));
             models_cmd::eval(&store, &model, source, backend)
         }
         Command::Predict {
@@ -108,18 +107,21 @@ fn run(cli: Cli, pool: std::sync::Arc<rayon::ThreadPool>) -> Result<()> {
             out,
             terminal,
         } => plot_cmd(&runs, &metrics, out, terminal),
-        Command::Schema { api } => {
-            let schema = if api {
-                kiln::api_schema::api_schema()
-            } else {
-                Config::json_schema()
-            };
-            let schema = serde_json::to_string_pretty(&schema)
-                .map_err(|e| KilnError::Internal(format!("cannot encode schema: {e}")))?;
-            println!("{schema}");
-            Ok(())
-        }
+        Command::Schema { api } => schema_cmd(api),
     }
+}
+
+/// `kiln schema`: the config's JSON Schema, or (`--api`) the API types' schemas.
+fn schema_cmd(api: bool) -> Result<()> {
+    let schema = if api {
+        kiln::api_schema::api_schema()
+    } else {
+        Config::json_schema()
+    };
+    let schema = serde_json::to_string_pretty(&schema)
+        .map_err(|e| KilnError::Internal(format!("cannot encode schema: {e}")))?;
+    println!("{schema}");
+    Ok(())
 }
 
 /// `kiln plot`.
@@ -158,6 +160,7 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    logging::init();
     match std::panic::catch_unwind(|| run_in_cpu_pool(cli)) {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(e)) => {

@@ -47,6 +47,17 @@ pub enum EvalData {
     },
 }
 
+impl EvalData {
+    /// What `--data`, or `--images` with `--labels`, name; the model's test split without them.
+    pub fn of(csv: Option<PathBuf>, idx: Option<(PathBuf, PathBuf)>) -> Self {
+        match (csv, idx) {
+            (Some(csv), _) => Self::Csv(csv),
+            (None, Some((images, labels))) => Self::Idx { images, labels },
+            (None, None) => Self::TestSplit,
+        }
+    }
+}
+
 /// `kiln eval`: metrics of a saved model on its own test split, a labelled CSV or an IDX pair.
 pub fn eval(store: &DirStore, model: &str, data: EvalData, backend: BackendKind) -> Result<()> {
     let saved = resolve_model(store, model)?;

@@ -1,12 +1,12 @@
 //! The run directory: resolved config, metrics.jsonl, checkpoints (top-k), best model, run.json.
 
 use kiln::jobs::JobOutput;
-use kiln::metrics::{MetricPoint, points_of};
 use kiln::store::DirStore;
 use kiln::train::{
     CheckpointData, CheckpointSink, RankedCheckpoint, ResumePoint, TrainEvent, TrainerState,
     retain_top_k,
 };
+use kiln::train::{MetricPoint, points_of};
 use kiln::{Config, KilnError, Result, TrainRunInfo};
 
 use std::io::Write;

@@ -1,18 +1,45 @@
 //! `kiln train`: run (or resume) a job with a live progress bar.
 
 use crate::cli::TrainArgs;
-use crate::run_dir::{MetricsLog, RunDir, run_json};
-use crate::tracking::{MlflowSettings, MlflowTracker, finish_tracked_run, run_end};
+use crate::local_run::{LocalRun, RunSink, run_locally};
+use crate::run_dir::{RunDir, run_json};
+use crate::tracking::MlflowSettings;
 use indicatif::{ProgressBar, ProgressStyle};
 use kiln::backend::{BackendKind, DeviceChoice, native_device_at};
 use kiln::data::load_and_prepare;
-use kiln::jobs::{Job, JobOutput, JobRun, run_job};
-use kiln::model::ConfigModel;
+use kiln::jobs::Job;
 use kiln::store::{DirStore, ModelStore};
-use kiln::train::TrainEvent;
-use kiln::train::TrainInputs;
+use kiln::train::{ResumePoint, TrainEvent};
 use kiln::{Config, Result, TrainRunInfo};
 use std::path::PathBuf;
+
+/// `kiln train`'s part of a run: a progress bar and the latest validation metrics on the
+/// terminal; the tracker's warnings on stderr.
+struct Terminal {
+    bar: ProgressBar,
+    last_val: String,
+}
+
+impl RunSink for Terminal {
+    fn tracking_started(&mut self, settings: &MlflowSettings) {
+        self.bar.suspend(|| {
+            eprintln!(
+                "kiln: logging to MLflow at {} (experiment `{}`)",
+                settings.uri, settings.experiment
+            );
+        });
+    }
+
+    fn event(&mut self, event: &TrainEvent) {
+        describe(event, &self.bar, &mut self.last_val);
+    }
+
+    fn tracking_warnings(&mut self, lines: Vec<String>) {
+        for line in lines {
+            eprintln!("kiln: warning: {line}");
+        }
+    }
+}
 
 fn progress_bar() -> ProgressBar {
     let bar = ProgressBar::new(0);
@@ -125,70 +152,67 @@ fn cancel_on_ctrl_c(job: &Job) {
         });
 }
 
-/// Runs `kiln train`.
-pub fn run(args: TrainArgs, store: &DirStore) -> Result<()> {
-    futures::executor::block_on(store.check_writable())?;
-    let mut _lock = None;
-    let (config, root, resume) = match &args.resume {
-        Some(dir) => {
+/// Where a `kiln train` run goes: its config, its run directory (held locked for the run), and
+/// the checkpoint it resumes from.
+struct RunPlace {
+    config: Config,
+    root: PathBuf,
+    resume: Option<ResumePoint>,
+    _lock: std::fs::File,
+}
+
+impl RunPlace {
+    /// The run `--resume DIR` continues, or a new one (`--out`, else `runs/<name>-<job id>`).
+    fn of(args: &TrainArgs, job: &Job) -> Result<Self> {
+        if let Some(dir) = &args.resume {
             let config = RunDir::load_config(dir)?;
-            _lock = Some(RunDir::lock(dir)?);
+            let lock = RunDir::lock(dir)?;
             RunDir::check_unfinished(dir)?;
             let point = RunDir::latest_checkpoint(dir, config.training.num_passes)?;
-            (config, dir.clone(), Some(point))
+            return Ok(Self {
+                config,
+                root: dir.clone(),
+                resume: Some(point),
+                _lock: lock,
+            });
         }
-        None => {
-            let config = match &args.config {
-                Some(path) => Config::from_file(path)?,
-                None => Config::embedded_default()?,
-            };
-            (config, PathBuf::new(), None)
-        }
-    };
-    let choice = match args.device {
-        Some(choice) => choice,
-        None => DeviceChoice::for_run(args.backend, &config.gpus)?,
-    };
-    let kind = choice.kind;
-    let splits = load_and_prepare(&config)?;
-    let device = native_device_at(choice)?;
-    let job = Job::new();
-    let root = if resume.is_some() {
-        root
-    } else {
-        args.out.clone().unwrap_or_else(|| {
+        let config = match &args.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::embedded_default()?,
+        };
+        let root = args.out.clone().unwrap_or_else(|| {
             let parent = config.output_dir.as_deref().unwrap_or("runs");
             PathBuf::from(parent).join(format!("{}-{}", config.name_slug(), job.id()))
-        })
-    };
-    if resume.is_none() {
-        _lock = Some(RunDir::lock(&root)?);
+        });
+        let lock = RunDir::lock(&root)?;
         if root.join("config.yaml").exists() {
             return Err(kiln::KilnError::InvalidArgument(format!(
                 "{} already holds a run: continue it with --resume {0}, or pick another --out",
                 root.display()
             )));
         }
+        Ok(Self {
+            config,
+            root,
+            resume: None,
+            _lock: lock,
+        })
     }
-    let mut run_dir = RunDir::open(root, &config, config.checkpoint.save_top_k)?;
-    let mut metrics_log = MetricsLog::open(&run_dir.root, resume.as_ref().map(|r| r.state.step))?;
-    let tracker = MlflowSettings::resolve(
-        &config,
-        args.mlflow.as_deref(),
-        job.id(),
-        &kind.to_string(),
-        Some(&run_dir.root),
-    )?
-    .map(|settings| {
-        eprintln!(
-            "kiln: logging to MLflow at {} (experiment `{}`)",
-            settings.uri, settings.experiment
-        );
-        MlflowTracker::start(settings)
-    });
-    if let (Some(tracker), Some(_)) = (&tracker, &resume) {
-        tracker.log_history(&run_dir.root);
-    }
+}
+
+/// Runs `kiln train`.
+pub fn run(args: TrainArgs, store: &DirStore) -> Result<()> {
+    futures::executor::block_on(store.check_writable())?;
+    let job = Job::new();
+    let place = RunPlace::of(&args, &job)?;
+    let config = &place.config;
+    let choice = match args.device {
+        Some(choice) => choice,
+        None => DeviceChoice::for_run(args.backend, &config.gpus)?,
+    };
+    let splits = load_and_prepare(config)?;
+    let device = native_device_at(choice)?;
+    let mut run_dir = RunDir::open(place.root.clone(), config, config.checkpoint.save_top_k)?;
     cancel_on_ctrl_c(&job);
     eprintln!(
         "kiln: training `{}` on {} ({} train / {} val / {} test samples) → {}",
@@ -199,62 +223,49 @@ pub fn run(args: TrainArgs, store: &DirStore) -> Result<()> {
         splits.test.as_ref().map_or(0, |v| v.len()),
         run_dir.root.display()
     );
-    let bar = progress_bar();
-    let mut last_val = String::new();
-    let mut log_error = None;
-    let mut on_event = |event: &TrainEvent| {
-        describe(event, &bar, &mut last_val);
-        if let Some(tracker) = &tracker {
-            tracker.log(event);
-        }
-        if let Err(e) = metrics_log.log(event) {
-            log_error.get_or_insert(e);
-        }
-    };
+    let root = run_dir.root.clone();
     let best_path = run_dir.best_model_path().display().to_string();
-    let results_root = run_dir.root.clone();
-    let mut write_results = |output: &JobOutput| RunDir::write_results(&results_root, output);
-    let outcome = futures::executor::block_on(run_job(
-        &job,
-        JobRun {
-            inputs: TrainInputs {
-                config: &config,
-                splits: &splits,
-                builder: &ConfigModel::default(),
-                device,
-                checkpoints: Some(&mut run_dir),
-                resume,
-                yield_now: None,
-            },
-            backend: kind.to_string(),
+    let mut terminal = Terminal {
+        bar: progress_bar(),
+        last_val: String::new(),
+    };
+    let outcome = run_locally(
+        LocalRun {
+            job: &job,
+            config,
+            splits: &splits,
+            device,
+            backend: choice.kind.to_string(),
             store,
-            on_event: &mut on_event,
+            root: &root,
+            checkpoints: &mut run_dir,
+            resume: place.resume,
+            mlflow: args.mlflow.as_deref(),
             best_model_path: Some(best_path),
-            before_store: Some(&mut write_results),
-            holdout: true,
             model_id: None,
         },
-    ));
-    bar.finish_and_clear();
-    if let Some(tracker) = tracker {
-        let end = Some(run_end(&outcome));
-        for line in finish_tracked_run(tracker, &outcome, end, &results_root, Vec::new()) {
-            eprintln!("kiln: warning: {line}");
-        }
+        &mut terminal,
+    );
+    terminal.bar.finish_and_clear();
+    let info = outcome?.info;
+    let json = run_json(&info)?;
+    eprintln!(
+        "{}",
+        summary_line(
+            &info,
+            &test_metrics(&info),
+            &store.root().display().to_string()
+        )
+    );
+    if args.json {
+        println!("{json}");
     }
-    let output = outcome?;
-    let info = &output.info;
-    if let Some(e) = log_error {
-        return Err(e);
-    }
-    let json = run_json(info)?;
-    let show = |name: &str| {
-        info.summary
-            .final_metrics
-            .get(name)
-            .map(|v| format!("{name} {v:.4}"))
-    };
-    let summary: Vec<String> = [
+    Ok(())
+}
+
+/// The test metrics a summary line shows, as `name value`.
+fn test_metrics(info: &TrainRunInfo) -> Vec<String> {
+    [
         "test_accuracy",
         "test_loss",
         "test_f1_macro",
@@ -262,14 +273,11 @@ pub fn run(args: TrainArgs, store: &DirStore) -> Result<()> {
         "test_r2",
     ]
     .iter()
-    .filter_map(|m| show(m))
-    .collect();
-    eprintln!(
-        "{}",
-        summary_line(info, &summary, &store.root().display().to_string())
-    );
-    if args.json {
-        println!("{json}");
-    }
-    Ok(())
+    .filter_map(|name| {
+        info.summary
+            .final_metrics
+            .get(*name)
+            .map(|v| format!("{name} {v:.4}"))
+    })
+    .collect()
 }

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import signal
-import sys
 import io
+import signal
 import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import KILN, TOKEN
+
 from kiln_client import AsyncClient, Client, JobFailed, KilnError
 
 FAST = {"training": {"num_passes": 3, "batch_size": 16}}
@@ -233,8 +233,8 @@ def test_a_json_config_with_a_repeated_key_or_a_nul_byte_is_refused(kiln):
 
 
 def test_deleting_a_job_while_it_is_cancelled_leaves_nothing_behind(kiln, server):
-    from concurrent.futures import ThreadPoolExecutor
     import time
+    from concurrent.futures import ThreadPoolExecutor
 
     for round in range(12):
         job = kiln.train({"training": {"num_passes": 500}, "checkpoint": {"every_epochs": 1}})

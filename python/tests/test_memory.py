@@ -12,7 +12,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from conftest import TOKEN, start_server, stop_server
 
 MIB = 1 << 20

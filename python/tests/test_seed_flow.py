@@ -11,7 +11,6 @@ import venv
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, TOKEN
 
 SYNC_SEED = """
@@ -98,7 +97,7 @@ def test_client_level_calls_before_any_job_say_what_to_do(server):
         with pytest.raises(RuntimeError, match="call train"):
             qcml.status()
         with pytest.raises(RuntimeError, match="call train"):
-            qcml.trained_model
+            _ = qcml.trained_model  # a property: reading it raises
 
 
 def test_keyword_parameters_are_validated_by_field_path(server):

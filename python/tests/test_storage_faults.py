@@ -15,7 +15,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from conftest import TOKEN, start_server, stop_server
 
 AUTH = {"authorization": f"Bearer {TOKEN}"}

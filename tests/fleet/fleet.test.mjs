@@ -136,7 +136,7 @@ test("three workers on one PostgreSQL and S3: 12 jobs each run once, events and 
 test("kill -9 a worker mid-job: another takes it over from its checkpoint in S3 with the uninterrupted run's weights; the killed one rejoins; drain", async () => {
   const objects = "s3://kiln-fleet/failover";
   const dirA = tempDir("kiln-worker-a-");
-  let a = await worker("failover", objects, { lease: 4, dataDir: dirA });
+  const a = await worker("failover", objects, { lease: 4, dataDir: dirA });
   const b = await worker("failover", objects, { lease: 4 });
   const straight = await api(a, "/v1/jobs", { method: "POST", body: { config: DETERMINISTIC } });
   const reference = await waitFor(a, straight.json.id, { timeout: 300000 });

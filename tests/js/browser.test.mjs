@@ -227,8 +227,8 @@ test("the server's dashboard: asks for the token once, lists jobs and models, fo
   await page.click("#token-ok");
   const row = page.locator(`tr[data-job="${first.id}"]`);
   await row.waitFor();
-  assert.match(await row.innerText(), /completed/i);
-  assert.match(await row.innerText(), /team:vision/);
+  assert.match(await row.textContent(), /completed/i);
+  assert.match(await row.textContent(), /team:vision/);
   const model = (await (await fetch(`${s.url}/v1/jobs/${first.id}`, { headers: auth })).json()).result.modelId;
   await page.locator(`tr[data-model="${model}"]`).waitFor();
   const [download] = await Promise.all([page.waitForEvent("download"), page.click(`tr[data-model="${model}"] button.download`)]);
@@ -437,10 +437,10 @@ test("spam-transformer.yaml as shipped trains on WebGPU in Chromium with the CPU
   // { texts, labels } (240 messages; SwiftShader emulates the GPU on the CPU) and 2 epochs.
   const shipped = readFileSync(join(repo, "crate/configs/spam-transformer.yaml"), "utf8");
   const config = shipped
-    .replace(/^  source: text$/m, "  source: inline")
-    .replace(/^  path: .*\n/m, "")
-    .replace(/^  num_passes: 4$/m, "  num_passes: 2")
-    .replace(/^  batch_size: 64$/m, "  batch_size: 32") + "deterministic: true\n";
+    .replace(/^ {2}source: text$/m, "  source: inline")
+    .replace(/^ {2}path: .*\n/m, "")
+    .replace(/^ {2}num_passes: 4$/m, "  num_passes: 2")
+    .replace(/^ {2}batch_size: 64$/m, "  batch_size: 32") + "deterministic: true\n";
   assert.match(config, /source: inline/);
   assert.match(config, /transformer_encoder/);
   await assertWebGpuMatchesCpuOnSpam(config, 2);

@@ -211,7 +211,7 @@ test("a panic inside wasm fails its job with the message, and Kiln carries on on
   assert.equal(run.status, 0, `the process did not survive: ${run.stderr.slice(-2000)}`);
   const out = JSON.parse(run.stdout.trim().split("\n").at(-1));
   // The job that panicked failed with the panic message (a real Error, not a trap).
-  assert.ok(out.failure && out.failure.isError && !out.failure.trap, JSON.stringify(out.failure));
+  assert.ok(out.failure?.isError && !out.failure.trap, JSON.stringify(out.failure));
   assert.match(out.failure.message, /internal error: Kiln panicked .*injected fault/s);
   assert.equal(out.failedStatus, "failed");
   // The same Kiln trained again; the store kept both models; the old model reloads and predicts the same.

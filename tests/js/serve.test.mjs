@@ -5,7 +5,6 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { writeFileSync, readFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
-import { tmpdir } from "node:os";
 import { kilnBin, tempDir, installPackage, startServer, stopServer as stop, killServers } from "./helpers.mjs";
 import { api, waitFor, readEvents, twoClassCsv, DETERMINISTIC, burnpackTensorData } from "./server-api.mjs";
 

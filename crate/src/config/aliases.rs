@@ -122,7 +122,7 @@ fn check_alias_section(config: &mut Value) -> Result<()> {
     match leftover {
         None => Ok(()),
         Some(name) => {
-            let hint = super::load::did_you_mean(&name, &allowed)
+            let hint = super::suggest::did_you_mean(&name, &allowed)
                 .map(|s| format!("; did you mean `{s}`?"))
                 .unwrap_or_default();
             let name = crate::error::cut_short(&name);

@@ -2,9 +2,9 @@
 //! and what is allowed.
 
 use super::schema::*;
+use super::{MetricName, Split};
 use crate::error::{KilnError, Result};
 use crate::limits::{Limit, Limits};
-use crate::metrics::{MetricName, Split};
 
 /// The longest run name (it names the run directory and the saved model).
 pub const MAX_NAME_CHARS: usize = 128;
@@ -315,7 +315,7 @@ impl Config {
         if allowed.iter().any(|m| m == name) {
             return Ok(());
         }
-        let hint = super::load::did_you_mean(name, &allowed)
+        let hint = super::suggest::did_you_mean(name, &allowed)
             .map(|s| format!("; did you mean `{s}`?"))
             .unwrap_or_default();
         let name = crate::error::cut_short(name);

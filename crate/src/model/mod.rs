@@ -1,5 +1,6 @@
 //! The model: layers from the config, weights import/export, saved-model format, inference.
 
+mod id;
 mod import;
 mod network;
 mod params;
@@ -14,6 +15,7 @@ mod summary;
 mod trainable;
 mod weights;
 
+pub use id::{MAX_MODEL_ID_LEN, ModelId};
 pub use import::import_safetensors;
 pub use network::{Flatten, Layer, Network, ResidualBlock};
 pub use params::{cast_float, initialize_params};

@@ -3,6 +3,7 @@
 //! Layout: the 8-byte magic `KILNMDL1`, a little-endian `u32` header length, the header as
 //! JSON (config, shapes, normalisation, metrics), then the weights as burnpack bytes.
 
+use super::ModelId;
 use super::network::Network;
 use super::shape::{SampleShape, infer_shapes, layer_parameters, resolve_layers};
 use super::trainable::{CONFIG_ARCHITECTURE, ConfigModel, ModelBuilder, ModelSpec};
@@ -11,7 +12,6 @@ use crate::config::{Config, Task};
 use crate::data::{Normalization, Vocabulary};
 use crate::error::{KilnError, Result, cut_short};
 use crate::limits::checked_elements;
-use crate::store::ModelId;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

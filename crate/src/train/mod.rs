@@ -14,6 +14,7 @@ mod learner;
 mod loss_reads;
 mod optim;
 mod plan;
+mod points;
 mod precision;
 mod retention;
 mod run;
@@ -32,6 +33,9 @@ pub use learner::{Learner, Started, StepReport};
 pub use loss_reads::LossReads;
 pub use optim::{build_optimizer, clip_global_norm, global_grad_norm};
 pub use plan::RunPlan;
+pub use points::{
+    GRAD_NORM_SERIES, LEARNING_RATE_SERIES, MetricPoint, TRAIN_LOSS_SERIES, points_of, test_points,
+};
 pub use precision::configure_precision;
 pub use retention::{RankedCheckpoint, retain_top_k};
 pub use run::{RunSummary, TrainInputs, TrainOutcome, TrainRequest, YieldFn, train};

@@ -43,7 +43,7 @@ pub async fn serve_connections(
             Ok((stream, _)) => stream,
             Err(e) => {
                 // Out of file descriptors and the like: wait a moment rather than spin.
-                eprintln!("kiln serve: cannot accept a connection (retrying): {e}");
+                tracing::warn!("cannot accept a connection (retrying): {e}");
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }

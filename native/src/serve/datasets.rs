@@ -2,7 +2,6 @@
 //! (f32 or u8, `[n, …sample]`) and `labels` (i32 or f32, `[n]`). The upload is checked and kept
 //! as sent under `DATA_DIR/datasets/`; a job reads it with its own task.
 
-use super::problem::ApiError;
 use super::registry::{DatasetRow, now_ms};
 use kiln::Config;
 use kiln::config::{DataSource, LabelColumn};
@@ -26,14 +25,14 @@ kiln::display_serde_name!(Format);
 
 impl Format {
     /// The format for a Content-Type header.
-    pub fn from_content_type(content_type: Option<&str>) -> std::result::Result<Self, ApiError> {
+    pub fn from_content_type(content_type: Option<&str>) -> kiln::Result<Self> {
         let essence = content_type
             .and_then(|c| c.split(';').next())
             .map(|c| c.trim().to_ascii_lowercase());
         match essence.as_deref() {
             Some("text/csv") => Ok(Self::Csv),
             Some("application/octet-stream") => Ok(Self::Safetensors),
-            other => Err(ApiError::bad_input(format!(
+            other => Err(kiln::KilnError::InvalidArgument(format!(
                 "Content-Type: a dataset is text/csv or application/octet-stream (a safetensors \
                  file with `features` and `labels`), got {}",
                 other.unwrap_or("none")

@@ -25,8 +25,8 @@ async fn stop_expiring(scheduler: &Scheduler) {
         tick.tick().await;
         for held in scheduler.leases() {
             if held.expiring() && !held.lost() {
-                eprintln!(
-                    "kiln serve: job {}: its lease could not be renewed in time; stopping it \
+                tracing::warn!(
+                    "job {}: its lease could not be renewed in time; stopping it \
                      here (another worker resumes it from its latest checkpoint)",
                     held.job
                 );
@@ -61,8 +61,8 @@ async fn renew(registry: &Registry, worker: &str, scheduler: &Scheduler, lease: 
             {
                 Ok(Ok(true)) => held.renewed(asked),
                 Ok(Ok(false)) => {
-                    eprintln!(
-                        "kiln serve: job {}: its lease is held by another worker now; stopping it here",
+                    tracing::warn!(
+                        "job {}: its lease is held by another worker now; stopping it here",
                         held.job
                     );
                     scheduler.stop_job(&held.job, StopReason::Lost, false);

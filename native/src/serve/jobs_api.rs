@@ -5,7 +5,7 @@ use super::hub::is_terminal;
 use super::listener::{CANCEL_CHANNEL, JOBS_CHANNEL};
 use super::pagination::{Cursor, PageQuery, next_page_headers};
 use super::problem::{ApiError, ProblemKind};
-use super::registry::{DatasetRow, EventRow, JobEnd, JobRow, now_ms};
+use super::registry::{DatasetRow, EventRow, JobEnd, JobKind, JobRow, now_ms};
 use super::runner::remove_job_files;
 use super::state::{AppState, blocking};
 use super::worker::check_label;
@@ -16,6 +16,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::Stream;
 use kiln::Config;
+use kiln::JobStatus;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, VecDeque};
@@ -127,8 +128,8 @@ impl JobView {
             progress: parse(row.progress),
             result: parse(row.result),
             id: row.id,
-            kind: row.kind,
-            status: row.status,
+            kind: row.kind.as_str().to_string(),
+            status: row.status.as_str().to_string(),
             error: row.error,
             dataset: row.dataset,
             created_at: row.created_at,
@@ -229,7 +230,7 @@ pub async fn submit(
         serde_json::to_string(&config).map_err(|e| ApiError::internal("encoding a config", e))?;
     let row = JobRow::queued(
         body.id.unwrap_or_else(|| kiln::Job::new().id().to_string()),
-        "training",
+        JobKind::Training,
         config_json,
         body.dataset,
         serde_json::to_string(&body.tags).unwrap_or_else(|_| "{}".into()),
@@ -307,7 +308,7 @@ pub async fn list(
     let next = loop {
         let rows = state
             .registry
-            .jobs("training", filter.status.as_deref(), &scan)
+            .jobs(JobKind::Training, filter.status.as_deref(), &scan)
             .await?;
         let full = rows.len() == scan.limit as usize;
         let mut last = None;
@@ -358,9 +359,9 @@ pub async fn cancel(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
     let row = find(&state, &id).await?;
-    match row.status.as_str() {
-        "cancelled" => {}
-        "processing" if row.lease_until.is_some() => {
+    match row.status {
+        JobStatus::Cancelled => {}
+        JobStatus::Processing if row.lease_until.is_some() => {
             // Its worker stops it before the next step and records it cancelled: here at
             // once, elsewhere through a notification or, at the latest, its next heartbeat.
             state.registry.request_cancel(&id).await?;
@@ -368,11 +369,11 @@ pub async fn cancel(
                 let _ = state.registry.notify(CANCEL_CHANNEL, &id).await;
             }
         }
-        "queued" | "processing" => {
+        JobStatus::Queued | JobStatus::Processing => {
             // Queued (or held by nobody): ended here, unless a worker claims it first — then
             // it is cancelled there as above.
             let end = JobEnd {
-                status: "cancelled",
+                status: kiln::JobStatus::Cancelled,
                 result: None,
                 error: Some("the job was cancelled"),
                 finished_at: now_ms(),
@@ -403,7 +404,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let row = find(&state, &id).await?;
-    if matches!(row.status.as_str(), "queued" | "processing") {
+    if !row.status.is_final() {
         return Err(ApiError::conflict(format!(
             "job {id} is {}; cancel it first",
             row.status
@@ -459,7 +460,7 @@ pub async fn completed_job_csv(
     missing: &str,
 ) -> Result<Response, ApiError> {
     let id = &row.id;
-    if row.status != "completed" {
+    if row.status != JobStatus::Completed {
         return Err(ApiError::conflict(format!(
             "job {id} is {}: its {what} exist once it has completed",
             row.status
@@ -583,7 +584,7 @@ pub async fn events(
     let row = find(&state, &id).await?;
     let history = state.registry.events_after(&id, last).await?;
     let follow = Follow {
-        closed: !matches!(row.status.as_str(), "queued" | "processing"),
+        closed: row.status.is_final(),
         state,
         id,
         pending: history.into(),

@@ -20,7 +20,7 @@ pub const DRAIN_CHANNEL: &str = "kiln_drain";
 pub async fn listen(url: String, worker: String, hub: Hub, scheduler: Arc<Scheduler>) {
     loop {
         if let Err(e) = listen_once(&url, &worker, &hub, &scheduler).await {
-            eprintln!("kiln serve: notifications interrupted (reconnecting): {e}");
+            tracing::warn!("notifications interrupted (reconnecting): {e}");
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }

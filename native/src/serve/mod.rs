@@ -3,6 +3,7 @@
 
 mod auth;
 mod body_limits;
+mod claim_loop;
 mod connections;
 mod datasets;
 mod datasets_api;
@@ -30,6 +31,5 @@ mod ui;
 mod worker;
 mod workers_api;
 
-pub use objects::{s3_bucket, s3_location};
 pub use server::{ServeOptions, serve};
 pub use worker::parse_label;

@@ -3,7 +3,7 @@
 
 use super::jobs_api::{JobView, completed_job_csv, enqueue, find};
 use super::problem::ApiError;
-use super::registry::JobRow;
+use super::registry::{JobKind, JobRow, PredictionSpec};
 use super::state::{AppState, blocking};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -13,8 +13,7 @@ use kiln::store::ModelId;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-/// The file a prediction job writes in its directory.
-pub const OUTPUT_CSV: &str = "predictions.csv";
+use super::runner::OUTPUT_CSV;
 
 /// `POST /v1/predictions`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -52,8 +51,11 @@ pub async fn submit(
     }
     let row = JobRow::queued(
         format!("bp-job-{}", uuid::Uuid::new_v4()),
-        "prediction",
-        serde_json::json!({ "model": model.to_string() }).to_string(),
+        JobKind::Prediction,
+        serde_json::to_string(&PredictionSpec {
+            model: model.to_string(),
+        })
+        .map_err(|e| ApiError::internal("prediction job spec", e))?,
         Some(body.dataset),
         "{}".into(),
         &Default::default(),
@@ -69,7 +71,7 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
     let row = find(&state, &id).await?;
-    if row.kind != "prediction" {
+    if row.kind != JobKind::Prediction {
         return Err(ApiError::not_found(format!("no prediction job {id}")));
     }
     Ok(Json(JobView::from_row(row)))
@@ -83,7 +85,7 @@ pub async fn output(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let row = find(&state, &id).await?;
-    if row.kind != "prediction" {
+    if row.kind != JobKind::Prediction {
         return Err(ApiError::not_found(format!("no prediction job {id}")));
     }
     completed_job_csv(

@@ -141,7 +141,7 @@ impl ApiError {
 
     /// 500: logs the cause with its context; the client only hears that it happened.
     pub fn internal(context: &str, cause: impl std::fmt::Display) -> Self {
-        eprintln!("kiln serve: internal error ({context}): {cause}");
+        tracing::error!("internal error ({context}): {cause}");
         Self::new(
             ProblemKind::Internal,
             format!("internal error ({context}); see the server log"),
@@ -153,7 +153,7 @@ impl ApiError {
     /// The answer for the server's own storage failing: full (507) or not writable (503), with
     /// a `Retry-After`; its cause (with paths) goes to the log only.
     fn storage(full: bool, cause: impl std::fmt::Display) -> Self {
-        eprintln!("kiln serve: storage: {cause}");
+        tracing::warn!("storage: {cause}");
         let mut error = if full {
             Self::new(
                 ProblemKind::StorageFull,
@@ -217,7 +217,7 @@ impl From<sqlx::Error> for ApiError {
             return Self::storage(full, e);
         }
         if super::registry::is_transient(&e) {
-            eprintln!("kiln serve: registry: {e}");
+            tracing::warn!("registry: {e}");
             let mut error = Self::new(
                 ProblemKind::StorageUnavailable,
                 "the server's database cannot be reached just now; try again shortly",

@@ -56,7 +56,7 @@ pub enum Record {
         /// The job.
         job: String,
         /// completed | failed | cancelled.
-        status: &'static str,
+        status: kiln::JobStatus,
         /// The result (completed jobs).
         result: Option<serde_json::Value>,
         /// Why it failed or was cancelled.
@@ -168,14 +168,14 @@ async fn write_retrying(
                 refused.clear(); // a bound on memory; at worst a job is named twice
             }
             if refused.insert(job.clone()) {
-                eprintln!(
-                    "kiln serve: job {job}: the registry refused a write — its lease is held by \
+                tracing::warn!(
+                    "job {job}: the registry refused a write — its lease is held by \
                      another worker now; stopping it here (its later records are dropped too)"
                 );
             }
             scheduler.stop_job(&job, StopReason::Lost, false);
         }
-        Err(e) => eprintln!("kiln serve: cannot record for {job}: {e}"),
+        Err(e) => tracing::warn!("cannot record for {job}: {e}"),
     }
 }
 

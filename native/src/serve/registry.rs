@@ -3,6 +3,7 @@
 //! through sqlx's `Any` driver and one set of migrations (`native/migrations`), run at start-up.
 
 use super::pagination::Page;
+use kiln::JobStatus;
 use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, FromRow, Row};
@@ -21,11 +22,51 @@ const INSERT_EVENT: &str = "INSERT INTO events (job_id, seq, kind, data, attempt
          WHERE id = $1 AND attempt = $4 AND status = 'processing')
      RETURNING seq";
 
+/// What a job is: a training run or a batch prediction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    /// `trainingjob-<uuid>`: trains a model.
+    Training,
+    /// `bp-job-<uuid>`: predicts a dataset with a stored model.
+    Prediction,
+}
+
+impl JobKind {
+    /// The kind's name, as stored and as JSON spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Training => "training",
+            Self::Prediction => "prediction",
+        }
+    }
+}
+
+impl TryFrom<String> for JobKind {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        match text.as_str() {
+            "training" => Ok(Self::Training),
+            "prediction" => Ok(Self::Prediction),
+            other => Err(format!(
+                "`{other}` is not a job kind (training or prediction)"
+            )),
+        }
+    }
+}
+
+/// What a batch prediction job predicts with: its spec, stored as the job's `config`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct PredictionSpec {
+    /// The stored model's id.
+    pub model: String,
+}
+
 /// How a job ends: what [`Registry::finish`] records.
 #[derive(Debug, Clone, Copy)]
 pub struct JobEnd<'a> {
-    /// completed | failed | cancelled.
-    pub status: &'a str,
+    /// Completed, failed or cancelled.
+    pub status: JobStatus,
     /// The result, for a completed job.
     pub result: Option<&'a serde_json::Value>,
     /// Why it failed or was cancelled.
@@ -123,11 +164,13 @@ impl FromRow<'_, AnyRow> for DatasetRow {
 pub struct JobRow {
     /// `trainingjob-<uuid>` or `bp-job-<uuid>`.
     pub id: String,
-    /// `training` or `prediction`.
-    pub kind: String,
-    /// queued | processing | completed | failed | cancelled.
-    pub status: String,
-    /// The validated config (JSON); for a prediction job `{"model": model id}`.
+    /// A training or a prediction job.
+    #[sqlx(try_from = "String")]
+    pub kind: JobKind,
+    /// Where it is in its life.
+    #[sqlx(try_from = "String")]
+    pub status: JobStatus,
+    /// The validated config (JSON); for a prediction job its [`PredictionSpec`].
     pub config: String,
     /// The dataset it trains on.
     pub dataset: Option<String>,
@@ -160,11 +203,10 @@ pub struct JobRow {
 }
 
 impl JobRow {
-    /// A new queued job of `kind` (`training` or `prediction`) that workers with `requires`
-    /// labels may claim.
+    /// A new queued job of `kind` that workers with `requires` labels may claim.
     pub fn queued(
         id: String,
-        kind: &str,
+        kind: JobKind,
         config: String,
         dataset: Option<String>,
         tags: String,
@@ -172,8 +214,8 @@ impl JobRow {
     ) -> Self {
         Self {
             id,
-            kind: kind.into(),
-            status: "queued".into(),
+            kind,
+            status: JobStatus::Queued,
             config,
             dataset,
             tags,
@@ -401,8 +443,8 @@ fn outage_began(e: &sqlx::Error) {
     {
         outage.announced = true;
         outage.announced_at = Some(std::time::Instant::now());
-        eprintln!(
-            "kiln serve: the registry cannot be written ({e}); holding its writes and retrying \
+        tracing::warn!(
+            "the registry cannot be written ({e}); holding its writes and retrying \
              until it can"
         );
     }
@@ -418,7 +460,7 @@ fn outage_ended() {
     }
     outage.ongoing = false;
     if std::mem::take(&mut outage.announced) {
-        eprintln!("kiln serve: the registry is writable again; held writes go on");
+        tracing::info!("the registry is writable again; held writes go on");
     }
 }
 
@@ -548,8 +590,8 @@ impl Registry {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&job.id)
-        .bind(&job.kind)
-        .bind(&job.status)
+        .bind(job.kind.as_str())
+        .bind(job.status.as_str())
         .bind(&job.config)
         .bind(&job.dataset)
         .bind(&job.tags)
@@ -579,7 +621,7 @@ impl Registry {
     /// One page of the jobs of one kind, optionally with one status.
     pub async fn jobs(
         &self,
-        kind: &str,
+        kind: JobKind,
         status: Option<&str>,
         page: &Page,
     ) -> Result<Vec<JobRow>, sqlx::Error> {
@@ -592,7 +634,7 @@ impl Registry {
         sqlx::query_as(&sql)
             .bind(cursor.map(|c| c.created_at))
             .bind(cursor.map(|c| c.id.clone()))
-            .bind(kind)
+            .bind(kind.as_str())
             .bind(status)
             .bind(i64::from(page.limit))
             .fetch_all(&self.pool)
@@ -777,7 +819,7 @@ impl Registry {
                      lease_until = NULL
                  WHERE id = $5 AND status IN ('queued', 'processing') AND ($6 = 0 OR attempt = $6)",
             )
-            .bind(end.status)
+            .bind(end.status.as_str())
             .bind(result.as_deref())
             .bind(end.error)
             .bind(end.finished_at)
@@ -1064,7 +1106,7 @@ mod tests {
             let id = "trainingjob-1";
             let job = JobRow::queued(
                 id.into(),
-                "training",
+                JobKind::Training,
                 "{}".into(),
                 None,
                 "{}".into(),
@@ -1075,7 +1117,7 @@ mod tests {
             assert_eq!(seq.expect("append"), Some(1));
             let result = serde_json::json!({ "epochs": 1 });
             let end = JobEnd {
-                status: "completed",
+                status: kiln::JobStatus::Completed,
                 result: Some(&result),
                 error: None,
                 finished_at: 42,
@@ -1083,7 +1125,7 @@ mod tests {
             let written = registry.finish(id, &end, 0).await.expect("finish");
             assert_eq!(written.as_ref().map(|e| e.seq), Some(2));
             let row = registry.job(id).await.expect("read").expect("the job");
-            assert_eq!(row.status, "completed");
+            assert_eq!(row.status, JobStatus::Completed);
             assert_eq!(row.result.as_deref(), Some("{\"epochs\":1}"));
             assert_eq!(row.finished_at, Some(42));
             let events = registry.events_after(id, 0).await.expect("events");
@@ -1093,7 +1135,7 @@ mod tests {
             assert_eq!(written.map(|e| e.data), Some(end.event()));
             // A second end (a cancel racing the completion) changes nothing and adds no event.
             let cancelled = JobEnd {
-                status: "cancelled",
+                status: kiln::JobStatus::Cancelled,
                 error: Some("the job was cancelled"),
                 ..end
             };
@@ -1106,7 +1148,7 @@ mod tests {
             );
             assert_eq!(registry.events_after(id, 0).await.expect("events").len(), 2);
             let row = registry.job(id).await.expect("read").expect("the job");
-            assert_eq!(row.status, "completed");
+            assert_eq!(row.status, JobStatus::Completed);
             // An attempt that does not hold the job cannot end it.
             let other = "trainingjob-2";
             registry

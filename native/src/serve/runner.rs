@@ -10,25 +10,27 @@ use super::mirror::{self, StoredCheckpoint};
 use super::model_store::ServerModels;
 use super::objects::Objects;
 use super::recorder::{Record, Recorder};
-use super::registry::{Claimed, JobRow, retry_while_unreachable};
+use super::registry::{Claimed, JobKind, JobRow, PredictionSpec, retry_while_unreachable};
 use super::scheduler::Scheduler;
 use super::worker::WorkerIdentity;
-use crate::run_dir::{MetricsLog, RunDir};
-use crate::tracking::{Artifact, MlflowSettings, MlflowTracker, finish_tracked_run, run_end};
+use crate::local_run::{LocalRun, RunSink, run_locally};
+use crate::run_dir::RunDir;
+use crate::tracking::{Artifact, RunEnd, run_end};
 use kiln::backend::{BackendKind, DeviceChoice, native_device_at};
 use kiln::data::{load_source, prepare};
-use kiln::jobs::{JobOutput, JobRun, run_job};
-use kiln::model::ConfigModel;
+use kiln::jobs::JobOutput;
 use kiln::model::{Predictor, predictions_csv};
 use kiln::store::ModelStore;
 use kiln::store::load_model;
-use kiln::train::TrainInputs;
 use kiln::train::{CheckpointData, CheckpointSink, TrainEvent};
-use kiln::{Config, Job, KilnError, Result, TrainRunInfo};
+use kiln::{Config, Job, JobStatus, KilnError, Result, TrainRunInfo};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
+
+/// The file a prediction job writes in its directory.
+pub const OUTPUT_CSV: &str = "predictions.csv";
 
 /// What every training thread shares.
 #[derive(Debug, Clone)]
@@ -90,7 +92,7 @@ impl RunnerContext {
     pub fn finish(
         &self,
         id: &str,
-        status: &'static str,
+        status: JobStatus,
         result: Option<serde_json::Value>,
         error: Option<&str>,
         attempt: i64,
@@ -157,7 +159,7 @@ pub fn run_claimed(ctx: &RunnerContext, claimed: Claimed, asked: Instant) {
         "attempt": attempt,
         "resumeFrom": stored_checkpoint(&row),
     });
-    if claimed.previous_status == "processing" {
+    if claimed.previous_status == JobStatus::Processing.as_str() {
         assigned["previousWorker"] = claimed.previous_worker.clone().into();
         assigned["reason"] = "the previous worker stopped renewing its lease".into();
     }
@@ -167,7 +169,7 @@ pub fn run_claimed(ctx: &RunnerContext, claimed: Claimed, asked: Instant) {
     }
     let outcome = if lease.stop_reason().is_some() {
         Err(KilnError::Cancelled)
-    } else if row.kind == "prediction" {
+    } else if row.kind == JobKind::Prediction {
         predict_batch(ctx, &row, &job, &lease)
     } else {
         train(ctx, &row, &job, &lease).and_then(|info| {
@@ -179,15 +181,15 @@ pub fn run_claimed(ctx: &RunnerContext, claimed: Claimed, asked: Instant) {
     // may stay behind, so what this run wrote since is removed now that it writes no more.
     if matches!(ctx.runtime.block_on(ctx.hub.registry().job(&id)), Ok(None)) {
         if let Err(e) = ctx.runtime.block_on(remove_job_files(ctx, &id)) {
-            eprintln!("kiln serve: job {id} was deleted; its files: {e}");
+            tracing::warn!("job {id} was deleted; its files: {e}");
         }
         return;
     }
     match (outcome, lease.stop_reason()) {
         (_, Some(StopReason::Lost)) => {
-            eprintln!("kiln serve: job {id}: stopped here; its lease is another worker's now");
+            tracing::info!("job {id}: stopped here; its lease is another worker's now");
         }
-        (Ok(result), _) => ctx.finish(&id, "completed", Some(result), None, attempt),
+        (Ok(result), _) => ctx.finish(&id, JobStatus::Completed, Some(result), None, attempt),
         (Err(KilnError::Cancelled), Some(StopReason::Handover)) => {
             ctx.recorder.send(Record::Requeued {
                 job: id.clone(),
@@ -210,7 +212,7 @@ pub fn run_claimed(ctx: &RunnerContext, claimed: Claimed, asked: Instant) {
         (Err(KilnError::Cancelled), _) => {
             ctx.finish(
                 &id,
-                "cancelled",
+                JobStatus::Cancelled,
                 None,
                 Some("the job was cancelled"),
                 attempt,
@@ -218,10 +220,10 @@ pub fn run_claimed(ctx: &RunnerContext, claimed: Claimed, asked: Instant) {
         }
         (Err(e), _) => {
             if !e.is_user_error() {
-                eprintln!("kiln serve: job {id} failed: {e}");
+                tracing::warn!("job {id} failed: {e}");
             }
             let shown = ctx.without_server_paths(&e.to_string());
-            ctx.finish(&id, "failed", None, Some(&shown), attempt);
+            ctx.finish(&id, JobStatus::Failed, None, Some(&shown), attempt);
         }
     }
 }
@@ -251,9 +253,9 @@ fn predict_batch(
     lease: &Lease,
 ) -> Result<serde_json::Value> {
     let id = row.id.as_str();
-    let spec: serde_json::Value = serde_json::from_str(&row.config)
+    let spec: PredictionSpec = serde_json::from_str(&row.config)
         .map_err(|e| KilnError::Internal(format!("prediction job spec: {e}")))?;
-    let model_id = spec["model"].as_str().unwrap_or_default().to_string();
+    let model_id = spec.model;
     let saved = futures::executor::block_on(load_model(&ctx.store, &model_id))?;
     let dataset = row.dataset.clone().unwrap_or_default();
     let found = ctx
@@ -289,13 +291,10 @@ fn predict_batch(
     std::fs::create_dir_all(&dir)
         .map_err(|e| KilnError::io(format!("cannot create {}", dir.display()), e))?;
     let csv = predictions_csv(&values, outputs, task);
-    kiln::store::write_atomic(
-        &dir.join(super::predictions_api::OUTPUT_CSV),
-        csv.as_bytes(),
-    )?;
+    kiln::store::write_atomic(&dir.join(OUTPUT_CSV), csv.as_bytes())?;
     check_lease(lease)?;
     if ctx.objects.is_remote() {
-        mirror::upload_file(&ctx.objects, id, &dir, super::predictions_api::OUTPUT_CSV)?;
+        mirror::upload_file(&ctx.objects, id, &dir, OUTPUT_CSV)?;
     }
     Ok(serde_json::json!({
         "model": model_id,
@@ -391,30 +390,42 @@ fn train(ctx: &RunnerContext, row: &JobRow, job: &Job, lease: &Lease) -> Result<
         lease,
         recorded: stored_checkpoint(row),
     };
-    let mut metrics_log = MetricsLog::open(&root, resume.as_ref().map(|r| r.state.step))?;
-    let tracker = MlflowSettings::resolve(
-        &config,
-        ctx.mlflow.as_deref(),
-        id,
-        &ctx.backend.to_string(),
-        Some(&root),
-    )?
-    .map(MlflowTracker::start);
-    if let (Some(tracker), Some(_)) = (&tracker, &resume) {
-        tracker.log_history(&root);
-    }
     ctx.recorder.send(Record::Processing {
         job: id.to_string(),
         attempt: lease.attempt,
     });
-    let mut log_error = None;
-    let mut on_event = |event: &TrainEvent| {
-        if let Some(tracker) = &tracker {
-            tracker.log(event);
-        }
-        if let Err(e) = metrics_log.log(event) {
-            log_error.get_or_insert(e);
-        }
+    let mut server = ServerSink { ctx, id, lease };
+    let output = run_locally(
+        LocalRun {
+            job,
+            config: &config,
+            splits: &splits,
+            device,
+            backend: ctx.backend.to_string(),
+            store: &ctx.store,
+            root: &root,
+            checkpoints: &mut checkpoints,
+            resume,
+            mlflow: ctx.mlflow.as_deref(),
+            best_model_path: None,
+            model_id: Some(model_id_of_job(id)),
+        },
+        &mut server,
+    )?;
+    Ok(output.info)
+}
+
+/// A server worker's part of a run: every event published to the job's stream, the results
+/// uploaded to a shared object store, the tracker's warnings as `warning` events, and a tracked
+/// run left open when the job goes on elsewhere.
+struct ServerSink<'a> {
+    ctx: &'a RunnerContext,
+    id: &'a str,
+    lease: &'a Lease,
+}
+
+impl RunSink for ServerSink<'_> {
+    fn event(&mut self, event: &TrainEvent) {
         let Ok(value) = serde_json::to_value(event) else {
             return;
         };
@@ -423,81 +434,49 @@ fn train(ctx: &RunnerContext, row: &JobRow, job: &Job, lease: &Lease) -> Result<
             .and_then(|k| k.as_str())
             .unwrap_or("event")
             .to_string();
-        ctx.publish(id, &kind, value, lease.attempt);
-    };
-    let mut write_results = |output: &JobOutput| {
-        RunDir::write_results(&root, output)?;
-        check_lease(lease)?;
-        if ctx.objects.is_remote() {
-            with_retries(|| mirror::upload_results(&ctx.objects, id, &root))?;
+        self.ctx.publish(self.id, &kind, value, self.lease.attempt);
+    }
+
+    fn results_written(&mut self, root: &std::path::Path, _output: &JobOutput) -> Result<()> {
+        check_lease(self.lease)?;
+        if self.ctx.objects.is_remote() {
+            with_retries(|| mirror::upload_results(&self.ctx.objects, self.id, root))?;
         }
         Ok(())
-    };
-    let outcome = futures::executor::block_on(run_job(
-        job,
-        JobRun {
-            inputs: TrainInputs {
-                config: &config,
-                splits: &splits,
-                builder: &ConfigModel::default(),
-                device,
-                checkpoints: Some(&mut checkpoints),
-                resume,
-                yield_now: None,
-            },
-            backend: ctx.backend.to_string(),
-            store: &ctx.store,
-            on_event: &mut on_event,
-            best_model_path: None,
-            before_store: Some(&mut write_results),
-            holdout: true,
-            model_id: Some(model_id_of_job(id)),
-        },
-    ));
-    if let Some(tracker) = tracker {
-        finish_tracking(ctx, id, lease, tracker, &outcome);
     }
-    let output = outcome?;
-    if let Some(e) = log_error {
-        return Err(e);
-    }
-    Ok(output.info)
-}
 
-/// Ends a job's MLflow run as the job ended (a job handed over or lost stays running for the
-/// worker that goes on with it) and publishes a `warning` event for whatever was not sent.
-fn finish_tracking(
-    ctx: &RunnerContext,
-    id: &str,
-    lease: &Lease,
-    tracker: MlflowTracker,
-    outcome: &Result<JobOutput>,
-) {
-    let end = match (outcome, lease.stop_reason()) {
-        (Err(KilnError::Cancelled), Some(StopReason::Handover | StopReason::Lost)) => None,
-        _ => Some(run_end(outcome)),
-    };
-    let root = ctx.job_dir(id);
-    let mut model_file = Vec::new();
-    if let Ok(output) = outcome {
-        let model = kiln::store::ModelId::parse(&output.info.model_id)
-            .ok()
-            .and_then(|model| {
-                futures::executor::block_on(ctx.store.get(&model))
-                    .ok()
-                    .flatten()
-            });
-        if let Some(bytes) = model {
-            model_file.push(Artifact::Bytes("best_model.kiln".into(), bytes));
+    fn tracked_end(&self, outcome: &Result<JobOutput>) -> Option<RunEnd> {
+        match (outcome, self.lease.stop_reason()) {
+            // Handed over or lost: the worker that takes the job on logs into the same run.
+            (Err(KilnError::Cancelled), Some(StopReason::Handover | StopReason::Lost)) => None,
+            _ => Some(run_end(outcome)),
         }
     }
-    for line in finish_tracked_run(tracker, outcome, end, &root, model_file) {
-        ctx.publish(
-            id,
-            "warning",
-            serde_json::json!({ "event": "warning", "message": line }),
-            lease.attempt,
-        );
+
+    fn extra_artifacts(&self, outcome: &Result<JobOutput>) -> Vec<Artifact> {
+        let Ok(output) = outcome else {
+            return Vec::new();
+        };
+        kiln::store::ModelId::parse(&output.info.model_id)
+            .ok()
+            .and_then(|model| {
+                futures::executor::block_on(self.ctx.store.get(&model))
+                    .ok()
+                    .flatten()
+            })
+            .map(|bytes| vec![Artifact::Bytes("best_model.kiln".into(), bytes)])
+            .unwrap_or_default()
+    }
+
+    fn tracking_warnings(&mut self, lines: Vec<String>) {
+        for line in lines {
+            self.ctx.publish(
+                self.id,
+                "warning",
+                serde_json::json!({ "event": "warning", "message": line }),
+                self.lease.attempt,
+            );
+        }
     }
 }
 
@@ -508,7 +487,7 @@ fn with_retries<T>(mut call: impl FnMut() -> Result<T>) -> Result<T> {
     loop {
         match call() {
             Err(e) if tries < 3 => {
-                eprintln!("kiln serve: {e}; trying again");
+                tracing::warn!("{e}; trying again");
                 std::thread::sleep(pause);
                 pause *= 2;
                 tries += 1;

@@ -3,13 +3,14 @@
 
 use super::auth::{Tokens, require_token};
 use super::body_limits::{BodyLimits, limit_bodies};
+use super::claim_loop::{start_training_threads, stop_training_threads};
 use super::hub::Hub;
 use super::model_store::ServerModels;
 use super::objects::Objects;
 use super::problem::problems_everywhere;
 use super::recorder::Recorder;
 use super::registry::{Dialect, Registry, WorkerRow, now_ms, redact};
-use super::runner::{RunnerContext, run_claimed};
+use super::runner::RunnerContext;
 use super::scheduler::Scheduler;
 use super::state::AppState;
 use super::worker::{WorkerIdentity, worker_id};
@@ -63,9 +64,6 @@ pub struct ServeOptions {
     pub lease: Duration,
 }
 
-/// How long a stopping server waits for running jobs to reach the end of their epoch.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-
 /// How long a request (not an event stream) may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -97,6 +95,59 @@ pub fn serve(options: ServeOptions, pool: Arc<rayon::ThreadPool>) -> Result<()> 
         .enable_all()
         .build()
         .map_err(|e| internal("cannot start the async runtime", e))?;
+    let (registry, objects) = open_storage(&options, &runtime)?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(options.addr))
+        .map_err(|e| KilnError::io(format!("cannot bind {}", options.addr), e))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| KilnError::io("cannot read the bound address", e))?;
+    let runner = start_worker(&options, &runtime, &registry, objects, bound)?;
+    let workers = start_training_threads(&runner, &pool, options.max_concurrent_jobs)?;
+    let scheduler = runner.scheduler.clone();
+    let recorder = runner.recorder.clone();
+    let worker_id = runner.worker.id.clone();
+    let streams = runner.hub.clone();
+    let state = AppState {
+        registry: registry.clone(),
+        hub: runner.hub.clone(),
+        scheduler: scheduler.clone(),
+        runner,
+        tokens,
+        max_queued_jobs: options.max_queued_jobs,
+    };
+    let app = router(state, &options, origins);
+    println!(
+        "kiln serve: listening on http://{bound} (data in {}; worker {worker_id})",
+        options.data_dir.display(),
+    );
+    let stopping = scheduler.clone();
+    runtime.block_on(super::connections::serve_connections(
+        listener,
+        app,
+        async move {
+            shutdown_signal().await;
+            tracing::info!(
+                "stopping (running jobs checkpoint at the end of their epoch and \
+                 resume at the next start)"
+            );
+            stopping.stop();
+            streams.close_all();
+        },
+    ));
+    stop_training_threads(&scheduler, workers);
+    recorder.flush(Duration::from_secs(30));
+    let _ = runtime.block_on(registry.worker_stopped(&worker_id));
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    Ok(())
+}
+
+/// The registry (`--database`, else SQLite in the data directory) and the object store
+/// (`--objects`, else the data directory).
+fn open_storage(
+    options: &ServeOptions,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(Registry, Objects)> {
     let registry = runtime
         .block_on(async {
             match &options.database {
@@ -113,19 +164,25 @@ pub fn serve(options: ServeOptions, pool: Arc<rayon::ThreadPool>) -> Result<()> 
         None => Objects::data_dir(&options.data_dir, runtime.handle().clone())?,
     };
     if registry.dialect() == Dialect::Postgres && !objects.is_remote() {
-        eprintln!(
-            "kiln serve: warning: the registry is shared but models, datasets and checkpoints \
+        tracing::warn!(
+            "the registry is shared but models, datasets and checkpoints \
              stay in this machine's {} — give every worker the same --objects URL so that any \
              of them can run any job and take jobs over",
             options.data_dir.display()
         );
     }
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind(options.addr))
-        .map_err(|e| KilnError::io(format!("cannot bind {}", options.addr), e))?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| KilnError::io("cannot read the bound address", e))?;
+    Ok((registry, objects))
+}
+
+/// This worker: its identity, joined to the fleet (its earlier jobs requeued), its heartbeat
+/// and (on PostgreSQL) its notifications started; what its training threads share.
+fn start_worker(
+    options: &ServeOptions,
+    runtime: &tokio::runtime::Runtime,
+    registry: &Registry,
+    objects: Objects,
+    bound: SocketAddr,
+) -> Result<RunnerContext> {
     let mut labels: BTreeMap<String, String> = options.labels.iter().cloned().collect();
     labels.insert("backend".into(), options.device.kind.to_string());
     let worker = WorkerIdentity {
@@ -153,7 +210,7 @@ pub fn serve(options: ServeOptions, pool: Arc<rayon::ThreadPool>) -> Result<()> 
         recorder: Recorder::start(runtime.handle(), hub.clone(), scheduler.clone()),
         worker: worker.clone(),
     };
-    runtime.block_on(join_fleet(&runner, &options, bound))?;
+    runtime.block_on(join_fleet(&runner, options, bound))?;
     runtime.spawn(heartbeat::beat(
         registry.clone(),
         worker.id.clone(),
@@ -164,66 +221,11 @@ pub fn serve(options: ServeOptions, pool: Arc<rayon::ThreadPool>) -> Result<()> 
         runtime.spawn(listener::listen(
             url.clone(),
             worker.id.clone(),
-            hub.clone(),
-            scheduler.clone(),
+            hub,
+            scheduler,
         ));
     }
-    let recorder = runner.recorder.clone();
-    let workers: Vec<_> = (0..options.max_concurrent_jobs)
-        .map(|i| {
-            let runner = runner.clone();
-            let pool = pool.clone();
-            std::thread::Builder::new()
-                .name(format!("kiln-job-{i}"))
-                .spawn(move || claim_and_run(&runner, &pool))
-                .map_err(|e| internal("cannot start a training thread", e))
-        })
-        .collect::<Result<_>>()?;
-    let state = AppState {
-        registry: registry.clone(),
-        hub,
-        scheduler: scheduler.clone(),
-        runner,
-        tokens: tokens.clone(),
-        max_queued_jobs: options.max_queued_jobs,
-    };
-    let state_hub = state.hub.clone();
-    let app = router(state, &options, origins);
-    println!(
-        "kiln serve: listening on http://{bound} (data in {}; worker {})",
-        options.data_dir.display(),
-        worker.id
-    );
-    let stopping = scheduler.clone();
-    let streams = state_hub;
-    runtime.block_on(super::connections::serve_connections(
-        listener,
-        app,
-        async move {
-            shutdown_signal().await;
-            eprintln!(
-                "kiln serve: stopping (running jobs checkpoint at the end of their epoch and \
-                 resume at the next start)"
-            );
-            stopping.stop();
-            streams.close_all();
-        },
-    ));
-    scheduler.stop();
-    // Jobs finish their epoch and checkpoint; one that takes longer than this is stopped at
-    // its next step and resumes from its previous checkpoint.
-    let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
-    while workers.iter().any(|w| !w.is_finished()) && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    scheduler.stop_now();
-    for worker in workers {
-        let _ = worker.join();
-    }
-    recorder.flush(Duration::from_secs(30));
-    let _ = runtime.block_on(registry.worker_stopped(&worker.id));
-    runtime.shutdown_timeout(Duration::from_secs(5));
-    Ok(())
+    Ok(runner)
 }
 
 /// Registers this worker (again, after a restart) and puts the jobs its previous run held
@@ -290,52 +292,12 @@ fn hostname() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// One training thread: claims the oldest job this worker may run, runs it, and again, until
-/// the server stops; looks again when woken (a job was queued) or every poll interval (a
-/// lease may have run out).
-fn claim_and_run(runner: &RunnerContext, pool: &rayon::ThreadPool) {
-    let poll = (runner.worker.lease / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
-    let registry = runner.hub.registry();
-    let mut failing = false;
-    while !runner.scheduler.stopping() {
-        if runner.scheduler.draining() {
-            runner.scheduler.wait(poll);
-            continue;
-        }
-        let asked = std::time::Instant::now();
-        let until = now_ms() + runner.worker.lease.as_millis() as i64;
-        let claimed = runner.runtime.block_on(registry.claim(
-            &runner.worker.id,
-            &runner.worker.labels,
-            until,
-        ));
-        match claimed {
-            Ok(Some(job)) => {
-                failing = false;
-                pool.install(|| run_claimed(runner, job, asked));
-            }
-            Ok(None) => {
-                failing = false;
-                runner.scheduler.wait(poll);
-            }
-            Err(e) => {
-                super::registry::note_failure(&e);
-                if !failing {
-                    eprintln!("kiln serve: cannot look for queued jobs (retrying): {e}");
-                }
-                failing = true;
-                runner.scheduler.wait(Duration::from_secs(1));
-            }
-        }
-    }
-}
-
 /// The CORS origins `--allow-origin` names: `None` for none, `AllowOrigin::any()` for `*` (with
 /// a warning: any web page may then call the API, with a token it has), else the list.
 fn allowed_origins(given: &[String]) -> Result<Option<AllowOrigin>> {
     if given.iter().any(|o| o.trim() == "*") {
-        eprintln!(
-            "kiln serve: warning: --allow-origin '*' lets pages from any origin call this API \
+        tracing::warn!(
+            "--allow-origin '*' lets pages from any origin call this API \
              (they still need a token when the server has one; no cookies or credentials are \
              ever allowed)"
         );

@@ -4,27 +4,12 @@
 //! Credentials come from MLflow's own variables: `MLFLOW_TRACKING_TOKEN` (a bearer token) or
 //! `MLFLOW_TRACKING_USERNAME` / `MLFLOW_TRACKING_PASSWORD`.
 
+use super::api_error::ApiError;
 use super::s3_artifacts;
-use kiln::metrics::MetricPoint;
+use kiln::train::MetricPoint;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::Duration;
-
-/// A failed call, and whether trying again later may help (server unreachable, timed out,
-/// 5xx, 429) or not (the server refused the request).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
-    /// What went wrong, with the server's own message when it sent one.
-    pub message: String,
-    /// Whether a retry may succeed.
-    pub retryable: bool,
-}
-
-impl std::fmt::Display for ApiError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
 
 /// A run as the tracking server knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -278,7 +263,7 @@ impl MlflowApi {
         bytes: Vec<u8>,
         timeout: Duration,
     ) -> Result<(), ApiError> {
-        if let Some(location) = crate::serve::s3_location(&run.artifact_uri) {
+        if let Some(location) = crate::s3::s3_location(&run.artifact_uri) {
             return s3_artifacts::upload(&run.artifact_uri, location, name, bytes, timeout);
         }
         let Some(root) = proxied_artifact_path(&run.artifact_uri) else {

@@ -3,11 +3,12 @@
 //! of seconds, retries with back-off while the server is down or slow, and at the end uploads
 //! the artifacts, sets the final status and reports whatever it could not send.
 
-use super::mlflow_api::{ApiError, MlflowApi, RunRef, TimedPoint, now_ms};
+use super::api_error::ApiError;
+use super::mlflow_api::{MlflowApi, RunRef, TimedPoint, now_ms};
 use super::mlflow_settings::MlflowSettings;
 use crate::run_dir::{LoggedPoint, logged_points};
-use kiln::metrics::{MetricPoint, points_of};
 use kiln::train::TrainEvent;
+use kiln::train::{MetricPoint, points_of};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};

@@ -1,6 +1,7 @@
 //! Experiment tracking for native runs (`kiln train`, `kiln serve` jobs): MLflow over its REST
 //! API, logged from a thread of its own so a slow or absent server never slows training.
 
+mod api_error;
 mod mlflow_api;
 mod mlflow_settings;
 mod mlflow_tracker;

@@ -4,7 +4,7 @@
 use super::{Artifact, MlflowTracker, RunEnd, TrackerReport, finish_timeout};
 use kiln::KilnError;
 use kiln::jobs::JobOutput;
-use kiln::metrics::test_points;
+use kiln::train::test_points;
 use std::io::Write;
 use std::path::Path;
 

@@ -3,13 +3,13 @@
 //! the bucket, as MLflow's own clients do, with the `AWS_*` credentials and endpoint of this
 //! process. Only objects under the run's own artifact URI are written.
 
-use super::mlflow_api::ApiError;
+use super::api_error::ApiError;
 use object_store::path::Path as Key;
 use object_store::{ObjectStoreExt, PutPayload};
 use std::time::Duration;
 
 /// Uploads `bytes` as artifact `name` under `prefix` in `bucket` (the run's S3 artifact URI
-/// `uri`, parsed by [`crate::serve::s3_location`]), within `timeout`.
+/// `uri`, parsed by [`crate::s3::s3_location`]), within `timeout`.
 pub fn upload(
     uri: &str,
     (bucket, prefix): (&str, &str),
@@ -27,7 +27,7 @@ pub fn upload(
         format!("{prefix}/{name}")
     };
     let key = Key::parse(&key).map_err(|e| failed(e.to_string(), false))?;
-    let store = crate::serve::s3_bucket(bucket).map_err(|e| failed(e, false))?;
+    let store = crate::s3::s3_bucket(bucket).map_err(|e| failed(e, false))?;
     // A runtime of its own, on a thread of its own: callers may be inside another runtime.
     std::thread::scope(|scope| {
         scope

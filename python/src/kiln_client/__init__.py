@@ -8,9 +8,9 @@
 >>> model.predict([[5.1, 3.5, 1.4, 0.2]])
 """
 
+from ._trained import TrainedModel
 from .aio import AsyncClient, AsyncJob, AsyncModel
 from .client import Client, Job, Model
-from ._trained import TrainedModel
 from .errors import JobFailed, KilnError
 
 __all__ = [

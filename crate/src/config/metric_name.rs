@@ -1,6 +1,6 @@
 //! Reported metric names: a split and a metric, printed and parsed as `val_loss`.
 
-use crate::config::{Direction, Metric, from_serde_name};
+use super::{Direction, Metric, from_serde_name};
 use crate::error::KilnError;
 use serde::{Deserialize, Serialize};
 use std::fmt;

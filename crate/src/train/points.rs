@@ -1,7 +1,7 @@
 //! A run's scalar series, one point per metric per read point: what trackers log and plots draw.
 
-use super::LEARNING_RATE;
-use crate::train::TrainEvent;
+use super::TrainEvent;
+use crate::config::LEARNING_RATE;
 
 /// One value of one series at one optimiser step.
 #[derive(Debug, Clone, PartialEq)]
