@@ -1451,8 +1451,43 @@ fn serve_takes_any_origin_with_a_warning_instead_of_panicking() {
             .contains("access-control-allow-origin: *"),
         "{answer}"
     );
-    assert!(err.contains("warning: --allow-origin '*'"), "{err}");
+    // A diagnostic through `tracing`: a WARN line.
+    assert!(
+        err.contains("WARN") && err.contains("--allow-origin '*' lets pages from any origin"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn server_diagnostics_are_json_lines_with_kiln_log_format_json() {
+    use std::io::{BufRead, BufReader, Read};
+    let s = Scratch::new();
+    let mut child = Command::new(KILN)
+        .args(["serve", "--addr", "127.0.0.1:0", "--allow-origin", "*"])
+        .arg("--data-dir")
+        .arg(s.path("data"))
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .env("KILN_LOG_FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(lines.any(|l| l.is_ok_and(|l| l.contains("listening on"))));
+    let _ = child.kill();
+    let mut err = String::new();
+    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+    let _ = child.wait();
+    let first: serde_json::Value = serde_json::from_str(err.lines().next().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("not a JSON line ({e}): {err}"));
+    assert_eq!(first["level"], "WARN", "{err}");
+    assert!(
+        first["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("--allow-origin '*'")),
+        "{err}"
+    );
 }
 
 #[test]
