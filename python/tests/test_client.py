@@ -181,6 +181,10 @@ def test_job_and_dataset_lists_are_paged(kiln, tmp_path):
     with pytest.raises(KilnError) as big:
         kiln.jobs(limit=100000)
     assert big.value.status == 400 and "limit" in big.value.detail
+    with pytest.raises(KilnError) as unknown:
+        kiln.jobs(status="finished")
+    assert unknown.value.status == 400 and "status: `finished` is not a job status" in unknown.value.detail
+    assert "completed" in unknown.value.detail
     for job in jobs:
         job.cancel()
 

@@ -301,6 +301,11 @@ pub async fn list(
         })?),
         None => None,
     };
+    if let Some(status) = filter.status.as_deref() {
+        status
+            .parse::<JobStatus>()
+            .map_err(|e| ApiError::bad_input(format!("status: {e}")))?;
+    }
     let page = query.page()?;
     let mut scan = page.clone();
     let mut views = Vec::new();
