@@ -1,35 +1,19 @@
 //! `kiln serve`: the job API over HTTP (axum), with the registry in SQLite or PostgreSQL
 //! (sqlx) and objects in `DATA_DIR` or a shared object store — one server, or a fleet of them.
+//! Three layers: `http` (uses the other two), `worker` (training threads; uses the registry)
+//! and `fleet` (the registry, leases, notifications, the object store); `server` starts them.
 
-mod auth;
-mod body_limits;
-mod claim_loop;
-mod connections;
-mod datasets;
-mod datasets_api;
-mod head_limits;
-mod heartbeat;
-mod hub;
-mod jobs_api;
-mod lease;
-mod listener;
-mod mirror;
-mod model_store;
-mod models_api;
-mod objects;
-mod openapi;
-mod pagination;
-mod predictions_api;
-mod problem;
-mod recorder;
-mod registry;
-mod runner;
-mod scheduler;
+mod fleet;
+mod http;
 mod server;
-mod state;
-mod ui;
 mod worker;
-mod workers_api;
+
+use fleet::{datasets, hub, lease, mirror, model_store, objects, page, registry};
+use http::{
+    auth, body_limits, connections, datasets_api, head_limits, jobs_api, models_api, openapi,
+    pagination, predictions_api, problem, state, ui, workers_api,
+};
+use worker::{claim_loop, heartbeat, listener, recorder, runner, scheduler};
 
 pub use server::{ServeOptions, serve};
 pub use worker::parse_label;

@@ -2,7 +2,8 @@
 //! (creation time, then id), and the cursor of the next page in the `X-Next-Cursor` header and
 //! a `Link: <…>; rel="next"` header. A cursor is opaque to clients.
 
-use super::problem::ApiError;
+pub use crate::serve::page::{Cursor, Page};
+use crate::serve::problem::ApiError;
 use axum::http::{HeaderMap, HeaderValue, header};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -22,47 +23,6 @@ pub struct PageQuery {
     pub after: Option<String>,
     /// `asc` (oldest first, the default) or `desc` (newest first).
     pub order: Option<String>,
-}
-
-/// Where a page starts: after the item created at `created_at` with id `id`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cursor {
-    /// The item's creation time (ms since the epoch).
-    pub created_at: i64,
-    /// The item's id.
-    pub id: String,
-}
-
-impl Cursor {
-    /// The cursor's text: `<created_at>.<id>`.
-    pub fn encode(&self) -> String {
-        format!("{}.{}", self.created_at, self.id)
-    }
-
-    fn decode(text: &str) -> Option<Self> {
-        let (at, id) = text.split_once('.')?;
-        let valid_id = !id.is_empty()
-            && id.len() <= 128
-            && id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        valid_id.then_some(())?;
-        Some(Self {
-            created_at: at.parse().ok()?,
-            id: id.to_string(),
-        })
-    }
-}
-
-/// A checked [`PageQuery`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Page {
-    /// Items per page.
-    pub limit: u32,
-    /// Where the page starts (none: at the beginning).
-    pub after: Option<Cursor>,
-    /// Newest first.
-    pub newest_first: bool,
 }
 
 impl PageQuery {

@@ -1,9 +1,9 @@
 //! The worker's training threads: each claims the oldest job this worker may run, runs it, and
 //! again, until the server stops; stopping lets running jobs checkpoint at their epoch end.
 
-use super::registry::now_ms;
-use super::runner::{RunnerContext, run_claimed};
-use super::scheduler::Scheduler;
+use crate::serve::registry::now_ms;
+use crate::serve::runner::{RunnerContext, run_claimed};
+use crate::serve::scheduler::Scheduler;
 use kiln::{KilnError, Result};
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,7 +72,7 @@ fn claim_and_run(runner: &RunnerContext, pool: &rayon::ThreadPool) {
                 runner.scheduler.wait(poll);
             }
             Err(e) => {
-                super::registry::note_failure(&e);
+                crate::serve::registry::note_failure(&e);
                 if !failing {
                     tracing::warn!("cannot look for queued jobs (retrying): {e}");
                 }

@@ -212,11 +212,11 @@ impl From<KilnError> for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        super::registry::note_failure(&e);
+        crate::serve::registry::note_failure(&e);
         if let Some(full) = database_storage_failure(&e) {
             return Self::storage(full, e);
         }
-        if super::registry::is_transient(&e) {
+        if crate::serve::registry::is_transient(&e) {
             tracing::warn!("registry: {e}");
             let mut error = Self::new(
                 ProblemKind::StorageUnavailable,

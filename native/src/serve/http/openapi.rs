@@ -1,6 +1,6 @@
 //! The OpenAPI document, generated from the handlers' annotations.
 
-use super::{datasets_api, jobs_api, models_api, predictions_api, problem, workers_api};
+use crate::serve::{datasets_api, jobs_api, models_api, predictions_api, problem, workers_api};
 use axum::Json;
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
@@ -55,7 +55,7 @@ pub struct ApiDoc;
 /// Liveness (no token needed).
 #[utoipa::path(get, path = "/v1/health", responses((status = 200, body = Health)))]
 pub async fn health(
-    axum::extract::State(state): axum::extract::State<super::state::AppState>,
+    axum::extract::State(state): axum::extract::State<crate::serve::state::AppState>,
 ) -> Json<Health> {
     Json(Health {
         status: "ok",

@@ -2,7 +2,7 @@
 //! (f32 or u8, `[n, …sample]`) and `labels` (i32 or f32, `[n]`). The upload is checked and kept
 //! as sent under `DATA_DIR/datasets/`; a job reads it with its own task.
 
-use super::registry::{DatasetRow, now_ms};
+use crate::serve::registry::{DatasetRow, now_ms};
 use kiln::Config;
 use kiln::config::{DataSource, LabelColumn};
 use kiln::data::{Loaded, dataset_from_labels, for_each_row, label_index, parse_table};

@@ -1,6 +1,6 @@
 //! The server's HTTP connections: hyper (HTTP/1.1 and HTTP/2) serving the router, with hyper's
 //! own request-head ceiling set well above the server's header limits (so that a head over
-//! those limits reaches [`super::head_limits`] and is answered with problem+json), and a
+//! those limits reaches [`crate::serve::head_limits`] and is answered with problem+json), and a
 //! graceful stop that lets open requests finish.
 
 use axum::Router;
@@ -13,11 +13,11 @@ use tokio::net::TcpListener;
 
 /// The most bytes of a request head that hyper reads before answering `431` by itself (with
 /// no body: it happens before any of the server's code runs). Heads up to this size get the
-/// server's own problem+json `431` when they pass [`super::head_limits::MAX_HEAD_BYTES`].
+/// server's own problem+json `431` when they pass [`crate::serve::head_limits::MAX_HEAD_BYTES`].
 pub const HEAD_CEILING_BYTES: usize = 1 << 20;
 
 /// The most header fields hyper parses (see [`HEAD_CEILING_BYTES`]; the server's own limit is
-/// [`super::head_limits::MAX_HEADERS`]).
+/// [`crate::serve::head_limits::MAX_HEADERS`]).
 pub const HEADER_CEILING_COUNT: usize = 1000;
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting and waits for

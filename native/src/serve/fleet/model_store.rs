@@ -1,7 +1,7 @@
 //! The server's model store: the directory store `DATA_DIR/models` by default, or objects
 //! `models/<id>.kiln` in the `--objects` store, behind the engine's `ModelStore` trait.
 
-use super::objects::Objects;
+use crate::serve::objects::Objects;
 use async_trait::async_trait;
 use kiln::store::{DirStore, ModelId, ModelStore, valid_ids};
 use kiln::{KilnError, Result};

@@ -6,36 +6,36 @@ use axum::extract::Path;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
-use super::problem::ApiError;
+use crate::serve::problem::ApiError;
 
-const PAGE: &str = include_str!("../../../www/dashboard.html");
+const PAGE: &str = include_str!("../../../../www/dashboard.html");
 
 /// `(name, content type, text)` of every file under `/ui/`.
 const FILES: &[(&str, &str, &str)] = &[
     (
         "dashboard.js",
         "text/javascript",
-        include_str!("../../../www/dashboard.js"),
+        include_str!("../../../../www/dashboard.js"),
     ),
     (
         "chart.js",
         "text/javascript",
-        include_str!("../../../www/chart.js"),
+        include_str!("../../../../www/chart.js"),
     ),
     (
         "results.js",
         "text/javascript",
-        include_str!("../../../www/results.js"),
+        include_str!("../../../../www/results.js"),
     ),
     (
         "sse.js",
         "text/javascript",
-        include_str!("../../../pkg/sse.js"),
+        include_str!("../../../../pkg/sse.js"),
     ),
     (
         "style.css",
         "text/css",
-        include_str!("../../../www/style.css"),
+        include_str!("../../../../www/style.css"),
     ),
 ];
 

@@ -3,18 +3,18 @@
 //! under the job's lease, and — with a shared object store — every checkpoint and the results
 //! copied there, so that any worker can take the job over.
 
-use super::datasets;
-use super::hub::Hub;
-use super::lease::{Lease, StopReason};
-use super::mirror::{self, StoredCheckpoint};
-use super::model_store::ServerModels;
-use super::objects::Objects;
-use super::recorder::{Record, Recorder};
-use super::registry::{Claimed, JobKind, JobRow, PredictionSpec, retry_while_unreachable};
-use super::scheduler::Scheduler;
-use super::worker::WorkerIdentity;
 use crate::local_run::{LocalRun, RunSink, run_locally};
 use crate::run_dir::RunDir;
+use crate::serve::datasets;
+use crate::serve::hub::Hub;
+use crate::serve::lease::{Lease, StopReason};
+use crate::serve::mirror::{self, StoredCheckpoint};
+use crate::serve::model_store::ServerModels;
+use crate::serve::objects::Objects;
+use crate::serve::recorder::{Record, Recorder};
+use crate::serve::registry::{Claimed, JobKind, JobRow, PredictionSpec, retry_while_unreachable};
+use crate::serve::scheduler::Scheduler;
+use crate::serve::worker::WorkerIdentity;
 use crate::tracking::{Artifact, RunEnd, run_end};
 use kiln::backend::{BackendKind, DeviceChoice, native_device_at};
 use kiln::data::{load_source, prepare};
@@ -103,7 +103,7 @@ impl RunnerContext {
             result,
             error: error.map(str::to_string),
             attempt,
-            at: super::registry::now_ms(),
+            at: crate::serve::registry::now_ms(),
         });
     }
 }

@@ -2,9 +2,9 @@
 //! apart), records that it is alive, and picks up cancel and drain requests; a lease it cannot
 //! renew in time stops its job here before another worker may take it.
 
-use super::lease::StopReason;
-use super::registry::{Registry, now_ms};
-use super::scheduler::Scheduler;
+use crate::serve::lease::StopReason;
+use crate::serve::registry::{Registry, now_ms};
+use crate::serve::scheduler::Scheduler;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::time::timeout;

@@ -2,7 +2,7 @@
 //! training threads look for work, and whether it takes new jobs (not while stopping or
 //! draining). The queue itself is the registry's `jobs` table.
 
-use super::lease::{Lease, StopReason};
+use crate::serve::lease::{Lease, StopReason};
 use kiln::Job;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -2,7 +2,7 @@
 //! `DATA_DIR/kiln.db` (WAL) or in PostgreSQL (`--database postgres://…`) — one set of queries
 //! through sqlx's `Any` driver and one set of migrations (`native/migrations`), run at start-up.
 
-use super::pagination::Page;
+use crate::serve::page::Page;
 use kiln::JobStatus;
 use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, AnyRow};

@@ -2,9 +2,9 @@
 //! server's followers), newly queued jobs (this worker's threads look for work), cancel and
 //! drain requests. SQLite has one server, which needs none of this.
 
-use super::hub::{EVENTS_CHANNEL, Hub};
-use super::lease::StopReason;
-use super::scheduler::Scheduler;
+use crate::serve::hub::{EVENTS_CHANNEL, Hub};
+use crate::serve::lease::StopReason;
+use crate::serve::scheduler::Scheduler;
 use sqlx::postgres::PgListener;
 use std::sync::Arc;
 use std::time::Duration;

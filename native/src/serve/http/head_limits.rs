@@ -2,7 +2,7 @@
 //! take more than [`MAX_HEAD_BYTES`] (with its target) is answered `431` problem+json and the
 //! connection is closed.
 
-use super::problem::{ProblemKind, problem_response};
+use crate::serve::problem::{ProblemKind, problem_response};
 use axum::extract::Request;
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;

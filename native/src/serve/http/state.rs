@@ -1,10 +1,10 @@
 //! What every request handler shares.
 
-use super::auth::Tokens;
-use super::hub::Hub;
-use super::registry::Registry;
-use super::runner::RunnerContext;
-use super::scheduler::Scheduler;
+use crate::serve::auth::Tokens;
+use crate::serve::hub::Hub;
+use crate::serve::registry::Registry;
+use crate::serve::runner::RunnerContext;
+use crate::serve::scheduler::Scheduler;
 use std::sync::Arc;
 
 /// The server's state, cloned into every handler.
@@ -27,9 +27,12 @@ pub struct AppState {
 /// Runs blocking work (file and model-store I/O, inference) off the async reactor.
 pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> kiln::Result<T> + Send + 'static,
-) -> Result<T, super::problem::ApiError> {
+) -> Result<T, crate::serve::problem::ApiError> {
     match tokio::task::spawn_blocking(f).await {
         Ok(result) => result.map_err(Into::into),
-        Err(e) => Err(super::problem::ApiError::internal("blocking task", e)),
+        Err(e) => Err(crate::serve::problem::ApiError::internal(
+            "blocking task",
+            e,
+        )),
     }
 }

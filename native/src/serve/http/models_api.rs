@@ -1,8 +1,8 @@
 //! `/v1/models`: the directory model store under `DATA_DIR/models`, and online prediction.
 
-use super::body_limits::BodyReader;
-use super::problem::ApiError;
-use super::state::{AppState, blocking};
+use crate::serve::body_limits::BodyReader;
+use crate::serve::problem::ApiError;
+use crate::serve::state::{AppState, blocking};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -39,7 +39,7 @@ async fn model_bytes(state: &AppState, id: &str) -> std::result::Result<Vec<u8>,
 }
 
 /// The model's portable `.kiln` bytes.
-#[utoipa::path(get, path = "/v1/models/{model_id}", responses((status = 200, content_type = "application/octet-stream"), (status = 404, body = super::problem::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/v1/models/{model_id}", responses((status = 200, content_type = "application/octet-stream"), (status = 404, body = crate::serve::problem::Problem, content_type = "application/problem+json")))]
 pub async fn download(
     State(state): State<AppState>,
     Path(model_id): Path<String>,
@@ -59,7 +59,7 @@ pub async fn download(
 }
 
 /// The model's summary (as the JS `model.info`).
-#[utoipa::path(get, path = "/v1/models/{model_id}/info", responses((status = 200, body = Object), (status = 404, body = super::problem::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/v1/models/{model_id}/info", responses((status = 200, body = Object), (status = 404, body = crate::serve::problem::Problem, content_type = "application/problem+json")))]
 pub async fn info(
     State(state): State<AppState>,
     Path(model_id): Path<String>,
@@ -89,7 +89,7 @@ pub struct Imported {
 
 /// Imports `.kiln` bytes (checked like `kiln models import`).
 #[utoipa::path(post, path = "/v1/models", params(ImportQuery), request_body(content = Vec<u8>, content_type = "application/octet-stream"),
-    responses((status = 201, body = Imported), (status = 400, body = super::problem::Problem, content_type = "application/problem+json")))]
+    responses((status = 201, body = Imported), (status = 400, body = crate::serve::problem::Problem, content_type = "application/problem+json")))]
 pub async fn import(
     State(state): State<AppState>,
     Query(query): Query<ImportQuery>,
@@ -111,7 +111,7 @@ pub async fn import(
 }
 
 /// Deletes a model.
-#[utoipa::path(delete, path = "/v1/models/{model_id}", responses((status = 204), (status = 404, body = super::problem::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(delete, path = "/v1/models/{model_id}", responses((status = 204), (status = 404, body = crate::serve::problem::Problem, content_type = "application/problem+json")))]
 pub async fn delete(
     State(state): State<AppState>,
     Path(model_id): Path<String>,
@@ -234,7 +234,7 @@ fn parse_predict_request(
 
 /// Predicts with a stored model.
 #[utoipa::path(post, path = "/v1/models/{model_id}/predict", request_body = PredictRequest,
-    responses((status = 200, body = PredictResponse), (status = 400, body = super::problem::Problem, content_type = "application/problem+json"), (status = 404, body = super::problem::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = PredictResponse), (status = 400, body = crate::serve::problem::Problem, content_type = "application/problem+json"), (status = 404, body = crate::serve::problem::Problem, content_type = "application/problem+json")))]
 pub async fn predict(
     State(state): State<AppState>,
     Path(model_id): Path<String>,

@@ -1,14 +1,14 @@
 //! `/v1/jobs`: submit, list, inspect, follow (SSE), cancel and delete training jobs.
 
-use super::datasets::{check_remote_data, check_remote_run_settings, source_for_dataset};
-use super::hub::is_terminal;
-use super::listener::{CANCEL_CHANNEL, JOBS_CHANNEL};
-use super::pagination::{Cursor, PageQuery, next_page_headers};
-use super::problem::{ApiError, ProblemKind};
-use super::registry::{DatasetRow, EventRow, JobEnd, JobKind, JobRow, now_ms};
-use super::runner::remove_job_files;
-use super::state::{AppState, blocking};
-use super::worker::check_label;
+use crate::serve::datasets::{check_remote_data, check_remote_run_settings, source_for_dataset};
+use crate::serve::hub::is_terminal;
+use crate::serve::listener::{CANCEL_CHANNEL, JOBS_CHANNEL};
+use crate::serve::pagination::{Cursor, PageQuery, next_page_headers};
+use crate::serve::problem::{ApiError, ProblemKind};
+use crate::serve::registry::{DatasetRow, EventRow, JobEnd, JobKind, JobRow, now_ms};
+use crate::serve::runner::remove_job_files;
+use crate::serve::state::{AppState, blocking};
+use crate::serve::worker::check_label;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -191,8 +191,8 @@ pub async fn find(state: &AppState, id: &str) -> Result<JobRow, ApiError> {
 
 /// Submits a training job; it is queued FIFO and returned at once.
 #[utoipa::path(post, path = "/v1/jobs", request_body = SubmitJob,
-    responses((status = 202, body = JobView), (status = 400, body = super::problem::Problem, content_type = "application/problem+json"),
-              (status = 429, body = super::problem::Problem, content_type = "application/problem+json")))]
+    responses((status = 202, body = JobView), (status = 400, body = crate::serve::problem::Problem, content_type = "application/problem+json"),
+              (status = 429, body = crate::serve::problem::Problem, content_type = "application/problem+json")))]
 pub async fn submit(
     State(state): State<AppState>,
     Json(body): Json<SubmitJob>,
@@ -286,7 +286,7 @@ pub struct JobFilter {
 /// Lists training jobs, one page at a time (oldest first unless `order=desc`); the next
 /// page's cursor is in `X-Next-Cursor`.
 #[utoipa::path(get, path = "/v1/jobs", params(JobFilter, PageQuery),
-    responses((status = 200, body = Vec<JobView>), (status = 400, body = super::problem::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<JobView>), (status = 400, body = crate::serve::problem::Problem, content_type = "application/problem+json")))]
 pub async fn list(
     State(state): State<AppState>,
     Query(filter): Query<JobFilter>,
@@ -349,7 +349,7 @@ pub async fn list(
 }
 
 /// One job.
-#[utoipa::path(get, path = "/v1/jobs/{id}", responses((status = 200, body = JobView), (status = 404, body = super::problem::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/v1/jobs/{id}", responses((status = 200, body = JobView), (status = 404, body = crate::serve::problem::Problem, content_type = "application/problem+json")))]
 pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -358,7 +358,7 @@ pub async fn show(
 }
 
 /// Cancels a queued or training job (idempotent); 409 for a job that completed or failed.
-#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", responses((status = 202, body = JobView), (status = 409, body = super::problem::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", responses((status = 202, body = JobView), (status = 409, body = crate::serve::problem::Problem, content_type = "application/problem+json")))]
 pub async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -403,7 +403,7 @@ pub async fn cancel(
 }
 
 /// Deletes a job that has ended, with its events and run directory.
-#[utoipa::path(delete, path = "/v1/jobs/{id}", responses((status = 204), (status = 409, body = super::problem::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(delete, path = "/v1/jobs/{id}", responses((status = 204), (status = 409, body = crate::serve::problem::Problem, content_type = "application/problem+json")))]
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -439,7 +439,7 @@ pub async fn metrics(
 
 /// The finished job's holdout predictions: its test split predicted by the saved model, as CSV
 /// (`row,label,prediction` then one probability per class).
-#[utoipa::path(get, path = "/v1/jobs/{id}/holdout", responses((status = 200, content_type = "text/csv"), (status = 404, body = super::problem::Problem, content_type = "application/problem+json"), (status = 409, body = super::problem::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/v1/jobs/{id}/holdout", responses((status = 200, content_type = "text/csv"), (status = 404, body = crate::serve::problem::Problem, content_type = "application/problem+json"), (status = 409, body = crate::serve::problem::Problem, content_type = "application/problem+json")))]
 pub async fn holdout(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -494,7 +494,7 @@ async fn job_file(state: &AppState, id: &str, file: &str) -> Result<Option<Vec<u
         .await;
     }
     Ok(objects
-        .get(&super::mirror::job_key(id, file))
+        .get(&crate::serve::mirror::job_key(id, file))
         .await?
         .map(|b| b.to_vec()))
 }

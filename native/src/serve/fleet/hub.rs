@@ -3,7 +3,7 @@
 //! subscribers of its job. Events written by other servers arrive through a PostgreSQL
 //! notification (see `listener`), and are read from the registry and forwarded the same way.
 
-use super::registry::{EventRow, JobEnd, Registry};
+use crate::serve::registry::{EventRow, JobEnd, Registry};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;

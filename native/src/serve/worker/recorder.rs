@@ -7,10 +7,10 @@
 //! moved to another worker) stops the job here; a write that fails because the database is
 //! unreachable (restarting) is retried until it goes through.
 
-use super::hub::Hub;
-use super::lease::StopReason;
-use super::registry::{JobEnd, retry_while_unreachable};
-use super::scheduler::Scheduler;
+use crate::serve::hub::Hub;
+use crate::serve::lease::StopReason;
+use crate::serve::registry::{JobEnd, retry_while_unreachable};
+use crate::serve::scheduler::Scheduler;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::runtime::Handle;
@@ -224,7 +224,9 @@ async fn write(hub: &Hub, record: Record) -> Result<Written, sqlx::Error> {
             if seq.is_none() || !retrying(|| registry.release(&job, attempt)).await? {
                 return Ok(Written::Refused);
             }
-            let _ = registry.notify(super::listener::JOBS_CHANNEL, &job).await;
+            let _ = registry
+                .notify(crate::serve::listener::JOBS_CHANNEL, &job)
+                .await;
             Ok(Written::Done)
         }
         Record::Finish {

@@ -3,7 +3,7 @@
 //! limit. A body whose `Content-Length` is already over its limit is answered `413` at once,
 //! before any of it is read; one without a length is cut off where it passes the limit.
 
-use super::problem::{ApiError, ProblemKind};
+use crate::serve::problem::{ApiError, ProblemKind};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{Method, header};

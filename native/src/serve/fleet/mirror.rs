@@ -7,8 +7,8 @@
 //! attempt, which the registry no longer points at — never into the checkpoint a new holder
 //! resumes from or writes.
 
-use super::objects::Objects;
 use crate::run_dir::{HOLDOUT_CSV, RunDir};
+use crate::serve::objects::Objects;
 use kiln::{KilnError, Result};
 use std::path::Path;
 

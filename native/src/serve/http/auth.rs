@@ -1,7 +1,7 @@
 //! Bearer tokens: read from `--token-file` (one per line), kept as SHA-256 digests and compared
 //! in constant time.
 
-use super::problem::{ApiError, ProblemKind};
+use crate::serve::problem::{ApiError, ProblemKind};
 use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;

@@ -1,10 +1,10 @@
 //! `/v1/datasets`: upload (CSV or safetensors), list, delete.
 
-use super::datasets::{CsvSettings, Format, dataset_key, inspect};
-use super::pagination::{Cursor, PageQuery, next_page_headers};
-use super::problem::ApiError;
-use super::registry::DatasetRow;
-use super::state::{AppState, blocking};
+use crate::serve::datasets::{CsvSettings, Format, dataset_key, inspect};
+use crate::serve::pagination::{Cursor, PageQuery, next_page_headers};
+use crate::serve::problem::ApiError;
+use crate::serve::registry::DatasetRow;
+use crate::serve::state::{AppState, blocking};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -57,8 +57,8 @@ pub struct UploadQuery {
 /// with `features` (f32 or u8, `[n, …sample]`) and `labels` (i32 or f32, `[n]`).
 #[utoipa::path(post, path = "/v1/datasets", params(UploadQuery),
     request_body(content = String, content_type = "text/csv"),
-    responses((status = 201, body = DatasetView), (status = 400, body = super::problem::Problem, content_type = "application/problem+json"),
-              (status = 413, body = super::problem::Problem, content_type = "application/problem+json")))]
+    responses((status = 201, body = DatasetView), (status = 400, body = crate::serve::problem::Problem, content_type = "application/problem+json"),
+              (status = 413, body = crate::serve::problem::Problem, content_type = "application/problem+json")))]
 pub async fn upload(
     State(state): State<AppState>,
     Query(query): Query<UploadQuery>,
@@ -94,7 +94,7 @@ pub async fn upload(
 /// Lists datasets, one page at a time (oldest first unless `order=desc`); the next page's
 /// cursor is in `X-Next-Cursor`.
 #[utoipa::path(get, path = "/v1/datasets", params(PageQuery),
-    responses((status = 200, body = Vec<DatasetView>), (status = 400, body = super::problem::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<DatasetView>), (status = 400, body = crate::serve::problem::Problem, content_type = "application/problem+json")))]
 pub async fn list(
     State(state): State<AppState>,
     Query(query): Query<PageQuery>,
@@ -116,7 +116,7 @@ pub async fn list(
 }
 
 /// Deletes a dataset no queued or training job uses.
-#[utoipa::path(delete, path = "/v1/datasets/{id}", responses((status = 204), (status = 404, body = super::problem::Problem, content_type = "application/problem+json"), (status = 409, body = super::problem::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(delete, path = "/v1/datasets/{id}", responses((status = 204), (status = 404, body = crate::serve::problem::Problem, content_type = "application/problem+json"), (status = 409, body = crate::serve::problem::Problem, content_type = "application/problem+json")))]
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,

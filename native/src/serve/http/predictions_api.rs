@@ -1,10 +1,10 @@
 //! `/v1/predictions`: batch prediction jobs (`bp-job-<uuid>`) — a stored model over an uploaded
 //! dataset, queued like training jobs, with a CSV result.
 
-use super::jobs_api::{JobView, completed_job_csv, enqueue, find};
-use super::problem::ApiError;
-use super::registry::{JobKind, JobRow, PredictionSpec};
-use super::state::{AppState, blocking};
+use crate::serve::jobs_api::{JobView, completed_job_csv, enqueue, find};
+use crate::serve::problem::ApiError;
+use crate::serve::registry::{JobKind, JobRow, PredictionSpec};
+use crate::serve::state::{AppState, blocking};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -13,7 +13,7 @@ use kiln::store::ModelId;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::runner::OUTPUT_CSV;
+use crate::serve::runner::OUTPUT_CSV;
 
 /// `POST /v1/predictions`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -27,7 +27,7 @@ pub struct SubmitPrediction {
 
 /// Queues a batch prediction job.
 #[utoipa::path(post, path = "/v1/predictions", request_body = SubmitPrediction,
-    responses((status = 202, body = JobView), (status = 400, body = super::problem::Problem, content_type = "application/problem+json"), (status = 429, body = super::problem::Problem, content_type = "application/problem+json")))]
+    responses((status = 202, body = JobView), (status = 400, body = crate::serve::problem::Problem, content_type = "application/problem+json"), (status = 429, body = crate::serve::problem::Problem, content_type = "application/problem+json")))]
 pub async fn submit(
     State(state): State<AppState>,
     Json(body): Json<SubmitPrediction>,
@@ -65,7 +65,7 @@ pub async fn submit(
 }
 
 /// A prediction job (as `/v1/jobs/{id}` shows it).
-#[utoipa::path(get, path = "/v1/predictions/{id}", responses((status = 200, body = JobView), (status = 404, body = super::problem::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/v1/predictions/{id}", responses((status = 200, body = JobView), (status = 404, body = crate::serve::problem::Problem, content_type = "application/problem+json")))]
 pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -79,7 +79,7 @@ pub async fn show(
 
 /// The predictions as CSV: one row per sample, `prediction,p0,…` (classification) or
 /// `prediction` (regression).
-#[utoipa::path(get, path = "/v1/predictions/{id}/output", responses((status = 200, content_type = "text/csv"), (status = 404, body = super::problem::Problem, content_type = "application/problem+json"), (status = 409, body = super::problem::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/v1/predictions/{id}/output", responses((status = 200, content_type = "text/csv"), (status = 404, body = crate::serve::problem::Problem, content_type = "application/problem+json"), (status = 409, body = crate::serve::problem::Problem, content_type = "application/problem+json")))]
 pub async fn output(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -1,10 +1,10 @@
 //! `/v1/workers`: the fleet's workers (backend, labels, running jobs, last heartbeat) and
 //! draining one for maintenance.
 
-use super::listener::DRAIN_CHANNEL;
-use super::problem::ApiError;
-use super::registry::now_ms;
-use super::state::AppState;
+use crate::serve::listener::DRAIN_CHANNEL;
+use crate::serve::problem::ApiError;
+use crate::serve::registry::now_ms;
+use crate::serve::state::AppState;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -85,7 +85,7 @@ pub struct DrainQuery {
 /// Drains a worker: it takes no new jobs and finishes (or hands over) its running ones; it
 /// takes jobs again once restarted.
 #[utoipa::path(post, path = "/v1/workers/{id}/drain", params(DrainQuery),
-    responses((status = 202), (status = 404, body = super::problem::Problem, content_type = "application/problem+json")))]
+    responses((status = 202), (status = 404, body = crate::serve::problem::Problem, content_type = "application/problem+json")))]
 pub async fn drain(
     State(state): State<AppState>,
     Path(id): Path<String>,
