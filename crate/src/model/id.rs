@@ -7,7 +7,7 @@ pub const MAX_MODEL_ID_LEN: usize = 128;
 
 /// A model id that passed [`ModelId::parse`]: GUIDs or simple names of ASCII letters, digits,
 /// `-` and `_`, at most 128 characters — safe as a file name, an object key and a database key.
-/// Every [`crate::store::ModelStore`] takes ids of this type, so no store can be handed `../escape`.
+/// Every model store takes ids of this type, so no store can be handed `../escape`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ModelId(String);
 

@@ -1,5 +1,8 @@
 //! The model: layers from the config, weights import/export, saved-model format, inference.
 
+mod batch;
+mod cpu_tensor;
+mod cross_entropy;
 mod id;
 mod import;
 mod network;
@@ -15,6 +18,8 @@ mod summary;
 mod trainable;
 mod weights;
 
+pub use batch::{BatchLoss, BatchTargets, make_batch, task_loss};
+pub(crate) use cpu_tensor::contiguous_flex;
 pub use id::{MAX_MODEL_ID_LEN, ModelId};
 pub use import::import_safetensors;
 pub use network::{Flatten, Layer, Network, ResidualBlock};

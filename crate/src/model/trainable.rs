@@ -5,9 +5,9 @@
 //! the trait only asks for the forward pass (and, optionally, a custom loss or predictions).
 
 use super::network::Network;
+use super::{BatchLoss, BatchTargets, task_loss};
 use crate::config::{Config, Task};
 use crate::error::Result;
-use crate::train::{BatchLoss, BatchTargets, task_loss};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 

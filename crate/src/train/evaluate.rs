@@ -1,10 +1,10 @@
 //! Evaluating a model on a split: every batch on the device, one read at the end.
 
-use super::batch::make_batch;
 use crate::config::{Metric, Task};
 use crate::data::{Dataset, Targets};
 use crate::error::{KilnError, Result};
 use crate::metrics::{EvalReport, classification_report, regression_report};
+use crate::model::make_batch;
 use crate::model::{Batch, TrainStep};
 use burn::tensor::{Device, Transaction};
 

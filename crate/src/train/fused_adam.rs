@@ -7,7 +7,7 @@
 //! when the parameter, gradient and moments are f32 `flex` tensors they do the whole update in
 //! one loop, in place. Everywhere else (GPU backends, f16) they run burn's own optimiser.
 
-use super::cpu_tensor::contiguous_flex;
+use crate::model::contiguous_flex;
 use burn::optim::{
     Adam, AdamConfig, AdamState, AdamW, AdamWConfig, AdamWState, AdaptiveMomentumState,
     LearningRate, Optimizer, decay::WeightDecayConfig,

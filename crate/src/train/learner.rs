@@ -1,6 +1,5 @@
 //! The learner: the model, its optimiser and gradient accumulator, and one training step.
 
-use super::batch::make_batch;
 use super::checkpoint::{ResumePoint, TrainerState};
 use super::layer_groups::LrGroups;
 use super::optim::{build_optimizer, clip_global_norm, global_grad_norm};
@@ -9,6 +8,7 @@ use super::schedule::learning_rate;
 use crate::config::{Config, Precision, TrainingConfig};
 use crate::data::{Dataset, Splits};
 use crate::error::{KilnError, Result};
+use crate::model::make_batch;
 use crate::model::{
     Batch, ModelBuilder, ModelSpec, TrainStep, cast_float, import_weights, initialize_params,
 };

@@ -1,10 +1,7 @@
 //! Training: the shared async loop, its events, optimisers, schedules, early stopping,
 //! evaluation and checkpoints.
 
-mod batch;
 mod checkpoint;
-mod cpu_tensor;
-mod cross_entropy;
 mod early_stop;
 mod evaluate;
 mod events;
@@ -21,7 +18,7 @@ mod run;
 mod schedule;
 mod tracker;
 
-pub use batch::{BatchLoss, BatchTargets, make_batch, task_loss};
+pub use crate::model::{BatchLoss, BatchTargets, make_batch, task_loss};
 #[cfg(not(target_family = "wasm"))]
 pub use checkpoint::MemoryCheckpoints;
 pub use checkpoint::{BestRecord, CheckpointData, CheckpointSink, ResumePoint, TrainerState};
