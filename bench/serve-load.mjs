@@ -4,7 +4,7 @@
 //     most 30 s; requests/s, p50/p99 latency, errors, and the job's training time vs no load.
 // Usage: node bench/serve-load.mjs [path/to/kiln] (default target/release/kiln).
 import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, writeFileSync, } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 

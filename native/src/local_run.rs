@@ -27,7 +27,7 @@ pub trait RunSink {
 
     /// After the run directory's results are written, before the model goes to the store; an
     /// error fails the run.
-    fn results_written(&mut self, _root: &Path, _output: &JobOutput) -> Result<()> {
+    fn results_written(&mut self, _root: &Path) -> Result<()> {
         Ok(())
     }
 
@@ -104,7 +104,7 @@ pub fn run_locally(run: LocalRun<'_>, sink: &mut dyn RunSink) -> Result<JobOutpu
     };
     let mut write_results = |output: &JobOutput| {
         RunDir::write_results(root, output)?;
-        sink.borrow_mut().results_written(root, output)
+        sink.borrow_mut().results_written(root)
     };
     let outcome = futures::executor::block_on(run_job(
         run.job,

@@ -227,8 +227,10 @@ test("the server's dashboard: asks for the token once, lists jobs and models, fo
   await page.click("#token-ok");
   const row = page.locator(`tr[data-job="${first.id}"]`);
   await row.waitFor();
-  assert.match(await row.textContent(), /completed/i);
-  assert.match(await row.textContent(), /team:vision/);
+  // biome-ignore lint/performance/useDomNodeTextContent: Playwright's Locator.innerText (rendered text), not a DOM node's
+  assert.match(await row.innerText(), /completed/i);
+  // biome-ignore lint/performance/useDomNodeTextContent: as above
+  assert.match(await row.innerText(), /team:vision/);
   const model = (await (await fetch(`${s.url}/v1/jobs/${first.id}`, { headers: auth })).json()).result.modelId;
   await page.locator(`tr[data-model="${model}"]`).waitFor();
   const [download] = await Promise.all([page.waitForEvent("download"), page.click(`tr[data-model="${model}"] button.download`)]);

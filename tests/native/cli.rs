@@ -1408,21 +1408,22 @@ fn plotting_extreme_values_finishes() {
     }
 }
 
-#[test]
-fn serve_takes_any_origin_with_a_warning_instead_of_panicking() {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let s = Scratch::new();
+/// A `kiln serve --allow-origin '*'` on a free loopback port with `env` set: the running
+/// child and its address, once it listens.
+fn serve_any_origin(s: &Scratch, env: &[(&str, &str)]) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
     let mut child = Command::new(KILN)
         .args(["serve", "--addr", "127.0.0.1:0", "--allow-origin", "*"])
         .arg("--data-dir")
         .arg(s.path("data"))
         .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = lines
+    let addr = BufReader::new(child.stdout.take().unwrap())
+        .lines()
         .find_map(|l| {
             l.ok()?
                 .split("listening on http://")
@@ -1432,6 +1433,24 @@ fn serve_takes_any_origin_with_a_warning_instead_of_panicking() {
                 .map(str::to_string)
         })
         .expect("a listening line");
+    (child, addr)
+}
+
+/// Stops a server started by [`serve_any_origin`]; what it wrote on stderr.
+fn stop_and_read_stderr(mut child: std::process::Child) -> String {
+    use std::io::Read;
+    let _ = child.kill();
+    let mut err = String::new();
+    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+    let _ = child.wait();
+    err
+}
+
+#[test]
+fn serve_takes_any_origin_with_a_warning_instead_of_panicking() {
+    use std::io::{Read, Write};
+    let s = Scratch::new();
+    let (child, addr) = serve_any_origin(&s, &[]);
     let mut stream = std::net::TcpStream::connect(&addr).unwrap();
     write!(
         stream,
@@ -1441,10 +1460,7 @@ fn serve_takes_any_origin_with_a_warning_instead_of_panicking() {
     .unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
-    let _ = child.kill();
-    let mut err = String::new();
-    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
-    let _ = child.wait();
+    let err = stop_and_read_stderr(child);
     assert!(
         answer
             .to_ascii_lowercase()
@@ -1461,24 +1477,9 @@ fn serve_takes_any_origin_with_a_warning_instead_of_panicking() {
 
 #[test]
 fn server_diagnostics_are_json_lines_with_kiln_log_format_json() {
-    use std::io::{BufRead, BufReader, Read};
     let s = Scratch::new();
-    let mut child = Command::new(KILN)
-        .args(["serve", "--addr", "127.0.0.1:0", "--allow-origin", "*"])
-        .arg("--data-dir")
-        .arg(s.path("data"))
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .env("KILN_LOG_FORMAT", "json")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    assert!(lines.any(|l| l.is_ok_and(|l| l.contains("listening on"))));
-    let _ = child.kill();
-    let mut err = String::new();
-    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
-    let _ = child.wait();
+    let (child, _) = serve_any_origin(&s, &[("KILN_LOG_FORMAT", "json")]);
+    let err = stop_and_read_stderr(child);
     let first: serde_json::Value = serde_json::from_str(err.lines().next().unwrap_or_default())
         .unwrap_or_else(|e| panic!("not a JSON line ({e}): {err}"));
     assert_eq!(first["level"], "WARN", "{err}");

@@ -27,17 +27,12 @@ impl std::str::FromStr for JobStatus {
     type Err = String;
 
     fn from_str(text: &str) -> std::result::Result<Self, String> {
-        match text {
-            "queued" => Ok(Self::Queued),
-            "processing" => Ok(Self::Processing),
-            "completed" => Ok(Self::Completed),
-            "failed" => Ok(Self::Failed),
-            "cancelled" => Ok(Self::Cancelled),
-            other => Err(format!(
-                "`{other}` is not a job status (queued, processing, completed, failed or \
+        crate::config::from_serde_name(text).ok_or_else(|| {
+            format!(
+                "`{text}` is not a job status (queued, processing, completed, failed or \
                  cancelled)"
-            )),
-        }
+            )
+        })
     }
 }
 
@@ -50,17 +45,6 @@ impl TryFrom<String> for JobStatus {
 }
 
 impl JobStatus {
-    /// The status's name, as stored and as JSON spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Processing => "processing",
-            Self::Completed => "completed",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
     /// Whether the job has ended.
     pub fn is_final(self) -> bool {
         matches!(self, Self::Completed | Self::Failed | Self::Cancelled)

@@ -10,8 +10,8 @@ mod worker;
 
 use fleet::{datasets, hub, lease, mirror, model_store, objects, page, registry};
 use http::{
-    auth, body_limits, connections, datasets_api, head_limits, jobs_api, models_api, openapi,
-    pagination, predictions_api, problem, state, ui, workers_api,
+    auth, body_limits, body_reader, connections, datasets_api, head_limits, jobs_api, models_api,
+    openapi, pagination, predictions_api, problem, state, ui, workers_api,
 };
 use worker::{claim_loop, heartbeat, listener, recorder, runner, scheduler};
 

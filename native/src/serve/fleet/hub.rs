@@ -31,8 +31,8 @@ pub fn is_terminal(event: &EventRow) -> bool {
     event.kind == "status"
         && serde_json::from_str::<serde_json::Value>(&event.data)
             .ok()
-            .and_then(|v| v.get("status").and_then(|s| s.as_str()).map(str::to_string))
-            .is_some_and(|s| matches!(s.as_str(), "completed" | "failed" | "cancelled"))
+            .and_then(|v| v.get("status")?.as_str()?.parse::<kiln::JobStatus>().ok())
+            .is_some_and(kiln::JobStatus::is_final)
 }
 
 impl Hub {

@@ -23,7 +23,8 @@ const INSERT_EVENT: &str = "INSERT INTO events (job_id, seq, kind, data, attempt
      RETURNING seq";
 
 /// What a job is: a training run or a batch prediction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum JobKind {
     /// `trainingjob-<uuid>`: trains a model.
     Training,
@@ -31,27 +32,14 @@ pub enum JobKind {
     Prediction,
 }
 
-impl JobKind {
-    /// The kind's name, as stored and as JSON spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Training => "training",
-            Self::Prediction => "prediction",
-        }
-    }
-}
+kiln::display_serde_name!(JobKind);
 
 impl TryFrom<String> for JobKind {
     type Error = String;
 
     fn try_from(text: String) -> Result<Self, String> {
-        match text.as_str() {
-            "training" => Ok(Self::Training),
-            "prediction" => Ok(Self::Prediction),
-            other => Err(format!(
-                "`{other}` is not a job kind (training or prediction)"
-            )),
-        }
+        kiln::config::from_serde_name(&text)
+            .ok_or_else(|| format!("`{text}` is not a job kind (training or prediction)"))
     }
 }
 
@@ -303,8 +291,8 @@ impl FromRow<'_, AnyRow> for WorkerRow {
 pub struct Claimed {
     /// The job after the claim (status processing, this worker's lease).
     pub row: JobRow,
-    /// Its status before: `queued`, or `processing` when its previous holder's lease ran out.
-    pub previous_status: String,
+    /// Its status before: queued, or processing when its previous holder's lease ran out.
+    pub previous_status: JobStatus,
     /// The worker that held it before, if any.
     pub previous_worker: Option<String>,
 }
@@ -321,8 +309,33 @@ pub fn now_ms() -> i64 {
     kiln::jobs::now_unix_ms() as i64
 }
 
-/// Whether an error is the database being unreachable (restarting, network), which a caller
-/// may retry, rather than a refused statement.
+/// The database's storage failing: what SQLite and PostgreSQL say when they cannot write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageFault {
+    /// Out of space: SQLite's FULL (13), PostgreSQL's class 531 (disk full).
+    Full,
+    /// Not writable: SQLite's READONLY (8 and its extended codes).
+    ReadOnly,
+}
+
+/// Whether a database error is its storage failing, and how.
+pub fn storage_fault(e: &sqlx::Error) -> Option<StorageFault> {
+    let sqlx::Error::Database(db) = e else {
+        return None;
+    };
+    let code = db.code()?;
+    let sqlite = code.parse::<u32>().ok().map(|c| c & 0xff);
+    if sqlite == Some(13) || code.starts_with("531") {
+        Some(StorageFault::Full)
+    } else if sqlite == Some(8) || db.message().contains("readonly database") {
+        Some(StorageFault::ReadOnly)
+    } else {
+        None
+    }
+}
+
+/// Whether an error is the database being unreachable (restarting, network) or its storage
+/// failing for a while, which a caller may retry, rather than a refused statement.
 pub fn is_transient(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_)
@@ -332,52 +345,40 @@ pub fn is_transient(e: &sqlx::Error) -> bool {
         | sqlx::Error::Protocol(_)
         | sqlx::Error::Tls(_) => true,
         // PostgreSQL shutting down / starting up: class 57P (operator intervention) and 08
-        // (connection exception), or out of disk (53100); SQLite busy (5), read-only (8 and
-        // its extended codes: the data directory was read-only for a while) or full (13).
-        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
-            c.starts_with("57P")
-                || c.starts_with("08")
-                || c == "53100"
-                || c.parse::<u32>()
-                    .is_ok_and(|n| matches!(n & 0xff, 5 | 8 | 13))
-        }),
+        // (connection exception); SQLite busy (5); either one's storage full or read-only.
+        sqlx::Error::Database(db) => {
+            storage_fault(e).is_some()
+                || db.code().is_some_and(|c| {
+                    c.starts_with("57P")
+                        || c.starts_with("08")
+                        || c.parse::<u32>().is_ok_and(|n| n & 0xff == 5)
+                })
+        }
         _ => false,
     }
 }
 
-/// When (milliseconds after [`PROCESS_START`], plus one; 0: never) a statement last failed
-/// because its SQLite connection could not write: a connection opened while the data directory
-/// was read-only stays read-only, so every connection older than that is replaced.
-static READ_ONLY_AT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// The clock [`READ_ONLY_AT`] counts from.
-static PROCESS_START: std::sync::LazyLock<std::time::Instant> =
-    std::sync::LazyLock::new(std::time::Instant::now);
+/// When a statement last failed because its SQLite connection could not write: a connection
+/// opened while the data directory was read-only stays read-only, so every connection older
+/// than that is replaced.
+static READ_ONLY_AT: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
 
 /// Notes a failed statement: one refused by a read-only SQLite connection retires every
 /// connection opened before it (see [`Registry::connect`]).
 pub fn note_failure(e: &sqlx::Error) {
-    if let sqlx::Error::Database(db) = e
-        && db
-            .code()
-            .and_then(|c| c.parse::<u32>().ok())
-            .is_some_and(|c| c & 0xff == 8)
-    {
-        let now = PROCESS_START.elapsed().as_millis() as u64 + 1;
-        READ_ONLY_AT.store(now, std::sync::atomic::Ordering::SeqCst);
+    if storage_fault(e) == Some(StorageFault::ReadOnly) {
+        *READ_ONLY_AT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(std::time::Instant::now());
     }
 }
 
 /// Whether a connection `age` old was opened before the last read-only failure.
 fn opened_before_read_only_failure(age: Duration) -> bool {
-    let at = READ_ONLY_AT.load(std::sync::atomic::Ordering::SeqCst);
-    if at == 0 {
-        return false;
-    }
-    let since_failure = PROCESS_START
-        .elapsed()
-        .saturating_sub(Duration::from_millis(at - 1));
-    age >= since_failure
+    READ_ONLY_AT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .is_some_and(|failed| age >= failed.elapsed())
 }
 
 /// Runs one registry statement, again and again (with back-off up to 2 s) while the database
@@ -489,7 +490,6 @@ impl Registry {
             // good (it still reads): every connection older than a read-only failure is
             // retired, and connections are recycled now and then, so the registry recovers by
             // itself once writes work again.
-            std::sync::LazyLock::force(&PROCESS_START);
             options = options
                 .max_lifetime(Duration::from_secs(60))
                 .before_acquire(|_, meta| {
@@ -590,8 +590,8 @@ impl Registry {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&job.id)
-        .bind(job.kind.as_str())
-        .bind(job.status.as_str())
+        .bind(job.kind.to_string())
+        .bind(job.status.to_string())
         .bind(&job.config)
         .bind(&job.dataset)
         .bind(&job.tags)
@@ -622,7 +622,7 @@ impl Registry {
     pub async fn jobs(
         &self,
         kind: JobKind,
-        status: Option<&str>,
+        status: Option<JobStatus>,
         page: &Page,
     ) -> Result<Vec<JobRow>, sqlx::Error> {
         let (after, order) = page_clause(page);
@@ -634,8 +634,8 @@ impl Registry {
         sqlx::query_as(&sql)
             .bind(cursor.map(|c| c.created_at))
             .bind(cursor.map(|c| c.id.clone()))
-            .bind(kind.as_str())
-            .bind(status)
+            .bind(kind.to_string())
+            .bind(status.map(|s| s.to_string()))
             .bind(i64::from(page.limit))
             .fetch_all(&self.pool)
             .await
@@ -819,7 +819,7 @@ impl Registry {
                      lease_until = NULL
                  WHERE id = $5 AND status IN ('queued', 'processing') AND ($6 = 0 OR attempt = $6)",
             )
-            .bind(end.status.as_str())
+            .bind(end.status.to_string())
             .bind(result.as_deref())
             .bind(end.error)
             .bind(end.finished_at)
@@ -1042,7 +1042,7 @@ const CANDIDATES_LOCKED: &str = "SELECT id, status, requires, worker_id FROM job
 fn matching(
     candidates: Vec<AnyRow>,
     labels: &BTreeMap<String, String>,
-) -> Result<Vec<(String, String, Option<String>)>, sqlx::Error> {
+) -> Result<Vec<(String, JobStatus, Option<String>)>, sqlx::Error> {
     let mut out = Vec::new();
     for candidate in candidates {
         let requires: BTreeMap<String, String> =
@@ -1050,7 +1050,8 @@ fn matching(
         if requires.iter().all(|(k, v)| labels.get(k) == Some(v)) {
             out.push((
                 candidate.try_get("id")?,
-                candidate.try_get("status")?,
+                JobStatus::try_from(candidate.try_get::<String, _>("status")?)
+                    .map_err(|e| sqlx::Error::Decode(e.into()))?,
                 candidate.try_get("worker_id")?,
             ));
         }

@@ -128,8 +128,8 @@ impl JobView {
             progress: parse(row.progress),
             result: parse(row.result),
             id: row.id,
-            kind: row.kind.as_str().to_string(),
-            status: row.status.as_str().to_string(),
+            kind: row.kind.to_string(),
+            status: row.status.to_string(),
             error: row.error,
             dataset: row.dataset,
             created_at: row.created_at,
@@ -301,11 +301,12 @@ pub async fn list(
         })?),
         None => None,
     };
-    if let Some(status) = filter.status.as_deref() {
-        status
-            .parse::<JobStatus>()
-            .map_err(|e| ApiError::bad_input(format!("status: {e}")))?;
-    }
+    let status = filter
+        .status
+        .as_deref()
+        .map(str::parse::<JobStatus>)
+        .transpose()
+        .map_err(|e| ApiError::bad_input(format!("status: {e}")))?;
     let page = query.page()?;
     let mut scan = page.clone();
     let mut views = Vec::new();
@@ -313,7 +314,7 @@ pub async fn list(
     let next = loop {
         let rows = state
             .registry
-            .jobs(JobKind::Training, filter.status.as_deref(), &scan)
+            .jobs(JobKind::Training, status, &scan)
             .await?;
         let full = rows.len() == scan.limit as usize;
         let mut last = None;

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod body_limits;
+pub mod body_reader;
 pub mod connections;
 pub mod datasets_api;
 pub mod head_limits;

@@ -1,6 +1,6 @@
 //! `/v1/models`: the directory model store under `DATA_DIR/models`, and online prediction.
 
-use crate::serve::body_limits::BodyReader;
+use crate::serve::body_reader::BodyReader;
 use crate::serve::problem::ApiError;
 use crate::serve::state::{AppState, blocking};
 use axum::Json;

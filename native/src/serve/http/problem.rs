@@ -180,21 +180,6 @@ fn storage_failure(e: &std::io::Error) -> Option<bool> {
     }
 }
 
-/// Whether a database error is its storage failing: `Some(full)` for SQLite's FULL (13) and
-/// READONLY (8 and its extended codes) and PostgreSQL's class 53 (insufficient resources).
-fn database_storage_failure(e: &sqlx::Error) -> Option<bool> {
-    let sqlx::Error::Database(db) = e else {
-        return None;
-    };
-    let code = db.code()?;
-    if code == "13" || code.starts_with("531") {
-        return Some(true);
-    }
-    let readonly = code.parse::<u32>().is_ok_and(|c| c & 0xff == 8)
-        || db.message().contains("readonly database");
-    readonly.then_some(false)
-}
-
 impl From<KilnError> for ApiError {
     fn from(e: KilnError) -> Self {
         if let KilnError::Io { source, .. } = &e
@@ -213,8 +198,8 @@ impl From<KilnError> for ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         crate::serve::registry::note_failure(&e);
-        if let Some(full) = database_storage_failure(&e) {
-            return Self::storage(full, e);
+        if let Some(fault) = crate::serve::registry::storage_fault(&e) {
+            return Self::storage(fault == crate::serve::registry::StorageFault::Full, e);
         }
         if crate::serve::registry::is_transient(&e) {
             tracing::warn!("registry: {e}");

@@ -159,7 +159,7 @@ pub fn run_claimed(ctx: &RunnerContext, claimed: Claimed, asked: Instant) {
         "attempt": attempt,
         "resumeFrom": stored_checkpoint(&row),
     });
-    if claimed.previous_status == JobStatus::Processing.as_str() {
+    if claimed.previous_status == JobStatus::Processing {
         assigned["previousWorker"] = claimed.previous_worker.clone().into();
         assigned["reason"] = "the previous worker stopped renewing its lease".into();
     }
@@ -437,7 +437,7 @@ impl RunSink for ServerSink<'_> {
         self.ctx.publish(self.id, &kind, value, self.lease.attempt);
     }
 
-    fn results_written(&mut self, root: &std::path::Path, _output: &JobOutput) -> Result<()> {
+    fn results_written(&mut self, root: &std::path::Path) -> Result<()> {
         check_lease(self.lease)?;
         if self.ctx.objects.is_remote() {
             with_retries(|| mirror::upload_results(&self.ctx.objects, self.id, root))?;
