@@ -2,7 +2,8 @@
 
 mod aliases;
 mod guard;
-mod layer_forms;
+#[cfg(test)]
+mod layer_forms_tests;
 mod load;
 mod metric_name;
 mod names;

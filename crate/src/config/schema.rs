@@ -2,6 +2,7 @@
 //!
 //! The key names are the public contract shared by YAML, JSON, the CLI and the JS API.
 
+pub use crate::layers::LayerSpec;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -238,8 +239,8 @@ pub struct ModelConfig {
     /// Explicit layers, applied in order. Input sizes are inferred from the data; a final
     /// `linear` without `out` gets the number of classes (or 1 for regression). Each is
     /// `{type: linear, out: 64}`, `{linear: {out: 64}}`, or a bare name (`relu`).
-    #[serde(deserialize_with = "super::layer_forms::deserialize")]
-    #[schemars(schema_with = "super::layer_forms::schema")]
+    #[serde(deserialize_with = "crate::layers::forms::deserialize")]
+    #[schemars(schema_with = "crate::layers::forms::schema")]
     pub layers: Vec<LayerSpec>,
     /// Start from weights trained elsewhere (a PyTorch state dict saved with `safetensors`)
     /// instead of a random initialisation; layers the file does not cover start fresh.
@@ -283,137 +284,6 @@ pub enum Preset {
     Mlp,
     /// Two conv(3×3)-ReLU-maxpool(2) blocks (16 and 32 channels), then linear 128, ReLU, linear.
     Cnn,
-}
-
-/// One layer of the network.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum LayerSpec {
-    /// Fully connected layer. Flattens image inputs first.
-    Linear {
-        /// Output features; omit on the last layer to use the number of outputs.
-        #[serde(default)]
-        out: Option<usize>,
-        /// Whether to learn a bias.
-        #[serde(default = "yes")]
-        bias: bool,
-    },
-    /// 2-D convolution over `[channels, height, width]` inputs.
-    Conv2d {
-        /// Output channels.
-        channels: usize,
-        /// Square kernel size.
-        kernel: usize,
-        /// Stride.
-        #[serde(default = "one")]
-        stride: usize,
-        /// Zero padding on every side.
-        #[serde(default)]
-        padding: usize,
-    },
-    /// 2-D max pooling.
-    MaxPool2d {
-        /// Square window size.
-        kernel: usize,
-        /// Stride (default: the kernel size).
-        #[serde(default)]
-        stride: Option<usize>,
-    },
-    /// Flattens `[channels, height, width]` to one vector.
-    Flatten,
-    /// Rectified linear unit.
-    Relu,
-    /// Gaussian error linear unit.
-    Gelu,
-    /// Hyperbolic tangent.
-    Tanh,
-    /// Logistic sigmoid.
-    Sigmoid,
-    /// Randomly zeroes activations while training.
-    Dropout {
-        /// Probability of zeroing an activation, in [0, 1).
-        prob: f64,
-    },
-    /// Batch normalisation over features (vectors) or channels (images).
-    BatchNorm,
-    /// Layer normalisation over the last dimension.
-    LayerNorm,
-    /// Token ids `[len]` → vectors `[len, dim]` (needs a `text` source).
-    Embedding {
-        /// The vector size.
-        dim: usize,
-    },
-    /// A GRU over a sequence `[len, features]`: its last hidden state `[hidden]`, or every
-    /// step's (`all_steps: true`, `[len, hidden]`).
-    Gru {
-        /// Hidden state size.
-        hidden: usize,
-        /// Return every step instead of the last.
-        #[serde(default)]
-        all_steps: bool,
-    },
-    /// An LSTM over a sequence `[len, features]`: its last hidden state, or every step's.
-    Lstm {
-        /// Hidden state size.
-        hidden: usize,
-        /// Return every step instead of the last.
-        #[serde(default)]
-        all_steps: bool,
-    },
-    /// 1-D convolution over time: `[len, features]` → `[len', channels]`.
-    Conv1d {
-        /// Output channels.
-        channels: usize,
-        /// Kernel size.
-        kernel: usize,
-        /// Zero padding on both ends.
-        #[serde(default)]
-        padding: usize,
-    },
-    /// The mean over time of the non-padding steps: `[len, features]` → `[features]`.
-    MeanPool,
-    /// The maximum over time: `[len, features]` → `[features]`.
-    MaxPool,
-    /// Adds sinusoidal position encodings to `[len, features]`.
-    PositionalEncoding,
-    /// burn's transformer encoder over `[len, d_model]` (padding masked out).
-    TransformerEncoder {
-        /// The model width; must equal the input's features when given.
-        #[serde(default)]
-        d_model: Option<usize>,
-        /// Attention heads (must divide d_model).
-        heads: usize,
-        /// Encoder layers.
-        #[serde(default = "one")]
-        layers: usize,
-        /// Dropout inside the encoder.
-        #[serde(default)]
-        dropout: f64,
-        /// The feed-forward width (default 4 × d_model).
-        #[serde(default)]
-        ff: Option<usize>,
-    },
-    /// A layer whose parameters do not train: what `trainable: false` on any layer reads as.
-    /// No gradient, no optimiser update; checkpoints keep its weights as they are.
-    Frozen {
-        /// The layer.
-        layer: Box<LayerSpec>,
-    },
-    /// `x + layers(x)`: the block's layers must give back their input's shape.
-    Residual {
-        /// The block's layers, in any of the forms `model.layers` takes.
-        #[serde(deserialize_with = "super::layer_forms::deserialize")]
-        #[schemars(schema_with = "super::layer_forms::nested_schema")]
-        layers: Vec<LayerSpec>,
-    },
-}
-
-fn yes() -> bool {
-    true
-}
-
-fn one() -> usize {
-    1
 }
 
 /// Optimisation settings.

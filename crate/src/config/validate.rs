@@ -4,6 +4,7 @@
 use super::schema::*;
 use super::{MetricName, Split};
 use crate::error::{KilnError, Result};
+use crate::field_checks::{at_least_one, at_most, fail, non_negative, positive, probability};
 use crate::limits::{Limit, Limits};
 
 /// The longest run name (it names the run directory and the saved model).
@@ -13,55 +14,10 @@ fn shorten(text: &str) -> String {
     text.chars().take(40).collect()
 }
 
-/// Collects the first problem found, phrased as `path: must be ..., got ...`.
-fn fail(path: &str, rule: &str, got: impl std::fmt::Display) -> KilnError {
-    KilnError::Config(format!("{path}: {rule}, got {got}"))
-}
-
-fn positive(path: &str, value: f64) -> Result<()> {
-    if value.is_finite() && value > 0.0 {
-        Ok(())
-    } else {
-        Err(fail(path, "must be > 0", value))
-    }
-}
-
-fn non_negative(path: &str, value: f64) -> Result<()> {
-    if value.is_finite() && value >= 0.0 {
-        Ok(())
-    } else {
-        Err(fail(path, "must be >= 0", value))
-    }
-}
-
-fn at_least_one(path: &str, value: usize) -> Result<()> {
-    if value >= 1 {
-        Ok(())
-    } else {
-        Err(fail(path, "must be >= 1", value))
-    }
-}
-
 /// The longest token sequence a text sample may have (`data.text.max_len`).
 pub const MAX_SEQUENCE_LEN: usize = 1 << 16;
 /// The most batches one optimizer step may accumulate (`training.gradient_accumulation_steps`).
 pub const MAX_ACCUMULATION_STEPS: usize = 1 << 16;
-
-fn at_most(path: &str, value: usize, most: usize) -> Result<()> {
-    if value <= most {
-        Ok(())
-    } else {
-        Err(fail(path, &format!("must be at most {most}"), value))
-    }
-}
-
-fn probability(path: &str, value: f64) -> Result<()> {
-    if value.is_finite() && (0.0..1.0).contains(&value) {
-        Ok(())
-    } else {
-        Err(fail(path, "must be in [0, 1)", value))
-    }
-}
 
 impl Config {
     /// Checks every value against its allowed range and the sections against each other.
@@ -180,39 +136,17 @@ impl Config {
             probability("model.dropout", model.dropout)?;
         }
         for (i, layer) in model.layers.iter().enumerate() {
-            let at = |field: &str| format!("model.layers[{i}].{field}");
-            match layer {
-                LayerSpec::Linear { out: Some(out), .. } => at_least_one(&at("out"), *out)?,
-                LayerSpec::Linear { out: None, .. } if i + 1 != model.layers.len() => {
-                    let is_last_linear = model.layers[i + 1..]
-                        .iter()
-                        .all(|l| !matches!(l, LayerSpec::Linear { .. }));
-                    if !is_last_linear {
-                        return Err(KilnError::Config(format!(
-                            "{}: required on every linear layer but the last (only the last one \
-                             may leave it out to get the number of outputs)",
-                            at("out")
-                        )));
-                    }
-                }
-                LayerSpec::Conv2d {
-                    channels,
-                    kernel,
-                    stride,
-                    ..
-                } => {
-                    at_least_one(&at("channels"), *channels)?;
-                    at_least_one(&at("kernel"), *kernel)?;
-                    at_least_one(&at("stride"), *stride)?;
-                }
-                LayerSpec::MaxPool2d { kernel, stride } => {
-                    at_least_one(&at("kernel"), *kernel)?;
-                    if let Some(stride) = stride {
-                        at_least_one(&at("stride"), *stride)?;
-                    }
-                }
-                LayerSpec::Dropout { prob } => probability(&at("prob"), *prob)?,
-                _ => {}
+            let at = format!("model.layers[{i}]");
+            layer.kind().validate(&at)?;
+            let leaves_out_its_width = matches!(layer, LayerSpec::Linear(l) if l.out.is_none());
+            let a_linear_follows = model.layers[i + 1..]
+                .iter()
+                .any(|l| matches!(l, LayerSpec::Linear(_)));
+            if leaves_out_its_width && a_linear_follows {
+                return Err(KilnError::Config(format!(
+                    "{at}.out: required on every linear layer but the last (only the last one \
+                     may leave it out to get the number of outputs)"
+                )));
             }
         }
         Ok(())

@@ -1,8 +1,9 @@
 //! Starting a config network from weights trained elsewhere: a PyTorch state dict saved with
 //! `safetensors`, its keys mapped to Kiln's layers, linear weights transposed as burn stores them.
 
-use super::network::{Layer, Network};
+use super::network::Network;
 use crate::error::{KilnError, Result, cut_short};
+use crate::layers::{Layer, TorchParameter};
 use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::{DType, Tensor, TensorData};
 use safetensors::{Dtype, SafeTensors};
@@ -106,25 +107,22 @@ fn target(network: &Network, mapped: &str) -> Target {
     let Some(layer) = network.layers.get(index) else {
         return Target::None(format!("the network has {} layers", network.layers.len()));
     };
-    let param_target = |variant: &str, name: &str, transpose: bool| Target::Param {
-        path: format!("layers.{index}.{variant}.{name}"),
-        transpose,
-    };
-    match (layer, param) {
-        (Layer::Linear(_), "weight") => param_target("Linear", "weight", true),
-        (Layer::Linear(_), "bias") => param_target("Linear", "bias", false),
-        (Layer::Conv2d(_), "weight" | "bias") => param_target("Conv2d", param, false),
-        (Layer::Conv1d(_), "weight" | "bias") => param_target("Conv1d", param, false),
-        (Layer::Embedding(_), "weight") => param_target("Embedding", "weight", false),
-        (Layer::BatchNorm(_), "weight") => param_target("BatchNorm", "gamma", false),
-        (Layer::BatchNorm(_), "bias") => param_target("BatchNorm", "beta", false),
-        (Layer::BatchNorm(_), "running_mean" | "running_var") => {
-            param_target("BatchNorm", param, false)
-        }
-        (Layer::BatchNorm(_), "num_batches_tracked") => Target::Skip,
-        (Layer::LayerNorm(_), "weight") => param_target("LayerNorm", "gamma", false),
-        (Layer::LayerNorm(_), "bias") => param_target("LayerNorm", "beta", false),
-        (layer, param) => Target::None(format!(
+    let known = layer
+        .built()
+        .torch_parameters()
+        .iter()
+        .find(|known| known.torch == param);
+    match known {
+        Some(TorchParameter {
+            burn: Some(name),
+            transpose,
+            ..
+        }) => Target::Param {
+            path: format!("layers.{index}.{}.{name}", layer.variant_name()),
+            transpose: *transpose,
+        },
+        Some(_) => Target::Skip,
+        None => Target::None(format!(
             "layer {index} is {} and takes no `{param}` from PyTorch",
             layer_name(layer)
         )),
@@ -132,27 +130,24 @@ fn target(network: &Network, mapped: &str) -> Target {
 }
 
 fn layer_name(layer: &Layer) -> String {
-    format!("{layer:?}")
-        .split(['(', ' ', '{'])
-        .next()
-        .unwrap_or_default()
-        .to_lowercase()
+    layer.variant_name().to_lowercase()
 }
 
+/// What each layer takes from PyTorch, for messages: `0.weight/0.bias (linear)`.
 fn parameter_names(network: &Network) -> Vec<String> {
     network
         .layers
         .iter()
         .enumerate()
-        .filter_map(|(i, layer)| match layer {
-            Layer::Linear(_) | Layer::Conv2d(_) | Layer::Conv1d(_) => {
-                Some(format!("{i}.weight/{i}.bias ({})", layer_name(layer)))
-            }
-            Layer::Embedding(_) => Some(format!("{i}.weight (embedding)")),
-            Layer::BatchNorm(_) | Layer::LayerNorm(_) => {
-                Some(format!("{i}.weight/{i}.bias ({})", layer_name(layer)))
-            }
-            _ => None,
+        .filter_map(|(i, layer)| {
+            let names: Vec<String> = layer
+                .built()
+                .torch_parameters()
+                .iter()
+                .filter(|known| known.burn.is_some())
+                .map(|known| format!("{i}.{}", known.torch))
+                .collect();
+            (!names.is_empty()).then(|| format!("{} ({})", names.join("/"), layer_name(layer)))
         })
         .collect()
 }

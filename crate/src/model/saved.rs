@@ -5,12 +5,13 @@
 
 use super::ModelId;
 use super::network::Network;
-use super::shape::{SampleShape, infer_shapes, layer_parameters, resolve_layers};
+use super::presets::resolve_layers;
 use super::trainable::{CONFIG_ARCHITECTURE, ConfigModel, ModelBuilder, ModelSpec};
 use super::weights::import_weights;
 use crate::config::{Config, Task};
 use crate::data::{Normalization, Vocabulary};
 use crate::error::{KilnError, Result, cut_short};
+use crate::layers::{SampleShape, infer_shapes};
 use crate::limits::checked_elements;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
@@ -240,7 +241,7 @@ impl SavedModel {
         let parameters: u64 = layers
             .iter()
             .zip(&shapes)
-            .filter_map(|(layer, input)| layer_parameters(layer, *input, self.header.num_outputs))
+            .filter_map(|(layer, input)| layer.kind().parameters(*input, self.header.num_outputs))
             .sum();
         // Every parameter takes at least 2 bytes (f16) in the weights.
         if (self.weights.len() as u64) < parameters.saturating_mul(2) {
