@@ -114,13 +114,14 @@ types:
 	$(CARGO) build -p kiln-native
 	node scripts/gen-types.mjs $(CARGO_TARGET_DIR)/debug/kiln
 
-## Rust (rustfmt, clippy native and wasm32), JS (Biome: pkg/, www/, tests, bench, scripts) and
-## Python (ruff: python/).
+## Rust (rustfmt, clippy native and wasm32), JS (Biome's linter and formatter: pkg/, www/, tests,
+## bench, scripts) and Python (ruff's linter and formatter: python/). `make fmt` formats all three.
 lint:
 	[ -x tests/js/node_modules/.bin/biome ] || (cd tests/js && npm ci --no-audit --no-fund)
-	tests/js/node_modules/.bin/biome lint .
+	tests/js/node_modules/.bin/biome check .
 	./scripts/setup-python.sh
 	.venv/bin/ruff check python/
+	.venv/bin/ruff format --check python/
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p kiln --target wasm32-unknown-unknown $(WASM_FEATURES) -- -D warnings
@@ -131,6 +132,10 @@ check-cuda:
 
 fmt:
 	$(CARGO) fmt --all
+	[ -x tests/js/node_modules/.bin/biome ] || (cd tests/js && npm ci --no-audit --no-fund)
+	tests/js/node_modules/.bin/biome format --write .
+	./scripts/setup-python.sh
+	.venv/bin/ruff format python/
 
 ## Benchmarks: Kiln vs PyTorch / JAX / scikit-learn (see BENCHMARKS.md).
 bench:

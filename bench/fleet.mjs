@@ -33,26 +33,49 @@ const LONG = {
   checkpoint: { every_epochs: 1, save_top_k: 1 },
 };
 
-const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor((s.length - 1) / 2)]; };
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor((s.length - 1) / 2)];
+};
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const dirs = [];
-const temp = (prefix) => { const d = mkdtempSync(join(tmpdir(), prefix)); dirs.push(d); return d; };
+const temp = (prefix) => {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  dirs.push(d);
+  return d;
+};
 const servers = new Set();
-process.on("exit", () => { for (const s of servers) s.child.kill("SIGKILL"); });
+process.on("exit", () => {
+  for (const s of servers) s.child.kill("SIGKILL");
+});
 
 /** Starts a worker; resolves with {child, url, worker} once it listens. */
 function startWorker(args, dataDir = temp("kiln-bench-worker-")) {
-  const child = spawn(kiln, ["serve", "--addr", "127.0.0.1:0", "--data-dir", dataDir, ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(kiln, ["serve", "--addr", "127.0.0.1:0", "--data-dir", dataDir, ...args], {
+    env,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   const server = { child, dataDir, log: "" };
   servers.add(server);
-  child.stderr.on("data", (d) => { server.log += d; });
-  server.exited = new Promise((ok) => child.on("exit", () => { servers.delete(server); ok(); }));
+  child.stderr.on("data", (d) => {
+    server.log += d;
+  });
+  server.exited = new Promise((ok) =>
+    child.on("exit", () => {
+      servers.delete(server);
+      ok();
+    }),
+  );
   return new Promise((ok, fail) => {
     let out = "";
     child.stdout.on("data", (d) => {
       out += d;
       const m = out.match(/listening on (http:\/\/127\.0\.0\.1:\d+).*worker (worker-[0-9a-f-]+)/);
-      if (m) { server.url = m[1]; server.worker = m[2]; ok(server); }
+      if (m) {
+        server.url = m[1];
+        server.worker = m[2];
+        ok(server);
+      }
     });
     child.on("exit", (code) => fail(new Error(`worker exited ${code}: ${server.log}`)));
   });
@@ -64,7 +87,11 @@ async function stop(server, signal = "SIGTERM") {
 }
 
 async function submit(server, config) {
-  const r = await fetch(`${server.url}/v1/jobs`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ config }) });
+  const r = await fetch(`${server.url}/v1/jobs`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ config }),
+  });
   if (r.status !== 202) throw new Error(`submit: ${r.status} ${await r.text()}`);
   return (await r.json()).id;
 }
@@ -100,7 +127,13 @@ async function throughput(workers) {
 async function main() {
   const pg = await startPostgres(["throughput1", "throughput2", "failover", "latency"]);
   const objects = (name) => `file://${temp(`kiln-bench-objects-${name}-`)}`;
-  const results = { one: [], two: [], failover: [], sqlite: { started: [], done: [] }, postgres: { started: [], done: [] } };
+  const results = {
+    one: [],
+    two: [],
+    failover: [],
+    sqlite: { started: [], done: [] },
+    postgres: { started: [], done: [] },
+  };
   try {
     // 1. Throughput: 1 worker vs 2 workers, each round on fresh workers (same database per size).
     const store1 = objects("1");
@@ -117,7 +150,9 @@ async function main() {
       for (const w of pair) await stop(w);
       results.one.push(one.perMinute);
       results.two.push(two.perMinute);
-      console.error(`throughput round ${round + 1}: 1 worker ${one.perMinute.toFixed(1)} jobs/min, 2 workers ${two.perMinute.toFixed(1)} jobs/min (ran on ${two.ranOn})`);
+      console.error(
+        `throughput round ${round + 1}: 1 worker ${one.perMinute.toFixed(1)} jobs/min, 2 workers ${two.perMinute.toFixed(1)} jobs/min (ran on ${two.ranOn})`,
+      );
     }
 
     // 2. Fail-over: kill -9 the holder once the job has a checkpoint; time to its next step elsewhere.
@@ -178,15 +213,23 @@ async function main() {
     for (const d of [...dirs, pg.dir]) rmSync(d, { recursive: true, force: true });
   }
   const fmt = (xs, digits = 1) => xs.map((x) => x.toFixed(digits)).join(", ");
-  console.log(`# kiln fleet benchmark (${new Date().toISOString().slice(0, 10)}; ${JOBS} jobs, ${ROUNDS} rounds, ${REPEATS} repeats, lease ${LEASE_SECS} s)`);
+  console.log(
+    `# kiln fleet benchmark (${new Date().toISOString().slice(0, 10)}; ${JOBS} jobs, ${ROUNDS} rounds, ${REPEATS} repeats, lease ${LEASE_SECS} s)`,
+  );
   console.log(`throughput, 1 worker: median ${median(results.one).toFixed(1)} jobs/min [${fmt(results.one)}]`);
   console.log(`throughput, 2 workers: median ${median(results.two).toFixed(1)} jobs/min [${fmt(results.two)}]`);
   console.log(`scaling (2 workers / 1 worker, medians): ${(median(results.two) / median(results.one)).toFixed(2)}x`);
-  console.log(`fail-over, kill -9 -> next step elsewhere: median ${median(results.failover).toFixed(2)} s [${fmt(results.failover, 2)}]`);
+  console.log(
+    `fail-over, kill -9 -> next step elsewhere: median ${median(results.failover).toFixed(2)} s [${fmt(results.failover, 2)}]`,
+  );
   for (const name of ["sqlite", "postgres"]) {
-    console.log(`${name}: submit -> started median ${median(results[name].started).toFixed(1)} ms [${fmt(results[name].started)}]; submit -> completed median ${median(results[name].done).toFixed(1)} ms [${fmt(results[name].done)}]`);
+    console.log(
+      `${name}: submit -> started median ${median(results[name].started).toFixed(1)} ms [${fmt(results[name].started)}]; submit -> completed median ${median(results[name].done).toFixed(1)} ms [${fmt(results[name].done)}]`,
+    );
   }
-  console.log(`postgres - sqlite (medians): started +${(median(results.postgres.started) - median(results.sqlite.started)).toFixed(1)} ms, completed +${(median(results.postgres.done) - median(results.sqlite.done)).toFixed(1)} ms`);
+  console.log(
+    `postgres - sqlite (medians): started +${(median(results.postgres.started) - median(results.sqlite.started)).toFixed(1)} ms, completed +${(median(results.postgres.done) - median(results.sqlite.done)).toFixed(1)} ms`,
+  );
 }
 
 await main();

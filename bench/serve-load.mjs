@@ -18,11 +18,20 @@ const LOAD_SECONDS = 30;
 const POLL_INTERVAL_MS = Number(process.env.POLL_INTERVAL_MS ?? 0);
 const env = { ...process.env, XDG_RUNTIME_DIR: tmpdir(), RAYON_NUM_THREADS: "1" };
 
-const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor((s.length - 1) / 2)]; };
-const quantile = (xs, q) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(q * s.length))]; };
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor((s.length - 1) / 2)];
+};
+const quantile = (xs, q) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))];
+};
 
 function startServer(dataDir) {
-  const child = spawn(kiln, ["serve", "--addr", "127.0.0.1:0", "--data-dir", dataDir], { env, stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(kiln, ["serve", "--addr", "127.0.0.1:0", "--data-dir", dataDir], {
+    env,
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   return new Promise((ok, fail) => {
     let out = "";
     child.stdout.on("data", (d) => {
@@ -35,7 +44,11 @@ function startServer(dataDir) {
 }
 
 async function submit(url, config) {
-  const r = await fetch(`${url}/v1/jobs`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ config }) });
+  const r = await fetch(`${url}/v1/jobs`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ config }),
+  });
   if (r.status !== 202) throw new Error(`submit: ${r.status} ${await r.text()}`);
   return (await r.json()).id;
 }
@@ -62,7 +75,11 @@ function cliJob(config, dir, i) {
   const path = join(dir, `c${i}.json`);
   writeFileSync(path, JSON.stringify(config));
   const t0 = performance.now();
-  const out = execFileSync(kiln, ["--store", join(dir, "store"), "train", path, "--out", join(dir, `run${i}`), "--json"], { env, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
+  const out = execFileSync(
+    kiln,
+    ["--store", join(dir, "store"), "train", path, "--out", join(dir, `run${i}`), "--json"],
+    { env, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] },
+  );
   return { wall: (performance.now() - t0) / 1000, train: JSON.parse(out).durationSecs };
 }
 
@@ -73,7 +90,9 @@ async function poller(url, id, until, stats) {
       const r = await fetch(`${url}/v1/jobs/${id}`);
       await r.arrayBuffer();
       if (!r.ok) stats.errors++;
-    } catch { stats.errors++; }
+    } catch {
+      stats.errors++;
+    }
     stats.latencies.push(performance.now() - t0);
     if (POLL_INTERVAL_MS > 0) await new Promise((r) => setTimeout(r, POLL_INTERVAL_MS));
   }
@@ -84,7 +103,10 @@ async function follower(url, id, until, stats) {
   const timer = setTimeout(() => controller.abort(), Math.max(0, until - performance.now()));
   try {
     const r = await fetch(`${url}/v1/jobs/${id}/events`, { signal: controller.signal });
-    if (!r.ok) { stats.errors++; return; }
+    if (!r.ok) {
+      stats.errors++;
+      return;
+    }
     for await (const chunk of r.body) stats.eventBytes += chunk.length;
     stats.streamsEnded++;
   } catch (e) {
@@ -98,8 +120,14 @@ const dir = mkdtempSync(join(tmpdir(), "kiln-serve-bench-"));
 const server = await startServer(join(dir, "data"));
 try {
   // 1. Overhead: the README's digits recipe, alternating CLI and server.
-  const digits = { name: "bench-digits", seed: 1, model: { preset: "mlp", hidden: [128] }, training: { num_passes: 20, batch_size: 32 } };
-  const cli = [], served = [];
+  const digits = {
+    name: "bench-digits",
+    seed: 1,
+    model: { preset: "mlp", hidden: [128] },
+    training: { num_passes: 20, batch_size: 32 },
+  };
+  const cli = [],
+    served = [];
   for (let i = 0; i < REPEATS; i++) {
     cli.push(cliJob(digits, dir, i));
     served.push(await serverJob(server.url, digits));
@@ -119,7 +147,14 @@ try {
   const until = t0 + LOAD_SECONDS * 1000;
   const done = waitDone(server.url, id);
   let finished = false;
-  done.then(() => { finished = true; }, () => { finished = true; });
+  done.then(
+    () => {
+      finished = true;
+    },
+    () => {
+      finished = true;
+    },
+  );
   const clients = [
     ...Array.from({ length: POLLERS }, () => poller(server.url, id, until, stats)),
     ...Array.from({ length: FOLLOWERS }, () => follower(server.url, id, until, stats)),
@@ -141,18 +176,27 @@ try {
       serverWallMedian: median(served.map((r) => r.wall)),
       cliTrainMedian: median(cli.map((r) => r.train)),
       serverTrainMedian: median(served.map((r) => r.train)),
-      cliWalls: cli.map((r) => r.wall), serverWalls: served.map((r) => r.wall),
+      cliWalls: cli.map((r) => r.wall),
+      serverWalls: served.map((r) => r.wall),
     },
     load: {
-      epochs, pollers: POLLERS, followers: FOLLOWERS, seconds,
+      epochs,
+      pollers: POLLERS,
+      followers: FOLLOWERS,
+      seconds,
       requests: stats.latencies.length,
       requestsPerSecond: stats.latencies.length / seconds,
-      p50ms: quantile(stats.latencies, 0.5), p99ms: quantile(stats.latencies, 0.99),
-      errors: stats.errors, streamsEnded: stats.streamsEnded, eventBytes: stats.eventBytes,
+      p50ms: quantile(stats.latencies, 0.5),
+      p99ms: quantile(stats.latencies, 0.99),
+      errors: stats.errors,
+      streamsEnded: stats.streamsEnded,
+      eventBytes: stats.eventBytes,
       pollIntervalMs: POLL_INTERVAL_MS,
       jobFinishedDuringLoad: finishedInWindow,
-      trainSecondsQuiet: quiet.train, trainSecondsLoaded: loaded.result.durationSecs,
-      stepsPerSecondQuiet: quietRate, stepsPerSecondLoaded: loadedRate,
+      trainSecondsQuiet: quiet.train,
+      trainSecondsLoaded: loaded.result.durationSecs,
+      stepsPerSecondQuiet: quietRate,
+      stepsPerSecondLoaded: loadedRate,
       slowdown: quietRate / loadedRate,
     },
   };

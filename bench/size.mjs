@@ -28,9 +28,16 @@ const KILN_JS = {
 /** One download set: files under `root`, measured and summed. */
 function group(library, what, root, files) {
   const missing = files.filter((f) => !existsSync(join(root, f)));
-  if (missing.length > 0) throw new Error(`${library}: missing ${missing.map((f) => join(root, f)).join(", ")} (run \`make pkg\` / \`cd bench/js && npm ci\`)`);
+  if (missing.length > 0)
+    throw new Error(
+      `${library}: missing ${missing.map((f) => join(root, f)).join(", ")} (run \`make pkg\` / \`cd bench/js && npm ci\`)`,
+    );
   const sizes = files.map((f) => ({ file: f, ...measure(join(root, f)) }));
-  const total = sizes.reduce((t, s) => ({ raw: t.raw + s.raw, gzip: t.gzip + s.gzip, brotli: t.brotli + s.brotli }), { raw: 0, gzip: 0, brotli: 0 });
+  const total = sizes.reduce((t, s) => ({ raw: t.raw + s.raw, gzip: t.gzip + s.gzip, brotli: t.brotli + s.brotli }), {
+    raw: 0,
+    gzip: 0,
+    brotli: 0,
+  });
   return { library, what, files: sizes, total };
 }
 
@@ -39,9 +46,20 @@ const rows = [
   group("Kiln", "JS for CPU (`kiln/cpu`: entry, core, store, jobs, glue)", pkg, KILN_JS.cpu),
   group("Kiln", "WebGPU wasm (`kiln-webgpu_bg.wasm`)", pkg, ["wasm/kiln-webgpu_bg.wasm"]),
   group("Kiln", "JS for WebGPU (`kiln`: entry, core, store, jobs, glue)", pkg, KILN_JS.webgpu),
-  group("Kiln", "built-in digits data set (`digits.csv.gz`, already gzipped; fetched only by a job that trains on `digits`, so not in the totals)", pkg, ["wasm/digits.csv.gz"]),
-  group("TF.js 4.22", "core + layers (minified JS, needed to train)", tfjs, ["tfjs-core/dist/tf-core.min.js", "tfjs-layers/dist/tf-layers.min.js"]),
-  group("TF.js 4.22", "wasm backend: JS + SIMD wasm", tfjs, ["tfjs-backend-wasm/dist/tf-backend-wasm.min.js", "tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm"]),
+  group(
+    "Kiln",
+    "built-in digits data set (`digits.csv.gz`, already gzipped; fetched only by a job that trains on `digits`, so not in the totals)",
+    pkg,
+    ["wasm/digits.csv.gz"],
+  ),
+  group("TF.js 4.22", "core + layers (minified JS, needed to train)", tfjs, [
+    "tfjs-core/dist/tf-core.min.js",
+    "tfjs-layers/dist/tf-layers.min.js",
+  ]),
+  group("TF.js 4.22", "wasm backend: JS + SIMD wasm", tfjs, [
+    "tfjs-backend-wasm/dist/tf-backend-wasm.min.js",
+    "tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm",
+  ]),
   group("TF.js 4.22", "webgpu backend (minified JS)", tfjs, ["tfjs-backend-webgpu/dist/tf-backend-webgpu.min.js"]),
 ];
 
@@ -53,7 +71,9 @@ const totals = [
   ["TF.js, webgpu backend (core + layers + webgpu)", [5, 7]],
 ].map(([what, parts]) => ({
   what,
-  total: parts.map((i) => rows[i].total).reduce((t, s) => ({ raw: t.raw + s.raw, gzip: t.gzip + s.gzip, brotli: t.brotli + s.brotli })),
+  total: parts
+    .map((i) => rows[i].total)
+    .reduce((t, s) => ({ raw: t.raw + s.raw, gzip: t.gzip + s.gzip, brotli: t.brotli + s.brotli })),
 }));
 
 const kb = (n) => (n >= 1e6 ? `${(n / 1e6).toFixed(2)} MB` : `${(n / 1e3).toFixed(1)} KB`);
@@ -61,6 +81,8 @@ if (process.argv.includes("--json")) {
   console.log(JSON.stringify({ rows, totals }, null, 2));
 } else {
   console.log("| library | download | raw | gzip -9 | brotli |\n|---|---|---:|---:|---:|");
-  for (const r of rows) console.log(`| ${r.library} | ${r.what} | ${kb(r.total.raw)} | ${kb(r.total.gzip)} | ${kb(r.total.brotli)} |`);
-  for (const t of totals) console.log(`| **total** | ${t.what} | ${kb(t.total.raw)} | **${kb(t.total.gzip)}** | ${kb(t.total.brotli)} |`);
+  for (const r of rows)
+    console.log(`| ${r.library} | ${r.what} | ${kb(r.total.raw)} | ${kb(r.total.gzip)} | ${kb(r.total.brotli)} |`);
+  for (const t of totals)
+    console.log(`| **total** | ${t.what} | ${kb(t.total.raw)} | **${kb(t.total.gzip)}** | ${kb(t.total.brotli)} |`);
 }

@@ -25,7 +25,9 @@ class WasmRuntime {
   /** The wasm-bindgen glue module (its `Kiln` class and `__wbg_reset_state`). */
   glue = null;
 
-  constructor(name) { this.name = name; }
+  constructor(name) {
+    this.name = name;
+  }
 
   /** Loads the build's glue and wasm (from the package's own files, in browsers and in Node). */
   async load(build) {
@@ -38,7 +40,9 @@ class WasmRuntime {
   }
 
   /** The wasm `Kiln` class of the live instance. */
-  get WasmKiln() { return this.glue.Kiln; }
+  get WasmKiln() {
+    return this.glue.Kiln;
+  }
 
   /** The panic hook's listener (runs inside the panicking call, just before the trap). */
   recordCrash(message) {
@@ -89,7 +93,9 @@ class WasmRuntime {
   /** The Error a trapped call becomes (the panic message when the hook saw it). */
   asCrash(error) {
     if (!(error instanceof WebAssembly.RuntimeError)) return error;
-    this.recordCrash(`internal error: Kiln's wasm module trapped (${error.message}); Kiln restarts it for the next call — please report the bug`);
+    this.recordCrash(
+      `internal error: Kiln's wasm module trapped (${error.message}); Kiln restarts it for the next call — please report the bug`,
+    );
     this.swallowTrap?.();
     return new Error(this.crash);
   }
@@ -109,8 +115,14 @@ class WasmRuntime {
     return new Promise((resolve, reject) => {
       this.pending.add(reject);
       promise.then(
-        (value) => { this.pending.delete(reject); resolve(value); },
-        (error) => { this.pending.delete(reject); reject(this.asCrash(error)); },
+        (value) => {
+          this.pending.delete(reject);
+          resolve(value);
+        },
+        (error) => {
+          this.pending.delete(reject);
+          reject(this.asCrash(error));
+        },
       );
     });
   }
@@ -118,7 +130,9 @@ class WasmRuntime {
   /** Refuses a call on an object that belongs to a crashed wasm instance. */
   checkGeneration(generation, what) {
     if (generation !== this.generation || this.crash !== null) {
-      throw new Error(`this ${what} belonged to a wasm instance that crashed (${this.lastCrash ?? "internal error"}); load it again`);
+      throw new Error(
+        `this ${what} belonged to a wasm instance that crashed (${this.lastCrash ?? "internal error"}); load it again`,
+      );
     }
   }
 }
@@ -139,7 +153,10 @@ async function compileWasm(url) {
   } catch (e) {
     throw new Error(`cannot fetch Kiln's wasm from ${url}: ${e?.message ?? e}`);
   }
-  if (!response.ok) throw new Error(`cannot fetch Kiln's wasm from ${url}: HTTP ${response.status} (serve the package's wasm/ folder beside its JS; the book's "JavaScript API" chapter, "Self-hosting the wasm")`);
+  if (!response.ok)
+    throw new Error(
+      `cannot fetch Kiln's wasm from ${url}: HTTP ${response.status} (serve the package's wasm/ folder beside its JS; the book's "JavaScript API" chapter, "Self-hosting the wasm")`,
+    );
   const type = response.headers.get("content-type") ?? "";
   if (typeof WebAssembly.compileStreaming === "function" && type.split(";")[0].trim() === "application/wasm") {
     return WebAssembly.compileStreaming(response);
@@ -189,12 +206,16 @@ async function probeWebGpu() {
 /** Chooses the backend for `backend: "webgpu" | "cpu" | "auto"` among an entry's builds. */
 async function chooseBackend(backend, entry) {
   if (!BACKENDS.includes(backend)) {
-    throw new TypeError(`backend must be one of ${BACKENDS.map((b) => `"${b}"`).join(", ")}, got ${JSON.stringify(backend)}`);
+    throw new TypeError(
+      `backend must be one of ${BACKENDS.map((b) => `"${b}"`).join(", ")}, got ${JSON.stringify(backend)}`,
+    );
   }
   if (backend === "cpu") return { kind: "cpu" };
   if (!entry.builds.webgpu) {
     if (backend === "webgpu") {
-      throw new Error(`backend "webgpu" needs the WebGPU build, which ${entry.name} does not include; import from "kiln" instead, or use backend: "cpu"`);
+      throw new Error(
+        `backend "webgpu" needs the WebGPU build, which ${entry.name} does not include; import from "kiln" instead, or use backend: "cpu"`,
+      );
     }
     return { kind: "cpu", reason: `${entry.name} has only the CPU build` };
   }
@@ -207,7 +228,8 @@ async function chooseBackend(backend, entry) {
   if (probe.fallback) {
     return {
       kind: "cpu",
-      reason: "the only WebGPU adapter is a software fallback (isFallbackAdapter), which trains slower than CPU-wasm (see BENCHMARKS.md)",
+      reason:
+        "the only WebGPU adapter is a software fallback (isFallbackAdapter), which trains slower than CPU-wasm (see BENCHMARKS.md)",
     };
   }
   return { kind: "webgpu", adapterName: probe.name };
@@ -256,7 +278,8 @@ async function fetchInitWeights(url) {
  * failed try. Read from the file in Node.
  */
 const digitsUrl = () => new URL("./wasm/digits.csv.gz", import.meta.url);
-const DIGITS = 'data.source "digits" (the package\'s wasm/digits.csv.gz; the book\'s "JavaScript API" chapter, "Self-hosting the wasm")';
+const DIGITS =
+  'data.source "digits" (the package\'s wasm/digits.csv.gz; the book\'s "JavaScript API" chapter, "Self-hosting the wasm")';
 let digitsFile = null;
 /** The digits' bytes once a module took them: a wasm instance started after a crash gets them again. */
 let digitsBytes = null;
@@ -265,12 +288,18 @@ function fetchDigits() {
   if (digitsFile === null) {
     const url = digitsUrl();
     digitsFile = isNode
-      ? import("node:fs/promises").then((fs) => fs.readFile(url)).then(
-          (bytes) => new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength),
-          (error) => { throw new Error(`${DIGITS}: cannot read ${url}: ${error.message}`); },
-        )
+      ? import("node:fs/promises")
+          .then((fs) => fs.readFile(url))
+          .then(
+            (bytes) => new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+            (error) => {
+              throw new Error(`${DIGITS}: cannot read ${url}: ${error.message}`);
+            },
+          )
       : fetchBytes(url, DIGITS);
-    digitsFile.catch(() => { digitsFile = null; });
+    digitsFile.catch(() => {
+      digitsFile = null;
+    });
   }
   return digitsFile;
 }
@@ -292,11 +321,19 @@ export class Model {
   #runtime;
   #generation;
   /** @internal */
-  constructor(inner, runtime) { this.#inner = inner; this.#runtime = runtime; this.#generation = runtime.generation; }
+  constructor(inner, runtime) {
+    this.#inner = inner;
+    this.#runtime = runtime;
+    this.#generation = runtime.generation;
+  }
   /** The model id. */
-  get modelId() { return this.#inner.modelId; }
+  get modelId() {
+    return this.#inner.modelId;
+  }
   /** Metadata: name, task, input shape, outputs, metrics. */
-  get info() { return this.#inner.info; }
+  get info() {
+    return this.#inner.info;
+  }
   /** Class probabilities (or values) for row-major samples, `rows × numOutputs`. */
   async predict(features, shape) {
     if (!(features instanceof Float32Array)) {
@@ -331,26 +368,42 @@ export class TrainingJob {
     this.#done.catch(() => {}); // failures surface through waitForTraining()
   }
   /** `"trainingjob-<uuid>"`. */
-  get id() { return this.#inner.id; }
+  get id() {
+    return this.#inner.id;
+  }
   /** `"queued" | "processing" | "completed" | "failed" | "cancelled"`. */
-  status() { return this.#inner.status(); }
+  status() {
+    return this.#inner.status();
+  }
   /** The latest progress report (undefined before the first). */
-  progress() { return this.#inner.progress(); }
+  progress() {
+    return this.#inner.progress();
+  }
   /** Why the job failed or was cancelled. */
-  get error() { return this.#inner.error; }
+  get error() {
+    return this.#inner.error;
+  }
   /** `{ modelId, guid }` of the trained model once completed (`guid`: the same id, the hosted-training API's name). */
-  get trainedModel() { return this.#inner.trainedModel; }
+  get trainedModel() {
+    return this.#inner.trainedModel;
+  }
   /** Calls `callback(progress)` on every progress report. */
   onProgress(callback) {
     if (typeof callback !== "function") throw new TypeError("onProgress takes a function");
     this.#inner.onProgress(callback);
   }
   /** Resolves with the TrainRunInfo; rejects with an Error (with `status`) on failure or cancel. */
-  waitForTraining() { return this.#done; }
+  waitForTraining() {
+    return this.#done;
+  }
   /** Stops the job before its next step; it ends as "cancelled". */
-  cancel() { this.#inner.cancel(); }
+  cancel() {
+    this.#inner.cancel();
+  }
   /** Every event (`started`, `progress`, `evaluated`, `checkpoint`) until the job ends. */
-  events() { return eventsUntil((listener) => this.#inner.onEvent(listener), this.#done); }
+  events() {
+    return eventsUntil((listener) => this.#inner.onEvent(listener), this.#done);
+  }
 }
 
 /**
@@ -382,15 +435,33 @@ class DeferredJob {
     // Whoever never waits still gets the failure from status()/error, not an unhandled rejection.
     this.#waiting.catch(() => {});
   }
-  get id() { return this.#id; }
-  status() { return this.#job?.status() ?? (this.#failure ? "failed" : "queued"); }
-  progress() { return this.#job?.progress(); }
-  get error() { return this.#job?.error ?? this.#failure?.message; }
-  get trainedModel() { return this.#job?.trainedModel; }
-  onProgress(callback) { this.#job ? this.#job.onProgress(callback) : this.#listeners.push(["onProgress", callback]); }
-  onEvent(callback) { this.#job ? this.#job.onEvent(callback) : this.#listeners.push(["onEvent", callback]); }
-  cancel() { this.#job ? this.#job.cancel() : (this.#cancelled = true); }
-  waitForTraining() { return this.#waiting; }
+  get id() {
+    return this.#id;
+  }
+  status() {
+    return this.#job?.status() ?? (this.#failure ? "failed" : "queued");
+  }
+  progress() {
+    return this.#job?.progress();
+  }
+  get error() {
+    return this.#job?.error ?? this.#failure?.message;
+  }
+  get trainedModel() {
+    return this.#job?.trainedModel;
+  }
+  onProgress(callback) {
+    this.#job ? this.#job.onProgress(callback) : this.#listeners.push(["onProgress", callback]);
+  }
+  onEvent(callback) {
+    this.#job ? this.#job.onEvent(callback) : this.#listeners.push(["onEvent", callback]);
+  }
+  cancel() {
+    this.#job ? this.#job.cancel() : (this.#cancelled = true);
+  }
+  waitForTraining() {
+    return this.#waiting;
+  }
 }
 
 /**
@@ -436,7 +507,8 @@ export class Kiln {
       runtime.limits = limits;
     }
     const modelStore = store ?? (await defaultStore({ dir: storeDir }));
-    const open = () => runtime.untilSettledOrCrashed(runtime.call(() => runtime.WasmKiln.open(choice.kind, modelStore, choice.reason)));
+    const open = () =>
+      runtime.untilSettledOrCrashed(runtime.call(() => runtime.WasmKiln.open(choice.kind, modelStore, choice.reason)));
     return new this(await open(), runtime, open, choice.adapterName);
   }
 
@@ -452,7 +524,9 @@ export class Kiln {
     runtime.restartIfCrashed();
     while (this.#generation !== runtime.generation) {
       const generation = runtime.generation;
-      this.#reopening ??= this.#open().finally(() => { this.#reopening = null; });
+      this.#reopening ??= this.#open().finally(() => {
+        this.#reopening = null;
+      });
       const inner = await this.#reopening;
       if (generation === runtime.generation) {
         this.#inner = inner;
@@ -480,20 +554,28 @@ export class Kiln {
   }
 
   /** Resolves if `config` is valid; rejects with the validator's Error (field path, value, what is allowed). */
-  async validateConfig(config) { this.#runtime.call(() => this.#runtime.WasmKiln.validateConfig(config)); }
+  async validateConfig(config) {
+    this.#runtime.call(() => this.#runtime.WasmKiln.validateConfig(config));
+  }
 
   /** Bytes of wasm linear memory in use by this Kiln's module (it only grows; watch it across epochs). */
-  async memoryBytes() { return this.#runtime.call(() => this.#runtime.WasmKiln.memoryBytes()); }
+  async memoryBytes() {
+    return this.#runtime.call(() => this.#runtime.WasmKiln.memoryBytes());
+  }
 
   /**
    * Starts training and returns the job at once. A bad config or bad data fails the job (as in
    * worker and remote mode): `status()` is "failed" and `waitForTraining()` rejects with the
    * Error naming the field.
    */
-  train(config, data) { return this.#train(config, data, undefined); }
+  train(config, data) {
+    return this.#train(config, data, undefined);
+  }
 
   /** @internal Starts a job under an id handed out by the worker proxy. */
-  _trainWithId(config, data, jobId) { return this.#train(config, data, jobId); }
+  _trainWithId(config, data, jobId) {
+    return this.#train(config, data, jobId);
+  }
 
   #train(config, data, jobId) {
     const runtime = this.#runtime;
@@ -520,15 +602,22 @@ export class Kiln {
     const digits = runtime.call(() => runtime.WasmKiln.needsDigits(config, data)) ? fetchDigits() : undefined;
     if (weights !== undefined || digits !== undefined) {
       const id = jobId ?? `trainingjob-${crypto.randomUUID()}`;
-      const start = Promise.all([weights, digits]).then(([w, d]) => this.#live().then((inner) => runtime.call(() => {
-        if (d !== undefined) provideDigits(runtime, d);
-        return inner.train(config, data, id, w);
-      })));
+      const start = Promise.all([weights, digits]).then(([w, d]) =>
+        this.#live().then((inner) =>
+          runtime.call(() => {
+            if (d !== undefined) provideDigits(runtime, d);
+            return inner.train(config, data, id, w);
+          }),
+        ),
+      );
       return new TrainingJob(new DeferredJob(id, start), runtime);
     }
     runtime.restartIfCrashed();
     if (this.#generation === runtime.generation) {
-      return new TrainingJob(runtime.call(() => this.#inner.train(config, data, jobId)), runtime);
+      return new TrainingJob(
+        runtime.call(() => this.#inner.train(config, data, jobId)),
+        runtime,
+      );
     }
     // The wasm instance was restarted: the config is checked now, the job starts once this
     // Kiln is open on the new instance.
@@ -539,13 +628,17 @@ export class Kiln {
   }
 
   /** @internal Fault injection for Kiln's own recovery tests (`"now"` or `"job"`). */
-  async _injectPanic(place) { return this.#call(() => this.#runtime.WasmKiln._injectPanic(place)); }
+  async _injectPanic(place) {
+    return this.#call(() => this.#runtime.WasmKiln._injectPanic(place));
+  }
 
   /** A model from the store (id), a URL, or exported bytes (Uint8Array). */
   async preloadedModel(source) {
     const kind = typeof source === "string" ? modelSource(source) : "bytes";
     if (kind === "invalid") {
-      throw new TypeError(`preloadedModel: ${JSON.stringify(source).slice(0, 80)} is neither a model id (letters, digits, \`-\`, \`_\`) nor a URL (https:, http:, blob:, data:, or a path starting with /, ./ or ../)`);
+      throw new TypeError(
+        `preloadedModel: ${JSON.stringify(source).slice(0, 80)} is neither a model id (letters, digits, \`-\`, \`_\`) nor a URL (https:, http:, blob:, data:, or a path starting with /, ./ or ../)`,
+      );
     }
     if (kind === "url") {
       let response;
@@ -561,12 +654,17 @@ export class Kiln {
   }
 
   /** Metadata of every stored model. */
-  listModels() { return this.#call((inner) => inner.listModels()); }
+  listModels() {
+    return this.#call((inner) => inner.listModels());
+  }
   /** Deletes a stored model; resolves true if it existed. */
-  deleteModel(modelId) { return this.#call((inner) => inner.deleteModel(modelId)); }
+  deleteModel(modelId) {
+    return this.#call((inner) => inner.deleteModel(modelId));
+  }
   /** Stores exported model bytes; resolves with the model id. An id already stored is refused unless `{ force: true }`. */
   importModel(bytes, { force = false } = {}) {
-    if (!(bytes instanceof Uint8Array)) return Promise.reject(new TypeError("importModel takes the model's bytes as a Uint8Array"));
+    if (!(bytes instanceof Uint8Array))
+      return Promise.reject(new TypeError("importModel takes the model's bytes as a Uint8Array"));
     return this.#call((inner) => inner.importModel(bytes, Boolean(force)));
   }
 }
@@ -585,13 +683,17 @@ export function defineKiln(entry) {
      * Web Worker behind the same API. `limits` raises or lowers the input limits of this wasm
      * instance (the book's "Limits and security" chapter), e.g. `{ maxParameters: 200_000_000 }`.
      */
-    static create(options = {}) { return this._create(options, entry); }
+    static create(options = {}) {
+      return this._create(options, entry);
+    }
 
     /**
      * Connects to a `kiln serve` server (`url`, e.g. "http://127.0.0.1:7878"; `token` when the
      * server has tokens): the same API as `create()`, with training on the server. Models are
      * downloaded to predict locally in wasm (cached in `store`: IndexedDB in browsers by default).
      */
-    static connect(url, options = {}) { return this._connect(url, options); }
+    static connect(url, options = {}) {
+      return this._connect(url, options);
+    }
   };
 }

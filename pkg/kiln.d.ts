@@ -101,9 +101,19 @@ export class Kiln {
   preloadedModel(source: string | Uint8Array): Promise<Model>;
   listModels(): Promise<ModelInfo[]>;
   /** Remote mode (`Kiln.connect`) only: one page of the server's training jobs. */
-  listJobs?(options?: { status?: string; tag?: string; limit?: number; after?: string | null; order?: "asc" | "desc" }): Promise<{ jobs: object[]; nextCursor: string | null }>;
+  listJobs?(options?: {
+    status?: string;
+    tag?: string;
+    limit?: number;
+    after?: string | null;
+    order?: "asc" | "desc";
+  }): Promise<{ jobs: object[]; nextCursor: string | null }>;
   /** Remote mode (`Kiln.connect`) only: one page of the server's uploaded datasets. */
-  listDatasets?(options?: { limit?: number; after?: string | null; order?: "asc" | "desc" }): Promise<{ datasets: object[]; nextCursor: string | null }>;
+  listDatasets?(options?: {
+    limit?: number;
+    after?: string | null;
+    order?: "asc" | "desc";
+  }): Promise<{ datasets: object[]; nextCursor: string | null }>;
   deleteModel(modelId: string): Promise<boolean>;
   importModel(bytes: Uint8Array, options?: { force?: boolean }): Promise<string>;
 }

@@ -21,12 +21,29 @@ export async function* eventsUntil(subscribe, done) {
   const queue = [];
   let wake = null;
   let finished = false;
-  subscribe((event) => { queue.push(event); wake?.(); });
-  done.then(() => { finished = true; wake?.(); }, () => { finished = true; wake?.(); });
+  subscribe((event) => {
+    queue.push(event);
+    wake?.();
+  });
+  done.then(
+    () => {
+      finished = true;
+      wake?.();
+    },
+    () => {
+      finished = true;
+      wake?.();
+    },
+  );
   while (true) {
-    if (queue.length > 0) { yield queue.shift(); continue; }
+    if (queue.length > 0) {
+      yield queue.shift();
+      continue;
+    }
     if (finished) return;
-    await new Promise((resolve) => { wake = resolve; });
+    await new Promise((resolve) => {
+      wake = resolve;
+    });
     wake = null;
   }
 }
@@ -45,7 +62,9 @@ export class RelayedTrainingJob {
   constructor(id, cancel, started) {
     this.#cancel = cancel;
     this.id = id;
-    this.#done = new Promise((resolve, reject) => { this.#settle = { resolve, reject }; });
+    this.#done = new Promise((resolve, reject) => {
+      this.#settle = { resolve, reject };
+    });
     this.#done.catch(() => {});
     started.catch((error) => this._finish({ status: "failed", error: serializeError(error) }));
   }
@@ -55,37 +74,63 @@ export class RelayedTrainingJob {
     if (event.event === "progress") {
       const { event: _, ...progress } = event;
       this.#progress = progress;
-      for (const listener of this.#listeners) try { listener(progress); } catch { /* keep going */ }
+      for (const listener of this.#listeners)
+        try {
+          listener(progress);
+        } catch {
+          /* keep going */
+        }
     }
     for (const listener of this.#eventListeners) listener(event);
   }
   /** @internal The status alone changed (queued → processing, …). */
-  _status(status) { this.#status = status; }
+  _status(status) {
+    this.#status = status;
+  }
   /** @internal The job ended. */
   _finish({ status, info, error }) {
     if (this.#info || this.#error) return;
     this.#status = status;
-    if (info) { this.#info = info; this.#settle.resolve(info); }
-    else { this.#error = error.message; this.#settle.reject(reviveError({ ...error, status })); }
+    if (info) {
+      this.#info = info;
+      this.#settle.resolve(info);
+    } else {
+      this.#error = error.message;
+      this.#settle.reject(reviveError({ ...error, status }));
+    }
     this.#eventListeners = [];
   }
   /** `"queued" | "processing" | "completed" | "failed" | "cancelled"`. */
-  status() { return this.#status; }
+  status() {
+    return this.#status;
+  }
   /** The latest progress report (undefined before the first). */
-  progress() { return this.#progress; }
+  progress() {
+    return this.#progress;
+  }
   /** Why the job failed or was cancelled. */
-  get error() { return this.#error; }
+  get error() {
+    return this.#error;
+  }
   /** `{ modelId, guid }` of the trained model once completed (`guid`: the same id, the hosted-training API's name). */
-  get trainedModel() { return this.#info ? { modelId: this.#info.modelId, guid: this.#info.modelId } : undefined; }
+  get trainedModel() {
+    return this.#info ? { modelId: this.#info.modelId, guid: this.#info.modelId } : undefined;
+  }
   /** Calls `callback(progress)` on every progress report. */
   onProgress(callback) {
     if (typeof callback !== "function") throw new TypeError("onProgress takes a function");
     this.#listeners.push(callback);
   }
   /** Resolves with the TrainRunInfo; rejects with an Error (with `status`) on failure or cancel. */
-  waitForTraining() { return this.#done; }
+  waitForTraining() {
+    return this.#done;
+  }
   /** Stops the job before its next step; it ends as "cancelled". */
-  cancel() { this.#cancel(); }
+  cancel() {
+    this.#cancel();
+  }
   /** Every event (`started`, `progress`, `evaluated`, `checkpoint`) until the job ends. */
-  events() { return eventsUntil((listener) => this.#eventListeners.push(listener), this.#done); }
+  events() {
+    return eventsUntil((listener) => this.#eventListeners.push(listener), this.#done);
+  }
 }

@@ -17,7 +17,9 @@ async function problemError(response, what) {
     const problem = await response.json();
     detail = problem.detail ?? detail;
     type = problem.type;
-  } catch { /* not JSON */ }
+  } catch {
+    /* not JSON */
+  }
   const error = new Error(`${what}: ${detail}`);
   error.httpStatus = response.status;
   if (type) error.type = type;
@@ -31,8 +33,12 @@ function bytesOf(array) {
 
 /** `{ features, labels, shape }` as a safetensors file (what `POST /v1/datasets` takes). */
 export function toSafetensors({ features, labels, shape }) {
-  const featureType = features instanceof Float32Array ? "F32"
-    : features instanceof Uint8Array || features instanceof Uint8ClampedArray ? "U8" : null;
+  const featureType =
+    features instanceof Float32Array
+      ? "F32"
+      : features instanceof Uint8Array || features instanceof Uint8ClampedArray
+        ? "U8"
+        : null;
   if (!featureType) throw new TypeError("data.features must be a Float32Array, Uint8Array or Uint8ClampedArray");
   const labelType = labels instanceof Int32Array ? "I32" : labels instanceof Float32Array ? "F32" : null;
   if (!labelType) throw new TypeError("data.labels must be an Int32Array (classes) or a Float32Array");
@@ -41,10 +47,12 @@ export function toSafetensors({ features, labels, shape }) {
   }
   const f = bytesOf(features);
   const l = bytesOf(labels);
-  const header = new TextEncoder().encode(JSON.stringify({
-    features: { dtype: featureType, shape, data_offsets: [0, f.length] },
-    labels: { dtype: labelType, shape: [labels.length], data_offsets: [f.length, f.length + l.length] },
-  }));
+  const header = new TextEncoder().encode(
+    JSON.stringify({
+      features: { dtype: featureType, shape, data_offsets: [0, f.length] },
+      labels: { dtype: labelType, shape: [labels.length], data_offsets: [f.length, f.length + l.length] },
+    }),
+  );
   const out = new Uint8Array(8 + header.length + f.length + l.length);
   new DataView(out.buffer).setBigUint64(0, BigInt(header.length), true);
   out.set(header, 8);
@@ -75,7 +83,7 @@ export class RemoteKiln {
    */
   static async connect(url, options, createLocal) {
     if (typeof url !== "string" && !(url instanceof URL)) {
-      throw new TypeError("Kiln.connect takes the server's URL, e.g. \"http://127.0.0.1:7878\"");
+      throw new TypeError('Kiln.connect takes the server\'s URL, e.g. "http://127.0.0.1:7878"');
     }
     if (options === null || typeof options !== "object") throw new TypeError("Kiln.connect takes an options object");
     const { token, store, storeDir, backend = "auto" } = options;
@@ -126,7 +134,7 @@ export class RemoteKiln {
   /** @internal Uploads a job's data; resolves with the dataset id. */
   async _upload(config, data) {
     if (typeof data?.csv === "string") {
-      const settings = typeof config === "object" && config !== null ? config.data ?? {} : {};
+      const settings = typeof config === "object" && config !== null ? (config.data ?? {}) : {};
       const query = new URLSearchParams();
       if (settings.header !== undefined) query.set("header", String(Boolean(settings.header)));
       if (settings.label_column !== undefined) query.set("label_column", String(settings.label_column));
@@ -137,8 +145,10 @@ export class RemoteKiln {
       throw new TypeError("data must be { features, labels, shape } or { csv }");
     }
     if (Array.isArray(data.texts)) {
-      throw new TypeError("remote mode does not upload texts yet: train { texts, labels } locally " +
-        "(Kiln.create), or train texts with `kiln train` on the server");
+      throw new TypeError(
+        "remote mode does not upload texts yet: train { texts, labels } locally " +
+          "(Kiln.create), or train texts with `kiln train` on the server",
+      );
     }
     const file = toSafetensors(data);
     return (await this._request("POST", "/v1/datasets", { body: file, type: "application/octet-stream" })).id;
@@ -156,10 +166,14 @@ export class RemoteKiln {
   }
 
   /** Resolves if `config` is valid (the same validator as the server's). */
-  async validateConfig(config) { return (await this.#localKiln()).validateConfig(config); }
+  async validateConfig(config) {
+    return (await this.#localKiln()).validateConfig(config);
+  }
 
   /** Bytes of wasm memory of the local Kiln that predicts. */
-  async memoryBytes() { return (await this.#localKiln()).memoryBytes(); }
+  async memoryBytes() {
+    return (await this.#localKiln()).memoryBytes();
+  }
 
   /**
    * Starts a job on the server and returns it at once: `data` (`{ features, labels, shape }` or
@@ -185,10 +199,12 @@ export class RemoteKiln {
       await this._request("POST", "/v1/jobs", { json: { id, config: remoteConfig, dataset } });
     })();
     const job = new RelayedTrainingJob(id, cancel, submitted);
-    submitted.then(() => {
-      if (cancelWanted) cancel();
-      return this.#follow(job, id);
-    }).catch((error) => job._finish({ status: "failed", error: { message: error.message, name: error.name } }));
+    submitted
+      .then(() => {
+        if (cancelWanted) cancel();
+        return this.#follow(job, id);
+      })
+      .catch((error) => job._finish({ status: "failed", error: { message: error.message, name: error.name } }));
     return job;
   }
 
@@ -240,7 +256,9 @@ export class RemoteKiln {
   }
 
   /** The server's models. */
-  listModels() { return this._request("GET", "/v1/models"); }
+  listModels() {
+    return this._request("GET", "/v1/models");
+  }
 
   /**
    * One page of the server's training jobs: `{ jobs, nextCursor }`; pass `nextCursor` as
@@ -261,7 +279,8 @@ export class RemoteKiln {
   async #page(path, options, keys) {
     if (options === null || typeof options !== "object") throw new TypeError("the list options must be an object");
     const query = new URLSearchParams();
-    for (const key of keys) if (options[key] !== undefined && options[key] !== null) query.set(key, String(options[key]));
+    for (const key of keys)
+      if (options[key] !== undefined && options[key] !== null) query.set(key, String(options[key]));
     const response = await this._request("GET", `${path}?${query}`, { raw: true });
     return { items: await response.json(), nextCursor: response.headers.get("x-next-cursor") };
   }
@@ -280,7 +299,10 @@ export class RemoteKiln {
   /** Stores exported model bytes on the server; resolves with the model id. */
   async importModel(bytes, { force = false } = {}) {
     if (!(bytes instanceof Uint8Array)) throw new TypeError("importModel takes the model's bytes as a Uint8Array");
-    const answer = await this._request("POST", `/v1/models${force ? "?force=true" : ""}`, { body: bytes, type: "application/octet-stream" });
+    const answer = await this._request("POST", `/v1/models${force ? "?force=true" : ""}`, {
+      body: bytes,
+      type: "application/octet-stream",
+    });
     return answer.modelId;
   }
 }

@@ -12,7 +12,9 @@ const MODEL_ID = /^[A-Za-z0-9_-]{1,128}$/;
  */
 export function assertModelId(id) {
   if (typeof id !== "string" || !MODEL_ID.test(id)) {
-    throw new TypeError(`${JSON.stringify(String(id)).slice(0, 80)} is not a valid model id (ASCII letters, digits, \`-\` and \`_\`, 1 to 128 characters)`);
+    throw new TypeError(
+      `${JSON.stringify(String(id)).slice(0, 80)} is not a valid model id (ASCII letters, digits, \`-\` and \`_\`, 1 to 128 characters)`,
+    );
   }
   return id;
 }
@@ -25,10 +27,18 @@ export function isModelId(id) {
 /** Models kept in memory for the life of the page or process. */
 export class MemoryStore {
   #models = new Map();
-  async get(id) { return this.#models.get(assertModelId(id)); }
-  async put(id, bytes) { this.#models.set(assertModelId(id), new Uint8Array(bytes)); }
-  async list() { return [...this.#models.keys()].sort(); }
-  async delete(id) { return this.#models.delete(assertModelId(id)); }
+  async get(id) {
+    return this.#models.get(assertModelId(id));
+  }
+  async put(id, bytes) {
+    this.#models.set(assertModelId(id), new Uint8Array(bytes));
+  }
+  async list() {
+    return [...this.#models.keys()].sort();
+  }
+  async delete(id) {
+    return this.#models.delete(assertModelId(id));
+  }
 }
 
 function request(req) {
@@ -41,7 +51,9 @@ function request(req) {
 /** Models in the browser's IndexedDB (database `kiln`, object store `models`). */
 export class IndexedDbStore {
   #db;
-  constructor(db) { this.#db = db; }
+  constructor(db) {
+    this.#db = db;
+  }
 
   /** Opens (and creates on first use) the database. */
   static async open(name = "kiln") {
@@ -50,7 +62,9 @@ export class IndexedDbStore {
     return new IndexedDbStore(await request(open));
   }
 
-  #store(mode) { return this.#db.transaction("models", mode).objectStore("models"); }
+  #store(mode) {
+    return this.#db.transaction("models", mode).objectStore("models");
+  }
 
   async get(id) {
     const value = await request(this.#store("readonly").get(assertModelId(id)));
@@ -68,14 +82,19 @@ export class IndexedDbStore {
     });
   }
 
-  async list() { return (await request(this.#store("readonly").getAllKeys())).map(String).filter(isModelId).sort(); }
+  async list() {
+    return (await request(this.#store("readonly").getAllKeys())).map(String).filter(isModelId).sort();
+  }
 
   async delete(id) {
     assertModelId(id);
     const existed = (await request(this.#store("readonly").count(id))) > 0;
     const tx = this.#db.transaction("models", "readwrite");
     tx.objectStore("models").delete(id);
-    await new Promise((resolve, reject) => { tx.oncomplete = resolve; tx.onerror = () => reject(tx.error); });
+    await new Promise((resolve, reject) => {
+      tx.oncomplete = resolve;
+      tx.onerror = () => reject(tx.error);
+    });
     return existed;
   }
 }
@@ -83,14 +102,22 @@ export class IndexedDbStore {
 /** Models as `<id>.kiln` files in a directory (Node); the same files `kiln --store DIR` uses. */
 export class DirectoryStore {
   #dir;
-  constructor(dir) { this.#dir = dir; }
-  async #fs() { return { fs: await import("node:fs/promises"), path: await import("node:path") }; }
+  constructor(dir) {
+    this.#dir = dir;
+  }
+  async #fs() {
+    return { fs: await import("node:fs/promises"), path: await import("node:path") };
+  }
 
   async get(id) {
     assertModelId(id);
     const { fs, path } = await this.#fs();
-    try { return new Uint8Array(await fs.readFile(path.join(this.#dir, `${id}.kiln`))); }
-    catch (e) { if (e.code === "ENOENT") return undefined; throw e; }
+    try {
+      return new Uint8Array(await fs.readFile(path.join(this.#dir, `${id}.kiln`)));
+    } catch (e) {
+      if (e.code === "ENOENT") return undefined;
+      throw e;
+    }
   }
 
   async put(id, bytes) {
@@ -113,15 +140,27 @@ export class DirectoryStore {
   async list() {
     const { fs } = await this.#fs();
     try {
-      return (await fs.readdir(this.#dir)).filter((f) => f.endsWith(".kiln")).map((f) => f.slice(0, -5)).filter(isModelId).sort();
-    } catch (e) { if (e.code === "ENOENT") return []; throw e; }
+      return (await fs.readdir(this.#dir))
+        .filter((f) => f.endsWith(".kiln"))
+        .map((f) => f.slice(0, -5))
+        .filter(isModelId)
+        .sort();
+    } catch (e) {
+      if (e.code === "ENOENT") return [];
+      throw e;
+    }
   }
 
   async delete(id) {
     assertModelId(id);
     const { fs, path } = await this.#fs();
-    try { await fs.unlink(path.join(this.#dir, `${id}.kiln`)); return true; }
-    catch (e) { if (e.code === "ENOENT") return false; throw e; }
+    try {
+      await fs.unlink(path.join(this.#dir, `${id}.kiln`));
+      return true;
+    } catch (e) {
+      if (e.code === "ENOENT") return false;
+      throw e;
+    }
   }
 }
 
@@ -129,7 +168,11 @@ export class DirectoryStore {
 export async function defaultStore({ dir } = {}) {
   if (dir) return new DirectoryStore(dir);
   if (typeof indexedDB !== "undefined") {
-    try { return await IndexedDbStore.open(); } catch { /* private mode etc.: fall back */ }
+    try {
+      return await IndexedDbStore.open();
+    } catch {
+      /* private mode etc.: fall back */
+    }
   }
   return new MemoryStore();
 }

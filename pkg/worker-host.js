@@ -27,28 +27,48 @@ export function serveKilnInWorker(api) {
       jobs.set(jobId, job);
       (async () => {
         for await (const event of job.events()) post({ kind: "event", jobId, event, status: job.status() });
-      })().catch(() => { /* the job's end is reported by waitForTraining below */ });
+      })().catch(() => {
+        /* the job's end is reported by waitForTraining below */
+      });
       job.waitForTraining().then(
         (info) => post({ kind: "done", jobId, status: job.status(), info }),
         (error) => post({ kind: "done", jobId, status: job.status(), error: serializeError(error) }),
       );
       return { status: job.status() };
     },
-    cancel({ jobId }) { jobs.get(jobId)?.cancel(); },
+    cancel({ jobId }) {
+      jobs.get(jobId)?.cancel();
+    },
     async preloadedModel({ source }) {
       const model = await kiln.preloadedModel(source);
       const handle = nextModel++;
       models.set(handle, model);
       return { handle, modelId: model.modelId, info: model.info };
     },
-    predict({ handle, features, shape }) { return models.get(handle).predict(features, shape); },
-    predictTexts({ handle, texts }) { return models.get(handle).predictTexts(texts); },
-    export({ handle }) { return models.get(handle).export(); },
-    listModels() { return kiln.listModels(); },
-    validateConfig({ config }) { return kiln.validateConfig(config); },
-    memoryBytes() { return kiln.memoryBytes(); },
-    deleteModel({ modelId }) { return kiln.deleteModel(modelId); },
-    importModel({ bytes, force }) { return kiln.importModel(bytes, { force }); },
+    predict({ handle, features, shape }) {
+      return models.get(handle).predict(features, shape);
+    },
+    predictTexts({ handle, texts }) {
+      return models.get(handle).predictTexts(texts);
+    },
+    export({ handle }) {
+      return models.get(handle).export();
+    },
+    listModels() {
+      return kiln.listModels();
+    },
+    validateConfig({ config }) {
+      return kiln.validateConfig(config);
+    },
+    memoryBytes() {
+      return kiln.memoryBytes();
+    },
+    deleteModel({ modelId }) {
+      return kiln.deleteModel(modelId);
+    },
+    importModel({ bytes, force }) {
+      return kiln.importModel(bytes, { force });
+    },
   };
 
   globalThis.onmessage = async ({ data: { id, op, args } }) => {

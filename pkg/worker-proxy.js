@@ -26,7 +26,9 @@ class WorkerModel {
     }
     return this.#call("predictTexts", { handle: this.#handle, texts });
   }
-  export() { return this.#call("export", { handle: this.#handle }); }
+  export() {
+    return this.#call("export", { handle: this.#handle });
+  }
 }
 
 /** `Kiln` with training in a dedicated Web Worker; same methods, same results. */
@@ -90,12 +92,27 @@ export class WorkerKiln {
     return job;
   }
 
-  async preloadedModel(source) { return new WorkerModel(this.#call, await this.#call("preloadedModel", { source })); }
-  validateConfig(config) { return this.#call("validateConfig", { config }); }
-  memoryBytes() { return this.#call("memoryBytes", {}); }
-  listModels() { return this.#call("listModels", {}); }
-  deleteModel(modelId) { return this.#call("deleteModel", { modelId }); }
-  importModel(bytes, { force = false } = {}) { return this.#call("importModel", { bytes, force }); }
+  async preloadedModel(source) {
+    return new WorkerModel(this.#call, await this.#call("preloadedModel", { source }));
+  }
+  validateConfig(config) {
+    return this.#call("validateConfig", { config });
+  }
+  memoryBytes() {
+    return this.#call("memoryBytes", {});
+  }
+  listModels() {
+    return this.#call("listModels", {});
+  }
+  deleteModel(modelId) {
+    return this.#call("deleteModel", { modelId });
+  }
+  importModel(bytes, { force = false } = {}) {
+    return this.#call("importModel", { bytes, force });
+  }
   /** Stops the worker (and every job in it). */
-  terminate() { this.#crash(new Error("the Kiln worker was terminated")); this.#worker.terminate(); }
+  terminate() {
+    this.#crash(new Error("the Kiln worker was terminated"));
+    this.#worker.terminate();
+  }
 }

@@ -24,7 +24,9 @@ const charts = {
   accuracy: new LineChart($("chart-accuracy"), { val: "#2563eb" }),
   grad: new LineChart($("chart-grad"), { train: "#7c3aed" }),
 };
-const pad = new DrawingPad($("pad"), () => { if (state.model) predictDrawing(); });
+const pad = new DrawingPad($("pad"), () => {
+  if (state.model) predictDrawing();
+});
 
 // ---------- backend ----------
 
@@ -52,7 +54,10 @@ async function openKiln(backend) {
   state.opening = opening;
   try {
     const kiln = await opening;
-    if (state.opening !== opening) { kiln.terminate?.(); return; }
+    if (state.opening !== opening) {
+      kiln.terminate?.();
+      return;
+    }
     state.kiln = kiln;
     const { kind, text } = describeBackend(kiln.backend);
     setBadge(kind, text, kiln.backend.reason ?? text);
@@ -102,7 +107,8 @@ function buildConfig() {
     if (limit !== undefined && limit !== 0) config.data.limit = limit;
   }
   for (const key of ["num_passes", "batch_size"]) if (config.training[key] === undefined) delete config.training[key];
-  if (config.training.weight_optimization.learning_rate === undefined) delete config.training.weight_optimization.learning_rate;
+  if (config.training.weight_optimization.learning_rate === undefined)
+    delete config.training.weight_optimization.learning_rate;
   return config;
 }
 
@@ -144,10 +150,12 @@ function renderCsvPreview() {
   const select = $("csv-label");
   const previous = select.value;
   const columns = table[0]?.length ?? 0;
-  select.replaceChildren(...Array.from({ length: columns }, (_, i) => {
-    const value = header ? table[0][i] : String(i);
-    return new Option(header ? table[0][i] : `column ${i}`, value);
-  }));
+  select.replaceChildren(
+    ...Array.from({ length: columns }, (_, i) => {
+      const value = header ? table[0][i] : String(i);
+      return new Option(header ? table[0][i] : `column ${i}`, value);
+    }),
+  );
   if ([...select.options].some((o) => o.value === previous)) select.value = previous;
   else if (columns > 0) select.selectedIndex = columns - 1;
   const labelIndex = select.selectedIndex;
@@ -155,7 +163,9 @@ function renderCsvPreview() {
     const tag = header && r === 0 ? "th" : "td";
     return `<tr>${cells.map((c, i) => `<${tag}${i === labelIndex ? ' class="label"' : ""}>${escapeHtml(c)}</${tag}>`).join("")}</tr>`;
   });
-  $("csv-preview").innerHTML = table.length ? `<table>${rows.join("")}</table>` : "<p class=muted>The file is empty.</p>";
+  $("csv-preview").innerHTML = table.length
+    ? `<table>${rows.join("")}</table>`
+    : "<p class=muted>The file is empty.</p>";
 }
 
 // ---------- training ----------
@@ -209,7 +219,9 @@ async function train() {
   job.onProgress((p) => {
     setStatus(job.status());
     setBar((100 * p.step) / Math.max(1, p.totalSteps));
-    setProgressText(`Epoch ${p.epoch}/${p.epochs} · step ${p.step}/${p.totalSteps} · ${groupThousands(p.samplesPerSec)} samples/s · ETA ${formatSeconds(p.etaSeconds)}`);
+    setProgressText(
+      `Epoch ${p.epoch}/${p.epochs} · step ${p.step}/${p.totalSteps} · ${groupThousands(p.samplesPerSec)} samples/s · ETA ${formatSeconds(p.etaSeconds)}`,
+    );
     charts.loss.add("train", p.step, p.loss);
     if (p.gradNorm != null) charts.grad.add("train", p.step, p.gradNorm);
   });
@@ -225,14 +237,17 @@ async function train() {
     setTraining(false);
     setStatus("completed");
     setBar(100);
-    setProgressText(`Done: ${info.epochsRun} passes, ${info.steps} steps in ${formatSeconds(info.durationSecs)}${info.stoppedEarly ? " (stopped early)" : ""}.`);
+    setProgressText(
+      `Done: ${info.epochsRun} passes, ${info.steps} steps in ${formatSeconds(info.durationSecs)}${info.stoppedEarly ? " (stopped early)" : ""}.`,
+    );
     showResults(info, config);
     await refreshModels();
     await loadModel(info.modelId);
   } catch (e) {
     setStatus(job.status() === "cancelled" ? "cancelled" : "failed");
     setProgressText(e.message);
-    $("final-metrics").innerHTML = `<p class="muted">${escapeHtml(job.status() === "cancelled" ? "Cancelled." : "The run failed.")}</p>`;
+    $("final-metrics").innerHTML =
+      `<p class="muted">${escapeHtml(job.status() === "cancelled" ? "Cancelled." : "The run failed.")}</p>`;
   } finally {
     if (state.job === job) state.job = null;
     setTraining(false);
@@ -272,19 +287,22 @@ async function refreshModels() {
     $("model-list").innerHTML = '<li class="muted">No saved models yet.</li>';
     return;
   }
-  $("model-list").replaceChildren(...models.map((m) => {
-    const li = document.createElement("li");
-    li.dataset.modelId = m.modelId;
-    if (state.model?.info.modelId === m.modelId) li.classList.add("current");
-    const accuracy = m.metrics.test_accuracy !== undefined ? ` · test accuracy ${(100 * m.metrics.test_accuracy).toFixed(1)}%` : "";
-    li.innerHTML = `<span class="name">${escapeHtml(m.name)}</span>
+  $("model-list").replaceChildren(
+    ...models.map((m) => {
+      const li = document.createElement("li");
+      li.dataset.modelId = m.modelId;
+      if (state.model?.info.modelId === m.modelId) li.classList.add("current");
+      const accuracy =
+        m.metrics.test_accuracy !== undefined ? ` · test accuracy ${(100 * m.metrics.test_accuracy).toFixed(1)}%` : "";
+      li.innerHTML = `<span class="name">${escapeHtml(m.name)}</span>
       <span class="meta">${formatLocalTime(m.createdUnixMs)} · input ${m.inputShape.join("×")}${accuracy}</span>
       <span class="actions"><button data-act="load">Load</button><button data-act="download">Download</button><button data-act="delete">Delete</button></span>`;
-    li.querySelector("[data-act=load]").onclick = () => loadModel(m.modelId);
-    li.querySelector("[data-act=download]").onclick = () => downloadModel(m);
-    li.querySelector("[data-act=delete]").onclick = () => deleteModel(m.modelId);
-    return li;
-  }));
+      li.querySelector("[data-act=load]").onclick = () => loadModel(m.modelId);
+      li.querySelector("[data-act=download]").onclick = () => downloadModel(m);
+      li.querySelector("[data-act=delete]").onclick = () => deleteModel(m.modelId);
+      return li;
+    }),
+  );
 }
 
 async function loadModel(modelId) {
@@ -293,7 +311,8 @@ async function loadModel(modelId) {
     state.model = { model, info: { ...model.info, modelId } };
     const size = model.info.inputShape.reduce((a, b) => a * b, 1);
     const drawable = size === 64 || size === 784;
-    $("current-model").textContent = `Current model: ${model.info.name} (${modelId.slice(0, 8)}…)${drawable ? "" : " — drawing works with 8×8 digits or 28×28 image models"}`;
+    $("current-model").textContent =
+      `Current model: ${model.info.name} (${modelId.slice(0, 8)}…)${drawable ? "" : " — drawing works with 8×8 digits or 28×28 image models"}`;
     $("current-model").dataset.modelId = modelId;
     $("predict").disabled = !drawable;
     await refreshModels();
@@ -307,7 +326,10 @@ async function downloadModel(m) {
   try {
     const bytes = await (await state.kiln.preloadedModel(m.modelId)).export();
     const url = URL.createObjectURL(new Blob([bytes], { type: "application/octet-stream" }));
-    const a = Object.assign(document.createElement("a"), { href: url, download: `${m.name}-${m.modelId.slice(0, 8)}.kiln` });
+    const a = Object.assign(document.createElement("a"), {
+      href: url,
+      download: `${m.name}-${m.modelId.slice(0, 8)}.kiln`,
+    });
     document.body.append(a);
     a.click();
     a.remove();
@@ -353,15 +375,20 @@ async function predictDrawing() {
   try {
     const probs = await model.predict(features, [1, ...info.inputShape]);
     if (seq !== predictionSeq) return; // a newer drawing's prediction wins
-    const names = size === 784 && info.numOutputs === 10 ? FASHION_CLASSES : Array.from({ length: probs.length }, (_, i) => String(i));
+    const names =
+      size === 784 && info.numOutputs === 10
+        ? FASHION_CLASSES
+        : Array.from({ length: probs.length }, (_, i) => String(i));
     const best = probs.indexOf(Math.max(...probs));
     $("probs").dataset.best = String(best);
-    $("probs").replaceChildren(...[...probs].map((p, i) => {
-      const li = document.createElement("li");
-      if (i === best) li.classList.add("top");
-      li.innerHTML = `<span>${escapeHtml(names[i])}</span><span class="p"><span style="width:${(100 * p).toFixed(1)}%"></span></span><span class="pct">${(100 * p).toFixed(1)}%</span>`;
-      return li;
-    }));
+    $("probs").replaceChildren(
+      ...[...probs].map((p, i) => {
+        const li = document.createElement("li");
+        if (i === best) li.classList.add("top");
+        li.innerHTML = `<span>${escapeHtml(names[i])}</span><span class="p"><span style="width:${(100 * p).toFixed(1)}%"></span></span><span class="pct">${(100 * p).toFixed(1)}%</span>`;
+        return li;
+      }),
+    );
   } catch (e) {
     $("probs").textContent = `Prediction failed: ${e.message}`;
   }
@@ -371,7 +398,10 @@ async function predictDrawing() {
 
 $("backend").addEventListener("change", (e) => openKiln(e.target.value));
 $("train").addEventListener("click", train);
-$("cancel").addEventListener("click", () => { state.job?.cancel(); setProgressText("Cancelling…"); });
+$("cancel").addEventListener("click", () => {
+  state.job?.cancel();
+  setProgressText("Cancelling…");
+});
 for (const id of ["preset", "optimizer", "passes", "batch", "lr", "limit", "csv-header", "csv-label"]) {
   $(id).addEventListener("input", validate);
   $(id).addEventListener("change", validate);
@@ -393,12 +423,22 @@ $("csv-file").addEventListener("change", async (e) => {
 });
 $("csv-header").addEventListener("change", renderCsvPreview);
 $("csv-label").addEventListener("change", renderCsvPreview);
-$("upload").addEventListener("change", (e) => { const file = e.target.files[0]; if (file) uploadModel(file); e.target.value = ""; });
-$("clear").addEventListener("click", () => { pad.clear(); $("probs").replaceChildren(); delete $("probs").dataset.best; });
+$("upload").addEventListener("change", (e) => {
+  const file = e.target.files[0];
+  if (file) uploadModel(file);
+  e.target.value = "";
+});
+$("clear").addEventListener("click", () => {
+  pad.clear();
+  $("probs").replaceChildren();
+  delete $("probs").dataset.best;
+});
 $("predict").addEventListener("click", predictDrawing);
 
 fashionAvailable().then((ok) => {
   $("dataset-fashion").disabled = !ok;
-  $("fashion-note").textContent = ok ? "(28×28, from the server)" : "(not on this server: install dataset-fashion-mnist)";
+  $("fashion-note").textContent = ok
+    ? "(28×28, from the server)"
+    : "(not on this server: install dataset-fashion-mnist)";
 });
 openKiln($("backend").value);

@@ -36,13 +36,17 @@ export class LineChart {
 
   #schedule() {
     if (this.#frame) return;
-    this.#frame = requestAnimationFrame(() => { this.#frame = 0; this.#draw(); });
+    this.#frame = requestAnimationFrame(() => {
+      this.#frame = 0;
+      this.#draw();
+    });
   }
 
   #draw() {
     const canvas = this.#canvas;
     const ratio = window.devicePixelRatio || 1;
-    const width = canvas.clientWidth, height = canvas.clientHeight;
+    const width = canvas.clientWidth,
+      height = canvas.clientHeight;
     if (width === 0 || height === 0) return;
     canvas.width = Math.round(width * ratio);
     canvas.height = Math.round(height * ratio);
@@ -58,9 +62,17 @@ export class LineChart {
       return;
     }
     let [x0, x1, y0, y1] = [Infinity, -Infinity, Infinity, -Infinity];
-    for (const [x, y] of all) { x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y); }
+    for (const [x, y] of all) {
+      x0 = Math.min(x0, x);
+      x1 = Math.max(x1, x);
+      y0 = Math.min(y0, y);
+      y1 = Math.max(y1, y);
+    }
     if (x1 === x0) x1 = x0 + 1;
-    if (y1 === y0) { y1 += Math.abs(y1) * 0.1 || 1; y0 -= Math.abs(y0) * 0.1 || 1; }
+    if (y1 === y0) {
+      y1 += Math.abs(y1) * 0.1 || 1;
+      y0 -= Math.abs(y0) * 0.1 || 1;
+    }
     const pad = { left: 42, right: 8, top: 8, bottom: 18 };
     const px = (x) => pad.left + ((x - x0) / (x1 - x0)) * (width - pad.left - pad.right);
     const py = (y) => height - pad.bottom - ((y - y0) / (y1 - y0)) * (height - pad.top - pad.bottom);
@@ -69,18 +81,28 @@ export class LineChart {
     ctx.lineWidth = 1;
     for (let i = 0; i <= 3; i++) {
       const y = y0 + ((y1 - y0) * i) / 3;
-      ctx.beginPath(); ctx.moveTo(pad.left, py(y)); ctx.lineTo(width - pad.right, py(y)); ctx.stroke();
+      ctx.beginPath();
+      ctx.moveTo(pad.left, py(y));
+      ctx.lineTo(width - pad.right, py(y));
+      ctx.stroke();
       ctx.fillText(formatTick(y), 2, py(y) + 3);
     }
     ctx.fillText(`step ${Math.round(x1)}`, width - pad.right - 52, height - 4);
 
     for (const { color, points } of this.#series.values()) {
       if (points.length === 0) continue;
-      ctx.strokeStyle = color; ctx.fillStyle = color; ctx.lineWidth = 2;
+      ctx.strokeStyle = color;
+      ctx.fillStyle = color;
+      ctx.lineWidth = 2;
       ctx.beginPath();
       points.forEach(([x, y], i) => (i === 0 ? ctx.moveTo(px(x), py(y)) : ctx.lineTo(px(x), py(y))));
       ctx.stroke();
-      if (points.length < 30) for (const [x, y] of points) { ctx.beginPath(); ctx.arc(px(x), py(y), 2.5, 0, 2 * Math.PI); ctx.fill(); }
+      if (points.length < 30)
+        for (const [x, y] of points) {
+          ctx.beginPath();
+          ctx.arc(px(x), py(y), 2.5, 0, 2 * Math.PI);
+          ctx.fill();
+        }
     }
   }
 }

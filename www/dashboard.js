@@ -14,11 +14,15 @@ let asking = null;
 function askToken() {
   asking ??= new Promise((resolve) => {
     const dialog = $("token-dialog");
-    dialog.addEventListener("close", () => {
-      sessionStorage.setItem(TOKEN_KEY, $("token").value.trim());
-      asking = null;
-      resolve();
-    }, { once: true });
+    dialog.addEventListener(
+      "close",
+      () => {
+        sessionStorage.setItem(TOKEN_KEY, $("token").value.trim());
+        asking = null;
+        resolve();
+      },
+      { once: true },
+    );
     dialog.showModal();
   });
   return asking;
@@ -31,7 +35,10 @@ async function api(path, init = {}) {
     const headers = { ...(init.headers ?? {}) };
     if (token) headers.authorization = `Bearer ${token}`;
     const response = await fetch(path, { ...init, headers });
-    if (response.status === 401) { await askToken(); continue; }
+    if (response.status === 401) {
+      await askToken();
+      continue;
+    }
     if (!response.ok) {
       const problem = await response.json().catch(() => ({}));
       throw new Error(problem.detail ?? `HTTP ${response.status}`);
@@ -51,7 +58,9 @@ async function showServer() {
 // ---------- lists ----------
 
 function tagsText(tags) {
-  return Object.entries(tags ?? {}).map(([k, v]) => `${k}:${v}`).join(" ");
+  return Object.entries(tags ?? {})
+    .map(([k, v]) => `${k}:${v}`)
+    .join(" ");
 }
 
 /** The newest jobs page by page: the first page on every refresh, older ones on "Older jobs". */
@@ -78,19 +87,31 @@ async function refreshLists() {
   if (olderPages.length === 0) olderCursor = first.next;
   const jobs = [...first.jobs, ...olderPages.filter((o) => !first.jobs.some((j) => j.id === o.id))];
   $("older-jobs").hidden = !olderCursor;
-  $("jobs").tBodies[0].innerHTML = jobs.map((j) => `<tr data-job="${escapeHtml(j.id)}">
+  $("jobs").tBodies[0].innerHTML =
+    jobs
+      .map(
+        (j) => `<tr data-job="${escapeHtml(j.id)}">
     <td><a href="/jobs/${encodeURIComponent(j.id)}">${escapeHtml(j.result?.name ?? j.id)}</a><br><small>${escapeHtml(j.id)}</small></td>
     <td><span class="status" data-status="${escapeHtml(j.status)}">${escapeHtml(j.status)}</span></td>
     <td>${escapeHtml(tagsText(j.tags))}</td>
     <td>${formatLocalTime(j.createdAt)}</td>
-    <td>${j.result?.finalMetrics?.test_accuracy !== undefined ? `${(100 * j.result.finalMetrics.test_accuracy).toFixed(1)}%` : ""}</td></tr>`).join("")
-    || `<tr><td colspan="5" class="muted">No jobs yet: POST /v1/jobs (see the book's "The server" chapter).</td></tr>`;
+    <td>${j.result?.finalMetrics?.test_accuracy !== undefined ? `${(100 * j.result.finalMetrics.test_accuracy).toFixed(1)}%` : ""}</td></tr>`,
+      )
+      .join("") ||
+    `<tr><td colspan="5" class="muted">No jobs yet: POST /v1/jobs (see the book's "The server" chapter).</td></tr>`;
   const models = (await json("/v1/models")).sort((a, b) => b.createdUnixMs - a.createdUnixMs);
-  $("models").tBodies[0].innerHTML = models.map((m) => `<tr data-model="${escapeHtml(m.modelId)}">
+  $("models").tBodies[0].innerHTML =
+    models
+      .map(
+        (m) => `<tr data-model="${escapeHtml(m.modelId)}">
     <td><small>${escapeHtml(m.modelId)}</small></td><td>${escapeHtml(m.name)}</td><td>${escapeHtml(m.task)}</td>
-    <td>${Object.entries(m.metrics).filter(([k]) => k.startsWith("test_")).map(([k, v]) => `${escapeHtml(k)} ${Number(v).toFixed(4)}`).join("<br>")}</td>
-    <td><button class="download" data-model-id="${escapeHtml(m.modelId)}">Download</button></td></tr>`).join("")
-    || `<tr><td colspan="5" class="muted">No models yet.</td></tr>`;
+    <td>${Object.entries(m.metrics)
+      .filter(([k]) => k.startsWith("test_"))
+      .map(([k, v]) => `${escapeHtml(k)} ${Number(v).toFixed(4)}`)
+      .join("<br>")}</td>
+    <td><button class="download" data-model-id="${escapeHtml(m.modelId)}">Download</button></td></tr>`,
+      )
+      .join("") || `<tr><td colspan="5" class="muted">No models yet.</td></tr>`;
 }
 
 /** Downloads a model with the token (a plain link could not send it). */
@@ -117,7 +138,10 @@ async function showJob(id) {
     accuracy: new LineChart($("chart-accuracy"), { val: "#2563eb" }),
     grad: new LineChart($("chart-grad"), { train: "#7c3aed" }),
   };
-  const setStatus = (status) => { $("status").textContent = status; $("status").dataset.status = status; };
+  const setStatus = (status) => {
+    $("status").textContent = status;
+    $("status").dataset.status = status;
+  };
   setStatus(job.status);
   let last = 0;
   for (;;) {
@@ -130,8 +154,12 @@ async function showJob(id) {
         last = seq ?? last;
         if (event === "progress" && data.epoch !== undefined) {
           $("progress-bar").firstElementChild.style.width = `${(100 * data.step) / Math.max(1, data.totalSteps)}%`;
-          $("progress-bar").setAttribute("aria-valuenow", String(Math.round((100 * data.step) / Math.max(1, data.totalSteps))));
-          $("progress-text").textContent = `epoch ${data.epoch}/${data.epochs} · step ${data.step}/${data.totalSteps} · ${groupThousands(data.samplesPerSec)} samples/s · ETA ${formatSeconds(data.etaSeconds)}`;
+          $("progress-bar").setAttribute(
+            "aria-valuenow",
+            String(Math.round((100 * data.step) / Math.max(1, data.totalSteps))),
+          );
+          $("progress-text").textContent =
+            `epoch ${data.epoch}/${data.epochs} · step ${data.step}/${data.totalSteps} · ${groupThousands(data.samplesPerSec)} samples/s · ETA ${formatSeconds(data.etaSeconds)}`;
           charts.loss.add("train", data.step, data.loss);
           if (data.gradNorm != null) charts.grad.add("train", data.step, data.gradNorm);
         } else if (event === "evaluated") {
@@ -143,10 +171,12 @@ async function showJob(id) {
           setStatus(data.status);
           if (data.status === "completed" && data.result) {
             const r = data.result;
-            $("progress-text").textContent = `${r.epochsRun} passes, ${r.steps} steps in ${formatSeconds(r.durationSecs)} · model ${r.modelId}`;
+            $("progress-text").textContent =
+              `${r.epochsRun} passes, ${r.steps} steps in ${formatSeconds(r.durationSecs)} · model ${r.modelId}`;
             $("final-metrics").innerHTML = metricsHtml(r.finalMetrics);
             if (r.confusionMatrix) $("confusion").innerHTML = confusionHtml(r.confusionMatrix);
-            $("job-links").innerHTML = `<a href="/">← all jobs</a> · <button class="download" data-model-id="${escapeHtml(r.modelId)}">Download the model</button>`;
+            $("job-links").innerHTML =
+              `<a href="/">← all jobs</a> · <button class="download" data-model-id="${escapeHtml(r.modelId)}">Download the model</button>`;
           } else if (data.error) {
             $("progress-text").textContent = data.error;
           }
@@ -166,12 +196,20 @@ document.addEventListener("click", (event) => {
   if (event.target.id === "older-jobs") showOlderJobs().catch((e) => alert(e.message));
 });
 
-showServer().catch((e) => { $("server").textContent = e.message; $("server").dataset.kind = "error"; });
+showServer().catch((e) => {
+  $("server").textContent = e.message;
+  $("server").dataset.kind = "error";
+});
 const match = location.pathname.match(/^\/jobs\/([^/]+)$/);
 if (match) {
-  showJob(decodeURIComponent(match[1])).catch((e) => { $("progress-text").textContent = e.message; });
+  showJob(decodeURIComponent(match[1])).catch((e) => {
+    $("progress-text").textContent = e.message;
+  });
 } else {
-  const tick = () => refreshLists().catch((e) => { $("jobs").tBodies[0].innerHTML = `<tr><td colspan="5">${escapeHtml(e.message)}</td></tr>`; });
+  const tick = () =>
+    refreshLists().catch((e) => {
+      $("jobs").tBodies[0].innerHTML = `<tr><td colspan="5">${escapeHtml(e.message)}</td></tr>`;
+    });
   tick();
   setInterval(tick, 2000);
 }

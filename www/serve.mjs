@@ -8,16 +8,31 @@ import { extname, join, normalize, resolve, sep } from "node:path";
 const www = resolve(import.meta.dirname);
 const pkg = resolve(www, "../pkg");
 const fashionDir = process.env.KILN_FASHION_MNIST ?? "/usr/share/datasets/fashion-mnist";
-const FASHION_FILES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"];
+const FASHION_FILES = [
+  "train-images-idx3-ubyte.gz",
+  "train-labels-idx1-ubyte.gz",
+  "t10k-images-idx3-ubyte.gz",
+  "t10k-labels-idx1-ubyte.gz",
+];
 const TYPES = {
-  ".html": "text/html; charset=utf-8", ".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css",
-  ".wasm": "application/wasm", ".json": "application/json", ".svg": "image/svg+xml", ".gz": "application/octet-stream",
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript",
+  ".mjs": "text/javascript",
+  ".css": "text/css",
+  ".wasm": "application/wasm",
+  ".json": "application/json",
+  ".svg": "image/svg+xml",
+  ".gz": "application/octet-stream",
 };
 
 /** Maps a URL path onto a file under one of the served roots, or null (no escaping a root). */
 function resolvePath(urlPath) {
   const path = normalize(urlPath);
-  const mounts = [["/pkg/", pkg], ["/datasets/fashion-mnist/", fashionDir], ["/", www]];
+  const mounts = [
+    ["/pkg/", pkg],
+    ["/datasets/fashion-mnist/", fashionDir],
+    ["/", www],
+  ];
   for (const [prefix, root] of mounts) {
     if (!path.startsWith(prefix)) continue;
     const file = resolve(root, path.slice(prefix.length) || "index.html");
@@ -50,7 +65,10 @@ const server = createServer(async (req, res) => {
   if (!file) return res.writeHead(404).end("not found");
   try {
     const body = await readFile(file);
-    res.writeHead(200, { "content-type": TYPES[extname(file)] ?? "application/octet-stream", "cache-control": "no-cache" });
+    res.writeHead(200, {
+      "content-type": TYPES[extname(file)] ?? "application/octet-stream",
+      "cache-control": "no-cache",
+    });
     res.end(body);
   } catch {
     res.writeHead(404).end("not found");

@@ -21,8 +21,11 @@ const browser = await launchChromium();
 const version = browser.version();
 
 const runs = [
-  ["kiln", "webgpu", epochsGpu], ["tfjs", "webgpu", epochsGpu],
-  ["kiln", "cpu", epochsCpu], ["tfjs", "wasm", epochsCpu], ["tfjs", "cpu", Math.min(epochsCpu, 20)],
+  ["kiln", "webgpu", epochsGpu],
+  ["tfjs", "webgpu", epochsGpu],
+  ["kiln", "cpu", epochsCpu],
+  ["tfjs", "wasm", epochsCpu],
+  ["tfjs", "cpu", Math.min(epochsCpu, 20)],
 ];
 const only = process.env.ONLY;
 try {
@@ -34,7 +37,10 @@ try {
       await page.goto(`${base}/bench/js/browser.html?pkg=${pkg}`);
       await page.waitForFunction(() => window.benchReady === true);
       const args = [lib, backend, epochs, repeats];
-      const result = await page.evaluate(([lib, backend, epochs, repeats]) => window.bench[lib](backend, epochs, repeats), args);
+      const result = await page.evaluate(
+        ([lib, backend, epochs, repeats]) => window.bench[lib](backend, epochs, repeats),
+        args,
+      );
       if (pkg !== "/pkg") result.runtime += "-PKG";
       console.log(JSON.stringify({ ...result, chromium: version }));
       await page.close();

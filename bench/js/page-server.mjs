@@ -6,7 +6,13 @@ import { extname, join, normalize, resolve } from "node:path";
 import { chromium } from "playwright-core";
 
 export const repo = resolve(import.meta.dirname, "../..");
-const TYPES = { ".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm", ".html": "text/html", ".json": "application/json" };
+const TYPES = {
+  ".js": "text/javascript",
+  ".mjs": "text/javascript",
+  ".wasm": "application/wasm",
+  ".html": "text/html",
+  ".json": "application/json",
+};
 
 /** Serves `routes` ({ path: [contentType, body] }) and every repository file; resolves to the base URL and the server. */
 export async function serveRepo(routes = {}) {
@@ -50,12 +56,18 @@ export function countGpuCalls() {
     proto[name] = function (...args) {
       before(...args);
       const t = performance.now();
-      try { return original.apply(this, args); } finally { if (name.startsWith("create")) count.create_ms += performance.now() - t; }
+      try {
+        return original.apply(this, args);
+      } finally {
+        if (name.startsWith("create")) count.create_ms += performance.now() - t;
+      }
     };
   };
   wrap(GPUDevice.prototype, "createComputePipeline", () => count.pipelines++);
   wrap(GPUDevice.prototype, "createComputePipelineAsync", () => count.pipelines++);
-  wrap(GPUDevice.prototype, "createShaderModule", (d) => { count.wgsl_kb += d.code.length / 1000; });
+  wrap(GPUDevice.prototype, "createShaderModule", (d) => {
+    count.wgsl_kb += d.code.length / 1000;
+  });
   wrap(GPUComputePassEncoder.prototype, "dispatchWorkgroups", () => count.dispatches++);
   wrap(GPUComputePassEncoder.prototype, "dispatchWorkgroupsIndirect", () => count.dispatches++);
   wrap(GPUQueue.prototype, "submit", () => count.submits++);
@@ -65,6 +77,12 @@ export function countGpuCalls() {
 export function launchChromium() {
   return chromium.launch({
     executablePath: "/usr/bin/chromium",
-    args: ["--no-sandbox", "--enable-unsafe-webgpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"],
+    args: [
+      "--no-sandbox",
+      "--enable-unsafe-webgpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--no-first-run",
+    ],
   });
 }

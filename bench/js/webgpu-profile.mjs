@@ -27,7 +27,8 @@ try {
   await page.goto(`${url}/`);
   const cdp = await page.context().newCDPSession(page);
   await cdp.send("Performance.enable");
-  const busy = async () => Object.fromEntries((await cdp.send("Performance.getMetrics")).metrics.map((m) => [m.name, m.value]));
+  const busy = async () =>
+    Object.fromEntries((await cdp.send("Performance.getMetrics")).metrics.map((m) => [m.name, m.value]));
   const topN = Number(process.env.CPU_PROFILE ?? 0);
   if (topN) {
     await cdp.send("Profiler.enable");
@@ -37,53 +38,73 @@ try {
   for (const [optimizer, batch] of cases) {
     const before = await busy();
     const wall0 = Date.now();
-    const result = await page.evaluate(async ([optimizer, batch, steps, pkgPath]) => {
-      const { Kiln, MemoryStore } = await import(`${pkgPath}/kiln.js`);
-      const d = await (await fetch("/data.json")).json();
-      const data = { features: Float32Array.from(d.features), labels: Int32Array.from(d.labels), shape: [d.n, 64] };
-      const kiln = await Kiln.create({ backend: "webgpu", store: new MemoryStore() });
-      const config = (passes, log) => ({
-        data: { split: [1, 0, 0], normalize: false, shuffle: true },
-        model: { preset: "mlp", hidden: [128] },
-        training: { num_passes: passes, batch_size: batch, log_every_steps: log, weight_optimization: { optimization_method: optimizer, learning_rate: 0.001 } },
-        checkpoint: { every_epochs: 0, main_metric: "train_loss" },
-      });
-      const snapshot = () => ({ ...globalThis.gpuCalls });
-      const since = (from) => Object.fromEntries(Object.entries(snapshot()).map(([k, v]) => [k, v - from[k]]));
-      const from = snapshot();
-      const t0 = performance.now();
-      const first = kiln.train(config(1, 1), data);
-      const firstStepMs = await new Promise((res) => first.onProgress(() => { res(Math.round(performance.now() - t0)); first.cancel(); }));
-      await first.waitForTraining().catch(() => {});
-      const firstStep = { ms: firstStepMs, ...since(from) };
-      // Warm-up: one full epoch compiles every pipeline (the last, partial batch included).
-      await kiln.train(config(1, 1000), data).waitForTraining();
-      await globalThis.startProfile?.();
-      const marks = [];
-      let windowStart;
-      const job = kiln.train(config(100, steps), data);
-      const windows = Number(globalThis.WINDOWS ?? 6);
-      let windowCalls;
-      job.onProgress((p) => {
-        marks.push([p.step, performance.now()]);
-        if (marks.length === 1) windowStart = snapshot();
-        if (marks.length === windows + 1) { windowCalls = since(windowStart); job.cancel(); }
-      });
-      await job.waitForTraining().catch(() => {});
-      const perWindow = marks.slice(1).map(([s, t], i) => [s, Math.round((t - marks[i][1]) / (s - marks[i][0]))]);
-      const sorted = perWindow.map((w) => w[1]).sort((a, b) => a - b);
-      const stepsMeasured = marks[marks.length - 1][0] - marks[0][0];
-      return {
-        firstStep,
-        msPerStepMedian: sorted[Math.floor(sorted.length / 2)],
-        perWindow: perWindow.map((w) => w.join("@")).join(" "),
-        dispatchesPerStep: windowCalls.dispatches / stepsMeasured,
-        submitsPerStep: windowCalls.submits / stepsMeasured,
-      };
-    }, [optimizer, Number(batch), steps, pkg]);
+    const result = await page.evaluate(
+      async ([optimizer, batch, steps, pkgPath]) => {
+        const { Kiln, MemoryStore } = await import(`${pkgPath}/kiln.js`);
+        const d = await (await fetch("/data.json")).json();
+        const data = { features: Float32Array.from(d.features), labels: Int32Array.from(d.labels), shape: [d.n, 64] };
+        const kiln = await Kiln.create({ backend: "webgpu", store: new MemoryStore() });
+        const config = (passes, log) => ({
+          data: { split: [1, 0, 0], normalize: false, shuffle: true },
+          model: { preset: "mlp", hidden: [128] },
+          training: {
+            num_passes: passes,
+            batch_size: batch,
+            log_every_steps: log,
+            weight_optimization: { optimization_method: optimizer, learning_rate: 0.001 },
+          },
+          checkpoint: { every_epochs: 0, main_metric: "train_loss" },
+        });
+        const snapshot = () => ({ ...globalThis.gpuCalls });
+        const since = (from) => Object.fromEntries(Object.entries(snapshot()).map(([k, v]) => [k, v - from[k]]));
+        const from = snapshot();
+        const t0 = performance.now();
+        const first = kiln.train(config(1, 1), data);
+        const firstStepMs = await new Promise((res) =>
+          first.onProgress(() => {
+            res(Math.round(performance.now() - t0));
+            first.cancel();
+          }),
+        );
+        await first.waitForTraining().catch(() => {});
+        const firstStep = { ms: firstStepMs, ...since(from) };
+        // Warm-up: one full epoch compiles every pipeline (the last, partial batch included).
+        await kiln.train(config(1, 1000), data).waitForTraining();
+        await globalThis.startProfile?.();
+        const marks = [];
+        let windowStart;
+        const job = kiln.train(config(100, steps), data);
+        const windows = Number(globalThis.WINDOWS ?? 6);
+        let windowCalls;
+        job.onProgress((p) => {
+          marks.push([p.step, performance.now()]);
+          if (marks.length === 1) windowStart = snapshot();
+          if (marks.length === windows + 1) {
+            windowCalls = since(windowStart);
+            job.cancel();
+          }
+        });
+        await job.waitForTraining().catch(() => {});
+        const perWindow = marks.slice(1).map(([s, t], i) => [s, Math.round((t - marks[i][1]) / (s - marks[i][0]))]);
+        const sorted = perWindow.map((w) => w[1]).sort((a, b) => a - b);
+        const stepsMeasured = marks[marks.length - 1][0] - marks[0][0];
+        return {
+          firstStep,
+          msPerStepMedian: sorted[Math.floor(sorted.length / 2)],
+          perWindow: perWindow.map((w) => w.join("@")).join(" "),
+          dispatchesPerStep: windowCalls.dispatches / stepsMeasured,
+          submitsPerStep: windowCalls.submits / stepsMeasured,
+        };
+      },
+      [optimizer, Number(batch), steps, pkg],
+    );
     const after = await busy();
     const wall = (Date.now() - wall0) / 1000;
-    const mainThread = { wallS: wall, taskS: after.TaskDuration - before.TaskDuration, scriptS: after.ScriptDuration - before.ScriptDuration };
+    const mainThread = {
+      wallS: wall,
+      taskS: after.TaskDuration - before.TaskDuration,
+      scriptS: after.ScriptDuration - before.ScriptDuration,
+    };
     console.log(JSON.stringify({ optimizer, batch: Number(batch), steps, ...result, mainThread }));
     if (topN) printProfile((await cdp.send("Profiler.stop")).profile, topN);
   }

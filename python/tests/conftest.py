@@ -33,8 +33,15 @@ def start_server(*extra: str, data_dir: "Path | None" = None, log: "Path | None"
     tokens.write_text(TOKEN + "\n")
     process = subprocess.Popen(
         [
-            str(KILN), "serve", "--addr", "127.0.0.1:0", "--data-dir", str(data_dir / "data"),
-            "--token-file", str(tokens), *extra,
+            str(KILN),
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--data-dir",
+            str(data_dir / "data"),
+            "--token-file",
+            str(tokens),
+            *extra,
         ],
         stdout=subprocess.PIPE,
         stderr=open(log, "w") if log else subprocess.DEVNULL,

@@ -63,13 +63,18 @@ def test_numpy_training_predict_matches_kiln_predict(kiln, server, tmp_path):
     np.savetxt(csv, features[:10], delimiter=",", fmt="%.9g")
     out = subprocess.run(
         [str(KILN), "predict", "--model", model_id, "--input", str(csv), "--store", str(server.data_dir / "models")],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     native = np.array([[float(v) for v in line.split(",")[1:]] for line in out.strip().splitlines()[1:]])
     assert np.allclose(native, probs, atol=1e-5)
     path = model.download(str(tmp_path / "m.kiln"))
     listed = subprocess.run(
-        [str(KILN), "models", "import", path, "--store", str(tmp_path / "store")], check=True, capture_output=True, text=True
+        [str(KILN), "models", "import", path, "--store", str(tmp_path / "store")],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     assert model_id in listed
 

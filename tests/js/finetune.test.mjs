@@ -38,23 +38,51 @@ test("PyTorch weights as bytes or from a URL give PyTorch's outputs (1e-5), then
   const url = `data:application/octet-stream;base64,${Buffer.from(weights).toString("base64")}`;
   const expected = pytorch.logits.flatMap(softmax);
   const inputs = Float32Array.from(pytorch.inputs.flat());
-  for (const init_from of [{ bytes: weights, map }, { url, map }]) {
+  for (const init_from of [
+    { bytes: weights, map },
+    { url, map },
+  ]) {
     const config = { ...base, model: { layers, init_from }, training: still };
     const info = await kiln.train(config, data()).waitForTraining();
     const model = await kiln.preloadedModel(info.modelId);
     const probs = await model.predict(inputs, [pytorch.inputs.length, 4]);
-    expected.forEach((p, i) => assert.ok(Math.abs(p - probs[i]) < 1e-5, `${Object.keys(init_from)[0]} output ${i}: PyTorch ${p} vs Kiln ${probs[i]}`));
+    expected.forEach((p, i) =>
+      assert.ok(
+        Math.abs(p - probs[i]) < 1e-5,
+        `${Object.keys(init_from)[0]} output ${i}: PyTorch ${p} vs Kiln ${probs[i]}`,
+      ),
+    );
   }
   // Fine-tuning the head on top of frozen imported layers changes the outputs.
-  const frozen = [{ linear: { out: 8 }, trainable: false }, "relu", { linear: { out: 8 }, trainable: false }, "relu", "linear"];
-  const tuned = await kiln.train({ ...base, model: { layers: frozen, init_from: { bytes: weights, map } },
-    training: { num_passes: 3, weight_optimization: { learning_rate: 0.01 } } }, data()).waitForTraining();
+  const frozen = [
+    { linear: { out: 8 }, trainable: false },
+    "relu",
+    { linear: { out: 8 }, trainable: false },
+    "relu",
+    "linear",
+  ];
+  const tuned = await kiln
+    .train(
+      {
+        ...base,
+        model: { layers: frozen, init_from: { bytes: weights, map } },
+        training: { num_passes: 3, weight_optimization: { learning_rate: 0.01 } },
+      },
+      data(),
+    )
+    .waitForTraining();
   const moved = await (await kiln.preloadedModel(tuned.modelId)).predict(inputs, [pytorch.inputs.length, 4]);
-  assert.ok(expected.some((p, i) => Math.abs(p - moved[i]) > 1e-3), "fine-tuning left the outputs unchanged");
+  assert.ok(
+    expected.some((p, i) => Math.abs(p - moved[i]) > 1e-3),
+    "fine-tuning left the outputs unchanged",
+  );
   // Bad inputs fail the job with errors naming what is wrong.
   const fail = (init_from) => kiln.train({ ...base, model: { layers, init_from } }, data()).waitForTraining();
   await assert.rejects(fail({ bytes: weights.slice(0, 50), map }), /not a readable safetensors file/);
   await assert.rejects(fail({ bytes: weights }), /match no layer: .*`fc1\.weight`/);
   await assert.rejects(fail({ bytes: "no", map }), /init_from\.bytes must be a Uint8Array/);
-  await assert.rejects(fail({ url: "http://127.0.0.1:9/missing.safetensors", map }), /model\.init_from\.url: cannot fetch/);
+  await assert.rejects(
+    fail({ url: "http://127.0.0.1:9/missing.safetensors", map }),
+    /model\.init_from\.url: cannot fetch/,
+  );
 });

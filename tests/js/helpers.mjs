@@ -31,7 +31,10 @@ export async function installPackage() {
     execFileSync("npm", ["pack", join(repo, "pkg"), "--pack-destination", project, "--silent"], { stdio: "pipe" });
     const tarball = readdirSync(project).find((f) => f.endsWith(".tgz"));
     writeFileSync(join(project, "package.json"), JSON.stringify({ name: "consumer", private: true, type: "module" }));
-    execFileSync("npm", ["install", "--offline", "--no-audit", "--no-fund", join(project, tarball)], { cwd: project, stdio: "pipe" });
+    execFileSync("npm", ["install", "--offline", "--no-audit", "--no-fund", join(project, tarball)], {
+      cwd: project,
+      stdio: "pipe",
+    });
     writeFileSync(join(project, "entry.mjs"), 'export * from "kiln";\n');
     writeFileSync(join(project, "cpu-entry.mjs"), 'export * from "kiln/cpu";\n');
     entryUrl = pathToFileURL(join(project, "entry.mjs")).href;
@@ -43,7 +46,11 @@ export async function installPackage() {
 
 /** Runs the native CLI; returns stdout. */
 export function kiln(args) {
-  return execFileSync(kilnBin, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, XDG_RUNTIME_DIR: tmpdir() } });
+  return execFileSync(kilnBin, args, {
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, XDG_RUNTIME_DIR: tmpdir() },
+  });
 }
 
 export function tempDir(prefix) {
@@ -56,7 +63,13 @@ export async function launchChromium() {
   return chromium.launch({
     executablePath: "/usr/bin/chromium",
     headless: true,
-    args: ["--no-sandbox", "--enable-unsafe-webgpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"],
+    args: [
+      "--no-sandbox",
+      "--enable-unsafe-webgpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--no-first-run",
+    ],
   });
 }
 
@@ -75,17 +88,32 @@ export function startServer(args = [], dataDir = tempDir("kiln-serve-"), env = {
   });
   const server = { child, dataDir, log: "" };
   servers.add(server);
-  child.stderr.on("data", (d) => { server.log += d; });
-  server.exited = new Promise((resolve) => child.on("exit", (code, signal) => { servers.delete(server); resolve({ code, signal }); }));
+  child.stderr.on("data", (d) => {
+    server.log += d;
+  });
+  server.exited = new Promise((resolve) =>
+    child.on("exit", (code, signal) => {
+      servers.delete(server);
+      resolve({ code, signal });
+    }),
+  );
   return new Promise((resolve, reject) => {
     let out = "";
     const timer = setTimeout(() => reject(new Error(`server did not start: ${server.log}`)), 30000);
     child.stdout.on("data", (d) => {
       out += d;
       const m = out.match(/listening on (http:\/\/127\.0\.0\.1:\d+).*worker (worker-[0-9a-f-]+)/);
-      if (m) { clearTimeout(timer); server.url = m[1]; server.worker = m[2]; resolve(server); }
+      if (m) {
+        clearTimeout(timer);
+        server.url = m[1];
+        server.worker = m[2];
+        resolve(server);
+      }
     });
-    child.on("exit", (code) => { clearTimeout(timer); reject(new Error(`server exited ${code}: ${server.log}`)); });
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited ${code}: ${server.log}`));
+    });
   });
 }
 
@@ -94,4 +122,3 @@ export async function stopServer(server, signal = "SIGTERM") {
   server.child.kill(signal);
   return server.exited;
 }
-

@@ -26,7 +26,9 @@ function rng(seed) {
 /** Settles `f()` within `ms`; returns the thrown/rejected value or undefined. */
 async function settle(f, ms = 20000) {
   let timer;
-  const timeout = new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`did not settle in ${ms} ms`)), ms); });
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`did not settle in ${ms} ms`)), ms);
+  });
   try {
     await Promise.race([(async () => f())(), timeout]);
     return undefined;
@@ -73,12 +75,17 @@ test("importModel never writes outside a DirectoryStore, whatever the header say
   const root = tempDir("kiln-hostile-");
   const dir = join(root, "a", "b", "store");
   const kiln = await Kiln.create({ backend: "cpu", store: new DirectoryStore(dir) });
-  const bytes = await tamperedHeaderModel(kiln, (h) => { h.model_id = "../../escape"; });
+  const bytes = await tamperedHeaderModel(kiln, (h) => {
+    h.model_id = "../../escape";
+  });
   const e = await settle(() => kiln.importModel(bytes));
   assertCleanError(e, "importModel");
   assert.match(e.message, /model_id/);
   assert.ok(!existsSync(join(root, "a", "escape.kiln")));
-  assert.deepEqual(readdirSync(dir).filter((f) => !f.endsWith(".kiln")), []);
+  assert.deepEqual(
+    readdirSync(dir).filter((f) => !f.endsWith(".kiln")),
+    [],
+  );
   // The stores refuse path-like ids themselves too.
   await assert.rejects(new DirectoryStore(dir).put("../x", new Uint8Array(1)), TypeError);
   await assert.rejects(new MemoryStore().get("a/b"), TypeError);
@@ -103,12 +110,34 @@ test("preloadedModel strings are an id, a URL, or a clear error", async () => {
 test("the issue's reproductions are errors, and the instance keeps working", async () => {
   const kiln = await Kiln.create({ backend: "cpu", store: new MemoryStore() });
   const cases = [
-    ["overflowing shape", () => kiln.train({ data: { source: "inline" } }, { features: new Float32Array(0), labels: new Int32Array(65536), shape: [65536, 65536, 1] }).waitForTraining(), /data.shape|limit/],
-    ["huge hidden layer", () => kiln.train({ model: { hidden: [100000000] } }).waitForTraining(), /model.layers\[0\].*limit/],
+    [
+      "overflowing shape",
+      () =>
+        kiln
+          .train(
+            { data: { source: "inline" } },
+            { features: new Float32Array(0), labels: new Int32Array(65536), shape: [65536, 65536, 1] },
+          )
+          .waitForTraining(),
+      /data.shape|limit/,
+    ],
+    [
+      "huge hidden layer",
+      () => kiln.train({ model: { hidden: [100000000] } }).waitForTraining(),
+      /model.layers\[0\].*limit/,
+    ],
     ["deep config", () => kiln.validateConfig("[".repeat(100000)), /maxConfigDepth/],
-    ["deep object", () => kiln.validateConfig(JSON.parse("{\"a\":".repeat(500) + "1" + "}".repeat(500))), /config/],
-    ["nan learning rate", () => kiln.validateConfig("training:\n  weight_optimization:\n    learning_rate: .nan\n"), /learning_rate: must be a finite number, got \.nan/],
-    ["label_column -1", () => kiln.validateConfig({ data: { label_column: -1 } }), /data.label_column: must be a column name/],
+    ["deep object", () => kiln.validateConfig(JSON.parse('{"a":'.repeat(500) + "1" + "}".repeat(500))), /config/],
+    [
+      "nan learning rate",
+      () => kiln.validateConfig("training:\n  weight_optimization:\n    learning_rate: .nan\n"),
+      /learning_rate: must be a finite number, got \.nan/,
+    ],
+    [
+      "label_column -1",
+      () => kiln.validateConfig({ data: { label_column: -1 } }),
+      /data.label_column: must be a column name/,
+    ],
   ];
   for (const [what, call, message] of cases) {
     const started = Date.now();
@@ -118,9 +147,13 @@ test("the issue's reproductions are errors, and the instance keeps working", asy
     assert.match(e.message, message, what);
     assert.ok(Date.now() - started < 10000, `${what}: took ${Date.now() - started} ms`);
   }
-  const huge = await tamperedHeaderModel(kiln, (h) => { h.config.model.hidden = [100000000]; });
+  const huge = await tamperedHeaderModel(kiln, (h) => {
+    h.config.model.hidden = [100000000];
+  });
   assertCleanError(await settle(() => kiln.preloadedModel(huge)), "huge header");
-  const badNorm = await tamperedHeaderModel(kiln, (h) => { h.normalization.std = h.normalization.std.map(() => 0); });
+  const badNorm = await tamperedHeaderModel(kiln, (h) => {
+    h.normalization.std = h.normalization.std.map(() => 0);
+  });
   const e = await settle(() => kiln.preloadedModel(badNorm));
   assert.match(e.message, /normalization.std/);
   await stillTrains(kiln);
@@ -128,7 +161,10 @@ test("the issue's reproductions are errors, and the instance keeps working", asy
 
 test("limits can be set per instance and name their key", async () => {
   const kiln = await Kiln.create({ backend: "cpu", store: new MemoryStore(), limits: { maxParameters: 100 } });
-  await assert.rejects(kiln.train({ fast_dev_run: true }).waitForTraining(), /over the limit of 100 parameters.*maxParameters/);
+  await assert.rejects(
+    kiln.train({ fast_dev_run: true }).waitForTraining(),
+    /over the limit of 100 parameters.*maxParameters/,
+  );
   await assert.rejects(Kiln.create({ backend: "cpu", limits: { maxParamters: 5 } }), /unknown field/);
   await Kiln.create({ backend: "cpu", store: new MemoryStore(), limits: {} }); // back to the defaults
 });
@@ -145,15 +181,37 @@ test("seeded fuzz of train, predict and importModel: clean errors only, the inst
   for (let i = 0; i < 120; i++) {
     const shape = Array.from({ length: 1 + Math.floor(random() * 4) }, () => pick(dims));
     const n = Math.floor(random() * 200);
-    const features = pick([new Float32Array(n).map(() => random() * 10), new Uint8Array(n), new Float32Array(n).fill(NaN), [1, 2, 3], "x", null]);
-    const labels = pick([new Int32Array(Math.max(0, Math.min(64, shape[0] | 0))).map(() => Math.floor(random() * 3) - 1), new Float32Array(2), undefined]);
-    const config = pick([{ fast_dev_run: true, data: { source: "inline" } }, { data: { source: "inline" }, training: { batch_size: pick(dims) } }]);
-    assertCleanError(await settle(() => kiln.train(config, { features, labels, shape }).waitForTraining()), `train ${JSON.stringify(shape)}`);
+    const features = pick([
+      new Float32Array(n).map(() => random() * 10),
+      new Uint8Array(n),
+      new Float32Array(n).fill(NaN),
+      [1, 2, 3],
+      "x",
+      null,
+    ]);
+    const labels = pick([
+      new Int32Array(Math.max(0, Math.min(64, shape[0] | 0))).map(() => Math.floor(random() * 3) - 1),
+      new Float32Array(2),
+      undefined,
+    ]);
+    const config = pick([
+      { fast_dev_run: true, data: { source: "inline" } },
+      { data: { source: "inline" }, training: { batch_size: pick(dims) } },
+    ]);
+    assertCleanError(
+      await settle(() => kiln.train(config, { features, labels, shape }).waitForTraining()),
+      `train ${JSON.stringify(shape)}`,
+    );
     cases++;
   }
   for (let i = 0; i < 120; i++) {
     const n = pick([0, 1, 63, 64, 65, 128, 6400]);
-    const features = pick([new Float32Array(n).map(() => random() * 16), new Float32Array(n).fill(Infinity), new Uint8Array(n), [1, 2]]);
+    const features = pick([
+      new Float32Array(n).map(() => random() * 16),
+      new Float32Array(n).fill(Infinity),
+      new Uint8Array(n),
+      [1, 2],
+    ]);
     const shape = pick([undefined, [n / 64, 64], [1, 8, 8], [n], [-1, 64], ["a"], [2 ** 32, 2 ** 32], null]);
     assertCleanError(await settle(() => model.predict(features, shape)), `predict ${n} ${JSON.stringify(shape)}`);
     cases++;

@@ -15,12 +15,18 @@ const csv = rows.map((r) => r.join(",")).join("\n") + "\n";
 const features = new Float32Array(rows.flat());
 
 function cliPredictions(file) {
-  return file.trim().split("\n").slice(1).map((line) => line.split(",").slice(1).map(Number));
+  return file
+    .trim()
+    .split("\n")
+    .slice(1)
+    .map((line) => line.split(",").slice(1).map(Number));
 }
 
 function assertClose(native, wasm) {
   assert.equal(native.length * native[0].length, wasm.length);
-  native.flat().forEach((p, i) => assert.ok(Math.abs(p - wasm[i]) < 1e-4, `output ${i}: native ${p} vs wasm ${wasm[i]}`));
+  native
+    .flat()
+    .forEach((p, i) => assert.ok(Math.abs(p - wasm[i]) < 1e-4, `output ${i}: native ${p} vs wasm ${wasm[i]}`));
 }
 
 test("a model trained by the native CLI loads and predicts the same in Node", async () => {
@@ -31,7 +37,17 @@ test("a model trained by the native CLI loads and predicts the same in Node", as
   const exported = join(dir, "model.kiln");
   kiln(["--store", store, "models", "export", info.modelId, exported]);
   writeFileSync(join(dir, "in.csv"), csv);
-  kiln(["--store", store, "predict", "--model", exported, "--input", join(dir, "in.csv"), "--output", join(dir, "out.csv")]);
+  kiln([
+    "--store",
+    store,
+    "predict",
+    "--model",
+    exported,
+    "--input",
+    join(dir, "in.csv"),
+    "--output",
+    join(dir, "out.csv"),
+  ]);
   const native = cliPredictions(readFileSync(join(dir, "out.csv"), "utf8"));
 
   const model = await js.preloadedModel(new Uint8Array(readFileSync(exported)));
@@ -48,6 +64,16 @@ test("a model trained in Node imports into the CLI and predicts the same", async
   const store = join(dir, "store");
   assert.equal(kiln(["--store", store, "models", "import", file]).trim(), info.modelId);
   writeFileSync(join(dir, "in.csv"), csv);
-  kiln(["--store", store, "predict", "--model", info.modelId, "--input", join(dir, "in.csv"), "--output", join(dir, "out.csv")]);
+  kiln([
+    "--store",
+    store,
+    "predict",
+    "--model",
+    info.modelId,
+    "--input",
+    join(dir, "in.csv"),
+    "--output",
+    join(dir, "out.csv"),
+  ]);
   assertClose(cliPredictions(readFileSync(join(dir, "out.csv"), "utf8")), await model.predict(features));
 });

@@ -17,6 +17,9 @@ test("f16 jobs train, and a second f16 job on the same device still trains", asy
 
 test("an f32 job after f16 fails naming training.precision instead of silently training in f16", async () => {
   const job = kiln.train(config("f32"));
-  await assert.rejects(job.waitForTraining(), /training\.precision: f32 was asked for, but an earlier f16 job switched this device/);
+  await assert.rejects(
+    job.waitForTraining(),
+    /training\.precision: f32 was asked for, but an earlier f16 job switched this device/,
+  );
   assert.equal(job.status(), "failed");
 });

@@ -8,7 +8,6 @@ import { join } from "node:path";
 import { kilnBin, tempDir, installPackage, startServer, stopServer as stop, killServers } from "./helpers.mjs";
 import { api, waitFor, readEvents, twoClassCsv, DETERMINISTIC, burnpackTensorData } from "./server-api.mjs";
 
-
 /** A safetensors file with `features` (f32 [n, 4]) and `labels` (i32 [n]). */
 function safetensors(n = 200) {
   const features = new Float32Array(n * 4);
@@ -43,7 +42,14 @@ test("health, OpenAPI, problem+json for unknown routes", async () => {
   assert.equal(health.json.status, "ok");
   const doc = await api(s, "/v1/openapi.json");
   assert.equal(doc.status, 200);
-  for (const path of ["/v1/jobs", "/v1/jobs/{id}/events", "/v1/datasets", "/v1/models/{model_id}/predict", "/v1/workers", "/v1/workers/{id}/drain"]) {
+  for (const path of [
+    "/v1/jobs",
+    "/v1/jobs/{id}/events",
+    "/v1/datasets",
+    "/v1/models/{model_id}/predict",
+    "/v1/workers",
+    "/v1/workers/{id}/drain",
+  ]) {
     assert.ok(doc.json.paths[path], `openapi lacks ${path}`);
   }
   const missing = await api(s, "/v1/nothing");
@@ -59,14 +65,21 @@ test("health, OpenAPI, problem+json for unknown routes", async () => {
 test("a CSV upload trains remotely; the model downloads, predicts like `kiln predict` and in the npm package", async () => {
   const s = await startServer();
   const csv = twoClassCsv();
-  const up = await api(s, "/v1/datasets?label_column=label&header=true", { method: "POST", body: csv, type: "text/csv" });
+  const up = await api(s, "/v1/datasets?label_column=label&header=true", {
+    method: "POST",
+    body: csv,
+    type: "text/csv",
+  });
   assert.equal(up.status, 201, up.text);
   assert.match(up.json.id, /^dataset-[0-9a-f-]{36}$/);
   assert.equal(up.json.rows, 240);
   assert.deepEqual(up.json.sampleShape, [4]);
   assert.equal((await api(s, "/v1/datasets")).json.length, 1);
 
-  const submitted = await api(s, "/v1/jobs", { method: "POST", body: { config: { ...FAST, name: "remote-csv" }, dataset: up.json.id, tags: { team: "a" } } });
+  const submitted = await api(s, "/v1/jobs", {
+    method: "POST",
+    body: { config: { ...FAST, name: "remote-csv" }, dataset: up.json.id, tags: { team: "a" } },
+  });
   assert.equal(submitted.status, 202, submitted.text);
   assert.match(submitted.json.id, /^trainingjob-[0-9a-f-]{36}$/);
   assert.equal(submitted.json.status, "queued");
@@ -82,15 +95,25 @@ test("a CSV upload trains remotely; the model downloads, predicts like `kiln pre
 
   const modelId = done.result.modelId;
   const models = await api(s, "/v1/models");
-  assert.ok(models.json.some((m) => m.modelId === modelId), models.text);
+  assert.ok(
+    models.json.some((m) => m.modelId === modelId),
+    models.text,
+  );
   const info = await api(s, `/v1/models/${modelId}/info`);
   assert.deepEqual(info.json.inputShape, [4]);
   const bytes = new Uint8Array(await (await fetch(`${s.url}/v1/models/${modelId}`)).arrayBuffer());
   assert.ok(bytes.length > 100);
 
   // The same rows through the HTTP API, `kiln predict` on the server's store, and the npm package.
-  const rows = csv.trim().split("\n").slice(1, 21).map((l) => l.split(",").slice(0, 4).map(Number));
-  const http = await api(s, `/v1/models/${modelId}/predict`, { method: "POST", body: { features: rows.flat(), shape: [rows.length, 4] } });
+  const rows = csv
+    .trim()
+    .split("\n")
+    .slice(1, 21)
+    .map((l) => l.split(",").slice(0, 4).map(Number));
+  const http = await api(s, `/v1/models/${modelId}/predict`, {
+    method: "POST",
+    body: { features: rows.flat(), shape: [rows.length, 4] },
+  });
   assert.equal(http.status, 200, http.text);
   assert.deepEqual(http.json.shape, [20, 2]);
   const b64 = Buffer.from(new Float32Array(rows.flat()).buffer).toString("base64");
@@ -98,8 +121,15 @@ test("a CSV upload trains remotely; the model downloads, predicts like `kiln pre
   assert.deepEqual(http64.json.outputs, http.json.outputs);
   const input = join(tempDir("kiln-predict-"), "x.csv");
   writeFileSync(input, "a,b,c,d\n" + rows.map((r) => r.join(",")).join("\n") + "\n");
-  const cli = execFileSync(kilnBin, ["predict", "--model", modelId, "--input", input, "--store", join(s.dataDir, "models")], { encoding: "utf8" })
-    .trim().split("\n").slice(1).map((l) => l.split(",").slice(1).map(Number));
+  const cli = execFileSync(
+    kilnBin,
+    ["predict", "--model", modelId, "--input", input, "--store", join(s.dataDir, "models")],
+    { encoding: "utf8" },
+  )
+    .trim()
+    .split("\n")
+    .slice(1)
+    .map((l) => l.split(",").slice(1).map(Number));
   const { Kiln, MemoryStore } = await installPackage();
   const kiln = await Kiln.create({ backend: "cpu", store: new MemoryStore() });
   const model = await kiln.preloadedModel(bytes);
@@ -111,7 +141,10 @@ test("a CSV upload trains remotely; the model downloads, predicts like `kiln pre
       assert.ok(Math.abs(h - js[i * 2 + c]) < 1e-5, `row ${i}: http ${h} vs npm ${js[i * 2 + c]}`);
     }
   }
-  const badShape = await api(s, `/v1/models/${modelId}/predict`, { method: "POST", body: { features: [1, 2, 3], shape: [1, 3] } });
+  const badShape = await api(s, `/v1/models/${modelId}/predict`, {
+    method: "POST",
+    body: { features: [1, 2, 3], shape: [1, 3] },
+  });
   assert.equal(badShape.status, 400);
 
   // Holdout predictions: the test split, by source row, with the model's probabilities.
@@ -120,7 +153,11 @@ test("a CSV upload trains remotely; the model downloads, predicts like `kiln pre
   assert.match(holdout.headers.get("content-type"), /text\/csv/);
   const holdoutLines = holdout.text.trim().split("\n");
   assert.equal(holdoutLines[0], "row,label,prediction,p0,p1");
-  const sourceRows = csv.trim().split("\n").slice(1).map((l) => l.split(",").map(Number));
+  const sourceRows = csv
+    .trim()
+    .split("\n")
+    .slice(1)
+    .map((l) => l.split(",").map(Number));
   const testRows = holdoutLines.slice(1).map((l) => l.split(",").map(Number));
   assert.ok(testRows.length >= 20, `${testRows.length} test rows`);
   let correct = 0;
@@ -131,7 +168,10 @@ test("a CSV upload trains remotely; the model downloads, predicts like `kiln pre
     if (prediction === label) correct++;
   }
   const acc = correct / testRows.length;
-  assert.ok(Math.abs(acc - done.result.finalMetrics.test_accuracy) < 1e-6, `${acc} vs ${done.result.finalMetrics.test_accuracy}`);
+  assert.ok(
+    Math.abs(acc - done.result.finalMetrics.test_accuracy) < 1e-6,
+    `${acc} vs ${done.result.finalMetrics.test_accuracy}`,
+  );
 
   // A batch prediction job over the uploaded dataset: a bp-job whose CSV matches online predict.
   const bp = await api(s, "/v1/predictions", { method: "POST", body: { model: modelId, dataset: up.json.id } });
@@ -150,7 +190,10 @@ test("a CSV upload trains remotely; the model downloads, predicts like `kiln pre
     const [, p0, p1] = bpLines[i + 1].split(",").map(Number);
     assert.ok(Math.abs(p0 - http.json.outputs[i * 2]) < 1e-5 && Math.abs(p1 - http.json.outputs[i * 2 + 1]) < 1e-5);
   }
-  assert.equal((await api(s, "/v1/predictions", { method: "POST", body: { model: "no-such-model", dataset: up.json.id } })).status, 400);
+  assert.equal(
+    (await api(s, "/v1/predictions", { method: "POST", body: { model: "no-such-model", dataset: up.json.id } })).status,
+    400,
+  );
   assert.equal((await api(s, `/v1/predictions/${done.id}`)).status, 404);
   assert.equal((await api(s, "/v1/jobs")).json.length, 1, "prediction jobs are not training jobs");
 
@@ -178,7 +221,10 @@ test("a safetensors upload trains; bad uploads and remote paths are 400s naming 
   assert.equal(done.result.confusionMatrix?.length ?? 3, 3);
 
   const cases = [
-    [{ config: { data: { source: "csv", path: "/etc/passwd" } } }, /data.path: a remote job cannot name a server-side path/],
+    [
+      { config: { data: { source: "csv", path: "/etc/passwd" } } },
+      /data.path: a remote job cannot name a server-side path/,
+    ],
     [{ config: { data: { source: "fashion-mnist" } } }, /data.source: fashion-mnist and idx read the server's files/],
     [{ config: { data: { source: "idx", images: "/etc/x", labels: "/etc/y" } } }, /data.images/],
     [{ config: { training: { learning_rate: -1 } } }, /training/],
@@ -223,14 +269,21 @@ test("tokens: 401 without or with a wrong one; health is open; no token means lo
   assert.equal((await api(s, "/v1/jobs", { token: "wrong" })).status, 401);
   assert.equal((await api(s, "/v1/models", { token: "second-secret" })).status, 200);
   assert.equal((await api(s, "/v1/openapi.json", { token: "first-secret" })).status, 200);
-  const job = await api(s, "/v1/jobs", { method: "POST", token: "first-secret", body: { config: { fast_dev_run: true } } });
+  const job = await api(s, "/v1/jobs", {
+    method: "POST",
+    token: "first-secret",
+    body: { config: { fast_dev_run: true } },
+  });
   assert.equal(job.status, 202);
   assert.equal((await readEvents(s, job.json.id, { token: "first-secret" })).at(-1).data.status, "completed");
   assert.equal((await stop(s)).code, 0);
 
   let refused = "";
   try {
-    execFileSync(kilnBin, ["serve", "--addr", "0.0.0.0:0", "--data-dir", tempDir("kiln-open-")], { encoding: "utf8", stdio: "pipe" });
+    execFileSync(kilnBin, ["serve", "--addr", "0.0.0.0:0", "--data-dir", tempDir("kiln-open-")], {
+      encoding: "utf8",
+      stdio: "pipe",
+    });
   } catch (e) {
     assert.equal(e.status, 2);
     refused = e.stderr;
@@ -240,7 +293,11 @@ test("tokens: 401 without or with a wrong one; health is open; no token means lo
 
 test("413 for a body over --max-upload-mb, 429 with Retry-After when the queue is full", async () => {
   const s = await startServer(["--max-upload-mb", "1", "--max-queued-jobs", "1"]);
-  const big = await api(s, "/v1/datasets", { method: "POST", body: "a,b\n" + "1,0\n".repeat(600000), type: "text/csv" });
+  const big = await api(s, "/v1/datasets", {
+    method: "POST",
+    body: "a,b\n" + "1,0\n".repeat(600000),
+    type: "text/csv",
+  });
   assert.equal(big.status, 413);
   assert.equal(big.json.type, "urn:kiln:problem:too-large");
   assert.match(big.json.detail, /max-upload-mb/);
@@ -261,7 +318,10 @@ test("413 for a body over --max-upload-mb, 429 with Retry-After when the queue i
   assert.equal((await waitFor(s, first.json.id)).status, "cancelled");
   assert.equal((await api(s, `/v1/jobs/${first.json.id}/cancel`, { method: "POST" })).status, 202);
   const events = await readEvents(s, second.json.id);
-  assert.deepEqual(events.map((e) => e.data.status), ["queued", "cancelled"]);
+  assert.deepEqual(
+    events.map((e) => e.data.status),
+    ["queued", "cancelled"],
+  );
   const fast = await api(s, "/v1/jobs", { method: "POST", body: { config: { fast_dev_run: true } } });
   await waitFor(s, fast.json.id);
   const late = await api(s, `/v1/jobs/${fast.json.id}/cancel`, { method: "POST" });
@@ -286,28 +346,42 @@ test("6 jobs with --max-concurrent-jobs 1 complete in submission order; SSE resu
     assert.ok(jobs[i].startedAt >= jobs[i - 1].finishedAt, `job ${i} started before job ${i - 1} ended`);
   }
   // The stream: increasing ids, every kind of event, the final status last.
-  assert.deepEqual(full.map((e) => e.id), full.map((_, i) => i + 1));
+  assert.deepEqual(
+    full.map((e) => e.id),
+    full.map((_, i) => i + 1),
+  );
   const kinds = new Set(full.map((e) => e.event));
   for (const kind of ["status", "started", "progress", "evaluated", "checkpoint"]) assert.ok(kinds.has(kind), kind);
   assert.equal(full.at(-1).data.status, "completed");
   // Reconnecting after event k gets exactly the rest.
   const k = 3;
   const rest = await readEvents(s, ids[5], { lastEventId: k });
-  assert.deepEqual(rest.map((e) => e.id), full.slice(k).map((e) => e.id));
-  assert.deepEqual(rest.map((e) => e.data), full.slice(k).map((e) => e.data));
+  assert.deepEqual(
+    rest.map((e) => e.id),
+    full.slice(k).map((e) => e.id),
+  );
+  assert.deepEqual(
+    rest.map((e) => e.data),
+    full.slice(k).map((e) => e.data),
+  );
   // A live reconnect: drop the stream mid-job, resume, and nothing is missing or repeated.
-  const live = await api(s, "/v1/jobs", { method: "POST", body: { config: { training: { num_passes: 6, batch_size: 16 } } } });
+  const live = await api(s, "/v1/jobs", {
+    method: "POST",
+    body: { config: { training: { num_passes: 6, batch_size: 16 } } },
+  });
   const firstPart = await readEvents(s, live.json.id, { until: (e) => e.event === "progress" });
   const secondPart = await readEvents(s, live.json.id, { lastEventId: firstPart.at(-1).id });
   const all = [...firstPart, ...secondPart].map((e) => e.id);
-  assert.deepEqual(all, all.map((_, i) => i + 1));
+  assert.deepEqual(
+    all,
+    all.map((_, i) => i + 1),
+  );
   assert.equal(secondPart.at(-1).data.status, "completed");
   assert.equal((await stop(s)).code, 0);
 });
 
 /** A burnpack file's tensor data (after its header, whose random parameter ids differ per run). */
 const parameterBytes = (path) => burnpackTensorData(readFileSync(path));
-
 
 test("SIGKILL mid-job: after a restart the job resumes from its checkpoint and ends with the uninterrupted run's weights", async () => {
   const straight = await startServer();
@@ -329,7 +403,10 @@ test("SIGKILL mid-job: after a restart the job resumes from its checkpoint and e
   assert.equal(doneB.status, "completed", JSON.stringify(doneB));
   const events = await readEvents(s, b.json.id);
   assert.ok(events.some((e) => e.event === "interrupted" && /resumes from its latest checkpoint/.test(e.data.reason)));
-  assert.ok(events.some((e) => e.event === "started" && e.data.start_epoch > 1), "did not resume from a checkpoint");
+  assert.ok(
+    events.some((e) => e.event === "started" && e.data.start_epoch > 1),
+    "did not resume from a checkpoint",
+  );
   const weightsA = parameterBytes(join(straight.dataDir, "jobs", a.json.id, "final_weights.bpk"));
   const weightsB = parameterBytes(join(dataDir, "jobs", b.json.id, "final_weights.bpk"));
   assert.ok(weightsA.length > 1000 && weightsA.equals(weightsB), "final weights differ from the uninterrupted run");
@@ -337,14 +414,21 @@ test("SIGKILL mid-job: after a restart the job resumes from its checkpoint and e
 
   // SIGTERM while training: exit 0; the job checkpoints the epoch it is in (this config would
   // otherwise checkpoint only every 1000 epochs), goes back to the queue, and resumes right there.
-  const rare = { ...DETERMINISTIC, training: { num_passes: 200, batch_size: 16 }, checkpoint: { every_epochs: 1000, save_top_k: 1 } };
+  const rare = {
+    ...DETERMINISTIC,
+    training: { num_passes: 200, batch_size: 16 },
+    checkpoint: { every_epochs: 1000, save_top_k: 1 },
+  };
   const c = await api(s, "/v1/jobs", { method: "POST", body: { config: rare } });
   await readEvents(s, c.json.id, { until: (e) => e.event === "evaluated" && e.data.epoch >= 2 });
   assert.equal((await stop(s, "SIGTERM")).code, 0);
   s = await startServer([], dataDir);
   const resumed = await readEvents(s, c.json.id, { until: (e) => e.event === "started" && e.data.start_epoch > 1 });
   const kinds = resumed.map((e) => e.event);
-  assert.ok(resumed.some((e) => e.event === "interrupted" && /server is stopping/.test(e.data.reason)), JSON.stringify(kinds));
+  assert.ok(
+    resumed.some((e) => e.event === "interrupted" && /server is stopping/.test(e.data.reason)),
+    JSON.stringify(kinds),
+  );
   const stopCheckpoint = resumed.filter((e) => e.event === "checkpoint").at(-1);
   assert.ok(stopCheckpoint, `no checkpoint at the stop: ${kinds}`);
   const lastEvaluated = resumed.filter((e) => e.event === "evaluated").at(-1);
@@ -375,13 +459,18 @@ test("the npm package's remote mode: Kiln.connect has the API of Kiln.create, wi
     labels[i] = i % 2;
     for (let j = 0; j < 4; j++) features[i * 4 + j] = (labels[i] ? 1 : -1) + ((i + j) % 5) / 10;
   }
-  const job = kiln.train({ data: { source: "inline" }, training: { num_passes: 3, batch_size: 16 } }, { features, labels, shape: [n, 4] });
+  const job = kiln.train(
+    { data: { source: "inline" }, training: { num_passes: 3, batch_size: 16 } },
+    { features, labels, shape: [n, 4] },
+  );
   assert.match(job.id, /^trainingjob-[0-9a-f-]{36}$/);
   assert.equal(job.status(), "queued");
   const progress = [];
   job.onProgress((p) => progress.push(p));
   const kinds = [];
-  const iterate = (async () => { for await (const e of job.events()) kinds.push(e.event); })();
+  const iterate = (async () => {
+    for await (const e of job.events()) kinds.push(e.event);
+  })();
   const info = await job.waitForTraining();
   await iterate;
   assert.equal(job.status(), "completed");
@@ -389,21 +478,29 @@ test("the npm package's remote mode: Kiln.connect has the API of Kiln.create, wi
   assert.equal(job.trainedModel.guid, info.modelId); // the seeds' name, in remote mode too
   assert.ok(progress.length > 0 && progress.at(-1).epoch === 3, JSON.stringify(progress.at(-1)));
   assert.ok(kinds.includes("started") && kinds.includes("evaluated"), kinds.join(","));
-  const remoteJob = await (await fetch(`${s.url}/v1/jobs/${job.id}`, { headers: { authorization: "Bearer remote-secret" } })).json();
+  const remoteJob = await (
+    await fetch(`${s.url}/v1/jobs/${job.id}`, { headers: { authorization: "Bearer remote-secret" } })
+  ).json();
   assert.equal(remoteJob.status, "completed");
 
   // The model predicts locally what the server predicts.
   const model = await kiln.preloadedModel(info.modelId);
   const rows = features.subarray(0, 40);
   const local = await model.predict(rows);
-  const served = await (await fetch(`${s.url}/v1/models/${info.modelId}/predict`, {
-    method: "POST", headers: { authorization: "Bearer remote-secret", "content-type": "application/json" },
-    body: JSON.stringify({ features: [...rows] }),
-  })).json();
+  const served = await (
+    await fetch(`${s.url}/v1/models/${info.modelId}/predict`, {
+      method: "POST",
+      headers: { authorization: "Bearer remote-secret", "content-type": "application/json" },
+      body: JSON.stringify({ features: [...rows] }),
+    })
+  ).json();
   served.outputs.forEach((v, i) => assert.ok(Math.abs(v - local[i]) < 1e-5));
 
   // CSV data, the model list, import/delete.
-  const csvJob = kiln.train({ data: { label_column: "label" }, training: { num_passes: 2, batch_size: 16 } }, { csv: twoClassCsv() });
+  const csvJob = kiln.train(
+    { data: { label_column: "label" }, training: { num_passes: 2, batch_size: 16 } },
+    { csv: twoClassCsv() },
+  );
   const csvInfo = await csvJob.waitForTraining();
   assert.ok(csvInfo.finalMetrics.test_accuracy > 0.9);
   const listed = (await kiln.listModels()).map((m) => m.modelId);
@@ -421,7 +518,10 @@ test("the npm package's remote mode: Kiln.connect has the API of Kiln.create, wi
   const second = await kiln.listJobs({ limit: 1, after: first.nextCursor });
   assert.deepEqual([first.jobs[0].id, second.jobs[0].id], [job.id, csvJob.id]);
   const newestFirst = await kiln.listJobs({ order: "desc", status: "completed" });
-  assert.deepEqual(newestFirst.jobs.map((j) => j.id), [csvJob.id, job.id]);
+  assert.deepEqual(
+    newestFirst.jobs.map((j) => j.id),
+    [csvJob.id, job.id],
+  );
   assert.equal(newestFirst.nextCursor, null);
   const datasets = await kiln.listDatasets({ limit: 1 });
   assert.equal(datasets.datasets.length, 1);
@@ -454,5 +554,10 @@ test("--backend wgpu (lavapipe here): a job trains on wgpu with the losses of th
     assert.equal((await stop(s)).code, 0);
   }
   assert.ok(losses.cpu.length >= 5 && losses.cpu.length === losses.wgpu.length, JSON.stringify(losses));
-  losses.cpu.forEach((x, i) => assert.ok(Math.abs(x - losses.wgpu[i]) <= 1e-3 * Math.max(1, Math.abs(x)), `step ${i}: cpu ${x} vs wgpu ${losses.wgpu[i]}`));
+  losses.cpu.forEach((x, i) =>
+    assert.ok(
+      Math.abs(x - losses.wgpu[i]) <= 1e-3 * Math.max(1, Math.abs(x)),
+      `step ${i}: cpu ${x} vs wgpu ${losses.wgpu[i]}`,
+    ),
+  );
 });

@@ -18,7 +18,11 @@ export async function api(server, path, { method = "GET", body, token, type, hea
   const response = await fetch(server.url + path, init);
   const text = await response.text();
   let json;
-  try { json = JSON.parse(text); } catch { json = text; }
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = text;
+  }
   return { status: response.status, headers: response.headers, json, text };
 }
 
@@ -58,7 +62,10 @@ export async function readEvents(server, id, { lastEventId, token, until } = {})
         }
         if (event.data !== undefined) {
           events.push({ id: Number(event.id), event: event.event, data: JSON.parse(event.data) });
-          if (until?.(events.at(-1))) { controller.abort(); return events; }
+          if (until?.(events.at(-1))) {
+            controller.abort();
+            return events;
+          }
         }
       }
     }

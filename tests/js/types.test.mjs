@@ -13,7 +13,15 @@ test("pkg/types.d.ts is generated from the current Rust types", async () => {
   const fresh = await generateTypes(kilnBin);
   const committed = readFileSync(`${root}pkg/types.d.ts`, "utf8");
   assert.ok(committed === fresh, "pkg/types.d.ts is stale: run `make types` and commit it");
-  for (const name of ["TrainConfig", "TrainEvent", "TrainRunInfo", "Progress", "HistoryEntry", "ModelInfo", "LayerSpec"]) {
+  for (const name of [
+    "TrainConfig",
+    "TrainEvent",
+    "TrainRunInfo",
+    "Progress",
+    "HistoryEntry",
+    "ModelInfo",
+    "LayerSpec",
+  ]) {
     assert.match(fresh, new RegExp(`export (type|interface) ${name}\\b`), name);
   }
 });
@@ -22,7 +30,11 @@ test("kiln.d.ts takes its config, event and result types from types.d.ts", () =>
   const handWritten = readFileSync(`${root}pkg/kiln.d.ts`, "utf8");
   assert.match(handWritten, /from "\.\/types\.js"/);
   for (const name of ["TrainConfig", "TrainEvent", "TrainRunInfo", "Progress", "LayerSpec"]) {
-    assert.doesNotMatch(handWritten, new RegExp(`export (type|interface) ${name}\\b`), `${name} is written by hand again`);
+    assert.doesNotMatch(
+      handWritten,
+      new RegExp(`export (type|interface) ${name}\\b`),
+      `${name} is written by hand again`,
+    );
   }
 });
 
@@ -33,7 +45,9 @@ test("the package's declarations type-check a consumer (tsc --strict)", async ()
   const dir = mkdtempSync(`${tmpdir()}/kiln-types-`);
   mkdirSync(`${dir}/node_modules`);
   symlinkSync(`${root}pkg`, `${dir}/node_modules/kiln`);
-  writeFileSync(`${dir}/app.ts`, `
+  writeFileSync(
+    `${dir}/app.ts`,
+    `
 import { Kiln, type TrainConfig, type TrainEvent, type TrainRunInfo, type ModelInfo } from "kiln";
 import { Kiln as CpuKiln } from "kiln/cpu";
 const config: TrainConfig = {
@@ -67,11 +81,23 @@ void badTrainable;
 // @ts-expect-error: an unknown layer kind is not a LayerSpec
 const wrong: TrainConfig = { model: { layers: [{ type: "rellu" }] } };
 void wrong;
-`);
-  writeFileSync(`${dir}/tsconfig.json`, JSON.stringify({
-    compilerOptions: { strict: true, noEmit: true, module: "nodenext", moduleResolution: "nodenext", target: "es2022", lib: ["es2022", "dom"], skipLibCheck: false },
-    files: ["app.ts"],
-  }));
+`,
+  );
+  writeFileSync(
+    `${dir}/tsconfig.json`,
+    JSON.stringify({
+      compilerOptions: {
+        strict: true,
+        noEmit: true,
+        module: "nodenext",
+        moduleResolution: "nodenext",
+        target: "es2022",
+        lib: ["es2022", "dom"],
+        skipLibCheck: false,
+      },
+      files: ["app.ts"],
+    }),
+  );
   const tsc = `${root}tests/js/node_modules/typescript/bin/tsc`;
   try {
     execFileSync(process.execPath, [tsc, "-p", dir], { encoding: "utf8", stdio: "pipe" });

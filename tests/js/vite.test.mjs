@@ -36,13 +36,19 @@ async function buildApp(name, specifier) {
   const project = dirname(fileURLToPath(packageEntryUrl()));
   const root = join(project, name);
   mkdirSync(root, { recursive: true });
-  writeFileSync(join(root, "index.html"), `<!doctype html><title>${name}</title><script type="module" src="./main.js"></script>`);
-  writeFileSync(join(root, "main.js"), `
+  writeFileSync(
+    join(root, "index.html"),
+    `<!doctype html><title>${name}</title><script type="module" src="./main.js"></script>`,
+  );
+  writeFileSync(
+    join(root, "main.js"),
+    `
 import { Kiln, MemoryStore, loadedBuilds } from "${specifier}";
 const kiln = await Kiln.create({ backend: "cpu", store: new MemoryStore() });
 const info = await kiln.train({ seed: 1, training: { num_passes: 3 } }).waitForTraining();
 window.result = { accuracy: info.finalMetrics.test_accuracy, build: kiln.backend.build, loaded: loadedBuilds() };
-`);
+`,
+  );
   await build({ root, logLevel: "error", build: { outDir: join(root, "dist"), target: "es2022" } });
   return join(root, "dist");
 }
@@ -68,9 +74,11 @@ async function runApp(dir) {
     const errors = [];
     page.on("pageerror", (e) => errors.push(e.message));
     await page.goto(`http://127.0.0.1:${server.address().port}/`);
-    await page.waitForFunction(() => window.result !== undefined, null, { timeout: 300_000 }).catch((e) => {
-      throw new Error(`the built app did not finish: ${errors.join("; ") || e.message}`);
-    });
+    await page
+      .waitForFunction(() => window.result !== undefined, null, { timeout: 300_000 })
+      .catch((e) => {
+        throw new Error(`the built app did not finish: ${errors.join("; ") || e.message}`);
+      });
     return { ...(await page.evaluate(() => window.result)), requested };
   } finally {
     await context.close();
@@ -83,13 +91,25 @@ async function assertTrainsOnTheCpuBuildOnly(dist) {
   const result = await runApp(dist);
   assert.equal(result.build, "cpu");
   assert.deepEqual(result.loaded, ["cpu"]);
-  assert.deepEqual(result.requested.filter((p) => p.includes("webgpu")), [], "a CPU run fetched the WebGPU build");
-  assert.ok(result.requested.some((p) => /kiln-cpu.*\.wasm$/.test(p)), result.requested.join(" "));
-  assert.ok(result.requested.some((p) => /digits.*\.gz$/.test(p)), `the digits job fetched the data set: ${result.requested.join(" ")}`);
+  assert.deepEqual(
+    result.requested.filter((p) => p.includes("webgpu")),
+    [],
+    "a CPU run fetched the WebGPU build",
+  );
+  assert.ok(
+    result.requested.some((p) => /kiln-cpu.*\.wasm$/.test(p)),
+    result.requested.join(" "),
+  );
+  assert.ok(
+    result.requested.some((p) => /digits.*\.gz$/.test(p)),
+    `the digits job fetched the data set: ${result.requested.join(" ")}`,
+  );
   assert.ok(result.accuracy >= 0.85, `accuracy ${result.accuracy}`);
 }
 
-test("a Vite production build of a kiln/cpu app holds only the CPU wasm and trains in Chromium", { timeout: 600_000 }, async () => {
+test("a Vite production build of a kiln/cpu app holds only the CPU wasm and trains in Chromium", {
+  timeout: 600_000,
+}, async () => {
   const dist = await buildApp("cpu-app", "kiln/cpu");
   const files = filesUnder(dist);
   const wasm = files.filter((f) => f.endsWith(".wasm"));
@@ -97,13 +117,20 @@ test("a Vite production build of a kiln/cpu app holds only the CPU wasm and trai
   assert.match(wasm[0], /kiln-cpu/);
   const cpuWasm = readFileSync(join(import.meta.dirname, "../../pkg/wasm/kiln-cpu_bg.wasm"));
   assert.equal(statSync(join(dist, wasm[0])).size, cpuWasm.length);
-  assert.deepEqual(files.filter((f) => f.includes("webgpu")), []);
+  assert.deepEqual(
+    files.filter((f) => f.includes("webgpu")),
+    [],
+  );
   await assertTrainsOnTheCpuBuildOnly(dist);
 });
 
-test("a Vite build of a kiln app keeps the WebGPU build as a lazy chunk a CPU run never loads", { timeout: 600_000 }, async () => {
+test("a Vite build of a kiln app keeps the WebGPU build as a lazy chunk a CPU run never loads", {
+  timeout: 600_000,
+}, async () => {
   const dist = await buildApp("full-app", "kiln");
-  const wasm = filesUnder(dist).filter((f) => f.endsWith(".wasm")).sort();
+  const wasm = filesUnder(dist)
+    .filter((f) => f.endsWith(".wasm"))
+    .sort();
   assert.equal(wasm.length, 2, `wasm files: ${wasm.join(", ")}`);
   assert.ok(wasm.some((f) => f.includes("kiln-cpu")) && wasm.some((f) => f.includes("kiln-webgpu")), wasm.join(", "));
   await assertTrainsOnTheCpuBuildOnly(dist);

@@ -193,7 +193,9 @@ class Page(list):
     next_cursor: "str | None" = None
 
 
-def page_params(status: Any = None, tag: Any = None, limit: Any = None, after: Any = None, order: Any = None) -> Dict[str, Any]:
+def page_params(
+    status: Any = None, tag: Any = None, limit: Any = None, after: Any = None, order: Any = None
+) -> Dict[str, Any]:
     """The query of a list request, without the values not given."""
     given = {"status": status, "tag": tag, "limit": limit, "after": after, "order": order}
     return {k: v for k, v in given.items() if v is not None}

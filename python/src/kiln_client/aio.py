@@ -140,9 +140,7 @@ class AsyncClient:
             if last:
                 headers["last-event-id"] = str(last)
             try:
-                async with self._http.stream(
-                    "GET", f"/v1/jobs/{job_id}/events", headers=headers, timeout=None
-                ) as r:
+                async with self._http.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers, timeout=None) as r:
                     if r.status_code >= 400:
                         await r.aread()
                         raise_for_problem(r)
