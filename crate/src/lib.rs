@@ -7,6 +7,7 @@ pub mod backend;
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod federated;
 mod field_checks;
 pub mod jobs;
 pub mod layers;

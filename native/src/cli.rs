@@ -57,6 +57,13 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
         backend: BackendKind,
     },
+    /// Federated training through a `kiln serve`: create a federation, take part in one as a
+    /// client (training on local data that never leaves this machine), or follow one.
+    Federate {
+        /// What to do.
+        #[command(subcommand)]
+        action: crate::federate_cmd::FederateAction,
+    },
     /// Manage the model store.
     Models {
         /// What to do with the store.

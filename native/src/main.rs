@@ -2,6 +2,7 @@
 
 mod cli;
 mod cpu_pool;
+mod federate_cmd;
 mod local_run;
 mod logging;
 mod models_cmd;
@@ -63,6 +64,7 @@ fn run(cli: Cli, pool: std::sync::Arc<rayon::ThreadPool>) -> Result<()> {
             backend,
         } => models_cmd::predict(&store, &model, &input, output, backend),
         Command::Models { action } => models_cmd::models(&store, action),
+        Command::Federate { action } => federate_cmd::run(action),
         Command::Serve {
             addr,
             data_dir,

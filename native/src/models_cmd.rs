@@ -94,7 +94,7 @@ pub fn eval(store: &DirStore, model: &str, data: EvalData, backend: BackendKind)
 
 /// Shapes an external data set like the model's training data: same sample size, the model's
 /// input shape and outputs, and the training set's normalisation.
-fn for_model(saved: &SavedModel, mut set: Dataset) -> Result<Dataset> {
+pub(crate) fn for_model(saved: &SavedModel, mut set: Dataset) -> Result<Dataset> {
     check_width(saved, set.sample_len())?;
     set.sample_shape = saved.header.input_shape.clone();
     set.num_outputs = saved.header.num_outputs;

@@ -2,6 +2,7 @@
 //! standardisation fitted on the training split.
 
 use super::dataset::{Dataset, Targets};
+use crate::error::{KilnError, Result};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -77,6 +78,46 @@ pub struct Splits {
     /// What the caller should hear about the splits (an empty or tiny split), reported as
     /// `warning` events when training starts.
     pub warnings: Vec<String>,
+}
+
+impl Splits {
+    /// Every split as a classification over `classes` outputs (a federation's class count,
+    /// which one client's labels may not all reach); a label at or above it is an error.
+    pub fn with_classes(mut self, classes: usize) -> Result<Self> {
+        for set in std::iter::once(&mut self.train)
+            .chain(self.val.iter_mut())
+            .chain(self.test.iter_mut())
+        {
+            if let Targets::Classes(labels) = &set.targets {
+                if let Some(label) = labels.iter().find(|c| **c as usize >= classes) {
+                    return Err(KilnError::Data(format!(
+                        "label {label} is out of range: the model has {classes} classes (0..{classes})"
+                    )));
+                }
+                set.num_outputs = classes;
+            }
+        }
+        Ok(self)
+    }
+
+    /// Standardises every split with `normalization` (a federation's, fitted elsewhere).
+    pub fn normalized_with(mut self, normalization: &Normalization) -> Result<Self> {
+        let len = self.train.sample_len();
+        if normalization.mean.len() != len {
+            return Err(KilnError::Data(format!(
+                "the samples have {len} values, but the model standardises {}",
+                normalization.mean.len()
+            )));
+        }
+        for set in std::iter::once(&mut self.train)
+            .chain(self.val.iter_mut())
+            .chain(self.test.iter_mut())
+        {
+            normalization.apply(&mut set.features);
+        }
+        self.normalization = Some(normalization.clone());
+        Ok(self)
+    }
 }
 
 /// Splits indices `0..n` into three groups by fractions, stratified by class when classes are

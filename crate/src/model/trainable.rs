@@ -101,13 +101,25 @@ pub struct ConfigModel {
     /// `model.init_from`'s file, handed over as bytes (the npm package fetches a URL or takes
     /// bytes); without it `init_from.path` is read.
     init_weights: Option<Vec<u8>>,
+    /// Burnpack weights every parameter starts from (a federation's global model), replacing
+    /// the random initialisation and `model.init_from`.
+    start_weights: Option<Vec<u8>>,
 }
 
 impl ConfigModel {
+    /// A builder whose networks start from these burnpack weights (of the same architecture).
+    pub fn starting_from(weights: Vec<u8>) -> Self {
+        Self {
+            init_weights: None,
+            start_weights: Some(weights),
+        }
+    }
+
     /// A builder that starts `model.init_from` from these safetensors bytes instead of a path.
     pub fn with_init_weights(bytes: Vec<u8>) -> Self {
         Self {
             init_weights: Some(bytes),
+            start_weights: None,
         }
     }
 }
@@ -121,6 +133,9 @@ impl ModelBuilder for ConfigModel {
 
     /// `model.init_from`: the safetensors file's weights replace the fresh ones they cover.
     fn initialize(&self, model: Network, config: &Config) -> Result<Network> {
+        if let Some(weights) = &self.start_weights {
+            return super::import_weights(model, weights);
+        }
         match &config.model.init_from {
             None => Ok(model),
             Some(init) => {

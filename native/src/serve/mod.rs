@@ -8,12 +8,12 @@ mod http;
 mod server;
 mod worker;
 
-use fleet::{datasets, hub, lease, mirror, model_store, objects, page, registry};
+use fleet::{datasets, federations, hub, lease, mirror, model_store, objects, page, registry};
 use http::{
-    auth, body_limits, body_reader, connections, datasets_api, head_limits, jobs_api, models_api,
-    openapi, pagination, predictions_api, problem, state, ui, workers_api,
+    auth, body_limits, body_reader, connections, datasets_api, federations_api, head_limits,
+    jobs_api, models_api, openapi, pagination, predictions_api, problem, state, ui, workers_api,
 };
-use worker::{claim_loop, heartbeat, listener, recorder, runner, scheduler};
+use worker::{claim_loop, heartbeat, listener, recorder, rounds, runner, scheduler};
 
 pub use server::{ServeOptions, serve};
 pub use worker::parse_label;

@@ -15,7 +15,7 @@ use super::scheduler::Scheduler;
 use super::state::AppState;
 use super::worker::{WorkerIdentity, worker_id};
 use super::{datasets_api, heartbeat, jobs_api, listener, models_api, openapi, predictions_api};
-use super::{ui, workers_api};
+use super::{federations_api, rounds, ui, workers_api};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, header};
@@ -211,6 +211,7 @@ fn start_worker(
         worker: worker.clone(),
     };
     runtime.block_on(join_fleet(&runner, options, bound))?;
+    runtime.spawn(round_clock(runner.clone()));
     runtime.spawn(heartbeat::beat(
         registry.clone(),
         worker.id.clone(),
@@ -226,6 +227,17 @@ fn start_worker(
         ));
     }
     Ok(runner)
+}
+
+/// Closes, reopens or fails federation rounds as their timeouts pass (on every server: a round
+/// is closed once, by whichever gets there first).
+async fn round_clock(runner: RunnerContext) {
+    let mut clock = tokio::time::interval(rounds::TICK);
+    clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        clock.tick().await;
+        rounds::tick(&runner).await;
+    }
 }
 
 /// Registers this worker (again, after a restart) and puts the jobs its previous run held
@@ -340,6 +352,26 @@ fn router(state: AppState, options: &ServeOptions, origins: Option<AllowOrigin>)
         .route("/v1/jobs/{id}/events", get(jobs_api::events))
         .route("/v1/jobs/{id}/metrics", get(jobs_api::metrics))
         .route("/v1/jobs/{id}/holdout", get(jobs_api::holdout))
+        .route(
+            "/v1/federations",
+            post(federations_api::create).get(federations_api::list),
+        )
+        .route(
+            "/v1/federations/{id}",
+            get(federations_api::show).delete(federations_api::delete),
+        )
+        .route("/v1/federations/{id}/cancel", post(federations_api::cancel))
+        .route("/v1/federations/{id}/events", get(federations_api::events))
+        .route("/v1/federations/{id}/join", post(federations_api::join))
+        .route(
+            "/v1/federations/{id}/checkin",
+            post(federations_api::check_in),
+        )
+        .route("/v1/federations/{id}/model", get(federations_api::model))
+        .route(
+            "/v1/federations/{id}/rounds/{round}/updates",
+            post(federations_api::submit_update),
+        )
         .route("/v1/workers", get(workers_api::list))
         .route("/v1/workers/{id}/drain", post(workers_api::drain))
         .route("/v1/predictions", post(predictions_api::submit))

@@ -2,6 +2,7 @@
 //! leases, notifications between servers, the object store and what lives in it.
 
 pub mod datasets;
+pub mod federations;
 pub mod hub;
 pub mod lease;
 pub mod mirror;

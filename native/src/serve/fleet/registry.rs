@@ -88,7 +88,7 @@ where
 }
 
 /// The SQL of a page's start (`$1` created_at and `$2` id of the cursor) and its ORDER BY.
-fn page_clause(page: &Page) -> (&'static str, &'static str) {
+pub(super) fn page_clause(page: &Page) -> (&'static str, &'static str) {
     if page.newest_first {
         (
             "created_at < $1 OR (created_at = $1 AND id < $2)",
@@ -517,6 +517,11 @@ impl Registry {
     /// Opens (creating if needed) the embedded SQLite file at `path`.
     pub async fn open_file(path: &Path) -> Result<Self, sqlx::Error> {
         Self::connect(&format!("sqlite://{}?mode=rwc", path.display())).await
+    }
+
+    /// The connection pool, for the queries of the registry's other tables (federations).
+    pub(super) fn pool(&self) -> &AnyPool {
+        &self.pool
     }
 
     /// Which engine this is.

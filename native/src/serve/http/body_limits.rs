@@ -1,4 +1,4 @@
-//! Request body limits by kind of endpoint: uploads (datasets, models) up to `--max-upload-mb`,
+//! Request body limits by kind of endpoint: uploads (datasets, models, federation updates) up to `--max-upload-mb`,
 //! predictions up to `--max-json-mb`, every other JSON body a little over the config size
 //! limit. A body whose `Content-Length` is already over its limit is answered `413` at once,
 //! before any of it is read; one without a length is cut off where it passes the limit.
@@ -37,7 +37,10 @@ impl BodyLimits {
 
     /// The limit of a request, and the option that raises it.
     fn of(&self, method: &Method, path: &str) -> (usize, &'static str) {
-        let upload = *method == Method::POST && (path == "/v1/datasets" || path == "/v1/models");
+        let upload = *method == Method::POST
+            && (path == "/v1/datasets"
+                || path == "/v1/models"
+                || path.starts_with("/v1/federations/") && path.ends_with("/updates"));
         if upload {
             (self.upload, "--max-upload-mb")
         } else if path.starts_with("/v1/models/") && path.ends_with("/predict") {

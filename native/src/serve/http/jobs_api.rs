@@ -141,7 +141,7 @@ impl JobView {
 
 /// The config of a submitted job; with an uploaded dataset, a `data.source` naming its format
 /// reads as the upload (see [`source_for_dataset`]).
-fn parse_config(value: Option<Value>, dataset: Option<&DatasetRow>) -> kiln::Result<Config> {
+pub fn parse_config(value: Option<Value>, dataset: Option<&DatasetRow>) -> kiln::Result<Config> {
     let mut value = match value {
         None | Some(Value::Null) => return Config::embedded_default(),
         Some(Value::String(text)) => Config::value_from_str_auto(&text)?,
@@ -159,7 +159,7 @@ fn parse_config(value: Option<Value>, dataset: Option<&DatasetRow>) -> kiln::Res
     Config::from_value(value)
 }
 
-fn check_tags(tags: &BTreeMap<String, String>) -> Result<(), ApiError> {
+pub fn check_tags(tags: &BTreeMap<String, String>) -> Result<(), ApiError> {
     if tags.len() > MAX_TAGS {
         return Err(ApiError::bad_input(format!(
             "tags: at most {MAX_TAGS} tags, got {}",
@@ -579,18 +579,32 @@ pub async fn events(
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     find(&state, &id).await?;
+    // Subscribe before reading the status and the history, so nothing falls between them.
+    let live = state.hub.subscribe(&id);
+    let ended = find(&state, &id).await?.status.is_final();
+    follow(state, id, live, ended, &query, &headers).await
+}
+
+/// The Server-Sent Events of a job or a federation (`id`): its history after `Last-Event-ID`
+/// (or `?after=`), then the live stream `live` (subscribed to before `ended` was read), ending
+/// after a final `status` event; `ended`: it had already ended. Heartbeats every 10 s.
+pub async fn follow(
+    state: AppState,
+    id: String,
+    live: broadcast::Receiver<EventRow>,
+    ended: bool,
+    query: &EventsQuery,
+    headers: &HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>> + use<>>, ApiError> {
     let last = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<i64>().ok())
         .or(query.after)
         .unwrap_or(0);
-    // Subscribe before reading the history, so nothing falls between the two.
-    let live = state.hub.subscribe(&id);
-    let row = find(&state, &id).await?;
     let history = state.registry.events_after(&id, last).await?;
     let follow = Follow {
-        closed: row.status.is_final(),
+        closed: ended,
         state,
         id,
         pending: history.into(),

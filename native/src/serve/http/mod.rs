@@ -6,6 +6,7 @@ pub mod body_limits;
 pub mod body_reader;
 pub mod connections;
 pub mod datasets_api;
+pub mod federations_api;
 pub mod head_limits;
 pub mod jobs_api;
 pub mod models_api;

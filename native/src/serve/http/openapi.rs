@@ -1,6 +1,8 @@
 //! The OpenAPI document, generated from the handlers' annotations.
 
-use crate::serve::{datasets_api, jobs_api, models_api, predictions_api, problem, workers_api};
+use crate::serve::{
+    datasets_api, federations_api, jobs_api, models_api, predictions_api, problem, workers_api,
+};
 use axum::Json;
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
@@ -47,6 +49,16 @@ pub struct Health {
         models_api::predict,
         workers_api::list,
         workers_api::drain,
+        federations_api::create,
+        federations_api::list,
+        federations_api::show,
+        federations_api::cancel,
+        federations_api::events,
+        federations_api::delete,
+        federations_api::join,
+        federations_api::check_in,
+        federations_api::model,
+        federations_api::submit_update,
     ),
     components(schemas(problem::Problem, Health))
 )]

@@ -6,6 +6,7 @@ pub mod heartbeat;
 mod identity;
 pub mod listener;
 pub mod recorder;
+pub mod rounds;
 pub mod runner;
 pub mod scheduler;
 

@@ -1,0 +1,438 @@
+//! `kiln federate`: create a federation on a `kiln serve` (admin), follow one, or take part in
+//! one as a client — train each round on local data and send only the trained model back.
+
+use kiln::backend::{BackendKind, native_device};
+use kiln::config::{DataSource, LabelColumn};
+use kiln::data::load_source;
+use kiln::federated::{local_config, prepare_local, train_round};
+use kiln::model::SavedModel;
+use kiln::train::CancelToken;
+use kiln::{Config, KilnError, Result};
+use reqwest::StatusCode;
+use reqwest::blocking::{Client, Response};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// `kiln federate ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum FederateAction {
+    /// Create a federation on a server (needs its admin token).
+    Create(CreateArgs),
+    /// Take part in a federation: train every round on local data until it ends.
+    Join(JoinArgs),
+    /// Print a federation's status, rounds and metrics as JSON.
+    Status {
+        /// The server (http://host:port).
+        server: String,
+        /// The federation's id (fed-…).
+        federation: String,
+        /// A file whose first line is the bearer token.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+    },
+}
+
+/// `kiln federate create`.
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    /// The training config every client trains its rounds with (YAML or JSON;
+    /// `training.num_passes` = local epochs per round).
+    pub config: PathBuf,
+    /// The server (http://host:port).
+    #[arg(long, default_value = "http://127.0.0.1:7878")]
+    pub server: String,
+    /// A file whose first line is the bearer token.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Rounds in all.
+    #[arg(long)]
+    pub rounds: i64,
+    /// Clients per round, at most.
+    #[arg(long)]
+    pub clients_per_round: i64,
+    /// Updates a round needs at its timeout (default: clients per round).
+    #[arg(long)]
+    pub min_clients: Option<i64>,
+    /// Seconds a round waits for its clients (default 600).
+    #[arg(long)]
+    pub round_timeout_secs: Option<i64>,
+    /// fedavg, fedadam, fedyogi, median or trimmed_mean.
+    #[arg(long, default_value = "fedavg")]
+    pub aggregation: String,
+    /// Clip each client's update to this norm.
+    #[arg(long)]
+    pub clip_norm: Option<f64>,
+    /// One sample's shape, comma-separated (`64`, or `1,28,28`).
+    #[arg(long, value_delimiter = ',')]
+    pub input_shape: Vec<usize>,
+    /// Classes (classification) or 1 (regression).
+    #[arg(long)]
+    pub num_outputs: Option<usize>,
+    /// A stored model to start from instead.
+    #[arg(long)]
+    pub init_model: Option<String>,
+    /// An uploaded dataset (dataset-…) every round's global model is evaluated on.
+    #[arg(long)]
+    pub validation_dataset: Option<String>,
+}
+
+/// `kiln federate join`.
+#[derive(Debug, clap::Args)]
+pub struct JoinArgs {
+    /// The server (http://host:port).
+    pub server: String,
+    /// The federation's id (fed-…).
+    #[arg(long)]
+    pub federation: String,
+    /// The local training data: a CSV file (the label in the last column unless
+    /// --label-column says otherwise). It never leaves this machine.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The CSV's label column, by header name or 0-based index.
+    #[arg(long)]
+    pub label_column: Option<String>,
+    /// Whether the CSV's first line is a header.
+    #[arg(long)]
+    pub header: bool,
+    /// A file whose first line is the bearer token.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Where this client keeps its participant id, so a restart rejoins as the same client
+    /// (default: `.<data file name>.<federation>.json` beside --data).
+    #[arg(long)]
+    pub state_file: Option<PathBuf>,
+    /// The backend local training runs on.
+    #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
+    pub backend: BackendKind,
+}
+
+/// Runs a `kiln federate` action.
+pub fn run(action: FederateAction) -> Result<()> {
+    match action {
+        FederateAction::Create(args) => create(&args),
+        FederateAction::Join(args) => join(&args),
+        FederateAction::Status {
+            server,
+            federation,
+            token_file,
+        } => {
+            let api = Api::new(&server, token_file.as_deref())?;
+            let view = api.json(api.get(&format!("/v1/federations/{federation}"))?)?;
+            println!("{}", pretty(&view));
+            Ok(())
+        }
+    }
+}
+
+fn pretty(value: &Value) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_default()
+}
+
+/// The server's API, with the token when there is one.
+struct Api {
+    base: String,
+    token: Option<String>,
+    client: Client,
+}
+
+/// How long calls keep retrying while the server cannot be reached (restarting, say).
+const UNREACHABLE_FOR: Duration = Duration::from_secs(180);
+
+impl Api {
+    fn new(server: &str, token_file: Option<&Path>) -> Result<Self> {
+        let token = match token_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| KilnError::io(format!("cannot read {}", path.display()), e))?;
+                let token = text
+                    .lines()
+                    .map(str::trim)
+                    .find(|l| !l.is_empty())
+                    .map(str::to_string);
+                Some(token.ok_or_else(|| {
+                    KilnError::InvalidArgument(format!("--token-file {}: empty", path.display()))
+                })?)
+            }
+            None => None,
+        };
+        let client = Client::builder()
+            .timeout(Duration::from_secs(600))
+            .build()
+            .map_err(|e| KilnError::Internal(format!("HTTP client: {e}")))?;
+        Ok(Self {
+            base: server.trim_end_matches('/').to_string(),
+            token,
+            client,
+        })
+    }
+
+    /// Sends a request (built again for each try), retrying while the server is unreachable.
+    fn send(
+        &self,
+        what: &str,
+        build: impl Fn(&Client) -> reqwest::blocking::RequestBuilder,
+    ) -> Result<Response> {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(200);
+        loop {
+            let mut request = build(&self.client);
+            if let Some(token) = &self.token {
+                request = request.bearer_auth(token);
+            }
+            match request.send() {
+                Ok(response) => return Ok(response),
+                Err(e)
+                    if (e.is_connect() || e.is_timeout())
+                        && started.elapsed() < UNREACHABLE_FOR =>
+                {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(3));
+                }
+                Err(e) => {
+                    return Err(KilnError::Internal(format!(
+                        "{what}: {} unreachable: {e}",
+                        self.base
+                    )));
+                }
+            }
+        }
+    }
+
+    fn get(&self, path: &str) -> Result<Response> {
+        let url = format!("{}{path}", self.base);
+        self.send(&format!("GET {path}"), |c| c.get(&url))
+    }
+
+    fn post_json(&self, path: &str, body: &Value) -> Result<Response> {
+        let url = format!("{}{path}", self.base);
+        self.send(&format!("POST {path}"), |c| c.post(&url).json(body))
+    }
+
+    /// The JSON body of a successful response, or the server's problem as an error.
+    fn json(&self, response: Response) -> Result<Value> {
+        let response = ok(response)?;
+        response
+            .json()
+            .map_err(|e| KilnError::Internal(format!("the server's answer is not JSON: {e}")))
+    }
+}
+
+/// The response when it succeeded, else an error carrying the server's `detail`.
+fn ok(response: Response) -> Result<Response> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let body: Value = response.json().unwrap_or(Value::Null);
+    let detail = body["detail"].as_str().unwrap_or("no detail").to_string();
+    Err(match status {
+        StatusCode::BAD_REQUEST
+        | StatusCode::NOT_FOUND
+        | StatusCode::CONFLICT
+        | StatusCode::FORBIDDEN => {
+            KilnError::InvalidArgument(format!("the server refused ({status}): {detail}"))
+        }
+        _ => KilnError::Internal(format!("the server answered {status}: {detail}")),
+    })
+}
+
+fn create(args: &CreateArgs) -> Result<()> {
+    let config = serde_json::to_value(Config::from_file(&args.config)?)
+        .map_err(|e| KilnError::Internal(format!("encoding the config: {e}")))?;
+    let mut body = json!({
+        "config": config,
+        "rounds": args.rounds,
+        "clientsPerRound": args.clients_per_round,
+        "aggregation": {"method": args.aggregation, "clipNorm": args.clip_norm},
+    });
+    let optional = [
+        ("minClients", args.min_clients.map(Value::from)),
+        ("roundTimeoutSecs", args.round_timeout_secs.map(Value::from)),
+        ("numOutputs", args.num_outputs.map(Value::from)),
+        ("initModel", args.init_model.clone().map(Value::from)),
+        (
+            "validationDataset",
+            args.validation_dataset.clone().map(Value::from),
+        ),
+        (
+            "inputShape",
+            (!args.input_shape.is_empty()).then(|| json!(args.input_shape)),
+        ),
+    ];
+    for (key, value) in optional {
+        if let Some(value) = value {
+            body[key] = value;
+        }
+    }
+    let api = Api::new(&args.server, args.token_file.as_deref())?;
+    let view = api.json(api.post_json("/v1/federations", &body)?)?;
+    println!("{}", pretty(&view));
+    Ok(())
+}
+
+/// What a client keeps between runs: its participant id.
+fn state_path(args: &JoinArgs) -> PathBuf {
+    args.state_file.clone().unwrap_or_else(|| {
+        let dir = args
+            .data
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let name = args
+            .data
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        dir.join(format!(".{name}.{}.json", args.federation))
+    })
+}
+
+fn participant_of(api: &Api, args: &JoinArgs) -> Result<(String, Value)> {
+    let path = state_path(args);
+    let known = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .and_then(|v| v["participant"].as_str().map(str::to_string));
+    let body = match &known {
+        Some(p) => json!({"participant": p}),
+        None => json!({}),
+    };
+    let joined =
+        api.json(api.post_json(&format!("/v1/federations/{}/join", args.federation), &body)?)?;
+    let participant = joined["participant"]
+        .as_str()
+        .ok_or_else(|| KilnError::Internal("join: the server gave no participant id".into()))?
+        .to_string();
+    kiln::store::write_atomic(
+        &path,
+        json!({"participant": participant}).to_string().as_bytes(),
+    )?;
+    Ok((participant, joined))
+}
+
+/// The local data source: the CSV, read the way the federation's config reads data.
+fn local_data(config: &Config, args: &JoinArgs) -> kiln::config::DataConfig {
+    let label_column = args
+        .label_column
+        .as_ref()
+        .map(|c| match c.parse::<usize>() {
+            Ok(index) => LabelColumn::Index(index),
+            Err(_) => LabelColumn::Name(c.clone()),
+        });
+    kiln::config::DataConfig {
+        source: DataSource::Csv,
+        path: Some(args.data.display().to_string()),
+        header: args.header,
+        label_column: label_column.or_else(|| config.data.label_column.clone()),
+        ..config.data.clone()
+    }
+}
+
+fn join(args: &JoinArgs) -> Result<()> {
+    let api = Api::new(&args.server, args.token_file.as_deref())?;
+    let (participant, joined) = participant_of(&api, args)?;
+    let plan_config: Config = serde_json::from_value(joined["config"].clone())
+        .map_err(|e| KilnError::Internal(format!("join: unreadable config: {e}")))?;
+    let data = local_data(&plan_config, args);
+    let device = native_device(args.backend)?;
+    let fed = &args.federation;
+    eprintln!(
+        "kiln: joined {fed} as {participant}; the data in {} stays here",
+        args.data.display()
+    );
+    let mut prepared = None;
+    loop {
+        let next = api.json(api.post_json(
+            &format!("/v1/federations/{fed}/checkin"),
+            &json!({"participant": participant}),
+        )?)?;
+        let round = next["round"].as_i64().unwrap_or(0);
+        match next["action"].as_str().unwrap_or_default() {
+            "train" => {
+                let global = fetch_model(&api, fed, round)?;
+                let (config, splits) = match prepared.take() {
+                    Some(ready) => ready,
+                    None => {
+                        let config = local_config(&global, data.clone())?;
+                        let splits = prepare_local(&global, &config, load_source(&config)?)?;
+                        (config, splits)
+                    }
+                };
+                let update = futures::executor::block_on(train_round(
+                    &global,
+                    &config,
+                    &splits,
+                    device.clone(),
+                    &mut |_| {},
+                    CancelToken::new(),
+                    None,
+                ))?;
+                send_update(&api, fed, round, &participant, &update)?;
+                prepared = Some((config, splits));
+            }
+            "wait" => std::thread::sleep(Duration::from_millis(300)),
+            "completed" => {
+                let view = api.json(api.get(&format!("/v1/federations/{fed}"))?)?;
+                eprintln!("kiln: {fed} completed");
+                println!("{}", pretty(&view));
+                return Ok(());
+            }
+            other => {
+                return Err(KilnError::Training(format!(
+                    "federation {fed} is {other}: {}",
+                    next["error"].as_str().unwrap_or("no reason given")
+                )));
+            }
+        }
+    }
+}
+
+fn fetch_model(api: &Api, fed: &str, round: i64) -> Result<SavedModel> {
+    let response = ok(api.get(&format!("/v1/federations/{fed}/model?round={round}"))?)?;
+    let bytes = response
+        .bytes()
+        .map_err(|e| KilnError::Internal(format!("reading the global model: {e}")))?;
+    SavedModel::from_bytes(&bytes)
+}
+
+fn send_update(
+    api: &Api,
+    fed: &str,
+    round: i64,
+    participant: &str,
+    update: &kiln::federated::LocalUpdate,
+) -> Result<()> {
+    let bytes = update.model.to_bytes()?;
+    let url = format!(
+        "{}/v1/federations/{fed}/rounds/{round}/updates?participant={participant}&examples={}",
+        api.base, update.examples
+    );
+    let response = api.send("sending the update", |c| {
+        c.post(&url)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(bytes.clone())
+    })?;
+    match response.status() {
+        // The round closed without it (a timeout): the next check-in says what to do.
+        StatusCode::CONFLICT => {
+            eprintln!("kiln: round {round} closed before this client's update arrived");
+            Ok(())
+        }
+        _ => {
+            ok(response)?;
+            let metric = update
+                .model
+                .header
+                .metrics
+                .iter()
+                .find(|(name, _)| name.contains("accuracy") || name.contains("loss"))
+                .map(|(name, value)| format!(", local {name} {value:.4}"))
+                .unwrap_or_default();
+            eprintln!(
+                "kiln: round {round}: sent an update trained on {} examples{metric}",
+                update.examples
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,417 @@
+//! Federated training end to end: a real `kiln serve`, several `kiln federate join` clients in
+//! their own processes, each holding a few classes of the digits data (non-IID) that never
+//! leave it; the federation's final model against centralised training of the same model for
+//! the same total epochs. Then the protocol's refusals: stale rounds, duplicates, outsiders,
+//! garbage.
+
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const KILN: &str = env!("CARGO_BIN_EXE_kiln");
+
+/// A running `kiln serve` on a free loopback port.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(data_dir: &Path) -> Self {
+        let mut child = Command::new(KILN)
+            .args(["serve", "--addr", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kiln serve starts");
+        let addr = BufReader::new(child.stdout.take().expect("stdout"))
+            .lines()
+            .find_map(|l| {
+                l.ok()?
+                    .split("listening on http://")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()
+                    .map(str::to_string)
+            })
+            .expect("a listening line");
+        Self {
+            child,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client")
+}
+
+/// A CSV row and its label.
+type LabelledRow = (u32, String);
+
+/// The digits data set as CSV rows (64 features, then the label), split per class into a
+/// held-out test set (every 5th sample of each class) and the rest.
+fn digits_rows() -> (Vec<LabelledRow>, Vec<LabelledRow>) {
+    let digits = kiln::data::load_digits().expect("embedded digits");
+    let kiln::data::Targets::Classes(labels) = &digits.targets else {
+        panic!("digits are classes");
+    };
+    let mut seen = [0usize; 10];
+    let (mut train, mut test) = (Vec::new(), Vec::new());
+    for (i, label) in labels.iter().enumerate() {
+        let row = digits.features[i * 64..(i + 1) * 64]
+            .iter()
+            .map(|v| v.to_string())
+            .chain([label.to_string()])
+            .collect::<Vec<_>>()
+            .join(",");
+        let n = &mut seen[*label as usize];
+        *n += 1;
+        if *n % 5 == 0 {
+            test.push((*label, row));
+        } else {
+            train.push((*label, row));
+        }
+    }
+    (train, test)
+}
+
+fn write_rows(path: &Path, rows: &[&LabelledRow]) {
+    let text: String = rows.iter().map(|(_, r)| format!("{r}\n")).collect();
+    std::fs::write(path, text).expect("write CSV");
+}
+
+/// The local config of every client (and of the centralised run, with more epochs).
+fn config_yaml(name: &str, epochs: usize) -> String {
+    format!(
+        "name: {name}\nseed: 7\nmodel:\n  hidden: [64]\ntraining:\n  num_passes: {epochs}\n  batch_size: 32\n  \
+         weight_optimization:\n    optimization_method: sgd\n    learning_rate: 0.05\ndata:\n  normalize: false\n  split: [0.9, 0.1, 0.0]\n"
+    )
+}
+
+/// Accuracy of a `.kiln` model on a CSV, through `kiln eval`.
+fn accuracy(model: &Path, csv: &Path) -> f64 {
+    let out = Command::new(KILN)
+        .args(["eval", "--model"])
+        .arg(model)
+        .arg("--data")
+        .arg(csv)
+        .output()
+        .expect("kiln eval");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("eval JSON");
+    report["metrics"]["accuracy"].as_f64().expect("accuracy")
+}
+
+fn create(server: &Server, dir: &Path, rounds: i64, clients: i64, extra: &[&str]) -> Value {
+    let config = dir.join("fed.yaml");
+    std::fs::write(&config, config_yaml("fed-digits", 1)).expect("config");
+    let out = Command::new(KILN)
+        .args(["federate", "create"])
+        .arg(&config)
+        .args(["--server", &server.base, "--rounds", &rounds.to_string()])
+        .args(["--clients-per-round", &clients.to_string()])
+        .args(["--input-shape", "64", "--num-outputs", "10"])
+        .args(extra)
+        .output()
+        .expect("kiln federate create");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the federation as JSON")
+}
+
+fn join(server: &Server, fed: &str, data: &Path) -> Child {
+    Command::new(KILN)
+        .args([
+            "federate",
+            "join",
+            &server.base,
+            "--federation",
+            fed,
+            "--data",
+        ])
+        .arg(data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kiln federate join")
+}
+
+/// Waits for a client to end; its exit status and stderr.
+fn finish(mut child: Child, limit: Duration) -> (bool, String) {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut err = String::new();
+            let _ = child
+                .stderr
+                .take()
+                .expect("stderr")
+                .read_to_string(&mut err);
+            return (status.success(), err);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let mut err = String::new();
+            let _ = child
+                .stderr
+                .take()
+                .expect("stderr")
+                .read_to_string(&mut err);
+            panic!("a client ran past {limit:?}: {err}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn non_iid_clients_train_one_model_close_to_centralised_training() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (train, test) = digits_rows();
+    let test_csv = dir.path().join("test.csv");
+    write_rows(&test_csv, &test.iter().collect::<Vec<_>>());
+    // Four clients with two or three classes each: no client has seen most digits.
+    let groups: [&[u32]; 4] = [&[0, 1, 2], &[3, 4, 5], &[6, 7], &[8, 9]];
+    let client_files: Vec<PathBuf> = groups
+        .iter()
+        .enumerate()
+        .map(|(i, classes)| {
+            let path = dir.path().join(format!("client-{i}.csv"));
+            write_rows(
+                &path,
+                &train
+                    .iter()
+                    .filter(|(l, _)| classes.contains(l))
+                    .collect::<Vec<_>>(),
+            );
+            path
+        })
+        .collect();
+    let server = Server::start(&dir.path().join("server"));
+    // 60 rounds of one local epoch: measured 0.955 against 0.977 centralised (2026-12-07).
+    let rounds = 60;
+    let fed = create(&server, dir.path(), rounds, 4, &[]);
+    let id = fed["id"].as_str().expect("id").to_string();
+    assert!(id.starts_with("fed-"), "{fed}");
+    assert_eq!(fed["status"], "waiting");
+    let clients: Vec<Child> = client_files.iter().map(|f| join(&server, &id, f)).collect();
+    for client in clients {
+        let (ok, err) = finish(client, Duration::from_secs(600));
+        assert!(ok, "a client failed: {err}");
+        assert!(err.contains("stays here"), "{err}");
+    }
+    let view: Value = http()
+        .get(server.url(&format!("/v1/federations/{id}")))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(view["status"], "completed", "{view}");
+    assert_eq!(
+        view["history"].as_array().map(Vec::len),
+        Some(rounds as usize),
+        "{view}"
+    );
+    for round in view["history"].as_array().unwrap() {
+        assert_eq!(round["participants"], 4, "{round}");
+    }
+    let model_id = view["trainedModel"]["modelId"]
+        .as_str()
+        .expect("a final model")
+        .to_string();
+    // The final model is in the store like a training job's, and is the last round's model.
+    let stored = http()
+        .get(server.url(&format!("/v1/models/{model_id}")))
+        .send()
+        .unwrap();
+    assert!(stored.status().is_success());
+    let federated = dir.path().join("federated.kiln");
+    std::fs::write(&federated, stored.bytes().unwrap()).unwrap();
+    let fed_accuracy = accuracy(&federated, &test_csv);
+    // Centralised: the same model on all the clients' data, for the same total epochs.
+    let all = dir.path().join("all.csv");
+    write_rows(&all, &train.iter().collect::<Vec<_>>());
+    let central_yaml = format!(
+        "{}  source: csv\n  path: {}\n",
+        config_yaml("central", rounds as usize),
+        all.display()
+    );
+    let central_config = dir.path().join("central.yaml");
+    std::fs::write(&central_config, central_yaml).unwrap();
+    let out = Command::new(KILN)
+        .args(["--store"])
+        .arg(dir.path().join("store"))
+        .arg("train")
+        .arg(&central_config)
+        .arg("--out")
+        .arg(dir.path().join("central"))
+        .output()
+        .expect("kiln train");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let central_accuracy = accuracy(&dir.path().join("central/best_model.kiln"), &test_csv);
+    eprintln!("federated {fed_accuracy:.4}, centralised {central_accuracy:.4}");
+    assert!(
+        fed_accuracy >= central_accuracy - 0.03,
+        "federated {fed_accuracy:.4} vs centralised {central_accuracy:.4}"
+    );
+}
+
+/// A member's update, as the CLI would send it: a `.kiln` file.
+fn post_update(
+    server: &Server,
+    id: &str,
+    round: i64,
+    participant: &str,
+    body: Vec<u8>,
+) -> reqwest::blocking::Response {
+    http()
+        .post(server.url(&format!(
+            "/v1/federations/{id}/rounds/{round}/updates?participant={participant}&examples=10"
+        )))
+        .header("content-type", "application/octet-stream")
+        .body(body)
+        .send()
+        .unwrap()
+}
+
+#[test]
+fn the_protocol_refuses_outsiders_duplicates_stale_rounds_and_garbage() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(&dir.path().join("server"));
+    let fed = create(
+        &server,
+        dir.path(),
+        2,
+        2,
+        &["--min-clients", "1", "--round-timeout-secs", "3600"],
+    );
+    let id = fed["id"].as_str().unwrap().to_string();
+    let client = http();
+    let join = |body: Value| -> Value {
+        client
+            .post(server.url(&format!("/v1/federations/{id}/join")))
+            .json(&body)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    let a = join(json!({}))["participant"].as_str().unwrap().to_string();
+    let b = join(json!({}))["participant"].as_str().unwrap().to_string();
+    let outsider = join(json!({}))["participant"].as_str().unwrap().to_string();
+    // Rejoining with the same id keeps it.
+    assert_eq!(join(json!({"participant": a}))["participant"], a.as_str());
+    let check_in = |p: &str| -> Value {
+        client
+            .post(server.url(&format!("/v1/federations/{id}/checkin")))
+            .json(&json!({"participant": p}))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    assert_eq!(check_in(&a)["action"], "train");
+    assert_eq!(check_in(&b)["action"], "train");
+    // The round is full: a third client waits.
+    assert_eq!(check_in(&outsider)["action"], "wait");
+    let global = client
+        .get(server.url(&format!("/v1/federations/{id}/model")))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap()
+        .to_vec();
+    let model = kiln::model::SavedModel::from_bytes(&global).expect("a .kiln model");
+    // An outsider's update: 403.
+    let r = post_update(&server, &id, 0, &outsider, global.clone());
+    assert_eq!(r.status(), 403, "{}", r.text().unwrap());
+    // Garbage, wrong shapes, NaN: 400 naming what is wrong.
+    let r = post_update(&server, &id, 0, &a, b"not a model".to_vec());
+    assert_eq!(r.status(), 400);
+    let mut nan = model.clone();
+    let mut flat = kiln::federated::FlatWeights::from_burnpack("w", &nan.weights).unwrap();
+    flat.tensors[0].values[0] = f32::NAN;
+    nan.weights = flat.to_burnpack().unwrap();
+    let r = post_update(&server, &id, 0, &a, nan.to_bytes().unwrap());
+    assert_eq!(r.status(), 400);
+    assert!(r.text().unwrap().contains("NaN"));
+    let mut wrong = model.clone();
+    wrong.header.num_outputs = 3;
+    let r = post_update(&server, &id, 0, &a, wrong.to_bytes().unwrap());
+    assert_eq!(r.status(), 400);
+    // A good update, then the same client again: 409.
+    let r = post_update(&server, &id, 0, &a, global.clone());
+    assert_eq!(r.status(), 202, "{}", r.text().unwrap());
+    let r = post_update(&server, &id, 0, &a, global.clone());
+    assert_eq!(r.status(), 409);
+    assert_eq!(check_in(&a)["action"], "wait");
+    // The second update fills the round: it closes and round 1 opens.
+    let r = post_update(&server, &id, 0, &b, global.clone());
+    assert_eq!(r.status(), 202);
+    let started = Instant::now();
+    let view = loop {
+        let view: Value = client
+            .get(server.url(&format!("/v1/federations/{id}")))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        if view["round"] == 1 || started.elapsed() > Duration::from_secs(30) {
+            break view;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(view["round"], 1, "{view}");
+    assert_eq!(view["history"][0]["participants"], 2, "{view}");
+    // An update to the closed round is stale: 409.
+    let r = post_update(&server, &id, 0, &b, global.clone());
+    assert_eq!(r.status(), 409);
+    assert!(r.text().unwrap().contains("at round 1"));
+    // Cancelled: clients are told so; deleting it then works.
+    let r = client
+        .post(server.url(&format!("/v1/federations/{id}/cancel")))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success());
+    assert_eq!(check_in(&a)["action"], "cancelled");
+    let r = client
+        .delete(server.url(&format!("/v1/federations/{id}")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = client
+        .get(server.url(&format!("/v1/federations/{id}")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
