@@ -415,3 +415,152 @@ fn the_protocol_refuses_outsiders_duplicates_stale_rounds_and_garbage() {
         .unwrap();
     assert_eq!(r.status(), 404);
 }
+
+/// The federation's events so far (its stream ends with the final status).
+fn event_kinds(server: &Server, id: &str) -> Vec<(String, Value)> {
+    let text = http()
+        .get(server.url(&format!("/v1/federations/{id}/events")))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let mut events = Vec::new();
+    let mut kind = String::new();
+    for line in text.lines() {
+        if let Some(k) = line.strip_prefix("event: ") {
+            kind = k.to_string();
+        } else if let Some(data) = line.strip_prefix("data: ") {
+            events.push((
+                kind.clone(),
+                serde_json::from_str(data).unwrap_or(Value::Null),
+            ));
+        }
+    }
+    events
+}
+
+/// Polls a federation until `done` says so (or fails after `limit`).
+fn wait_for(server: &Server, id: &str, limit: Duration, done: impl Fn(&Value) -> bool) -> Value {
+    let started = Instant::now();
+    loop {
+        let view = http()
+            .get(server.url(&format!("/v1/federations/{id}")))
+            .send()
+            .and_then(|r| r.json::<Value>());
+        if let Ok(view) = view {
+            if done(&view) {
+                return view;
+            }
+            assert!(started.elapsed() < limit, "still {view}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_federation_survives_a_killed_server_a_vanished_client_and_a_late_joiner() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (train, _) = digits_rows();
+    let files: Vec<PathBuf> = (0..3)
+        .map(|i| {
+            let path = dir.path().join(format!("client-{i}.csv"));
+            let rows: Vec<&LabelledRow> = train.iter().skip(i).step_by(3).collect();
+            write_rows(&path, &rows);
+            path
+        })
+        .collect();
+    let data_dir = dir.path().join("server");
+    let mut server = Server::start(&data_dir);
+    let rounds = 8;
+    let fed = create(
+        &server,
+        dir.path(),
+        rounds,
+        3,
+        &["--min-clients", "2", "--round-timeout-secs", "3"],
+    );
+    let id = fed["id"].as_str().unwrap().to_string();
+    let steady = join(&server, &id, &files[0]);
+    let doomed = join(&server, &id, &files[1]);
+    wait_for(&server, &id, Duration::from_secs(60), |v| {
+        v["round"].as_i64() >= Some(1)
+    });
+    // A client vanishes mid-federation: kill -9, no goodbye.
+    let mut doomed = doomed;
+    doomed.kill().expect("kill a client");
+    let _ = doomed.wait();
+    // A client that joins a round and then is never heard of again (what a closed laptop looks
+    // like to the server): dropped at the round's timeout, the round closes without it.
+    let ghost: Value = http()
+        .post(server.url(&format!("/v1/federations/{id}/join")))
+        .json(&json!({}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let ghost = ghost["participant"].as_str().unwrap().to_string();
+    let answer: Value = http()
+        .post(server.url(&format!("/v1/federations/{id}/checkin")))
+        .json(&json!({"participant": ghost}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let ghost_round = answer["round"].as_i64().unwrap();
+    assert_eq!(answer["action"], "train", "{answer}");
+    // A late joiner takes part from the round that is open when it arrives.
+    let late = join(&server, &id, &files[2]);
+    wait_for(&server, &id, Duration::from_secs(60), |v| {
+        v["round"].as_i64() >= Some(3)
+    });
+    // The server is killed with -9 mid-federation and started again on the same address and
+    // data: the clients' calls wait for it and the federation goes on.
+    let addr = server.base.trim_start_matches("http://").to_string();
+    server.child.kill().expect("kill -9 the server");
+    let _ = server.child.wait();
+    let restarted = Command::new(KILN)
+        .args(["serve", "--addr", &addr])
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kiln serve starts again");
+    server.child = restarted;
+    for client in [steady, late] {
+        let (ok, err) = finish(client, Duration::from_secs(300));
+        assert!(ok, "a client failed: {err}");
+    }
+    let view = wait_for(&server, &id, Duration::from_secs(30), |v| {
+        v["status"] == "completed"
+    });
+    let history = view["history"].as_array().expect("history");
+    let closed: Vec<i64> = history
+        .iter()
+        .map(|r| r["round"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        closed,
+        (0..rounds).collect::<Vec<_>>(),
+        "every round closed once: {view}"
+    );
+    let events = event_kinds(&server, &id);
+    let count = |kind: &str| events.iter().filter(|(k, _)| k == kind).count();
+    assert_eq!(count("roundClosed"), rounds as usize, "{events:?}");
+    assert!(
+        events.iter().any(|(k, e)| k == "clientDropped"
+            && e["participant"] == ghost.as_str()
+            && e["round"] == ghost_round),
+        "the vanished client is dropped: {events:?}"
+    );
+    let late_rounds = history
+        .iter()
+        .filter(|r| r["participants"].as_i64() == Some(2) || r["participants"].as_i64() == Some(3))
+        .count();
+    assert_eq!(late_rounds, rounds as usize, "{view}");
+    assert!(
+        history.iter().skip(3).all(|r| r["participants"] == 2),
+        "after the drop the steady client and the late joiner carry the rounds: {view}"
+    );
+}

@@ -99,6 +99,15 @@ async fn look_at(ctx: &RunnerContext, row: &FederationRow) -> Result<()> {
         return Ok(());
     }
     if updates >= plan.min_clients {
+        for participant in silent_members(ctx, row).await? {
+            publish(
+                ctx,
+                &row.id,
+                "clientDropped",
+                json!({"round": row.round, "participant": participant, "why": "no update before the round's timeout"}),
+            )
+            .await;
+        }
         return close(ctx, row, &plan).await;
     }
     if row.round_tries < plan.round_retries {
@@ -136,6 +145,25 @@ async fn look_at(ctx: &RunnerContext, row: &FederationRow) -> Result<()> {
     );
     end(ctx, &row.id, FederationStatus::Failed, &why).await?;
     Ok(())
+}
+
+/// The members of the open round that sent no update.
+async fn silent_members(ctx: &RunnerContext, row: &FederationRow) -> Result<Vec<String>> {
+    let registry = ctx.hub.registry();
+    let sent: Vec<String> = registry
+        .updates(&row.id, row.round)
+        .await
+        .map_err(registry_error)?
+        .into_iter()
+        .map(|u| u.participant)
+        .collect();
+    Ok(registry
+        .members(&row.id, row.round)
+        .await
+        .map_err(registry_error)?
+        .into_iter()
+        .filter(|m| !sent.contains(m))
+        .collect())
 }
 
 /// Closes the open round of `row` once its updates are all in (called after each update).
