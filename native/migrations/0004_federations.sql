@@ -43,3 +43,14 @@ CREATE TABLE IF NOT EXISTS federation_rounds (
     closed_at BIGINT NOT NULL,
     PRIMARY KEY (federation_id, round)
 );
+-- Join tokens: scoped to one federation's client calls, stored as SHA-256 digests.
+CREATE TABLE IF NOT EXISTS federation_invites (
+    id TEXT PRIMARY KEY,
+    federation_id TEXT NOT NULL,
+    token_digest TEXT NOT NULL UNIQUE,
+    expires_at BIGINT,
+    max_uses BIGINT,
+    uses BIGINT NOT NULL DEFAULT 0,
+    revoked BIGINT NOT NULL DEFAULT 0,
+    created_at BIGINT NOT NULL
+);

@@ -21,6 +21,23 @@ pub enum FederateAction {
     Create(CreateArgs),
     /// Take part in a federation: train every round on local data until it ends.
     Join(JoinArgs),
+    /// Make a join token for a federation (needs the admin token): it lets a client join,
+    /// check in, fetch the global model and send updates — nothing else. Printed once.
+    Invite {
+        /// The server (http://host:port).
+        server: String,
+        /// The federation's id (fed-…).
+        federation: String,
+        /// A file whose first line is the admin token.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// Seconds until the join token stops working (default: never).
+        #[arg(long)]
+        expires_in_secs: Option<i64>,
+        /// How many clients may join with it (default: any number).
+        #[arg(long)]
+        max_uses: Option<i64>,
+    },
     /// Print a federation's status, rounds and metrics as JSON.
     Status {
         /// The server (http://host:port).
@@ -108,10 +125,24 @@ pub struct JoinArgs {
 }
 
 /// Runs a `kiln federate` action.
-pub fn run(action: FederateAction) -> Result<()> {
+pub fn run(action: FederateAction, store: &kiln::store::DirStore) -> Result<()> {
     match action {
         FederateAction::Create(args) => create(&args),
-        FederateAction::Join(args) => join(&args),
+        FederateAction::Join(args) => join(&args, store),
+        FederateAction::Invite {
+            server,
+            federation,
+            token_file,
+            expires_in_secs,
+            max_uses,
+        } => {
+            let api = Api::new(&server, token_file.as_deref())?;
+            let body = json!({"expiresInSecs": expires_in_secs, "maxUses": max_uses});
+            let invite =
+                api.json(api.post_json(&format!("/v1/federations/{federation}/invites"), &body)?)?;
+            println!("{}", pretty(&invite));
+            Ok(())
+        }
         FederateAction::Status {
             server,
             federation,
@@ -328,7 +359,7 @@ fn local_data(config: &Config, args: &JoinArgs) -> kiln::config::DataConfig {
     }
 }
 
-fn join(args: &JoinArgs) -> Result<()> {
+fn join(args: &JoinArgs, store: &kiln::store::DirStore) -> Result<()> {
     let api = Api::new(&args.server, args.token_file.as_deref())?;
     let (participant, joined) = participant_of(&api, args)?;
     let plan_config: Config = serde_json::from_value(joined["config"].clone())
@@ -372,9 +403,15 @@ fn join(args: &JoinArgs) -> Result<()> {
             }
             "wait" => std::thread::sleep(Duration::from_millis(300)),
             "completed" => {
-                let view = api.json(api.get(&format!("/v1/federations/{fed}"))?)?;
-                eprintln!("kiln: {fed} completed");
-                println!("{}", pretty(&view));
+                // The final model, kept in the local store to predict with.
+                let model = fetch_model(&api, fed, round)?;
+                futures::executor::block_on(kiln::store::save_model(store, &model))?;
+                eprintln!(
+                    "kiln: {fed} completed; its model {} is in {}",
+                    model.header.model_id,
+                    store.root().display()
+                );
+                println!("{}", pretty(&next));
                 return Ok(());
             }
             other => {

@@ -64,7 +64,7 @@ fn run(cli: Cli, pool: std::sync::Arc<rayon::ThreadPool>) -> Result<()> {
             backend,
         } => models_cmd::predict(&store, &model, &input, output, backend),
         Command::Models { action } => models_cmd::models(&store, action),
-        Command::Federate { action } => federate_cmd::run(action),
+        Command::Federate { action } => federate_cmd::run(action, &store),
         Command::Serve {
             addr,
             data_dir,

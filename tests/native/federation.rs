@@ -157,6 +157,8 @@ fn join(server: &Server, fed: &str, data: &Path) -> Child {
             "--data",
         ])
         .arg(data)
+        .arg("--store")
+        .arg(data.with_extension("store"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -563,4 +565,179 @@ fn a_federation_survives_a_killed_server_a_vanished_client_and_a_late_joiner() {
         history.iter().skip(3).all(|r| r["participants"] == 2),
         "after the drop the steady client and the late joiner carry the rounds: {view}"
     );
+}
+
+#[test]
+fn join_tokens_open_one_federation_s_client_calls_and_nothing_else() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let admin_file = dir.path().join("admin-token");
+    std::fs::write(&admin_file, "admin-secret-token\n").unwrap();
+    let data_dir = dir.path().join("server");
+    let child = Command::new(KILN)
+        .args(["serve", "--addr", "127.0.0.1:0", "--token-file"])
+        .arg(&admin_file)
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kiln serve");
+    let mut child = child;
+    let addr = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .find_map(|l| {
+            l.ok()?
+                .split("listening on http://")
+                .nth(1)?
+                .split_whitespace()
+                .next()
+                .map(str::to_string)
+        })
+        .expect("a listening line");
+    let server = Server {
+        child,
+        base: format!("http://{addr}"),
+    };
+    let admin = ["--token-file", admin_file.to_str().unwrap()];
+    let fed_a = create(&server, dir.path(), 1, 1, &admin)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let fed_b = create(&server, dir.path(), 1, 1, &admin)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let invite = Command::new(KILN)
+        .args([
+            "federate",
+            "invite",
+            &server.base,
+            &fed_a,
+            "--max-uses",
+            "2",
+        ])
+        .args(admin)
+        .output()
+        .unwrap();
+    assert!(
+        invite.status.success(),
+        "{}",
+        String::from_utf8_lossy(&invite.stderr)
+    );
+    let invite: Value = serde_json::from_slice(&invite.stdout).unwrap();
+    let token = invite["token"]
+        .as_str()
+        .expect("the token, shown once")
+        .to_string();
+    let with = |method: reqwest::Method, path: &str, token: &str| -> u16 {
+        http()
+            .request(method, server.url(path))
+            .bearer_auth(token)
+            .json(&json!({}))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    use reqwest::Method as M;
+    let a = |tail: &str| format!("/v1/federations/{fed_a}{tail}");
+    // Every call outside federation A's client calls: 403, whatever it is.
+    for (method, path) in [
+        (M::GET, a("")),
+        (M::GET, "/v1/federations".to_string()),
+        (M::POST, "/v1/federations".to_string()),
+        (M::POST, a("/cancel")),
+        (M::DELETE, a("")),
+        (M::POST, a("/invites")),
+        (M::GET, a("/invites")),
+        (M::GET, a("/events")),
+        (M::POST, format!("/v1/federations/{fed_b}/join")),
+        (M::GET, format!("/v1/federations/{fed_b}/model")),
+        (M::GET, "/v1/jobs".to_string()),
+        (M::POST, "/v1/jobs".to_string()),
+        (M::GET, "/v1/models".to_string()),
+        (M::GET, "/v1/datasets".to_string()),
+        (M::GET, "/v1/workers".to_string()),
+        (M::GET, "/v1/openapi.json".to_string()),
+    ] {
+        assert_eq!(with(method.clone(), &path, &token), 403, "{method} {path}");
+    }
+    // Its client calls work.
+    assert_eq!(with(M::GET, &a("/model"), &token), 200);
+    // A native client joins with the join token alone and completes the federation's round.
+    let token_file = dir.path().join("join-token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let (train, _) = digits_rows();
+    let data = dir.path().join("mine.csv");
+    write_rows(&data, &train.iter().collect::<Vec<_>>());
+    let client = Command::new(KILN)
+        .args([
+            "federate",
+            "join",
+            &server.base,
+            "--federation",
+            &fed_a,
+            "--data",
+        ])
+        .arg(&data)
+        .arg("--token-file")
+        .arg(&token_file)
+        .arg("--store")
+        .arg(dir.path().join("store"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (ok, err) = finish(client, Duration::from_secs(120));
+    assert!(ok, "{err}");
+    assert!(err.contains("completed; its model"), "{err}");
+    let view: Value = http()
+        .get(server.url(&a("")))
+        .bearer_auth("admin-secret-token")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(view["status"], "completed", "{view}");
+    // Two joins allowed: the client's one, then one more; the third is refused.
+    assert_eq!(with(M::POST, &a("/join"), &token), 200);
+    assert_eq!(with(M::POST, &a("/join"), &token), 403);
+    // The registry keeps the token's digest, never the token.
+    for file in ["kiln.db", "kiln.db-wal"] {
+        if let Ok(bytes) = std::fs::read(data_dir.join(file)) {
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains(&token),
+                "{file} holds the token"
+            );
+        }
+    }
+    // Revoked: 401 from then on. Expired: the same.
+    let invite_id = invite["id"].as_str().unwrap();
+    let revoked = http()
+        .delete(server.url(&a(&format!("/invites/{invite_id}"))))
+        .bearer_auth("admin-secret-token")
+        .send()
+        .unwrap();
+    assert_eq!(revoked.status(), 204);
+    assert_eq!(with(M::GET, &a("/model"), &token), 401);
+    let short: Value = http()
+        .post(server.url(&format!("/v1/federations/{fed_b}/invites")))
+        .bearer_auth("admin-secret-token")
+        .json(&json!({"expiresInSecs": 1}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let short = short["token"].as_str().unwrap();
+    assert_eq!(
+        with(M::GET, &format!("/v1/federations/{fed_b}/model"), short),
+        200
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        with(M::GET, &format!("/v1/federations/{fed_b}/model"), short),
+        401
+    );
+    assert_eq!(with(M::GET, &a("/model"), "not-a-token"), 401);
 }

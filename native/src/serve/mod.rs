@@ -8,10 +8,13 @@ mod http;
 mod server;
 mod worker;
 
-use fleet::{datasets, federations, hub, lease, mirror, model_store, objects, page, registry};
+use fleet::{
+    datasets, federations, hub, invites, lease, mirror, model_store, objects, page, registry,
+};
 use http::{
     auth, body_limits, body_reader, connections, datasets_api, federations_api, head_limits,
-    jobs_api, models_api, openapi, pagination, predictions_api, problem, state, ui, workers_api,
+    invites_api, jobs_api, models_api, openapi, pagination, predictions_api, problem, state, ui,
+    workers_api,
 };
 use worker::{claim_loop, heartbeat, listener, recorder, rounds, runner, scheduler};
 

@@ -1,7 +1,7 @@
 //! `kiln serve`: binds, recovers unfinished jobs, starts the training threads, serves the API,
 //! and stops cleanly on SIGINT / SIGTERM.
 
-use super::auth::{Tokens, require_token};
+use super::auth::{Gate, Tokens, require_token};
 use super::body_limits::{BodyLimits, limit_bodies};
 use super::claim_loop::{start_training_threads, stop_training_threads};
 use super::hub::Hub;
@@ -15,7 +15,7 @@ use super::scheduler::Scheduler;
 use super::state::AppState;
 use super::worker::{WorkerIdentity, worker_id};
 use super::{datasets_api, heartbeat, jobs_api, listener, models_api, openapi, predictions_api};
-use super::{federations_api, rounds, ui, workers_api};
+use super::{federations_api, invites_api, rounds, ui, workers_api};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, header};
@@ -362,6 +362,14 @@ fn router(state: AppState, options: &ServeOptions, origins: Option<AllowOrigin>)
         )
         .route("/v1/federations/{id}/cancel", post(federations_api::cancel))
         .route("/v1/federations/{id}/events", get(federations_api::events))
+        .route(
+            "/v1/federations/{id}/invites",
+            post(invites_api::create).get(invites_api::list),
+        )
+        .route(
+            "/v1/federations/{id}/invites/{invite}",
+            axum::routing::delete(invites_api::revoke),
+        )
         .route("/v1/federations/{id}/join", post(federations_api::join))
         .route(
             "/v1/federations/{id}/checkin",
@@ -389,7 +397,10 @@ fn router(state: AppState, options: &ServeOptions, origins: Option<AllowOrigin>)
             limit_bodies,
         ))
         .layer(axum::middleware::from_fn_with_state(
-            state.tokens.clone(),
+            Gate {
+                tokens: state.tokens.clone(),
+                registry: state.registry.clone(),
+            },
             require_token,
         ))
         .layer(DefaultBodyLimit::max(

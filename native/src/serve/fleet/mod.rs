@@ -4,6 +4,7 @@
 pub mod datasets;
 pub mod federations;
 pub mod hub;
+pub mod invites;
 pub mod lease;
 pub mod mirror;
 pub mod model_store;

@@ -1,9 +1,12 @@
-//! Bearer tokens: read from `--token-file` (one per line), kept as SHA-256 digests and compared
-//! in constant time.
+//! Bearer tokens: the admin tokens of `--token-file` (one per line), kept as SHA-256 digests
+//! and compared in constant time; and federations' join tokens (in the registry, as digests),
+//! each of which opens one federation's client calls and nothing else.
 
+use crate::serve::invites::token_digest;
 use crate::serve::problem::{ApiError, ProblemKind};
+use crate::serve::registry::{Registry, now_ms};
 use axum::extract::{Request, State};
-use axum::http::header;
+use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use kiln::{KilnError, Result};
@@ -62,11 +65,47 @@ impl Tokens {
     }
 }
 
+/// What the authentication layer checks tokens against.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    /// The admin tokens.
+    pub tokens: Tokens,
+    /// Where join tokens are.
+    pub registry: Registry,
+}
+
+/// A request made with a federation's join token (not an admin token): the invite's id.
+#[derive(Debug, Clone)]
+pub struct InviteScope {
+    /// `inv-<uuid>`.
+    pub invite: String,
+}
+
+/// Whether a join token of federation `federation` may make this call: its client calls only.
+fn client_call(method: &Method, path: &str, federation: &str) -> bool {
+    let Some(rest) = path
+        .strip_prefix("/v1/federations/")
+        .and_then(|p| p.strip_prefix(federation))
+        .and_then(|p| p.strip_prefix('/'))
+    else {
+        return false;
+    };
+    let update = rest
+        .strip_prefix("rounds/")
+        .and_then(|r| r.split_once('/'))
+        .is_some_and(|(round, tail)| round.parse::<i64>().is_ok() && tail == "updates");
+    match *method {
+        Method::POST => rest == "join" || rest == "checkin" || update,
+        Method::GET => rest == "model",
+        _ => false,
+    }
+}
+
 /// Middleware: every API endpoint but `/v1/health` needs `Authorization: Bearer <token>` when
-/// the server has tokens.
+/// the server has tokens — an admin token, or for a federation's client calls its join token.
 pub async fn require_token(
-    State(tokens): State<Tokens>,
-    request: Request,
+    State(gate): State<Gate>,
+    mut request: Request,
     next: Next,
 ) -> std::result::Result<Response, ApiError> {
     // Health, and the dashboard's page and files (they hold no data; the page asks for the
@@ -77,26 +116,47 @@ pub async fn require_token(
         || path.starts_with("/ui/")
         || (path.starts_with("/jobs/") && !path[6..].contains('/'))
         || request.method() == "OPTIONS";
-    if tokens.required() && !open {
+    if gate.tokens.required() && !open {
         let given = request
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        match given {
-            None => {
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| t.trim().to_string());
+        let Some(token) = given else {
+            return Err(ApiError::new(
+                ProblemKind::Unauthorized,
+                "this server needs a token: send Authorization: Bearer <token>",
+            ));
+        };
+        if !gate.tokens.accepts(&token) {
+            let invite = gate
+                .registry
+                .live_invite(&token_digest(&token), now_ms())
+                .await?
+                .ok_or_else(|| {
+                    ApiError::new(
+                        ProblemKind::Unauthorized,
+                        "the token is not one this server accepts",
+                    )
+                })?;
+            if !client_call(
+                request.method(),
+                request.uri().path(),
+                &invite.federation_id,
+            ) {
                 return Err(ApiError::new(
-                    ProblemKind::Unauthorized,
-                    "this server needs a token: send Authorization: Bearer <token>",
+                    ProblemKind::Protocol(axum::http::StatusCode::FORBIDDEN),
+                    format!(
+                        "a join token opens only federation {}'s client calls (join, checkin, \
+                         model, updates)",
+                        invite.federation_id
+                    ),
                 ));
             }
-            Some(token) if !tokens.accepts(token.trim()) => {
-                return Err(ApiError::new(
-                    ProblemKind::Unauthorized,
-                    "the token is not one this server accepts",
-                ));
-            }
-            Some(_) => {}
+            request
+                .extensions_mut()
+                .insert(InviteScope { invite: invite.id });
         }
     }
     Ok(next.run(request).await)
@@ -120,5 +180,33 @@ mod tests {
         assert!(empty.contains("holds no token"), "{empty}");
         std::fs::remove_file(&dir).unwrap();
         assert!(!Tokens::default().required());
+    }
+
+    #[test]
+    fn a_join_token_opens_only_its_federation_s_client_calls() {
+        let fed = "fed-1";
+        for (method, path) in [
+            (Method::POST, "/v1/federations/fed-1/join"),
+            (Method::POST, "/v1/federations/fed-1/checkin"),
+            (Method::GET, "/v1/federations/fed-1/model"),
+            (Method::POST, "/v1/federations/fed-1/rounds/3/updates"),
+        ] {
+            assert!(client_call(&method, path, fed), "{method} {path}");
+        }
+        for (method, path) in [
+            (Method::GET, "/v1/federations/fed-1"),
+            (Method::DELETE, "/v1/federations/fed-1"),
+            (Method::POST, "/v1/federations/fed-1/cancel"),
+            (Method::POST, "/v1/federations/fed-1/invites"),
+            (Method::GET, "/v1/federations/fed-1/events"),
+            (Method::POST, "/v1/federations/fed-12/join"),
+            (Method::POST, "/v1/federations/fed-2/join"),
+            (Method::POST, "/v1/federations/fed-1/rounds/x/updates"),
+            (Method::POST, "/v1/federations/fed-1/rounds/3/updates/x"),
+            (Method::GET, "/v1/jobs"),
+            (Method::POST, "/v1/federations"),
+        ] {
+            assert!(!client_call(&method, path, fed), "{method} {path}");
+        }
     }
 }

@@ -383,6 +383,7 @@ pub async fn delete(
         )));
     }
     state.registry.delete_federation(&id).await?;
+    state.registry.delete_invites(&id).await?;
     state
         .runner
         .objects
@@ -436,9 +437,18 @@ fn check_participant(id: &str) -> Result<(), ApiError> {
 pub async fn join(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    scope: Option<axum::Extension<crate::serve::auth::InviteScope>>,
     body: Option<Json<Join>>,
 ) -> Result<Json<Value>, ApiError> {
     let row = find(&state, &id).await?;
+    if let Some(axum::Extension(scope)) = scope
+        && !state.registry.use_invite(&scope.invite).await?
+    {
+        return Err(ApiError::new(
+            crate::serve::problem::ProblemKind::Protocol(StatusCode::FORBIDDEN),
+            "this join token has no joins left (maxUses); ask for another",
+        ));
+    }
     let participant = match body.and_then(|Json(b)| b.participant) {
         Some(p) => {
             check_participant(&p)?;
@@ -523,6 +533,7 @@ pub async fn check_in(
         "rounds": row.rounds,
         "status": row.status,
         "error": row.error,
+        "result": row.result.as_deref().and_then(|r| serde_json::from_str::<Value>(r).ok()),
         "modelUrl": format!("/v1/federations/{id}/model"),
     })))
 }

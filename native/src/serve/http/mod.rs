@@ -8,6 +8,7 @@ pub mod connections;
 pub mod datasets_api;
 pub mod federations_api;
 pub mod head_limits;
+pub mod invites_api;
 pub mod jobs_api;
 pub mod models_api;
 pub mod openapi;

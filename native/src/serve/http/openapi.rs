@@ -1,7 +1,8 @@
 //! The OpenAPI document, generated from the handlers' annotations.
 
 use crate::serve::{
-    datasets_api, federations_api, jobs_api, models_api, predictions_api, problem, workers_api,
+    datasets_api, federations_api, invites_api, jobs_api, models_api, predictions_api, problem,
+    workers_api,
 };
 use axum::Json;
 use serde::Serialize;
@@ -59,6 +60,9 @@ pub struct Health {
         federations_api::check_in,
         federations_api::model,
         federations_api::submit_update,
+        invites_api::create,
+        invites_api::list,
+        invites_api::revoke,
     ),
     components(schemas(problem::Problem, Health))
 )]
