@@ -80,6 +80,9 @@ pub struct CreateArgs {
     /// Clip each client's update to this norm.
     #[arg(long)]
     pub clip_norm: Option<f64>,
+    /// trimmed_mean: the fraction of values dropped at each end (default 0.1).
+    #[arg(long)]
+    pub trim: Option<f64>,
     /// One sample's shape, comma-separated (`64`, or `1,28,28`).
     #[arg(long, value_delimiter = ',')]
     pub input_shape: Vec<usize>,
@@ -277,6 +280,9 @@ fn create(args: &CreateArgs) -> Result<()> {
         "clientsPerRound": args.clients_per_round,
         "aggregation": {"method": args.aggregation, "clipNorm": args.clip_norm},
     });
+    if let Some(trim) = args.trim {
+        body["aggregation"]["trim"] = Value::from(trim);
+    }
     let optional = [
         ("minClients", args.min_clients.map(Value::from)),
         ("roundTimeoutSecs", args.round_timeout_secs.map(Value::from)),
@@ -372,13 +378,18 @@ fn join(args: &JoinArgs, store: &kiln::store::DirStore) -> Result<()> {
         args.data.display()
     );
     let mut prepared = None;
+    let mut skipped = None;
     loop {
         let next = api.json(api.post_json(
             &format!("/v1/federations/{fed}/checkin"),
             &json!({"participant": participant}),
         )?)?;
         let round = next["round"].as_i64().unwrap_or(0);
-        match next["action"].as_str().unwrap_or_default() {
+        let action = match next["action"].as_str().unwrap_or_default() {
+            "train" if skipped == Some(round) => "wait",
+            other => other,
+        };
+        match action {
             "train" => {
                 let global = fetch_model(&api, fed, round)?;
                 let (config, splits) = match prepared.take() {
@@ -389,7 +400,7 @@ fn join(args: &JoinArgs, store: &kiln::store::DirStore) -> Result<()> {
                         (config, splits)
                     }
                 };
-                let update = futures::executor::block_on(train_round(
+                let trained = futures::executor::block_on(train_round(
                     &global,
                     &config,
                     &splits,
@@ -397,8 +408,18 @@ fn join(args: &JoinArgs, store: &kiln::store::DirStore) -> Result<()> {
                     &mut |_| {},
                     CancelToken::new(),
                     None,
-                ))?;
-                send_update(&api, fed, round, &participant, &update)?;
+                ));
+                match trained {
+                    Ok(update) => send_update(&api, fed, round, &participant, &update)?,
+                    // A global model local training cannot work with (it diverges, say): this
+                    // client sits the round out — the round closes without it at its timeout.
+                    Err(e) => {
+                        eprintln!(
+                            "kiln: round {round}: local training failed ({e}); sitting this round out"
+                        );
+                        skipped = Some(round);
+                    }
+                }
                 prepared = Some((config, splits));
             }
             "wait" => std::thread::sleep(Duration::from_millis(300)),

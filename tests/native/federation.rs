@@ -319,6 +319,22 @@ fn the_protocol_refuses_outsiders_duplicates_stale_rounds_and_garbage() {
     );
     let id = fed["id"].as_str().unwrap().to_string();
     let client = http();
+    // A trimmed mean that would trim nothing from a round is refused at creation.
+    let refused = client
+        .post(server.url("/v1/federations"))
+        .json(&json!({
+            "rounds": 1, "clientsPerRound": 4, "inputShape": [64], "numOutputs": 10,
+            "aggregation": {"method": "trimmed_mean", "trim": 0.1}
+        }))
+        .send()
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    assert!(
+        refused
+            .text()
+            .unwrap()
+            .contains("aggregation.trim: 0.1 of a round of 4 clients")
+    );
     let join = |body: Value| -> Value {
         client
             .post(server.url(&format!("/v1/federations/{id}/join")))

@@ -274,6 +274,15 @@ pub async fn create(
         round_settings(&body)?;
     let aggregation = body.aggregation.clone().unwrap_or_default();
     aggregation.validate("aggregation")?;
+    let trimmed = (min_clients as f64 * aggregation.trim).floor();
+    if aggregation.method == kiln::federated::AggregationMethod::TrimmedMean && trimmed < 1.0 {
+        return Err(ApiError::bad_input(format!(
+            "aggregation.trim: {} of a round of {min_clients} clients (minClients) drops no \
+             update at either end; use at least {:.3}",
+            aggregation.trim,
+            1.0 / min_clients as f64
+        )));
+    }
     let mut config = parse_config(body.config.clone(), None)?;
     config.data.normalize = false;
     if let Some(dataset) = &body.validation_dataset
