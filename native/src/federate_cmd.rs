@@ -216,8 +216,9 @@ impl Api {
             }
             match request.send() {
                 Ok(response) => return Ok(response),
+                // The server restarting: refused connections, and requests it cut off.
                 Err(e)
-                    if (e.is_connect() || e.is_timeout())
+                    if (e.is_connect() || e.is_timeout() || e.is_request())
                         && started.elapsed() < UNREACHABLE_FOR =>
                 {
                     std::thread::sleep(pause);

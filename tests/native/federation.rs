@@ -20,13 +20,19 @@ struct Server {
 
 impl Server {
     fn start(data_dir: &Path) -> Self {
+        Self::start_with(data_dir, "127.0.0.1:0", &[])
+    }
+
+    /// A server on `addr` (port 0: a free one) with `extra` arguments.
+    fn start_with(data_dir: &Path, addr: &str, extra: &[&str]) -> Self {
         let mut child = Command::new(KILN)
-            .args(["serve", "--addr", "127.0.0.1:0"])
+            .args(["serve", "--addr", addr])
             .arg("--data-dir")
             .arg(data_dir)
+            .args(extra)
             .env("XDG_RUNTIME_DIR", std::env::temp_dir())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::null())
             .spawn()
             .expect("kiln serve starts");
         let addr = BufReader::new(child.stdout.take().expect("stdout"))
@@ -536,16 +542,7 @@ fn a_federation_survives_a_killed_server_a_vanished_client_and_a_late_joiner() {
     let addr = server.base.trim_start_matches("http://").to_string();
     server.child.kill().expect("kill -9 the server");
     let _ = server.child.wait();
-    let restarted = Command::new(KILN)
-        .args(["serve", "--addr", &addr])
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("kiln serve starts again");
-    server.child = restarted;
+    server = Server::start_with(&data_dir, &addr, &[]);
     for client in [steady, late] {
         let (ok, err) = finish(client, Duration::from_secs(300));
         assert!(ok, "a client failed: {err}");
@@ -589,32 +586,11 @@ fn join_tokens_open_one_federation_s_client_calls_and_nothing_else() {
     let admin_file = dir.path().join("admin-token");
     std::fs::write(&admin_file, "admin-secret-token\n").unwrap();
     let data_dir = dir.path().join("server");
-    let child = Command::new(KILN)
-        .args(["serve", "--addr", "127.0.0.1:0", "--token-file"])
-        .arg(&admin_file)
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("kiln serve");
-    let mut child = child;
-    let addr = BufReader::new(child.stdout.take().unwrap())
-        .lines()
-        .find_map(|l| {
-            l.ok()?
-                .split("listening on http://")
-                .nth(1)?
-                .split_whitespace()
-                .next()
-                .map(str::to_string)
-        })
-        .expect("a listening line");
-    let server = Server {
-        child,
-        base: format!("http://{addr}"),
-    };
+    let server = Server::start_with(
+        &data_dir,
+        "127.0.0.1:0",
+        &["--token-file", admin_file.to_str().unwrap()],
+    );
     let admin = ["--token-file", admin_file.to_str().unwrap()];
     let fed_a = create(&server, dir.path(), 1, 1, &admin)["id"]
         .as_str()

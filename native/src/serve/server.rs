@@ -328,30 +328,9 @@ fn allowed_origins(given: &[String]) -> Result<Option<AllowOrigin>> {
     Ok((!origins.is_empty()).then(|| AllowOrigin::list(origins)))
 }
 
-fn router(state: AppState, options: &ServeOptions, origins: Option<AllowOrigin>) -> Router {
-    let api = Router::new()
-        .route("/", get(ui::page))
-        .route("/jobs/{id}", get(ui::page))
-        .route("/ui/{file}", get(ui::file))
-        .route("/v1/health", get(openapi::health))
-        .route("/v1/openapi.json", get(openapi::document))
-        .route(
-            "/v1/datasets",
-            post(datasets_api::upload).get(datasets_api::list),
-        )
-        .route(
-            "/v1/datasets/{id}",
-            axum::routing::delete(datasets_api::delete),
-        )
-        .route("/v1/jobs", post(jobs_api::submit).get(jobs_api::list))
-        .route(
-            "/v1/jobs/{id}",
-            get(jobs_api::show).delete(jobs_api::delete),
-        )
-        .route("/v1/jobs/{id}/cancel", post(jobs_api::cancel))
-        .route("/v1/jobs/{id}/events", get(jobs_api::events))
-        .route("/v1/jobs/{id}/metrics", get(jobs_api::metrics))
-        .route("/v1/jobs/{id}/holdout", get(jobs_api::holdout))
+/// The federation endpoints: admin calls, join tokens, and the clients' round calls.
+fn federation_routes() -> Router<AppState> {
+    Router::new()
         .route(
             "/v1/federations",
             post(federations_api::create).get(federations_api::list),
@@ -380,6 +359,33 @@ fn router(state: AppState, options: &ServeOptions, origins: Option<AllowOrigin>)
             "/v1/federations/{id}/rounds/{round}/updates",
             post(federations_api::submit_update),
         )
+}
+
+fn router(state: AppState, options: &ServeOptions, origins: Option<AllowOrigin>) -> Router {
+    let api = Router::new()
+        .route("/", get(ui::page))
+        .route("/jobs/{id}", get(ui::page))
+        .route("/ui/{file}", get(ui::file))
+        .route("/v1/health", get(openapi::health))
+        .route("/v1/openapi.json", get(openapi::document))
+        .route(
+            "/v1/datasets",
+            post(datasets_api::upload).get(datasets_api::list),
+        )
+        .route(
+            "/v1/datasets/{id}",
+            axum::routing::delete(datasets_api::delete),
+        )
+        .route("/v1/jobs", post(jobs_api::submit).get(jobs_api::list))
+        .route(
+            "/v1/jobs/{id}",
+            get(jobs_api::show).delete(jobs_api::delete),
+        )
+        .route("/v1/jobs/{id}/cancel", post(jobs_api::cancel))
+        .route("/v1/jobs/{id}/events", get(jobs_api::events))
+        .route("/v1/jobs/{id}/metrics", get(jobs_api::metrics))
+        .route("/v1/jobs/{id}/holdout", get(jobs_api::holdout))
+        .merge(federation_routes())
         .route("/v1/workers", get(workers_api::list))
         .route("/v1/workers/{id}/drain", post(workers_api::drain))
         .route("/v1/predictions", post(predictions_api::submit))

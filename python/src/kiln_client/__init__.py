@@ -10,7 +10,7 @@
 
 from ._trained import TrainedModel
 from .aio import AsyncClient, AsyncJob, AsyncModel
-from .client import Client, Job, Model
+from .client import Client, Federation, Job, Model
 from .errors import JobFailed, KilnError
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "AsyncJob",
     "AsyncModel",
     "Client",
+    "Federation",
     "Job",
     "JobFailed",
     "KilnError",

@@ -25,6 +25,7 @@ class Client:
         self.url = url.rstrip("/")
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
         self._last_job: Optional[Job] = None
+        self._last_federation: Optional[Federation] = None
 
     def close(self) -> None:
         """Closes the connection pool."""
@@ -140,6 +141,33 @@ class Client:
     def events(self, job_id: str, last_event_id: int = 0) -> Iterator[Event]:
         """A job's events after ``last_event_id``, live, until its final status; a dropped
         stream is resumed with Last-Event-ID."""
+        return self._follow(f"/v1/jobs/{job_id}/events", job_id, last_event_id)
+
+    def create_federation(
+        self,
+        config: Union[Dict[str, Any], str, None] = None,
+        rounds: int = 10,
+        clients_per_round: int = 2,
+        **settings: Any,
+    ) -> "Federation":
+        """Creates a federation: ``config`` is the training config every client trains its
+        rounds with; ``settings`` are the API's other fields in snake_case (``min_clients``,
+        ``round_timeout_secs``, ``aggregation={"method": "fedavg"}``, ``input_shape``,
+        ``num_outputs``, ``init_model``, ``validation_dataset``, ``tags``)."""
+        body: Dict[str, Any] = {"config": config, "rounds": rounds, "clientsPerRound": clients_per_round}
+        for key, value in settings.items():
+            head, *rest = key.split("_")
+            body[head + "".join(part.title() for part in rest)] = value
+        answer = self.request("POST", "/v1/federations", json=body).json()
+        self._last_federation = Federation(self, answer["id"])
+        return self._last_federation
+
+    def federation(self, federation_id: str) -> "Federation":
+        """A federation by id."""
+        return Federation(self, federation_id)
+
+    def _follow(self, path: str, what: str, last_event_id: int = 0) -> Iterator[Event]:
+        """The events of ``path`` after ``last_event_id``, live, until the final status."""
         last = last_event_id
         lost_since: Optional[float] = None
         while True:
@@ -147,7 +175,7 @@ class Client:
             if last:
                 headers["last-event-id"] = str(last)
             try:
-                with self._http.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers, timeout=None) as r:
+                with self._http.stream("GET", path, headers=headers, timeout=None) as r:
                     if r.status_code >= 400:
                         r.read()
                         raise_for_problem(r)
@@ -161,7 +189,7 @@ class Client:
                 pass
             lost_since = lost_since or time.monotonic()
             if time.monotonic() - lost_since > RECONNECT_FOR:
-                raise ConnectionError(f"lost the event stream of {job_id} for {RECONNECT_FOR:.0f} s")
+                raise ConnectionError(f"lost the event stream of {what} for {RECONNECT_FOR:.0f} s")
             time.sleep(0.5)
 
 
@@ -216,6 +244,62 @@ class Job:
     def cancel(self) -> None:
         """Cancels the job (idempotent; a finished job raises KilnError 409)."""
         self._client.request("POST", f"/v1/jobs/{self.id}/cancel")
+
+
+class Federation:
+    """A federation on the server: many clients train one model, their data stays with them."""
+
+    def __init__(self, client: Client, federation_id: str) -> None:
+        self._client = client
+        self.id = federation_id
+
+    def __repr__(self) -> str:
+        return f"Federation({self.id!r})"
+
+    def info(self) -> Dict[str, Any]:
+        """Status, open round, participants, every closed round's metrics (``history``)."""
+        return self._client.request("GET", f"/v1/federations/{self.id}").json()
+
+    def status(self) -> str:
+        """``waiting | running | completed | failed | cancelled``."""
+        return self.info()["status"]
+
+    def round(self) -> int:
+        """The open round (from 0; ``rounds`` once completed)."""
+        return self.info()["round"]
+
+    def result(self) -> Dict[str, Any]:
+        """The result of a completed federation; raises :class:`JobFailed` otherwise."""
+        info = self.info()
+        if info["status"] != "completed":
+            raise JobFailed(self.id, info["status"], info.get("error") or "the federation has not completed")
+        return info["result"]
+
+    @property
+    def trained_model(self) -> TrainedModel:
+        """``{"modelId": ..., "guid": ...}`` of the final model; raises :class:`JobFailed` before."""
+        return trained_model_of(self.result())
+
+    def events(self, last_event_id: int = 0) -> Iterator[Event]:
+        """The federation's events (``roundStarted``, ``clientJoined``, ``updateReceived``,
+        ``clientDropped``, ``roundClosed``, ``warning``, ``status``), live, until it ends."""
+        return self._client._follow(f"/v1/federations/{self.id}/events", self.id, last_event_id)
+
+    def wait(self) -> Dict[str, Any]:
+        """Blocks until the federation ends; returns its result or raises :class:`JobFailed`."""
+        for event in self.events():
+            if is_final(event):
+                break
+        return self.result()
+
+    def invite(self, expires_in_secs: Optional[int] = None, max_uses: Optional[int] = None) -> Dict[str, Any]:
+        """A join token for clients (``{"id", "token", ...}``; the token is shown once)."""
+        body = {"expiresInSecs": expires_in_secs, "maxUses": max_uses}
+        return self._client.request("POST", f"/v1/federations/{self.id}/invites", json=body).json()
+
+    def cancel(self) -> None:
+        """Cancels the federation."""
+        self._client.request("POST", f"/v1/federations/{self.id}/cancel")
 
 
 class Model:

@@ -226,10 +226,22 @@ impl Registry {
 
     /// Whether `participant` takes part in round `round`.
     pub async fn is_member(&self, id: &str, round: i64, participant: &str) -> Outcome<bool> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) FROM federation_members
-             WHERE federation_id = $1 AND round = $2 AND participant = $3",
-        )
+        self.participant_in("federation_members", id, round, participant)
+            .await
+    }
+
+    /// Whether `participant` has a row in `table` (members or updates) for `round`.
+    async fn participant_in(
+        &self,
+        table: &str,
+        id: &str,
+        round: i64,
+        participant: &str,
+    ) -> Outcome<bool> {
+        let row = sqlx::query(&format!(
+            "SELECT COUNT(*) FROM {table}
+             WHERE federation_id = $1 AND round = $2 AND participant = $3"
+        ))
         .bind(id)
         .bind(round)
         .bind(participant)
@@ -277,16 +289,8 @@ impl Registry {
 
     /// Whether `participant` already sent its update to `round`.
     pub async fn has_update(&self, id: &str, round: i64, participant: &str) -> Outcome<bool> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) FROM federation_updates
-             WHERE federation_id = $1 AND round = $2 AND participant = $3",
-        )
-        .bind(id)
-        .bind(round)
-        .bind(participant)
-        .fetch_one(self.pool())
-        .await?;
-        Ok(row.try_get::<i64, _>(0)? > 0)
+        self.participant_in("federation_updates", id, round, participant)
+            .await
     }
 
     /// The updates a round received, in a fixed order (so aggregating them again gives the same

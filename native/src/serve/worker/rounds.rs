@@ -99,15 +99,7 @@ async fn look_at(ctx: &RunnerContext, row: &FederationRow) -> Result<()> {
         return Ok(());
     }
     if updates >= plan.min_clients {
-        for participant in silent_members(ctx, row).await? {
-            publish(
-                ctx,
-                &row.id,
-                "clientDropped",
-                json!({"round": row.round, "participant": participant, "why": "no update before the round's timeout"}),
-            )
-            .await;
-        }
+        announce_dropped(ctx, row, &silent_members(ctx, row).await?).await;
         return close(ctx, row, &plan).await;
     }
     if row.round_tries < plan.round_retries {
@@ -115,15 +107,7 @@ async fn look_at(ctx: &RunnerContext, row: &FederationRow) -> Result<()> {
             .reopen_round(&row.id, row.round, now)
             .await
             .map_err(registry_error)?;
-        for participant in &dropped {
-            publish(
-                ctx,
-                &row.id,
-                "clientDropped",
-                json!({"round": row.round, "participant": participant, "why": "no update before the round's timeout"}),
-            )
-            .await;
-        }
+        announce_dropped(ctx, row, &dropped).await;
         publish(
             ctx,
             &row.id,
@@ -145,6 +129,19 @@ async fn look_at(ctx: &RunnerContext, row: &FederationRow) -> Result<()> {
     );
     end(ctx, &row.id, FederationStatus::Failed, &why).await?;
     Ok(())
+}
+
+/// Says that `participants` were dropped from the open round of `row`.
+async fn announce_dropped(ctx: &RunnerContext, row: &FederationRow, participants: &[String]) {
+    for participant in participants {
+        publish(
+            ctx,
+            &row.id,
+            "clientDropped",
+            json!({"round": row.round, "participant": participant, "why": "no update before the round's timeout"}),
+        )
+        .await;
+    }
 }
 
 /// The members of the open round that sent no update.
@@ -217,24 +214,8 @@ async fn close(ctx: &RunnerContext, row: &FederationRow, plan: &FederationPlan) 
         .record_round(&row.id, &round)
         .await
         .map_err(registry_error)?;
-    let last = row.round + 1 >= plan.rounds;
-    let result = if last {
-        let model = next.clone();
-        let store = ctx.store.clone();
-        tokio::task::spawn_blocking(move || {
-            futures::executor::block_on(kiln::store::save_model(&store, &model))
-        })
-        .await
-        .map_err(|e| KilnError::Internal(format!("storing the final model: {e}")))??;
-        Some(
-            json!({
-                "modelId": plan.model_id,
-                "guid": plan.model_id,
-                "rounds": plan.rounds,
-                "finalMetrics": next.header.metrics,
-            })
-            .to_string(),
-        )
+    let result = if row.round + 1 >= plan.rounds {
+        Some(store_final(ctx, plan, &next).await?)
     } else {
         None
     };
@@ -245,6 +226,39 @@ async fn close(ctx: &RunnerContext, row: &FederationRow, plan: &FederationPlan) 
     if !moved {
         return Ok(());
     }
+    announce_closed(ctx, row, &round, result.as_deref()).await;
+    Ok(())
+}
+
+/// Stores the final model in the model store; the federation's result (JSON).
+async fn store_final(
+    ctx: &RunnerContext,
+    plan: &FederationPlan,
+    model: &SavedModel,
+) -> Result<String> {
+    let (stored, store) = (model.clone(), ctx.store.clone());
+    tokio::task::spawn_blocking(move || {
+        futures::executor::block_on(kiln::store::save_model(&store, &stored))
+    })
+    .await
+    .map_err(|e| KilnError::Internal(format!("storing the final model: {e}")))??;
+    Ok(json!({
+        "modelId": plan.model_id,
+        "guid": plan.model_id,
+        "rounds": plan.rounds,
+        "finalMetrics": model.header.metrics,
+    })
+    .to_string())
+}
+
+/// Tells the federation's followers that a round closed, and what comes next: the next round,
+/// or the federation's completion with its `result`.
+async fn announce_closed(
+    ctx: &RunnerContext,
+    row: &FederationRow,
+    round: &RoundRow,
+    result: Option<&str>,
+) {
     let metrics: Value = serde_json::from_str(&round.metrics).unwrap_or(Value::Null);
     publish(
         ctx,
@@ -255,7 +269,7 @@ async fn close(ctx: &RunnerContext, row: &FederationRow, plan: &FederationPlan) 
     .await;
     match result {
         Some(result) => {
-            let result: Value = serde_json::from_str(&result).unwrap_or(Value::Null);
+            let result: Value = serde_json::from_str(result).unwrap_or(Value::Null);
             publish(
                 ctx,
                 &row.id,
@@ -274,7 +288,6 @@ async fn close(ctx: &RunnerContext, row: &FederationRow, plan: &FederationPlan) 
             .await;
         }
     }
-    Ok(())
 }
 
 /// The next global model from round `row.round`'s updates, and the round's record. The same
@@ -293,25 +306,7 @@ async fn aggregate_round(
         return Err(KilnError::Training("no update arrived".into()));
     }
     let objects = &ctx.objects;
-    let global_bytes = objects
-        .get(&global_model_key(&row.id, row.round))
-        .await?
-        .ok_or_else(|| {
-            KilnError::Internal(format!(
-                "the global model of round {} is missing",
-                row.round
-            ))
-        })?;
-    let mut clients = Vec::with_capacity(updates.len());
-    for update in &updates {
-        let bytes = objects
-            .get(&update_key(&row.id, row.round, &update.participant))
-            .await?
-            .ok_or_else(|| {
-                KilnError::Internal(format!("the update of {} is missing", update.participant))
-            })?;
-        clients.push((bytes, update.examples));
-    }
+    let (global_bytes, clients) = round_objects(ctx, row, &updates).await?;
     let moments = match row.round {
         0 => None,
         r => objects.get(&moments_key(&row.id, r)).await?,
@@ -359,6 +354,30 @@ async fn aggregate_round(
         closed_at: now_ms(),
     };
     Ok((next, record))
+}
+
+/// The objects a round is aggregated from: the global model it started from and every update
+/// with its example count.
+async fn round_objects(
+    ctx: &RunnerContext,
+    row: &FederationRow,
+    updates: &[UpdateRow],
+) -> Result<(bytes::Bytes, Vec<(bytes::Bytes, i64)>)> {
+    let objects = &ctx.objects;
+    let missing = |what: String| KilnError::Internal(format!("{what} is missing"));
+    let global = objects
+        .get(&global_model_key(&row.id, row.round))
+        .await?
+        .ok_or_else(|| missing(format!("the global model of round {}", row.round)))?;
+    let mut clients = Vec::with_capacity(updates.len());
+    for update in updates {
+        let bytes = objects
+            .get(&update_key(&row.id, row.round, &update.participant))
+            .await?
+            .ok_or_else(|| missing(format!("the update of {}", update.participant)))?;
+        clients.push((bytes, update.examples));
+    }
+    Ok((global, clients))
 }
 
 /// The validation dataset's file and row, when the plan names one.
