@@ -114,6 +114,15 @@ fn config_yaml(name: &str, epochs: usize) -> String {
     )
 }
 
+/// Fails with the command's stderr unless it succeeded.
+fn assert_succeeded(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Accuracy of a `.kiln` model on a CSV, through `kiln eval`.
 fn accuracy(model: &Path, csv: &Path) -> f64 {
     let out = Command::new(KILN)
@@ -123,11 +132,7 @@ fn accuracy(model: &Path, csv: &Path) -> f64 {
         .arg(csv)
         .output()
         .expect("kiln eval");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     let report: Value = serde_json::from_slice(&out.stdout).expect("eval JSON");
     report["metrics"]["accuracy"].as_f64().expect("accuracy")
 }
@@ -144,11 +149,7 @@ fn create(server: &Server, dir: &Path, rounds: i64, clients: i64, extra: &[&str]
         .args(extra)
         .output()
         .expect("kiln federate create");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     serde_json::from_slice(&out.stdout).expect("the federation as JSON")
 }
 
@@ -281,11 +282,7 @@ fn non_iid_clients_train_one_model_close_to_centralised_training() {
         .arg(dir.path().join("central"))
         .output()
         .expect("kiln train");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     let central_accuracy = accuracy(&dir.path().join("central/best_model.kiln"), &test_csv);
     eprintln!("federated {fed_accuracy:.4}, centralised {central_accuracy:.4}");
     assert!(
@@ -612,11 +609,7 @@ fn join_tokens_open_one_federation_s_client_calls_and_nothing_else() {
         .args(admin)
         .output()
         .unwrap();
-    assert!(
-        invite.status.success(),
-        "{}",
-        String::from_utf8_lossy(&invite.stderr)
-    );
+    assert_succeeded(&invite);
     let invite: Value = serde_json::from_slice(&invite.stdout).unwrap();
     let token = invite["token"]
         .as_str()

@@ -447,8 +447,8 @@ impl Registry {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Deletes a federation's rows (members, updates, rounds, events and the federation); true
-    /// if it existed.
+    /// Deletes a federation's rows (members, updates, rounds, join tokens, events and the
+    /// federation) in one transaction; true if it existed.
     pub async fn delete_federation(&self, id: &str) -> Outcome<bool> {
         let mut tx = self.pool().begin().await?;
         for table in [

@@ -104,13 +104,4 @@ impl Registry {
         .await?;
         Ok(done.rows_affected() == 1)
     }
-
-    /// Deletes a federation's join tokens.
-    pub async fn delete_invites(&self, federation: &str) -> Outcome<()> {
-        sqlx::query("DELETE FROM federation_invites WHERE federation_id = $1")
-            .bind(federation)
-            .execute(self.pool())
-            .await?;
-        Ok(())
-    }
 }

@@ -1,7 +1,7 @@
 //! `/v1/datasets`: upload (CSV or safetensors), list, delete.
 
 use crate::serve::datasets::{CsvSettings, Format, dataset_key, inspect};
-use crate::serve::pagination::{Cursor, PageQuery, next_page_headers};
+use crate::serve::pagination::{PageQuery, headers_after};
 use crate::serve::problem::ApiError;
 use crate::serve::registry::DatasetRow;
 use crate::serve::state::{AppState, blocking};
@@ -101,14 +101,7 @@ pub async fn list(
 ) -> Result<(HeaderMap, Json<Vec<DatasetView>>), ApiError> {
     let page = query.page()?;
     let rows = state.registry.datasets(&page).await?;
-    let next = (rows.len() == page.limit as usize)
-        .then(|| rows.last())
-        .flatten()
-        .map(|row| Cursor {
-            created_at: row.created_at,
-            id: row.id.clone(),
-        });
-    let headers = next_page_headers("/v1/datasets", &page, next.as_ref(), "");
+    let headers = headers_after("/v1/datasets", &page, &rows, |r| (r.created_at, &r.id));
     Ok((
         headers,
         Json(rows.into_iter().map(DatasetView::from_row).collect()),

@@ -6,7 +6,7 @@ use crate::serve::federations::{
     update_key,
 };
 use crate::serve::jobs_api::{EventsQuery, check_tags, follow, parse_config};
-use crate::serve::pagination::{Cursor, PageQuery, next_page_headers};
+use crate::serve::pagination::{PageQuery, headers_after};
 use crate::serve::problem::ApiError;
 use crate::serve::registry::now_ms;
 use crate::serve::rounds::{self, plan_of};
@@ -341,14 +341,7 @@ pub async fn list(
 ) -> Result<(HeaderMap, Json<Vec<FederationView>>), ApiError> {
     let page = query.page()?;
     let rows = state.registry.federations(&page).await?;
-    let next = (rows.len() == page.limit as usize)
-        .then(|| rows.last())
-        .flatten()
-        .map(|row| Cursor {
-            created_at: row.created_at,
-            id: row.id.clone(),
-        });
-    let headers = next_page_headers("/v1/federations", &page, next.as_ref(), "");
+    let headers = headers_after("/v1/federations", &page, &rows, |r| (r.created_at, &r.id));
     let mut views = Vec::with_capacity(rows.len());
     for row in rows {
         views.push(view_of(&state, row).await?);
@@ -392,7 +385,6 @@ pub async fn delete(
         )));
     }
     state.registry.delete_federation(&id).await?;
-    state.registry.delete_invites(&id).await?;
     state
         .runner
         .objects

@@ -61,6 +61,27 @@ impl PageQuery {
     }
 }
 
+/// The headers that point at the page after `rows`, a full page of `path` read for `page` (none
+/// when it was not full, so it was the last); `key` gives a row's creation time and id.
+pub fn headers_after<T>(
+    path: &str,
+    page: &Page,
+    rows: &[T],
+    key: impl Fn(&T) -> (i64, &str),
+) -> HeaderMap {
+    let next = (rows.len() == page.limit as usize)
+        .then(|| rows.last())
+        .flatten()
+        .map(|row| {
+            let (created_at, id) = key(row);
+            Cursor {
+                created_at,
+                id: id.to_string(),
+            }
+        });
+    next_page_headers(path, page, next.as_ref(), "")
+}
+
 /// The headers that point at the next page of `path` (none when this page is the last).
 pub fn next_page_headers(path: &str, page: &Page, next: Option<&Cursor>, extra: &str) -> HeaderMap {
     let mut headers = HeaderMap::new();
