@@ -627,6 +627,21 @@ export class Kiln {
     return new TrainingJob(new DeferredJob(id, start), runtime);
   }
 
+  /**
+   * Joins a federation on a `kiln serve` server (`url`) and takes part in its rounds, training
+   * on this Kiln's backend: `{ federation: "fed-…", token, data, stateFile?, participant?,
+   * pollMs?, retryForSecs? }`. Only model updates leave the device (see `Federation`).
+   */
+  async joinFederation(url, options) {
+    const { Federation } = await import("./federation.js");
+    return Federation.join(this, url, options);
+  }
+
+  /** @internal One federated round on this Kiln's backend (`Federation` calls it). */
+  _trainRound(global, data, onEvent) {
+    return this.#call((inner) => inner.trainRound(global, data, onEvent));
+  }
+
   /** @internal Fault injection for Kiln's own recovery tests (`"now"` or `"job"`). */
   async _injectPanic(place) {
     return this.#call(() => this.#runtime.WasmKiln._injectPanic(place));

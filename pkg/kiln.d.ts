@@ -85,6 +85,67 @@ export interface ConnectOptions {
   backend?: "auto" | "webgpu" | "cpu";
 }
 
+/** Options of `kiln.joinFederation`. */
+export interface JoinFederationOptions {
+  /** The federation's id (`fed-<uuid>`). */
+  federation: string;
+  /** A join token for this federation (or the admin token; never hand that to a browser). */
+  token?: string;
+  /** This client's samples, read the way the federation's config reads data. They never leave the device. */
+  data:
+    | { features: Float32Array | Uint8Array | Uint8ClampedArray; labels: Int32Array | Float32Array; shape: number[] }
+    | { csv: string };
+  /** Node: the JSON file that keeps this client's participant id across restarts (browsers use IndexedDB). */
+  stateFile?: string;
+  /** Rejoin as this participant id (default: the one kept, else a new one). */
+  participant?: string;
+  /** Milliseconds between check-ins while waiting for a round (default 300). */
+  pollMs?: number;
+  /** How long an unreachable server is retried before the client gives up (default 120 s). */
+  retryForSecs?: number;
+}
+
+/** What `waitForCompletion()` resolves with. */
+export interface FederationResult {
+  status: "completed";
+  federation: string;
+  participant: string;
+  rounds: number;
+  /** The server's result: `{ modelId, guid, rounds, finalMetrics }`. */
+  result: { modelId: string; guid: string; rounds: number; finalMetrics: Record<string, number> };
+  /** The final model's id in this Kiln's store. */
+  modelId: string;
+}
+
+/** A round that closed, as this client saw it. */
+export interface FederationRound {
+  round: number;
+  /** Whether this client's update was in the round. */
+  participated: boolean;
+  examples?: number;
+  metrics?: Record<string, number>;
+}
+
+/** A federation this client takes part in (`kiln.joinFederation`). */
+export interface Federation {
+  readonly id: string;
+  readonly participant: string;
+  /** Whether this device had joined before and came back as the same participant. */
+  readonly rejoined: boolean;
+  readonly rounds: number | undefined;
+  readonly error: string | undefined;
+  status(): "joining" | "waiting" | "training" | "completed" | "failed" | "cancelled" | "left";
+  round(): number;
+  onRound(callback: (round: FederationRound) => void): void;
+  /** `roundStarted`, `local`, `updateSent`, `updateRefused`, `roundClosed`, `warning`, then the end. */
+  events(): AsyncGenerator<{ type: string; round?: number; [key: string]: unknown }, void, undefined>;
+  /** Rejects with an Error whose `status` is "failed", "cancelled" or "left" unless the federation completes. */
+  waitForCompletion(): Promise<FederationResult>;
+  /** The latest global model (the final one once completed), to predict locally. */
+  model(): Promise<Model>;
+  leave(): void;
+}
+
 export class Kiln {
   static create(options?: KilnOptions): Promise<Kiln>;
   /** The same API with jobs trained by a `kiln serve` server; `backend` is then `{ kind: "remote", url, server, version }`. */
@@ -116,6 +177,8 @@ export class Kiln {
   }): Promise<{ datasets: object[]; nextCursor: string | null }>;
   deleteModel(modelId: string): Promise<boolean>;
   importModel(bytes: Uint8Array, options?: { force?: boolean }): Promise<string>;
+  /** Takes part in a federation on a `kiln serve` server, training locally (not in remote mode). */
+  joinFederation?(url: string | URL, options: JoinFederationOptions): Promise<Federation>;
 }
 
 /** The wasm builds this page or process has loaded so far (each is downloaded on first use). */

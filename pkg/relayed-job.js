@@ -3,13 +3,14 @@
 
 /** An Error as plain data (to post it across a worker boundary). */
 export function serializeError(e) {
-  return { message: e?.message ?? String(e), name: e?.name ?? "Error", status: e?.status };
+  return { message: e?.message ?? String(e), name: e?.name ?? "Error", status: e?.status, phase: e?.phase };
 }
 
 /** The Error `serializeError` described. */
 export function reviveError(data) {
   const error = data.name === "TypeError" ? new TypeError(data.message) : new Error(data.message);
   if (data.status) error.status = data.status;
+  if (data.phase) error.phase = data.phase;
   return error;
 }
 

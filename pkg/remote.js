@@ -4,27 +4,11 @@
 // with Last-Event-ID when it drops. Models are downloaded and predict locally in wasm.
 import { RelayedTrainingJob } from "./relayed-job.js";
 import { serverEvents } from "./sse.js";
+import { problemError } from "./problem.js";
 
 const FINAL = new Set(["completed", "failed", "cancelled"]);
 /** How long a dropped event stream is retried before the job is given up (ms). */
 const RECONNECT_FOR_MS = 120_000;
-
-/** An Error from a problem+json answer, with `httpStatus` and the problem `type`. */
-async function problemError(response, what) {
-  let detail = `HTTP ${response.status}`;
-  let type;
-  try {
-    const problem = await response.json();
-    detail = problem.detail ?? detail;
-    type = problem.type;
-  } catch {
-    /* not JSON */
-  }
-  const error = new Error(`${what}: ${detail}`);
-  error.httpStatus = response.status;
-  if (type) error.type = type;
-  return error;
-}
 
 /** The little-endian bytes of a typed array. */
 function bytesOf(array) {

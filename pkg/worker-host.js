@@ -54,6 +54,9 @@ export function serveKilnInWorker(api) {
     export({ handle }) {
       return models.get(handle).export();
     },
+    trainRound({ global, data }) {
+      return kiln._trainRound(global, data);
+    },
     listModels() {
       return kiln.listModels();
     },

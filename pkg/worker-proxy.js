@@ -110,6 +110,15 @@ export class WorkerKiln {
   importModel(bytes, { force = false } = {}) {
     return this.#call("importModel", { bytes, force });
   }
+  /** Joins a federation; each round trains in the worker (see `Kiln.joinFederation`). */
+  async joinFederation(url, options) {
+    const { Federation } = await import("./federation.js");
+    return Federation.join(this, url, options);
+  }
+  /** @internal One federated round in the worker (its engine events stay there). */
+  _trainRound(global, data) {
+    return this.#call("trainRound", { global, data });
+  }
   /** Stops the worker (and every job in it). */
   terminate() {
     this.#crash(new Error("the Kiln worker was terminated"));

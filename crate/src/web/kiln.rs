@@ -19,21 +19,22 @@ use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{JsFuture, future_to_promise, spawn_local};
 
-struct Shared {
-    device: Device,
-    backend: BackendInfo,
-    store: JsStore,
+/// What a `Kiln` and the futures it spawns share: the device, the backend and the store.
+pub(super) struct Shared {
+    pub(super) device: Device,
+    pub(super) backend: BackendInfo,
+    pub(super) store: JsStore,
 }
 
 /// The entry point of the JS API. Use the package's `Kiln.create(...)`, which picks the
 /// backend and the model store, rather than `Kiln.open` directly.
 #[wasm_bindgen]
 pub struct Kiln {
-    shared: Rc<Shared>,
+    pub(super) shared: Rc<Shared>,
 }
 
 /// A future that resolves on the next macrotask, so the event loop runs between reads.
-fn next_tick() -> LocalBoxFuture<'static, ()> {
+pub(super) fn next_tick() -> LocalBoxFuture<'static, ()> {
     Box::pin(async {
         let promise = js_sys::Promise::new(&mut |resolve, _| {
             let set_timeout = js_sys::Reflect::get(&js_sys::global(), &"setTimeout".into())

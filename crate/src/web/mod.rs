@@ -3,6 +3,7 @@
 
 mod convert;
 mod device;
+mod federation;
 mod job;
 mod kiln;
 mod model;
