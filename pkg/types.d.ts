@@ -1379,6 +1379,13 @@ export interface TrainingConfig {
    * mean the same).
    */
   precision?: Precision | (32 | 16);
+  /**
+   * FedProx's μ (Li et al. 2020): adds μ/2·‖w − w₀‖² to the loss, pulling the weights toward
+   * the ones training started from — a federation's global model in a client's round, the
+   * `model.init_from` weights when fine-tuning (0 = off). A federation with `fedprox`
+   * aggregation sets it for its clients.
+   */
+  proximal_mu?: number;
   validation_steps?: Every;
   weight_optimization?: WeightOptimization;
 }

@@ -74,7 +74,7 @@ pub struct CreateArgs {
     /// Seconds a round waits for its clients (default 600).
     #[arg(long)]
     pub round_timeout_secs: Option<i64>,
-    /// fedavg, fedadam, fedyogi, median or trimmed_mean.
+    /// fedavg, fedprox, fedadam, fedyogi, median or trimmed_mean.
     #[arg(long, default_value = "fedavg")]
     pub aggregation: String,
     /// Clip each client's update to this norm.
@@ -83,6 +83,9 @@ pub struct CreateArgs {
     /// trimmed_mean: the fraction of values dropped at each end (default 0.1).
     #[arg(long)]
     pub trim: Option<f64>,
+    /// fedprox: the proximal term's μ (default 0.01).
+    #[arg(long)]
+    pub mu: Option<f64>,
     /// One sample's shape, comma-separated (`64`, or `1,28,28`).
     #[arg(long, value_delimiter = ',')]
     pub input_shape: Vec<usize>,
@@ -281,8 +284,10 @@ fn create(args: &CreateArgs) -> Result<()> {
         "clientsPerRound": args.clients_per_round,
         "aggregation": {"method": args.aggregation, "clipNorm": args.clip_norm},
     });
-    if let Some(trim) = args.trim {
-        body["aggregation"]["trim"] = Value::from(trim);
+    for (key, value) in [("trim", args.trim), ("mu", args.mu)] {
+        if let Some(value) = value {
+            body["aggregation"][key] = Value::from(value);
+        }
     }
     let optional = [
         ("minClients", args.min_clients.map(Value::from)),

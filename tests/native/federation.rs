@@ -338,6 +338,41 @@ fn the_protocol_refuses_outsiders_duplicates_stale_rounds_and_garbage() {
             .unwrap()
             .contains("aggregation.trim: 0.1 of a round of 4 clients")
     );
+    // FedProx: μ must be positive; the clients' config carries it as training.proximal_mu.
+    let fedprox = |mu: f64| {
+        client
+            .post(server.url("/v1/federations"))
+            .json(&json!({
+                "rounds": 1, "clientsPerRound": 2, "inputShape": [64], "numOutputs": 10,
+                "aggregation": {"method": "fedprox", "mu": mu}
+            }))
+            .send()
+            .unwrap()
+    };
+    let refused = fedprox(0.0);
+    assert_eq!(refused.status(), 400);
+    assert!(refused.text().unwrap().contains("aggregation.mu"));
+    let prox: Value = fedprox(0.25).json().unwrap();
+    let prox_id = prox["id"].as_str().expect("a fedprox federation");
+    let joined: Value = client
+        .post(server.url(&format!("/v1/federations/{prox_id}/join")))
+        .json(&json!({}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        joined["config"]["training"]["proximal_mu"], 0.25,
+        "{joined}"
+    );
+    let prox_model = client
+        .get(server.url(&format!("/v1/federations/{prox_id}/model")))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    let prox_model = kiln::model::SavedModel::from_bytes(&prox_model).expect("a .kiln model");
+    assert_eq!(prox_model.header.config.training.proximal_mu, 0.25);
     let join = |body: Value| -> Value {
         client
             .post(server.url(&format!("/v1/federations/{id}/join")))

@@ -314,6 +314,17 @@ pub struct TrainingConfig {
     /// rate for imported layers than for a new head). Layers in no group train at the base rate.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub layer_groups: Vec<LayerGroup>,
+    /// FedProx's μ (Li et al. 2020): adds μ/2·‖w − w₀‖² to the loss, pulling the weights toward
+    /// the ones training started from — a federation's global model in a client's round, the
+    /// `model.init_from` weights when fine-tuning (0 = off). A federation with `fedprox`
+    /// aggregation sets it for its clients.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub proximal_mu: f64,
+}
+
+/// Whether a number is 0 (an unset optional setting, left out of saved configs).
+fn is_zero(value: &f64) -> bool {
+    *value == 0.0
 }
 
 /// Some of the network's layers and their learning-rate multiplier.
@@ -340,6 +351,7 @@ impl Default for TrainingConfig {
             precision: Precision::F32,
             log_every_steps: 10,
             layer_groups: Vec::new(),
+            proximal_mu: 0.0,
         }
     }
 }

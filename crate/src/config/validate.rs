@@ -167,6 +167,7 @@ impl Config {
         )?;
         at_least_one("training.log_every_steps", t.log_every_steps)?;
         non_negative("training.gradient_max_norm", t.gradient_max_norm)?;
+        non_negative("training.proximal_mu", t.proximal_mu)?;
         self.validate_layer_groups()?;
         let w = &t.weight_optimization;
         positive(

@@ -1,4 +1,5 @@
 //! How a round's client updates become the next global model: FedAvg (weighted by examples),
+//! FedProx (FedAvg's mean of clients trained with a proximal term, Li et al. 2020),
 //! the server-side adaptive optimisers FedAdam and FedYogi (Reddi et al., "Adaptive Federated
 //! Optimization", ICLR 2021), and the robust coordinate-wise median and trimmed mean for rounds
 //! where some clients may send garbage; each update optionally clipped to a norm first.
@@ -15,6 +16,9 @@ pub enum AggregationMethod {
     /// The mean of the clients' models, weighted by their example counts (McMahan et al. 2017).
     #[default]
     Fedavg,
+    /// FedAvg's weighted mean of clients that train with the proximal term μ/2·‖w − w_global‖²
+    /// (`mu`; Li et al. 2020), which keeps clients with very different data from drifting apart.
+    Fedprox,
     /// FedAvg's mean update applied through a server-side Adam.
     Fedadam,
     /// FedAvg's mean update applied through a server-side Yogi.
@@ -48,6 +52,8 @@ pub struct Aggregation {
     pub tau: f64,
     /// `trimmed_mean`: the fraction of values dropped at each end, in [0, 0.5).
     pub trim: f64,
+    /// `fedprox`: the proximal term's μ, > 0 (each client's `training.proximal_mu`).
+    pub mu: f64,
 }
 
 impl Default for Aggregation {
@@ -60,6 +66,7 @@ impl Default for Aggregation {
             beta2: 0.99,
             tau: 1e-3,
             trim: 0.1,
+            mu: 0.01,
         }
     }
 }
@@ -78,6 +85,7 @@ impl Aggregation {
         probability(&format!("{at}.beta1"), self.beta1)?;
         probability(&format!("{at}.beta2"), self.beta2)?;
         positive(&format!("{at}.tau"), self.tau)?;
+        positive(&format!("{at}.mu"), self.mu)?;
         if !(self.trim.is_finite() && (0.0..0.5).contains(&self.trim)) {
             return Err(crate::field_checks::fail(
                 &format!("{at}.trim"),
@@ -86,6 +94,15 @@ impl Aggregation {
             ));
         }
         Ok(())
+    }
+
+    /// The clients' training config under this rule: `fedprox` sets `training.proximal_mu` to
+    /// `mu`; the other rules leave the config as it is.
+    pub fn client_config(&self, mut config: crate::config::Config) -> crate::config::Config {
+        if self.method == AggregationMethod::Fedprox {
+            config.training.proximal_mu = self.mu;
+        }
+        config
     }
 }
 
@@ -130,9 +147,10 @@ pub fn aggregate(
     }
     let examples: Vec<f64> = clients.iter().map(|c| c.examples.max(1) as f64).collect();
     let delta = match settings.method {
-        AggregationMethod::Fedavg | AggregationMethod::Fedadam | AggregationMethod::Fedyogi => {
-            weighted_mean(global, &updates, &examples)
-        }
+        AggregationMethod::Fedavg
+        | AggregationMethod::Fedprox
+        | AggregationMethod::Fedadam
+        | AggregationMethod::Fedyogi => weighted_mean(global, &updates, &examples),
         AggregationMethod::Median => coordinatewise(global, &updates, median),
         AggregationMethod::TrimmedMean => coordinatewise(global, &updates, |values| {
             trimmed_mean(values, settings.trim)

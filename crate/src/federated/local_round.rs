@@ -95,3 +95,45 @@ pub async fn train_round(
         examples: splits.train.len() as u64,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::federated::{FlatWeights, initial_model};
+
+    /// How far a client's round moves the weights from the global model, with FedProx's μ.
+    fn distance_moved(mu: f64) -> f64 {
+        let mut config = Config::default();
+        config.training.num_passes = 3;
+        config.training.weight_optimization.learning_rate = 0.05;
+        config.training.proximal_mu = mu;
+        config.model.hidden = vec![16];
+        let global = futures::executor::block_on(initial_model(&config, &[1, 8, 8], 10, "m-prox"))
+            .expect("initial model");
+        let local = local_config(&global, config.data.clone()).expect("config");
+        let loaded = crate::data::load_source(&local).expect("digits");
+        let splits = prepare_local(&global, &local, loaded).expect("splits");
+        let update = futures::executor::block_on(train_round(
+            &global,
+            &local,
+            &splits,
+            crate::backend::cpu_device(),
+            &mut |_| {},
+            CancelToken::new(),
+            None,
+        ))
+        .expect("a round trains");
+        let start = FlatWeights::from_burnpack("global", &global.weights).expect("global");
+        let end = FlatWeights::from_burnpack("update", &update.model.weights).expect("update");
+        end.zip_map(&start, |a, b| a - b).norm()
+    }
+
+    #[test]
+    fn the_proximal_term_keeps_a_round_near_the_global_model() {
+        let free = distance_moved(0.0);
+        let held = distance_moved(5.0);
+        eprintln!("moved {free} without the term, {held} with μ = 5");
+        assert!(free > 0.1, "plain local training moved {free}");
+        assert!(held < 0.2 * free, "μ = 5 moved {held}, μ = 0 moved {free}");
+    }
+}

@@ -4,6 +4,7 @@ use super::checkpoint::{ResumePoint, TrainerState};
 use super::layer_groups::LrGroups;
 use super::optim::{build_optimizer, clip_global_norm, global_grad_norm};
 use super::plan::RunPlan;
+use super::proximal::ProximalAnchor;
 use super::schedule::learning_rate;
 use crate::config::{Config, Precision, TrainingConfig};
 use crate::data::{Dataset, Splits};
@@ -27,6 +28,8 @@ pub struct Learner<M: TrainStep> {
     plan: RunPlan,
     training: TrainingConfig,
     groups: LrGroups,
+    /// The weights training started from, when `training.proximal_mu` pulls toward them.
+    proximal: Option<ProximalAnchor>,
 }
 
 /// What one step leaves to read from the device.
@@ -77,6 +80,8 @@ impl<M: TrainStep> Learner<M> {
             model = cast_float(model, FloatDType::F16);
         }
         let groups = LrGroups::resolve(&model, &t.layer_groups)?;
+        // The starting weights, before a checkpoint's: a resumed run keeps the same anchor.
+        let proximal = (t.proximal_mu > 0.0).then(|| ProximalAnchor::at(&model, t.proximal_mu));
         let mut learner = Self {
             model: Some(model),
             device: device.clone().autodiff(),
@@ -87,6 +92,7 @@ impl<M: TrainStep> Learner<M> {
             plan,
             training: t.clone(),
             groups,
+            proximal,
         };
         let Some(point) = resume else {
             return Ok(Started {
@@ -145,6 +151,9 @@ impl<M: TrainStep> Learner<M> {
         } else {
             grads
         };
+        if let Some(anchor) = &self.proximal {
+            anchor.add_to(model, &mut grads);
+        }
         let clip = training.gradient_max_norm > 0.0;
         let grad_norm = (clip || want_norm)
             .then(|| global_grad_norm(model, &grads))

@@ -13,6 +13,7 @@ mod optim;
 mod plan;
 mod points;
 mod precision;
+mod proximal;
 mod retention;
 mod run;
 mod schedule;
@@ -34,6 +35,7 @@ pub use points::{
     GRAD_NORM_SERIES, LEARNING_RATE_SERIES, MetricPoint, TRAIN_LOSS_SERIES, points_of, test_points,
 };
 pub use precision::configure_precision;
+pub use proximal::ProximalAnchor;
 pub use retention::{RankedCheckpoint, retain_top_k};
 pub use run::{RunSummary, TrainInputs, TrainOutcome, TrainRequest, YieldFn, train};
 pub use schedule::learning_rate;

@@ -283,7 +283,7 @@ pub async fn create(
             1.0 / min_clients as f64
         )));
     }
-    let mut config = parse_config(body.config.clone(), None)?;
+    let mut config = aggregation.client_config(parse_config(body.config.clone(), None)?);
     config.data.normalize = false;
     if let Some(dataset) = &body.validation_dataset
         && state.registry.dataset(dataset).await?.is_none()
