@@ -761,3 +761,133 @@ fn join_tokens_open_one_federation_s_client_calls_and_nothing_else() {
     );
     assert_eq!(with(M::GET, &a("/model"), "not-a-token"), 401);
 }
+
+/// A client that sends scaled garbage every round it is given: the global model plus noise a
+/// hundred times the size of its weights, claiming as many examples as an honest client.
+fn garbage_client(base: String, id: String) -> std::thread::JoinHandle<usize> {
+    std::thread::spawn(move || {
+        let client = http();
+        let url = |path: String| format!("{base}{path}");
+        let joined: Value = client
+            .post(url(format!("/v1/federations/{id}/join")))
+            .json(&json!({}))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let participant = joined["participant"].as_str().unwrap().to_string();
+        let mut sent = 0;
+        loop {
+            let next: Value = client
+                .post(url(format!("/v1/federations/{id}/checkin")))
+                .json(&json!({"participant": participant}))
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
+            match next["action"].as_str().unwrap() {
+                "train" => {
+                    let round = next["round"].as_i64().unwrap();
+                    let bytes = client
+                        .get(url(format!("/v1/federations/{id}/model?round={round}")))
+                        .send()
+                        .unwrap()
+                        .bytes()
+                        .unwrap();
+                    let mut model = kiln::model::SavedModel::from_bytes(&bytes).unwrap();
+                    let flat =
+                        kiln::federated::FlatWeights::from_burnpack("global", &model.weights)
+                            .unwrap();
+                    let values: Vec<f32> = flat
+                        .values()
+                        .enumerate()
+                        .map(|(i, v)| v + 100.0 * (i as f32 * 12.9898).sin())
+                        .collect();
+                    let noisy = flat.with_values(&values);
+                    model.weights = noisy.to_burnpack().unwrap();
+                    let answer = client
+                        .post(url(format!(
+                            "/v1/federations/{id}/rounds/{round}/updates?participant={participant}&examples=360"
+                        )))
+                        .header("content-type", "application/octet-stream")
+                        .body(model.to_bytes().unwrap())
+                        .send()
+                        .unwrap();
+                    assert!(answer.status().is_success() || answer.status() == 409);
+                    sent += 1;
+                }
+                "wait" => std::thread::sleep(Duration::from_millis(100)),
+                _ => return sent,
+            }
+        }
+    })
+}
+
+/// One federation of four honest clients (an IID split) with `aggregation`, and a garbage
+/// client when `attacked`; the final model's test accuracy.
+fn robust_run(dir: &Path, aggregation: &str, attacked: bool) -> f64 {
+    let (train, test) = digits_rows();
+    let test_csv = dir.join("test.csv");
+    write_rows(&test_csv, &test.iter().collect::<Vec<_>>());
+    let server = Server::start(&dir.join(format!("server-{aggregation}-{attacked}")));
+    let rounds = 15;
+    let clients = if attacked { 5 } else { 4 };
+    let mut extra = vec!["--aggregation", aggregation, "--round-timeout-secs", "60"];
+    if aggregation == "trimmed_mean" {
+        extra.extend(["--trim", "0.2"]);
+    }
+    let fed = create(&server, dir, rounds, clients, &extra);
+    let id = fed["id"].as_str().unwrap().to_string();
+    let honest: Vec<Child> = (0..4)
+        .map(|i| {
+            let path = dir.join(format!("iid-{aggregation}-{attacked}-{i}.csv"));
+            write_rows(&path, &train.iter().skip(i).step_by(4).collect::<Vec<_>>());
+            join(&server, &id, &path)
+        })
+        .collect();
+    let garbage = attacked.then(|| garbage_client(server.base.clone(), id.clone()));
+    for client in honest {
+        let (ok, err) = finish(client, Duration::from_secs(300));
+        assert!(ok, "a client failed: {err}");
+    }
+    if let Some(garbage) = garbage {
+        assert_eq!(
+            garbage.join().unwrap(),
+            rounds as usize,
+            "garbage in every round"
+        );
+    }
+    let view = wait_for(&server, &id, Duration::from_secs(30), |v| {
+        v["status"] == "completed"
+    });
+    let model_id = view["trainedModel"]["modelId"].as_str().unwrap();
+    let bytes = http()
+        .get(server.url(&format!("/v1/models/{model_id}")))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    let file = dir.join(format!("{aggregation}-{attacked}.kiln"));
+    std::fs::write(&file, bytes).unwrap();
+    accuracy(&file, &test_csv)
+}
+
+#[test]
+fn trimmed_mean_shrugs_off_a_client_that_sends_scaled_garbage_where_fedavg_does_not() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clean = robust_run(dir.path(), "fedavg", false);
+    let trimmed = robust_run(dir.path(), "trimmed_mean", true);
+    let averaged = robust_run(dir.path(), "fedavg", true);
+    eprintln!(
+        "clean fedavg {clean:.4}; with a garbage client: trimmed_mean {trimmed:.4}, fedavg {averaged:.4}"
+    );
+    assert!(clean > 0.85, "the clean run reached {clean}");
+    assert!(
+        trimmed >= clean - 0.05,
+        "trimmed_mean {trimmed} vs clean {clean}"
+    );
+    assert!(
+        averaged < clean - 0.3,
+        "fedavg under attack still reached {averaged}"
+    );
+}
