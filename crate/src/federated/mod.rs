@@ -6,6 +6,7 @@ mod aggregation;
 mod flat_weights;
 mod global_model;
 mod local_round;
+pub mod secure;
 
 pub use aggregation::{Aggregation, AggregationMethod, ClientModel, ServerMoments, aggregate};
 pub use flat_weights::{FlatWeights, NamedValues};
