@@ -1,6 +1,8 @@
 //! `kiln federate`: create a federation on a `kiln serve` (admin), follow one, or take part in
 //! one as a client — train each round on local data and send only the trained model back.
 
+use crate::federate_http::{Api, ok};
+use crate::federate_secure::{SecureJoin, Took, take_part};
 use kiln::backend::{BackendKind, native_device};
 use kiln::config::{DataSource, LabelColumn};
 use kiln::data::load_source;
@@ -9,10 +11,9 @@ use kiln::model::SavedModel;
 use kiln::train::CancelToken;
 use kiln::{Config, KilnError, Result};
 use reqwest::StatusCode;
-use reqwest::blocking::{Client, Response};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// `kiln federate ...`
 #[derive(Debug, clap::Subcommand)]
@@ -86,6 +87,15 @@ pub struct CreateArgs {
     /// fedprox: the proximal term's μ (default 0.01).
     #[arg(long)]
     pub mu: Option<f64>,
+    /// The server learns only each round's sum of updates (needs --clip-norm).
+    #[arg(long)]
+    pub secure_aggregation: bool,
+    /// Secure aggregation: shares needed to unmask (default: a majority of --min-clients).
+    #[arg(long)]
+    pub secure_threshold: Option<i64>,
+    /// Secure aggregation: seconds each step waits for the clients (default 30).
+    #[arg(long)]
+    pub secure_phase_secs: Option<i64>,
     /// One sample's shape, comma-separated (`64`, or `1,28,28`).
     #[arg(long, value_delimiter = ',')]
     pub input_shape: Vec<usize>,
@@ -166,115 +176,6 @@ fn pretty(value: &Value) -> String {
     serde_json::to_string_pretty(value).unwrap_or_default()
 }
 
-/// The server's API, with the token when there is one.
-struct Api {
-    base: String,
-    token: Option<String>,
-    client: Client,
-}
-
-/// How long calls keep retrying while the server cannot be reached (restarting, say).
-const UNREACHABLE_FOR: Duration = Duration::from_secs(180);
-
-impl Api {
-    fn new(server: &str, token_file: Option<&Path>) -> Result<Self> {
-        let token = match token_file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| KilnError::io(format!("cannot read {}", path.display()), e))?;
-                let token = text
-                    .lines()
-                    .map(str::trim)
-                    .find(|l| !l.is_empty())
-                    .map(str::to_string);
-                Some(token.ok_or_else(|| {
-                    KilnError::InvalidArgument(format!("--token-file {}: empty", path.display()))
-                })?)
-            }
-            None => None,
-        };
-        let client = Client::builder()
-            .timeout(Duration::from_secs(600))
-            .build()
-            .map_err(|e| KilnError::Internal(format!("HTTP client: {e}")))?;
-        Ok(Self {
-            base: server.trim_end_matches('/').to_string(),
-            token,
-            client,
-        })
-    }
-
-    /// Sends a request (built again for each try), retrying while the server is unreachable.
-    fn send(
-        &self,
-        what: &str,
-        build: impl Fn(&Client) -> reqwest::blocking::RequestBuilder,
-    ) -> Result<Response> {
-        let started = Instant::now();
-        let mut pause = Duration::from_millis(200);
-        loop {
-            let mut request = build(&self.client);
-            if let Some(token) = &self.token {
-                request = request.bearer_auth(token);
-            }
-            match request.send() {
-                Ok(response) => return Ok(response),
-                // The server restarting: refused connections, and requests it cut off.
-                Err(e)
-                    if (e.is_connect() || e.is_timeout() || e.is_request())
-                        && started.elapsed() < UNREACHABLE_FOR =>
-                {
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_secs(3));
-                }
-                Err(e) => {
-                    return Err(KilnError::Internal(format!(
-                        "{what}: {} unreachable: {e}",
-                        self.base
-                    )));
-                }
-            }
-        }
-    }
-
-    fn get(&self, path: &str) -> Result<Response> {
-        let url = format!("{}{path}", self.base);
-        self.send(&format!("GET {path}"), |c| c.get(&url))
-    }
-
-    fn post_json(&self, path: &str, body: &Value) -> Result<Response> {
-        let url = format!("{}{path}", self.base);
-        self.send(&format!("POST {path}"), |c| c.post(&url).json(body))
-    }
-
-    /// The JSON body of a successful response, or the server's problem as an error.
-    fn json(&self, response: Response) -> Result<Value> {
-        let response = ok(response)?;
-        response
-            .json()
-            .map_err(|e| KilnError::Internal(format!("the server's answer is not JSON: {e}")))
-    }
-}
-
-/// The response when it succeeded, else an error carrying the server's `detail`.
-fn ok(response: Response) -> Result<Response> {
-    let status = response.status();
-    if status.is_success() {
-        return Ok(response);
-    }
-    let body: Value = response.json().unwrap_or(Value::Null);
-    let detail = body["detail"].as_str().unwrap_or("no detail").to_string();
-    Err(match status {
-        StatusCode::BAD_REQUEST
-        | StatusCode::NOT_FOUND
-        | StatusCode::CONFLICT
-        | StatusCode::FORBIDDEN => {
-            KilnError::InvalidArgument(format!("the server refused ({status}): {detail}"))
-        }
-        _ => KilnError::Internal(format!("the server answered {status}: {detail}")),
-    })
-}
-
 fn create(args: &CreateArgs) -> Result<()> {
     let config = serde_json::to_value(Config::from_file(&args.config)?)
         .map_err(|e| KilnError::Internal(format!("encoding the config: {e}")))?;
@@ -290,6 +191,12 @@ fn create(args: &CreateArgs) -> Result<()> {
         }
     }
     let optional = [
+        (
+            "secureAggregation",
+            args.secure_aggregation.then_some(Value::Bool(true)),
+        ),
+        ("secureThreshold", args.secure_threshold.map(Value::from)),
+        ("securePhaseSecs", args.secure_phase_secs.map(Value::from)),
         ("minClients", args.min_clients.map(Value::from)),
         ("roundTimeoutSecs", args.round_timeout_secs.map(Value::from)),
         ("numOutputs", args.num_outputs.map(Value::from)),
@@ -377,6 +284,7 @@ fn join(args: &JoinArgs, store: &kiln::store::DirStore) -> Result<()> {
     let plan_config: Config = serde_json::from_value(joined["config"].clone())
         .map_err(|e| KilnError::Internal(format!("join: unreadable config: {e}")))?;
     let data = local_data(&plan_config, args);
+    let secure = SecureJoin::from_join(&joined);
     let device = native_device(args.backend)?;
     let fed = &args.federation;
     eprintln!(
@@ -415,11 +323,22 @@ fn join(args: &JoinArgs, store: &kiln::store::DirStore) -> Result<()> {
                     CancelToken::new(),
                     None,
                 ));
-                match trained {
-                    Ok(update) => send_update(&api, fed, round, &participant, &update)?,
+                match (trained, secure) {
+                    (Ok(update), Some(settings)) => {
+                        let took =
+                            take_part(&api, fed, round, &participant, settings, &global, &update)?;
+                        match took {
+                            Took::Part => eprintln!(
+                                "kiln: round {round}: sent a masked update of {} examples",
+                                update.examples
+                            ),
+                            Took::Left(why) => eprintln!("kiln: round {round}: {why}"),
+                        }
+                    }
+                    (Ok(update), None) => send_update(&api, fed, round, &participant, &update)?,
                     // A global model local training cannot work with (it diverges, say): this
                     // client sits the round out — the round closes without it at its timeout.
-                    Err(e) => {
+                    (Err(e), _) => {
                         eprintln!(
                             "kiln: round {round}: local training failed ({e}); sitting this round out"
                         );

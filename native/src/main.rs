@@ -3,6 +3,8 @@
 mod cli;
 mod cpu_pool;
 mod federate_cmd;
+mod federate_http;
+mod federate_secure;
 mod local_run;
 mod logging;
 mod models_cmd;

@@ -891,3 +891,135 @@ fn trimmed_mean_shrugs_off_a_client_that_sends_scaled_garbage_where_fedavg_does_
         "fedavg under attack still reached {averaged}"
     );
 }
+
+/// Four clients holding a quarter of the digits each (IID), their CSV files.
+fn quarters(dir: &Path, tag: &str) -> Vec<PathBuf> {
+    let (train, _) = digits_rows();
+    (0..4)
+        .map(|i| {
+            let path = dir.join(format!("{tag}-{i}.csv"));
+            write_rows(&path, &train.iter().skip(i).step_by(4).collect::<Vec<_>>());
+            path
+        })
+        .collect()
+}
+
+/// Runs a federation of `files` to its end; its id and the server (still running).
+fn run_to_end(
+    dir: &Path,
+    tag: &str,
+    files: &[PathBuf],
+    extra: &[&str],
+    rounds: i64,
+) -> (Server, String) {
+    let server = Server::start(&dir.join(format!("server-{tag}")));
+    let fed = create(&server, dir, rounds, files.len() as i64, extra);
+    let id = fed["id"].as_str().expect("id").to_string();
+    let clients: Vec<Child> = files.iter().map(|f| join(&server, &id, f)).collect();
+    for client in clients {
+        let (ok, err) = finish(client, Duration::from_secs(300));
+        assert!(ok, "a client failed: {err}");
+    }
+    (server, id)
+}
+
+/// A model's weights, flat.
+fn flat(model: &kiln::model::SavedModel) -> Vec<f32> {
+    kiln::federated::FlatWeights::from_burnpack("model", &model.weights)
+        .unwrap()
+        .values()
+        .collect()
+}
+
+fn fetch_model(server: &Server, path: &str) -> kiln::model::SavedModel {
+    let bytes = http()
+        .get(server.url(path))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    kiln::model::SavedModel::from_bytes(&bytes).expect("a .kiln model")
+}
+
+/// Pearson's correlation.
+fn correlation(xs: &[f64], ys: &[f64]) -> f64 {
+    let n = xs.len() as f64;
+    let (mx, my) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
+    let cov: f64 = xs.iter().zip(ys).map(|(x, y)| (x - mx) * (y - my)).sum();
+    let vx: f64 = xs.iter().map(|x| (x - mx).powi(2)).sum();
+    let vy: f64 = ys.iter().map(|y| (y - my).powi(2)).sum();
+    cov / (vx.sqrt() * vy.sqrt())
+}
+
+#[test]
+fn secure_aggregation_gives_fedavg_s_model_and_the_server_sees_only_masked_updates() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let files = quarters(dir.path(), "iid");
+    let clip = ["--clip-norm", "10"];
+    let secure = [
+        &clip[..],
+        &["--secure-aggregation", "--secure-phase-secs", "5"],
+    ]
+    .concat();
+    let (plain_server, plain_id) = run_to_end(dir.path(), "plain", &files, &clip, 3);
+    let (server, id) = run_to_end(dir.path(), "secure", &files, &secure, 3);
+    let view = wait_for(&server, &id, Duration::from_secs(30), |v| {
+        v["status"] == "completed"
+    });
+    for round in view["history"].as_array().unwrap() {
+        assert_eq!(round["participants"], 4, "{round}");
+    }
+    // The same clients, the same rounds: the same model within the quantisation bound.
+    let secure_model = flat(&fetch_model(
+        &server,
+        &format!("/v1/federations/{id}/model"),
+    ));
+    let plain_model = flat(&fetch_model(
+        &plain_server,
+        &format!("/v1/federations/{plain_id}/model"),
+    ));
+    let gap = secure_model
+        .iter()
+        .zip(&plain_model)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(gap < 1e-3, "secure and plain FedAvg differ by {gap}");
+    // What the server stored of client 0's round-0 update: the plain run stored its model
+    // (round 0 starts from the same global model, so it is the same update), the secure run
+    // only a masked vector, uncorrelated with it.
+    let stored = |server_dir: &str, fed: &str| -> Vec<u8> {
+        let state = files[0].with_file_name(format!(".iid-0.csv.{fed}.json"));
+        let state: Value = serde_json::from_slice(&std::fs::read(state).unwrap()).unwrap();
+        let participant = state["participant"].as_str().unwrap();
+        let path = dir
+            .path()
+            .join(server_dir)
+            .join(format!("federations/{fed}/round-0/{participant}.kiln"));
+        std::fs::read(path).unwrap()
+    };
+    let start = flat(&fetch_model(
+        &server,
+        &format!("/v1/federations/{id}/model?round=0"),
+    ));
+    let plain = kiln::model::SavedModel::from_bytes(&stored("server-plain", &plain_id)).unwrap();
+    let delta: Vec<f64> = flat(&plain)
+        .iter()
+        .zip(&start)
+        .map(|(l, g)| f64::from(l - g))
+        .collect();
+    let masked = stored("server-secure", &id);
+    assert_eq!(masked.len(), start.len() * 8, "one ring element per weight");
+    let values: Vec<f64> = masked
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64)
+        .collect();
+    let r = correlation(&delta, &values);
+    assert!(
+        r.abs() < 0.1,
+        "the stored masked update correlates {r} with the update"
+    );
+    assert!(
+        kiln::model::SavedModel::from_bytes(&masked).is_err(),
+        "no model is stored"
+    );
+}

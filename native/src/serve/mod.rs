@@ -13,10 +13,10 @@ use fleet::{
 };
 use http::{
     auth, body_limits, body_reader, connections, datasets_api, federations_api, head_limits,
-    invites_api, jobs_api, models_api, openapi, pagination, predictions_api, problem, state, ui,
-    workers_api,
+    invites_api, jobs_api, models_api, openapi, pagination, predictions_api, problem, secure_api,
+    state, ui, workers_api,
 };
-use worker::{claim_loop, heartbeat, listener, recorder, rounds, runner, scheduler};
+use worker::{claim_loop, heartbeat, listener, recorder, rounds, runner, scheduler, secure_rounds};
 
 pub use server::{ServeOptions, serve};
 pub use worker::parse_label;

@@ -15,7 +15,7 @@ use super::scheduler::Scheduler;
 use super::state::AppState;
 use super::worker::{WorkerIdentity, worker_id};
 use super::{datasets_api, heartbeat, jobs_api, listener, models_api, openapi, predictions_api};
-use super::{federations_api, invites_api, rounds, ui, workers_api};
+use super::{federations_api, invites_api, rounds, secure_api, ui, workers_api};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, header};
@@ -358,6 +358,30 @@ fn federation_routes() -> Router<AppState> {
         .route(
             "/v1/federations/{id}/rounds/{round}/updates",
             post(federations_api::submit_update),
+        )
+        .route(
+            "/v1/federations/{id}/rounds/{round}/secure/keys",
+            post(secure_api::keys),
+        )
+        .route(
+            "/v1/federations/{id}/rounds/{round}/secure/roster",
+            get(secure_api::roster),
+        )
+        .route(
+            "/v1/federations/{id}/rounds/{round}/secure/shares",
+            post(secure_api::shares),
+        )
+        .route(
+            "/v1/federations/{id}/rounds/{round}/secure/inbox",
+            get(secure_api::inbox),
+        )
+        .route(
+            "/v1/federations/{id}/rounds/{round}/secure/survivors",
+            get(secure_api::survivors),
+        )
+        .route(
+            "/v1/federations/{id}/rounds/{round}/secure/reveal",
+            post(secure_api::reveal),
         )
 }
 

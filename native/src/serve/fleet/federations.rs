@@ -122,6 +122,12 @@ pub fn update_key(id: &str, round: i64, participant: &str) -> String {
     format!("federations/{id}/round-{round}/{participant}.kiln")
 }
 
+/// The folder of a securely aggregated round's messages (keys, shares, the fixed sets,
+/// revealed shares), one per try of the round.
+pub fn secure_folder(id: &str, round: i64, round_try: i64) -> String {
+    format!("federations/{id}/round-{round}/secure-{round_try}")
+}
+
 /// The object holding the server optimiser's moments after round `round - 1`.
 pub fn moments_key(id: &str, round: i64) -> String {
     format!("federations/{id}/moments-{round}.bin")
@@ -382,6 +388,37 @@ impl Registry {
 
     /// Opens round `round` again after a timeout without enough updates: the members that sent
     /// nothing are dropped (and returned), those that did keep their updates.
+    /// Opens round `round` again from scratch (a securely aggregated round whose steps failed:
+    /// its masked updates cannot be used with another try's masks): every member and update
+    /// of the round is removed. Returns the members it had.
+    pub async fn restart_round(&self, id: &str, round: i64, now: i64) -> Outcome<Vec<String>> {
+        let members = self.members(id, round).await?;
+        let mut tx = self.pool().begin().await?;
+        let opened = sqlx::query(
+            "UPDATE federations SET round_tries = round_tries + 1, round_opened_at = $3
+             WHERE id = $1 AND round = $2 AND status = 'running' AND closing_until IS NULL",
+        )
+        .bind(id)
+        .bind(round)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if opened.rows_affected() == 0 {
+            return Ok(Vec::new());
+        }
+        for table in ["federation_members", "federation_updates"] {
+            sqlx::query(&format!(
+                "DELETE FROM {table} WHERE federation_id = $1 AND round = $2"
+            ))
+            .bind(id)
+            .bind(round)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(members)
+    }
+
     pub async fn reopen_round(&self, id: &str, round: i64, now: i64) -> Outcome<Vec<String>> {
         let dropped: Vec<String> = sqlx::query(
             "SELECT participant FROM federation_members m
@@ -498,4 +535,17 @@ pub struct FederationPlan {
     pub validation_dataset: Option<String>,
     /// The id the final model is stored under (in every round's global model's header too).
     pub model_id: String,
+    /// Secure aggregation's settings, when the server may learn only each round's sum.
+    #[serde(default)]
+    pub secure_aggregation: Option<SecureSettings>,
+}
+
+/// How a federation aggregates securely.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecureSettings {
+    /// Shares needed to remove a client's masks; also the fewest clients a round may sum.
+    pub threshold: usize,
+    /// How long each step after the keys waits for the clients, in seconds.
+    pub phase_secs: i64,
 }

@@ -117,6 +117,21 @@ impl Objects {
         Ok(())
     }
 
+    /// Stores an object only if there is none under `key` yet; `false` when there was one (it
+    /// is left as it is). Servers of a fleet agree through it on what is written first.
+    pub async fn put_new(&self, key: &str, bytes: Bytes) -> Result<bool> {
+        let options = object_store::PutOptions::from(object_store::PutMode::Create);
+        match self
+            .store
+            .put_opts(&Self::key(key)?, PutPayload::from_bytes(bytes), options)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(store_error("create", key, e)),
+        }
+    }
+
     /// An object's bytes, or `None` when there is none.
     pub async fn get(&self, key: &str) -> Result<Option<Bytes>> {
         match self.store.get(&Self::key(key)?).await {

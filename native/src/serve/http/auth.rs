@@ -90,13 +90,24 @@ fn client_call(method: &Method, path: &str, federation: &str) -> bool {
     else {
         return false;
     };
-    let update = rest
+    // `rounds/{round}/…`: the part after the round number.
+    let in_round = rest
         .strip_prefix("rounds/")
         .and_then(|r| r.split_once('/'))
-        .is_some_and(|(round, tail)| round.parse::<i64>().is_ok() && tail == "updates");
-    match *method {
-        Method::POST => rest == "join" || rest == "checkin" || update,
-        Method::GET => rest == "model",
+        .filter(|(round, _)| round.parse::<i64>().is_ok())
+        .map(|(_, tail)| tail);
+    match (method, in_round) {
+        (&Method::POST, None) => rest == "join" || rest == "checkin",
+        (&Method::GET, None) => rest == "model",
+        (&Method::POST, Some(tail)) => {
+            matches!(
+                tail,
+                "updates" | "secure/keys" | "secure/shares" | "secure/reveal"
+            )
+        }
+        (&Method::GET, Some(tail)) => {
+            matches!(tail, "secure/roster" | "secure/inbox" | "secure/survivors")
+        }
         _ => false,
     }
 }
@@ -190,6 +201,15 @@ mod tests {
             (Method::POST, "/v1/federations/fed-1/checkin"),
             (Method::GET, "/v1/federations/fed-1/model"),
             (Method::POST, "/v1/federations/fed-1/rounds/3/updates"),
+            (Method::POST, "/v1/federations/fed-1/rounds/3/secure/keys"),
+            (Method::POST, "/v1/federations/fed-1/rounds/3/secure/shares"),
+            (Method::POST, "/v1/federations/fed-1/rounds/3/secure/reveal"),
+            (Method::GET, "/v1/federations/fed-1/rounds/3/secure/roster"),
+            (Method::GET, "/v1/federations/fed-1/rounds/3/secure/inbox"),
+            (
+                Method::GET,
+                "/v1/federations/fed-1/rounds/3/secure/survivors",
+            ),
         ] {
             assert!(client_call(&method, path, fed), "{method} {path}");
         }
@@ -203,6 +223,9 @@ mod tests {
             (Method::POST, "/v1/federations/fed-2/join"),
             (Method::POST, "/v1/federations/fed-1/rounds/x/updates"),
             (Method::POST, "/v1/federations/fed-1/rounds/3/updates/x"),
+            (Method::GET, "/v1/federations/fed-1/rounds/3/secure/keys"),
+            (Method::POST, "/v1/federations/fed-1/rounds/3/secure/roster"),
+            (Method::GET, "/v1/federations/fed-2/rounds/3/secure/roster"),
             (Method::GET, "/v1/jobs"),
             (Method::POST, "/v1/federations"),
         ] {

@@ -67,6 +67,15 @@ pub struct CreateFederation {
     /// String tags.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// The server learns only each round's sum of updates (Bonawitz et al. 2017): needs
+    /// `aggregation.clipNorm`, and not `median` or `trimmed_mean` (they need each update).
+    pub secure_aggregation: Option<bool>,
+    /// Secure aggregation: shares needed to remove a client's masks, and the fewest clients a
+    /// round may sum (default: a majority of `minClients`, at least 2).
+    pub secure_threshold: Option<i64>,
+    /// Secure aggregation: how long each step after the key exchange waits for the clients, in
+    /// seconds (default 30).
+    pub secure_phase_secs: Option<i64>,
 }
 
 /// A federation as the API shows it.
@@ -283,6 +292,8 @@ pub async fn create(
             1.0 / min_clients as f64
         )));
     }
+    let secure_aggregation =
+        crate::serve::secure_api::settings(&body, &aggregation, clients_per_round, min_clients)?;
     let mut config = aggregation.client_config(parse_config(body.config.clone(), None)?);
     config.data.normalize = false;
     if let Some(dataset) = &body.validation_dataset
@@ -312,6 +323,7 @@ pub async fn create(
         aggregation,
         validation_dataset: body.validation_dataset.clone(),
         model_id,
+        secure_aggregation,
     };
     let row = FederationRow {
         id: id.clone(),
@@ -458,10 +470,14 @@ pub async fn join(
         None => format!("p-{}", uuid::Uuid::new_v4()),
     };
     let plan = plan_of(&row)?;
+    let secure = plan.secure_aggregation.map(|s| {
+        json!({"threshold": s.threshold, "phaseSecs": s.phase_secs, "clipNorm": plan.aggregation.clip_norm})
+    });
     Ok(Json(json!({
         "participant": participant,
         "federation": view_of(&state, row).await?,
         "config": plan.config,
+        "secureAggregation": secure,
     })))
 }
 
@@ -649,7 +665,13 @@ pub async fn submit_update(
         .await?
         .ok_or_else(|| ApiError::internal("the round's global model", "missing"))?;
     let upload = body.clone();
-    let metrics = blocking(move || check_update(&global, &upload)).await?;
+    let metrics = match plan_of(&row)?.secure_aggregation {
+        Some(_) => {
+            crate::serve::secure_api::check_masked(&state, &row, &participant, &body).await?;
+            BTreeMap::new()
+        }
+        None => blocking(move || check_update(&global, &upload)).await?,
+    };
     let size = body.len() as i64;
     state
         .runner

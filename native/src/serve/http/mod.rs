@@ -15,6 +15,7 @@ pub mod openapi;
 pub mod pagination;
 pub mod predictions_api;
 pub mod problem;
+pub mod secure_api;
 pub mod state;
 pub mod ui;
 pub mod workers_api;

@@ -2,7 +2,7 @@
 
 use crate::serve::{
     datasets_api, federations_api, invites_api, jobs_api, models_api, predictions_api, problem,
-    workers_api,
+    secure_api, workers_api,
 };
 use axum::Json;
 use serde::Serialize;
@@ -60,6 +60,12 @@ pub struct Health {
         federations_api::check_in,
         federations_api::model,
         federations_api::submit_update,
+        secure_api::keys,
+        secure_api::roster,
+        secure_api::shares,
+        secure_api::inbox,
+        secure_api::survivors,
+        secure_api::reveal,
         invites_api::create,
         invites_api::list,
         invites_api::revoke,

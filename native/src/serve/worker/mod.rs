@@ -6,8 +6,10 @@ pub mod heartbeat;
 mod identity;
 pub mod listener;
 pub mod recorder;
+mod round_inputs;
 pub mod rounds;
 pub mod runner;
 pub mod scheduler;
+pub mod secure_rounds;
 
 pub use identity::{WorkerIdentity, check_label, parse_label, worker_id};

@@ -3,13 +3,15 @@
 //! and storing the final model — exactly once per round, on whichever server gets there first,
 //! and again after a crash (a server's hold on a round it aggregates runs out).
 
+use super::round_inputs::{RoundInputs, client_models, masked_inputs};
+use super::secure_rounds::{self, Progress};
 use crate::serve::federations::{
-    FederationPlan, FederationRow, FederationStatus, RoundRow, UpdateRow, global_model_key,
-    moments_key, update_key,
+    FederationPlan, FederationRow, FederationStatus, RoundRow, SecureSettings, UpdateRow,
+    global_model_key, moments_key, update_key,
 };
 use crate::serve::registry::now_ms;
 use crate::serve::runner::RunnerContext;
-use kiln::federated::{ClientModel, FlatWeights, ServerMoments, aggregate};
+use kiln::federated::{FlatWeights, ServerMoments, aggregate};
 use kiln::model::SavedModel;
 use kiln::{KilnError, Result};
 use serde_json::{Value, json};
@@ -82,6 +84,9 @@ async fn look_at(ctx: &RunnerContext, row: &FederationRow) -> Result<()> {
     let now = now_ms();
     if row.closing_until.is_some_and(|until| until >= now) {
         return Ok(());
+    }
+    if let Some(settings) = &plan.secure_aggregation {
+        return secure_step(ctx, row, &plan, settings).await;
     }
     let registry = ctx.hub.registry();
     let updates = registry
@@ -163,6 +168,49 @@ async fn silent_members(ctx: &RunnerContext, row: &FederationRow) -> Result<Vec<
         .collect())
 }
 
+/// A securely aggregated round: its steps moved on; aggregated once they are all done; started
+/// again (or the federation failed, after its tries) when a step fell short of the threshold.
+async fn secure_step(
+    ctx: &RunnerContext,
+    row: &FederationRow,
+    plan: &FederationPlan,
+    settings: &SecureSettings,
+) -> Result<()> {
+    if row.closing_until.is_some() {
+        return close(ctx, row, plan).await;
+    }
+    let why = match secure_rounds::advance(ctx, row, plan, settings).await? {
+        Progress::Pending => return Ok(()),
+        Progress::Ready(_) => return close(ctx, row, plan).await,
+        Progress::Failed(why) => why,
+    };
+    let why = format!("round {}: {why}", row.round);
+    if row.round_tries >= plan.round_retries {
+        let why = format!("{why} (after {} tries)", plan.round_retries + 1);
+        end(ctx, &row.id, FederationStatus::Failed, &why).await?;
+        return Ok(());
+    }
+    let members = ctx
+        .hub
+        .registry()
+        .restart_round(&row.id, row.round, now_ms())
+        .await
+        .map_err(registry_error)?;
+    if members.is_empty() {
+        return Ok(());
+    }
+    publish(
+        ctx,
+        &row.id,
+        "warning",
+        json!({"round": row.round, "message": format!(
+            "{why}; the round starts again (try {} of {})", row.round_tries + 2, plan.round_retries + 1
+        )}),
+    )
+    .await;
+    Ok(())
+}
+
 /// Closes the open round of `row` once its updates are all in (called after each update).
 pub async fn close_if_full(ctx: &RunnerContext, id: &str) -> Result<()> {
     let Some(row) = ctx
@@ -178,6 +226,9 @@ pub async fn close_if_full(ctx: &RunnerContext, id: &str) -> Result<()> {
         return Ok(());
     }
     let plan = plan_of(&row)?;
+    if let Some(settings) = &plan.secure_aggregation {
+        return secure_step(ctx, &row, &plan, settings).await;
+    }
     let updates = ctx
         .hub
         .registry()
@@ -298,15 +349,34 @@ async fn aggregate_round(
     plan: &FederationPlan,
 ) -> Result<(SavedModel, RoundRow)> {
     let registry = ctx.hub.registry();
-    let updates = registry
+    let mut updates = registry
         .updates(&row.id, row.round)
         .await
         .map_err(registry_error)?;
+    let unmasking = match &plan.secure_aggregation {
+        Some(settings) => match secure_rounds::advance(ctx, row, plan, settings).await? {
+            Progress::Ready(unmasking) => {
+                // Only the survivors' masked updates are in the sum.
+                updates.retain(|u| {
+                    unmasking.roster.members.iter().any(|m| {
+                        m.participant == u.participant && unmasking.survivors.contains(&m.index)
+                    })
+                });
+                Some(*unmasking)
+            }
+            _ => return Err(KilnError::Training("the secure steps are not done".into())),
+        },
+        None => None,
+    };
     if updates.is_empty() {
         return Err(KilnError::Training("no update arrived".into()));
     }
     let objects = &ctx.objects;
     let (global_bytes, clients) = round_objects(ctx, row, &updates).await?;
+    let clients = match unmasking {
+        Some(unmasking) => RoundInputs::Masked(masked_inputs(&unmasking, &updates, clients)?),
+        None => RoundInputs::Models(clients),
+    };
     let moments = match row.round {
         0 => None,
         r => objects.get(&moments_key(&row.id, r)).await?,
@@ -411,26 +481,19 @@ fn combine(
     id: &str,
     round: i64,
     global_bytes: &[u8],
-    clients: &[(bytes::Bytes, i64)],
+    clients: &RoundInputs,
     settings: &kiln::federated::Aggregation,
     moments: Option<&[u8]>,
     validation: Option<(std::path::PathBuf, crate::serve::registry::DatasetRow)>,
 ) -> Result<Combined> {
     let global = SavedModel::from_bytes(global_bytes)?;
     let global_weights = FlatWeights::from_burnpack("the global model", &global.weights)?;
-    let mut models = Vec::with_capacity(clients.len());
-    for (bytes, examples) in clients {
-        let saved = SavedModel::from_bytes(bytes)?;
-        models.push(ClientModel {
-            weights: FlatWeights::from_burnpack("a client update", &saved.weights)?,
-            examples: (*examples).max(1) as u64,
-        });
-    }
+    let (models, settings) = client_models(&global_weights, clients, settings)?;
     let moments = match moments {
         Some(bytes) => Some(read_moments(bytes)?),
         None => None,
     };
-    let (next_weights, moments) = aggregate(&global_weights, &models, settings, moments)?;
+    let (next_weights, moments) = aggregate(&global_weights, &models, &settings, moments)?;
     let next = SavedModel {
         header: global.header.clone(),
         weights: next_weights.to_burnpack()?,
