@@ -349,6 +349,33 @@ fn the_protocol_refuses_outsiders_duplicates_stale_rounds_and_garbage() {
             .send()
             .unwrap()
     };
+    // Secure aggregation's settings: a clip norm, a rule that needs only the sum, a threshold
+    // a round can reach.
+    for (extra, needle) in [
+        (json!({}), "aggregation.clipNorm"),
+        (
+            json!({"aggregation": {"method": "median", "clipNorm": 5}}),
+            "hides",
+        ),
+        (
+            json!({"aggregation": {"clipNorm": 5}, "secureThreshold": 3}),
+            "secureThreshold",
+        ),
+    ] {
+        let mut body = json!({"rounds": 1, "clientsPerRound": 2, "inputShape": [64],
+                              "numOutputs": 10, "secureAggregation": true});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let r = client
+            .post(server.url("/v1/federations"))
+            .json(&body)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let text = r.text().unwrap();
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
     let refused = fedprox(0.0);
     assert_eq!(refused.status(), 400);
     assert!(refused.text().unwrap().contains("aggregation.mu"));
@@ -1021,5 +1048,168 @@ fn secure_aggregation_gives_fedavg_s_model_and_the_server_sees_only_masked_updat
     assert!(
         kiln::model::SavedModel::from_bytes(&masked).is_err(),
         "no model is stored"
+    );
+}
+
+/// A client that takes part in round 0 of a secure federation up to its shares, then vanishes
+/// (its masked update never comes).
+fn vanishing_after_shares(base: String, id: String) -> std::thread::JoinHandle<()> {
+    use kiln::federated::secure::{Member, RoundSecrets};
+    std::thread::spawn(move || {
+        let client = http();
+        let post = |path: String, body: Value| -> Value {
+            client
+                .post(format!("{base}{path}"))
+                .json(&body)
+                .send()
+                .unwrap()
+                .json()
+                .unwrap()
+        };
+        let fed = format!("/v1/federations/{id}");
+        let participant = post(format!("{fed}/join"), json!({}))["participant"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        while post(
+            format!("{fed}/checkin"),
+            json!({"participant": participant}),
+        )["action"]
+            != "train"
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let mut secrets = RoundSecrets::generate().unwrap();
+        let secure = format!("{fed}/rounds/0/secure");
+        post(
+            format!("{secure}/keys"),
+            json!({"participant": participant, "keys": secrets.public_keys()}),
+        );
+        let roster = loop {
+            let r: Value = client
+                .get(format!("{base}{secure}/roster"))
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
+            if r["ready"] == true {
+                break r;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let members: Vec<Member> = serde_json::from_value(roster["members"].clone()).unwrap();
+        let me = members
+            .iter()
+            .find(|m| m.participant == participant)
+            .unwrap()
+            .index;
+        let context = roster["context"].as_str().unwrap().as_bytes().to_vec();
+        let shares = secrets
+            .seal_shares(
+                me,
+                &members,
+                roster["threshold"].as_u64().unwrap() as usize,
+                &context,
+            )
+            .unwrap();
+        post(
+            format!("{secure}/shares"),
+            json!({"participant": participant, "shares": shares}),
+        );
+    })
+}
+
+#[test]
+fn secure_rounds_survive_a_client_vanishing_after_its_shares_and_restart_below_the_threshold() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let files = quarters(dir.path(), "drop");
+    let secure = [
+        "--clip-norm",
+        "10",
+        "--secure-aggregation",
+        "--secure-threshold",
+        "3",
+        "--secure-phase-secs",
+        "2",
+        "--min-clients",
+        "3",
+        "--round-timeout-secs",
+        "8",
+    ];
+    // One of four vanishes after sharing: round 0 is the survivors' FedAvg all the same.
+    let server = Server::start(&dir.path().join("server-drop"));
+    let id = create(&server, dir.path(), 1, 4, &secure)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ghost = vanishing_after_shares(server.base.clone(), id.clone());
+    let clients: Vec<Child> = files[..3].iter().map(|f| join(&server, &id, f)).collect();
+    ghost.join().unwrap();
+    for client in clients {
+        let (ok, err) = finish(client, Duration::from_secs(300));
+        assert!(ok, "a client failed: {err}");
+    }
+    let view = wait_for(&server, &id, Duration::from_secs(30), |v| {
+        v["status"] == "completed"
+    });
+    assert_eq!(view["history"][0]["participants"], 3, "{view}");
+    let (plain, plain_id) = run_to_end(
+        dir.path(),
+        "drop-plain",
+        &files[..3],
+        &["--clip-norm", "10"],
+        1,
+    );
+    let with_ghost = flat(&fetch_model(
+        &server,
+        &format!("/v1/federations/{id}/model"),
+    ));
+    let survivors = flat(&fetch_model(
+        &plain,
+        &format!("/v1/federations/{plain_id}/model"),
+    ));
+    let gap = with_ghost
+        .iter()
+        .zip(&survivors)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(gap < 1e-3, "the unmasked sum is off by {gap}");
+
+    // Two of four vanish: fewer survivors than the threshold. The round says so and starts
+    // again; with a third client it completes.
+    let server = Server::start(&dir.path().join("server-below"));
+    let id = create(&server, dir.path(), 1, 4, &secure)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ghosts = [
+        vanishing_after_shares(server.base.clone(), id.clone()),
+        vanishing_after_shares(server.base.clone(), id.clone()),
+    ];
+    let mut clients: Vec<Child> = files[..2].iter().map(|f| join(&server, &id, f)).collect();
+    for ghost in ghosts {
+        ghost.join().unwrap();
+    }
+    wait_for(&server, &id, Duration::from_secs(60), |v| {
+        v["roundTry"].as_i64() > Some(0) || v["status"] != "running"
+    });
+    clients.push(join(&server, &id, &files[2]));
+    for client in clients {
+        let (ok, err) = finish(client, Duration::from_secs(300));
+        assert!(ok, "a client failed: {err}");
+    }
+    let view = wait_for(&server, &id, Duration::from_secs(30), |v| {
+        v["status"] == "completed"
+    });
+    assert_eq!(view["history"][0]["participants"], 3, "{view}");
+    let warning = event_kinds(&server, &id)
+        .into_iter()
+        .find(|(kind, _)| kind == "warning")
+        .expect("a warning");
+    let message = warning.1["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("only 2 clients sent masked updates; secure aggregation needs 3")
+            && message.contains("starts again"),
+        "{message}"
     );
 }

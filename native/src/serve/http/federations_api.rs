@@ -88,6 +88,8 @@ pub struct FederationView {
     pub status: String,
     /// The open round (from 0; `rounds` once completed).
     pub round: i64,
+    /// The open round's try, from 0 (a round short of clients at its timeout opens again).
+    pub round_try: i64,
     /// Rounds in all.
     pub rounds: i64,
     /// Clients per round, at most.
@@ -98,6 +100,8 @@ pub struct FederationView {
     pub round_timeout_secs: i64,
     /// The aggregation rule.
     pub aggregation: String,
+    /// Whether the server learns only each round's sum of updates.
+    pub secure_aggregation: bool,
     /// The open round's members.
     pub participants: Vec<String>,
     /// Updates the open round has received.
@@ -152,11 +156,13 @@ async fn view_of(state: &AppState, row: FederationRow) -> Result<FederationView,
         id: row.id,
         status: row.status.to_string(),
         round: row.round,
+        round_try: row.round_tries,
         rounds: row.rounds,
         clients_per_round: plan.clients_per_round,
         min_clients: plan.min_clients,
         round_timeout_secs: plan.round_timeout_secs,
         aggregation: plan.aggregation.method.to_string(),
+        secure_aggregation: plan.secure_aggregation.is_some(),
         participants,
         updates,
         history,
