@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import subprocess
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import KILN, TOKEN
 
-from kiln_client import Client, KilnError
+from kiln_client import AsyncClient, Client, KilnError
 
 CONFIG = {
     "name": "py-federation",
@@ -89,3 +90,56 @@ def test_federation_errors_name_the_field(server):
     with pytest.raises(KilnError) as refused:
         kiln.create_federation(CONFIG, rounds=2, clients_per_round=2)
     assert "inputShape and numOutputs" in str(refused.value)
+
+
+def join_client(server_url: str, fed_id: str, data: Path, token_file: Path, store: Path) -> subprocess.Popen:
+    """A real ``kiln federate join`` client process."""
+    return subprocess.Popen(
+        [str(KILN), "federate", "join", server_url, "--federation", fed_id, "--data", str(data)]
+        + ["--token-file", str(token_file), "--store", str(store)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_the_async_client_runs_a_secure_federation(server, tmp_path):
+    async def scenario():
+        async with AsyncClient(server.url, token=TOKEN) as kiln:
+            fed = await kiln.create_federation(
+                CONFIG,
+                rounds=2,
+                clients_per_round=2,
+                input_shape=[4],
+                num_outputs=4,
+                aggregation={"clipNorm": 10},
+                secure_aggregation=True,
+                secure_phase_secs=10,
+            )
+            assert (await fed.info())["secureAggregation"] is True
+            token_file = tmp_path / "join-token"
+            token_file.write_text((await fed.invite(max_uses=2))["token"] + "\n")
+            clients = [
+                join_client(
+                    server.url, fed.id, client_data(tmp_path / f"s-{i}.csv", c, i), token_file, tmp_path / f"s{i}"
+                )
+                for i, c in enumerate([[0, 1, 2, 3], [0, 1, 2, 3]])
+            ]
+            with pytest.raises(LookupError):
+                fed.trained_model["guid"]
+            result = await fed.wait()
+            for process in clients:
+                _, err = process.communicate(timeout=120)
+                assert process.returncode == 0, err
+                assert "sent a masked update" in err
+            assert result["rounds"] == 2
+            assert fed.trained_model["guid"] == result["modelId"]
+            assert (await fed.trained_model())["guid"] == result["modelId"]
+            kinds = [e.event async for e in fed.events()]
+            assert kinds.count("roundClosed") == 2
+            assert await fed.status() == "completed"
+            model = await kiln.preloaded_model(fed.trained_model["guid"])
+            probabilities = await model.predict([[0.0, 0.0, 0.0, 0.0], [3.0, 3.0, 3.0, 3.0]])
+            assert len(probabilities) == 2
+
+    asyncio.run(scenario())

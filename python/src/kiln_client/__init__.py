@@ -9,12 +9,13 @@
 """
 
 from ._trained import TrainedModel
-from .aio import AsyncClient, AsyncJob, AsyncModel
+from .aio import AsyncClient, AsyncFederation, AsyncJob, AsyncModel
 from .client import Client, Federation, Job, Model
 from .errors import JobFailed, KilnError
 
 __all__ = [
     "AsyncClient",
+    "AsyncFederation",
     "AsyncJob",
     "AsyncModel",
     "Client",

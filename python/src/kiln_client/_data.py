@@ -199,3 +199,12 @@ def page_params(
     """The query of a list request, without the values not given."""
     given = {"status": status, "tag": tag, "limit": limit, "after": after, "order": order}
     return {k: v for k, v in given.items() if v is not None}
+
+
+def federation_body(config: Any, rounds: int, clients_per_round: int, settings: Dict[str, Any]) -> Dict[str, Any]:
+    """The ``POST /v1/federations`` body: the API's fields, given in snake_case as keywords."""
+    body: Dict[str, Any] = {"config": config, "rounds": rounds, "clientsPerRound": clients_per_round}
+    for key, value in settings.items():
+        head, *rest = key.split("_")
+        body[head + "".join(part.title() for part in rest)] = value
+    return body

@@ -1,5 +1,5 @@
-"""The asyncio client: :class:`AsyncClient`, :class:`AsyncJob` and :class:`AsyncModel` (the same
-API as the blocking one, awaited)."""
+"""The asyncio client: :class:`AsyncClient`, :class:`AsyncJob`, :class:`AsyncFederation` and
+:class:`AsyncModel` (the same API as the blocking one, awaited)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,16 @@ from typing import Any, AsyncIterator, Dict, List, Optional, TextIO, Union
 
 import httpx
 
-from ._data import Page, features_payload, outputs_array, page_params, remote_config, to_upload, with_training
+from ._data import (
+    Page,
+    features_payload,
+    federation_body,
+    outputs_array,
+    page_params,
+    remote_config,
+    to_upload,
+    with_training,
+)
 from ._sse import Event, EventParser, describe, is_final
 from ._trained import AsyncTrainedModel, PendingTrainedModel, no_job_yet, trained_model_of
 from .client import RECONNECT_FOR
@@ -133,6 +142,28 @@ class AsyncClient:
 
     async def events(self, job_id: str, last_event_id: int = 0) -> AsyncIterator[Event]:
         """A job's events after ``last_event_id``, live, until its final status."""
+        async for event in self._follow(f"/v1/jobs/{job_id}/events", job_id, last_event_id):
+            yield event
+
+    async def create_federation(
+        self,
+        config: Union[Dict[str, Any], str, None] = None,
+        rounds: int = 10,
+        clients_per_round: int = 2,
+        **settings: Any,
+    ) -> "AsyncFederation":
+        """Creates a federation (see :meth:`kiln_client.Client.create_federation`)."""
+        body = federation_body(config, rounds, clients_per_round, settings)
+        answer = (await self.request("POST", "/v1/federations", json=body)).json()
+        return AsyncFederation(self, answer["id"])
+
+    def federation(self, federation_id: str) -> "AsyncFederation":
+        """A federation by id."""
+        return AsyncFederation(self, federation_id)
+
+    async def _follow(self, path: str, what: str, last_event_id: int = 0) -> AsyncIterator[Event]:
+        """The events of ``path`` after ``last_event_id``, live, until the final status; a
+        dropped stream is resumed with Last-Event-ID."""
         last = last_event_id
         lost_since: Optional[float] = None
         while True:
@@ -140,7 +171,7 @@ class AsyncClient:
             if last:
                 headers["last-event-id"] = str(last)
             try:
-                async with self._http.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers, timeout=None) as r:
+                async with self._http.stream("GET", path, headers=headers, timeout=None) as r:
                     if r.status_code >= 400:
                         await r.aread()
                         raise_for_problem(r)
@@ -158,7 +189,7 @@ class AsyncClient:
                 pass
             lost_since = lost_since or time.monotonic()
             if time.monotonic() - lost_since > RECONNECT_FOR:
-                raise ConnectionError(f"lost the event stream of {job_id} for {RECONNECT_FOR:.0f} s")
+                raise ConnectionError(f"lost the event stream of {what} for {RECONNECT_FOR:.0f} s")
             await asyncio.sleep(0.5)
 
 
@@ -216,6 +247,66 @@ class AsyncJob:
     async def cancel(self) -> None:
         """Cancels the job."""
         await self._client.request("POST", f"/v1/jobs/{self.id}/cancel")
+
+
+class AsyncFederation:
+    """A federation on the server (awaitable methods; see :class:`kiln_client.Federation`)."""
+
+    def __init__(self, client: AsyncClient, federation_id: str) -> None:
+        self._client = client
+        self.id = federation_id
+        self._result: Optional[Dict[str, Any]] = None
+
+    def __repr__(self) -> str:
+        return f"AsyncFederation({self.id!r})"
+
+    async def info(self) -> Dict[str, Any]:
+        """Status, open round, participants, every closed round's metrics (``history``)."""
+        return (await self._client.request("GET", f"/v1/federations/{self.id}")).json()
+
+    async def status(self) -> str:
+        """``waiting | running | completed | failed | cancelled``."""
+        return (await self.info())["status"]
+
+    async def round(self) -> int:
+        """The open round (from 0; ``rounds`` once completed)."""
+        return (await self.info())["round"]
+
+    async def result(self) -> Dict[str, Any]:
+        """The result of a completed federation; raises :class:`JobFailed` otherwise."""
+        info = await self.info()
+        if info["status"] != "completed":
+            raise JobFailed(self.id, info["status"], info.get("error") or "the federation has not completed")
+        self._result = info["result"]
+        return info["result"]
+
+    @property
+    def trained_model(self) -> Union[AsyncTrainedModel, PendingTrainedModel]:
+        """``{"modelId": ..., "guid": ...}`` of the final model once ``await fed.wait()`` (or
+        ``result()``) returned; ``await fed.trained_model()`` asks the server at any time."""
+        if self._result is not None:
+            return AsyncTrainedModel(trained_model_of(self._result)["modelId"])
+        return PendingTrainedModel(self.id, self.result)
+
+    def events(self, last_event_id: int = 0) -> AsyncIterator[Event]:
+        """The federation's events, live, until it ends."""
+        return self._client._follow(f"/v1/federations/{self.id}/events", self.id, last_event_id)
+
+    async def wait(self) -> Dict[str, Any]:
+        """Waits until the federation ends; returns its result or raises :class:`JobFailed`."""
+        async for event in self.events():
+            if is_final(event):
+                break
+        return await self.result()
+
+    async def invite(self, expires_in_secs: Optional[int] = None, max_uses: Optional[int] = None) -> Dict[str, Any]:
+        """A join token for clients (``{"id", "token", ...}``; the token is shown once)."""
+        body = {"expiresInSecs": expires_in_secs, "maxUses": max_uses}
+        return (await self._client.request("POST", f"/v1/federations/{self.id}/invites", json=body)).json()
+
+    async def cancel(self) -> None:
+        """Cancels the federation."""
+        await self._client.request("POST", f"/v1/federations/{self.id}/cancel")
 
 
 class AsyncModel:

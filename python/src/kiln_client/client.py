@@ -8,7 +8,16 @@ from typing import Any, Dict, Iterator, List, Optional, TextIO, Union
 
 import httpx
 
-from ._data import Page, features_payload, outputs_array, page_params, remote_config, to_upload, with_training
+from ._data import (
+    Page,
+    features_payload,
+    federation_body,
+    outputs_array,
+    page_params,
+    remote_config,
+    to_upload,
+    with_training,
+)
 from ._sse import Event, describe, is_final, parse_lines
 from ._trained import TrainedModel, no_job_yet, trained_model_of
 from .errors import JobFailed, raise_for_problem
@@ -153,11 +162,8 @@ class Client:
         """Creates a federation: ``config`` is the training config every client trains its
         rounds with; ``settings`` are the API's other fields in snake_case (``min_clients``,
         ``round_timeout_secs``, ``aggregation={"method": "fedavg"}``, ``input_shape``,
-        ``num_outputs``, ``init_model``, ``validation_dataset``, ``tags``)."""
-        body: Dict[str, Any] = {"config": config, "rounds": rounds, "clientsPerRound": clients_per_round}
-        for key, value in settings.items():
-            head, *rest = key.split("_")
-            body[head + "".join(part.title() for part in rest)] = value
+        ``num_outputs``, ``init_model``, ``validation_dataset``, ``secure_aggregation``, ``tags``)."""
+        body = federation_body(config, rounds, clients_per_round, settings)
         answer = self.request("POST", "/v1/federations", json=body).json()
         self._last_federation = Federation(self, answer["id"])
         return self._last_federation
