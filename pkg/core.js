@@ -642,6 +642,28 @@ export class Kiln {
     return this.#call((inner) => inner.trainRound(global, data, onEvent));
   }
 
+  /**
+   * @internal A client's secrets and steps for one securely aggregated round (`Federation`
+   * calls it): an object whose methods (`publicKeys`, `sealShares`, `maskedUpdate`, `reveal`)
+   * resolve with their results.
+   */
+  async _secureRound(threshold, clipNorm) {
+    await this.#live();
+    const runtime = this.#runtime;
+    const generation = runtime.generation;
+    const round = runtime.call(() => new runtime.glue.SecureRound(threshold, clipNorm));
+    const call = (method, args) => {
+      runtime.checkGeneration(generation, "secure round");
+      return runtime.call(() => round[method](...args));
+    };
+    return {
+      publicKeys: async () => call("publicKeys", []),
+      sealShares: async (...args) => call("sealShares", args),
+      maskedUpdate: async (...args) => call("maskedUpdate", args),
+      reveal: async (...args) => call("reveal", args),
+    };
+  }
+
   /** @internal Fault injection for Kiln's own recovery tests (`"now"` or `"job"`). */
   async _injectPanic(place) {
     return this.#call(() => this.#runtime.WasmKiln._injectPanic(place));

@@ -117,6 +117,8 @@ export class Federation {
   #wake = null;
   /** Rounds this client sent an update for: round → `{ examples, metrics }`. */
   #sent = new Map();
+  /** `{ threshold, phaseSecs, clipNorm }` when the federation aggregates securely. */
+  #secure = null;
 
   /** @internal Use `kiln.joinFederation`. */
   constructor(trainer, link, options, participant, rounds, rejoined) {
@@ -153,6 +155,7 @@ export class Federation {
     await ids.set(key, joined.participant);
     const rejoined = known === joined.participant;
     const federation = new Federation(trainer, link, options, joined.participant, joined.federation?.rounds, rejoined);
+    federation.#secure = joined.secureAggregation ?? null;
     federation.#run().then(
       (result) => federation.#finish("completed", result),
       (error) =>
@@ -306,6 +309,7 @@ export class Federation {
       return false;
     }
     if (this.#left) return true;
+    if (this.#secure) return this.#secureSteps(round, global, trained);
     const { update, examples, metrics } = trained;
     const query = `participant=${encodeURIComponent(this.participant)}&examples=${examples}`;
     const answer = await this.#link.call("POST", `${fed}/rounds/${round}/updates?${query}`, {
@@ -321,6 +325,66 @@ export class Federation {
       this.#emit({ type: "updateSent", round, examples, bytes: update.length, metrics });
     }
     return true;
+  }
+
+  /**
+   * A securely aggregated round after local training: fresh keys, sealed shares, the masked
+   * update, the revealed shares (see the federated chapter). A round the server starts again
+   * or moves on from is left; the next check-in says what comes next.
+   */
+  async #secureSteps(round, global, trained) {
+    const path = `/v1/federations/${this.id}/rounds/${round}/secure`;
+    const participant = this.participant;
+    const left = (message) => {
+      this.#emit({ type: "updateRefused", round, message });
+      return true;
+    };
+    const secrets = await this.#trainer._secureRound(this.#secure.threshold, this.#secure.clipNorm);
+    const keys = await this.#link.call("POST", `${path}/keys`, {
+      json: { participant, keys: await secrets.publicKeys() },
+      accept: [409],
+    });
+    if (keys instanceof Response) return left("the round's roster was fixed before this client's keys arrived");
+    const roster = await this.#poll(`${path}/roster`, keys.try);
+    if (!roster) return left("the round started again before its roster was fixed");
+    const me = roster.members.find((m) => m.participant === participant)?.index;
+    if (me === undefined) return left("this client is not in the round's roster");
+    const shares = await secrets.sealShares(me, roster.members, roster.context);
+    const sent = await this.#link.call("POST", `${path}/shares`, { json: { participant, shares }, accept: [409] });
+    if (sent instanceof Response) return left("the shares were relayed before this client's arrived");
+    const inbox = await this.#poll(`${path}/inbox?participant=${encodeURIComponent(participant)}`, keys.try);
+    if (!inbox?.sharers.includes(me)) return left("this client's shares did not go out in time");
+    const sharers = roster.members.filter((m) => inbox.sharers.includes(m.index));
+    const masked = await secrets.maskedUpdate(me, global, trained.update, trained.examples, sharers, roster.context);
+    const query = `participant=${encodeURIComponent(participant)}&examples=${trained.examples}`;
+    const posted = await this.#link.call("POST", `/v1/federations/${this.id}/rounds/${round}/updates?${query}`, {
+      body: masked,
+      accept: [409],
+    });
+    if (posted instanceof Response) return left("the round moved on before the masked update arrived");
+    const survived = await this.#poll(`${path}/survivors`, keys.try);
+    if (!survived) return left("the round started again before its survivors were known");
+    const revealed = await secrets.reveal(me, inbox.shares, sharers, survived.survivors, roster.context);
+    const answer = await this.#link.call("POST", `${path}/reveal`, {
+      json: { participant, revealed },
+      accept: [409],
+    });
+    if (answer instanceof Response) return left("the round moved on before this client's shares were revealed");
+    this.#sent.set(round, { examples: trained.examples });
+    this.#emit({ type: "updateSent", round, examples: trained.examples, bytes: masked.length, secure: true });
+    return true;
+  }
+
+  /** Polls a secure step until it is `ready`; `null` when the round started again, moved on, or this client left. */
+  async #poll(path, tried) {
+    const patience = Date.now() + (this.#secure.phaseSecs * 4 + 3600) * 1000;
+    while (!this.#left && Date.now() < patience) {
+      const answer = await this.#link.call("GET", path, { accept: [409] });
+      if (answer instanceof Response || answer.try !== tried) return null;
+      if (answer.ready) return answer;
+      await this.#pause();
+    }
+    return null;
   }
 
   #roundClosed(round) {

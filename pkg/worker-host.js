@@ -14,6 +14,7 @@ export function serveKilnInWorker(api) {
   const jobs = new Map();
   const models = new Map();
   let nextModel = 0;
+  const secureRounds = new Map();
   const post = (message) => globalThis.postMessage(message);
 
   const ops = {
@@ -56,6 +57,19 @@ export function serveKilnInWorker(api) {
     },
     trainRound({ global, data }) {
       return kiln._trainRound(global, data);
+    },
+    async secureRound({ threshold, clipNorm }) {
+      const handle = nextModel++;
+      secureRounds.set(handle, await kiln._secureRound(threshold, clipNorm));
+      return handle;
+    },
+    async secureStep({ handle, method, args }) {
+      const round = secureRounds.get(handle);
+      if (!round) throw new Error("this secure round is gone");
+      const result = await round[method](...args);
+      // A round's secrets are dropped once its shares are revealed.
+      if (method === "reveal") secureRounds.delete(handle);
+      return result;
     },
     listModels() {
       return kiln.listModels();

@@ -115,6 +115,17 @@ export class WorkerKiln {
     const { Federation } = await import("./federation.js");
     return Federation.join(this, url, options);
   }
+  /** @internal A secure round's secrets, kept in the worker; the methods run there. */
+  async _secureRound(threshold, clipNorm) {
+    const handle = await this.#call("secureRound", { threshold, clipNorm });
+    const call = (method, args) => this.#call("secureStep", { handle, method, args });
+    return {
+      publicKeys: () => call("publicKeys", []),
+      sealShares: (...args) => call("sealShares", args),
+      maskedUpdate: (...args) => call("maskedUpdate", args),
+      reveal: (...args) => call("reveal", args),
+    };
+  }
   /** @internal One federated round in the worker (its engine events stay there). */
   _trainRound(global, data) {
     return this.#call("trainRound", { global, data });

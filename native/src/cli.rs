@@ -74,8 +74,17 @@ pub enum Command {
     /// metrics.jsonl into a PNG or SVG file, or in the terminal.
     Plot {
         /// Run directories (`runs/<name>-<job id>`, or a `kiln serve` job's directory).
-        #[arg(required = true)]
+        #[arg(required_unless_present = "federations")]
         runs: Vec<PathBuf>,
+        /// A federation (fed-…) on --server: its rounds' metrics, one step per round.
+        #[arg(long = "federation")]
+        federations: Vec<String>,
+        /// The server of --federation.
+        #[arg(long, default_value = "http://127.0.0.1:7878")]
+        server: String,
+        /// A file whose first line is the server's token.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
         /// The series, comma-separated (default: train_loss,val_loss,val_accuracy,grad_norm —
         /// those the runs have). Also learning_rate, test_* and any val_* metric.
         #[arg(long, value_delimiter = ',')]

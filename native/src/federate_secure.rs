@@ -4,8 +4,10 @@
 //! fell short of the threshold) is left; the next check-in says what comes next.
 
 use crate::federate_http::{Api, ok};
-use kiln::federated::secure::{FixedPoint, Member, RoundSecrets, SealedShare};
-use kiln::federated::{FlatWeights, LocalUpdate};
+use kiln::federated::LocalUpdate;
+use kiln::federated::secure::{
+    Member, RoundSecrets, SealedShare, SecureRoundSettings, masked_model_update,
+};
 use kiln::model::SavedModel;
 use kiln::{KilnError, Result};
 use reqwest::StatusCode;
@@ -156,7 +158,18 @@ pub fn take_part(
         .filter(|m| sharer_indices.contains(&m.index))
         .collect();
     let shares: Vec<SealedShare> = parse(&inbox["shares"], "inbox")?;
-    let masked = masked_update(&secrets, me, &sharers, settings, global, update, &context)?;
+    let masked = masked_model_update(
+        &secrets,
+        me,
+        &sharers,
+        SecureRoundSettings {
+            threshold: settings.threshold,
+            clip_norm: settings.clip_norm,
+        },
+        (global, &update.model),
+        update.examples,
+        &context,
+    )?;
     if !send_masked(
         step.api,
         fed,
@@ -188,28 +201,6 @@ pub fn take_part(
     Ok(Took::Part)
 }
 
-/// This client's update (its model minus the global one), encoded and masked.
-fn masked_update(
-    secrets: &RoundSecrets,
-    me: u8,
-    sharers: &[Member],
-    settings: SecureJoin,
-    global: &SavedModel,
-    update: &LocalUpdate,
-    context: &[u8],
-) -> Result<Vec<u64>> {
-    let start = FlatWeights::from_burnpack("the global model", &global.weights)?;
-    let trained = FlatWeights::from_burnpack("the local model", &update.model.weights)?;
-    start.check_same_layout("the local model", &trained)?;
-    let delta: Vec<f32> = trained
-        .values()
-        .zip(start.values())
-        .map(|(l, g)| l - g)
-        .collect();
-    let encoded = FixedPoint::new(settings.clip_norm)?.encode(&delta, update.examples);
-    secrets.masked_input(me, encoded, sharers, settings.threshold, context)
-}
-
 /// Sends the masked update to the round's updates; `false` when the round took no more (409).
 fn send_masked(
     api: &Api,
@@ -217,9 +208,8 @@ fn send_masked(
     round: i64,
     participant: &str,
     examples: u64,
-    masked: Vec<u64>,
+    bytes: Vec<u8>,
 ) -> Result<bool> {
-    let bytes: Vec<u8> = masked.iter().flat_map(|v| v.to_le_bytes()).collect();
     let url = format!(
         "{}/v1/federations/{fed}/rounds/{round}/updates?participant={participant}&examples={examples}",
         api.base

@@ -107,10 +107,26 @@ fn run(cli: Cli, pool: std::sync::Arc<rayon::ThreadPool>) -> Result<()> {
         ),
         Command::Plot {
             runs,
+            federations,
+            server,
+            token_file,
             metrics,
             out,
             terminal,
-        } => plot_cmd(&runs, &metrics, out, terminal),
+        } => {
+            let mut curves = runs
+                .iter()
+                .map(|dir| plot::RunCurves::read(dir))
+                .collect::<Result<Vec<_>>>()?;
+            for id in &federations {
+                curves.push(plot::federation_curves(&server, token_file.as_deref(), id)?);
+            }
+            let out = out.unwrap_or_else(|| match runs.first() {
+                Some(dir) => dir.join("curves.png"),
+                None => std::path::PathBuf::from(format!("{}.png", federations[0])),
+            });
+            plot_cmd(&curves, &metrics, out, terminal)
+        }
         Command::Schema { api } => schema_cmd(api),
     }
 }
@@ -130,27 +146,22 @@ fn schema_cmd(api: bool) -> Result<()> {
 
 /// `kiln plot`.
 fn plot_cmd(
-    dirs: &[std::path::PathBuf],
+    runs: &[plot::RunCurves],
     metrics: &[String],
-    out: Option<std::path::PathBuf>,
+    out: std::path::PathBuf,
     terminal: bool,
 ) -> Result<()> {
-    let runs = dirs
-        .iter()
-        .map(|dir| plot::RunCurves::read(dir))
-        .collect::<Result<Vec<_>>>()?;
-    let metrics = plot::pick_metrics(&runs, metrics)?;
+    let metrics = plot::pick_metrics(runs, metrics)?;
     if terminal {
         let width = std::env::var("COLUMNS")
             .ok()
             .and_then(|c| c.parse().ok())
             .unwrap_or(100);
         let colour = std::io::IsTerminal::is_terminal(&std::io::stdout());
-        print!("{}", plot::draw_in_terminal(&runs, &metrics, width, colour));
+        print!("{}", plot::draw_in_terminal(runs, &metrics, width, colour));
         return Ok(());
     }
-    let out = out.unwrap_or_else(|| dirs[0].join("curves.png"));
-    plot::draw_chart(&runs, &metrics, &out)?;
+    plot::draw_chart(runs, &metrics, &out)?;
     eprintln!("kiln: {} drawn in {}", metrics.join(", "), out.display());
     Ok(())
 }

@@ -354,3 +354,64 @@ test("joinFederation's errors: bad options, a refused token, data that does not 
   await stopServer(server, "SIGKILL");
   await assert.rejects(stranded.waitForCompletion(), (e) => e.status === "failed" && /did not answer/.test(e.message));
 });
+
+test("secure aggregation from the package: Node clients and a native client; the model is plain FedAvg's", {
+  timeout: 300_000,
+}, async () => {
+  const { Kiln } = await installPackage();
+  const { train } = digitsByClass();
+  // Three clients with a third of every class each.
+  const thirds = [0, 1, 2].map((k) => `${train.flatMap((rows) => rows.filter((_, i) => i % 3 === k)).join("\n")}\n`);
+  const nativeCsv = join(work, "secure-native.csv");
+  writeFileSync(nativeCsv, thirds[2]);
+  const run = async (secure) => {
+    const server = await startServer();
+    const body = {
+      config: CONFIG,
+      rounds: 2,
+      clientsPerRound: 3,
+      inputShape: [64],
+      numOutputs: 10,
+      aggregation: { clipNorm: 10 },
+    };
+    if (secure) Object.assign(body, { secureAggregation: true, securePhaseSecs: 10 });
+    const created = await api(server, "/v1/federations", { method: "POST", body });
+    assert.equal(created.status, 202, created.text);
+    const federation = created.json.id;
+    const kiln = await Kiln.create({ backend: "cpu" });
+    const events = [];
+    const clients = await Promise.all(
+      [0, 1].map((i) => kiln.joinFederation(server.url, { federation, data: { csv: thirds[i] }, pollMs: 50 })),
+    );
+    (async () => {
+      for await (const e of clients[0].events()) events.push(e);
+    })();
+    const native = spawn(kilnBin, ["federate", "join", server.url, "--federation", federation, "--data", nativeCsv], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    let nativeErr = "";
+    native.stderr.on("data", (d) => {
+      nativeErr += d;
+    });
+    const results = await Promise.all(clients.map((c) => c.waitForCompletion()));
+    assert.equal(await new Promise((resolve) => native.on("exit", resolve)), 0, nativeErr);
+    const view = await api(server, `/v1/federations/${federation}`);
+    assert.equal(view.json.status, "completed", view.text);
+    assert.equal(view.json.secureAggregation, secure);
+    for (const round of view.json.history) assert.equal(round.participants, 3, JSON.stringify(round));
+    const model = await clients[0].model();
+    const probe = new Float32Array(64 * 5).map((_, i) => (i * 7) % 17);
+    const probs = await model.predict(probe, [5, 64]);
+    await stopServer(server);
+    return { probs, events, results };
+  };
+  const secure = await run(true);
+  const plain = await run(false);
+  const sent = secure.events.filter((e) => e.type === "updateSent");
+  assert.equal(sent.length, 2, JSON.stringify(secure.events));
+  assert.ok(sent.every((e) => e.secure === true));
+  assert.equal(secure.results[0].status, "completed");
+  for (let i = 0; i < plain.probs.length; i++) {
+    assert.ok(Math.abs(secure.probs[i] - plain.probs[i]) < 1e-3, `${i}: ${secure.probs[i]} vs ${plain.probs[i]}`);
+  }
+});

@@ -263,6 +263,36 @@ fn non_iid_clients_train_one_model_close_to_centralised_training() {
     let federated = dir.path().join("federated.kiln");
     std::fs::write(&federated, stored.bytes().unwrap()).unwrap();
     let fed_accuracy = accuracy(&federated, &test_csv);
+    // kiln plot draws the federation's rounds (one step per round) from the server.
+    let chart = dir.path().join("rounds.png");
+    let out = Command::new(KILN)
+        .args([
+            "plot",
+            "--federation",
+            &id,
+            "--server",
+            &server.base,
+            "--out",
+        ])
+        .arg(&chart)
+        .args(["--metrics", "clients_val_accuracy,clients_val_loss"])
+        .output()
+        .expect("kiln plot");
+    assert_succeeded(&out);
+    assert!(std::fs::metadata(&chart).expect("a chart").len() > 5_000);
+    let out = Command::new(KILN)
+        .args([
+            "plot",
+            "--federation",
+            &id,
+            "--server",
+            &server.base,
+            "--terminal",
+        ])
+        .output()
+        .expect("kiln plot --terminal");
+    assert_succeeded(&out);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("clients_val_accuracy"));
     // Centralised: the same model on all the clients' data, for the same total epochs.
     let all = dir.path().join("all.csv");
     write_rows(&all, &train.iter().collect::<Vec<_>>());

@@ -8,9 +8,11 @@ mod job;
 mod kiln;
 mod model;
 mod panic;
+mod secure_round;
 mod startup;
 mod store;
 
 pub use job::TrainingJob;
 pub use kiln::Kiln;
 pub use model::Model;
+pub use secure_round::SecureRound;

@@ -4,10 +4,12 @@
 
 mod fixed_point;
 mod masks;
+mod model_update;
 mod protocol;
 mod shamir;
 
 pub use fixed_point::{FixedPoint, MAX_CLIENTS, MAX_WEIGHT};
+pub use model_update::{SecureRoundSettings, masked_model_update, ring_values};
 pub use protocol::{Member, PublicKeys, Revealed, RoundSecrets, SealedShare, Secret, unmask_sum};
 pub use shamir::Share;
 

@@ -3,7 +3,7 @@
 
 use super::secure_rounds::Unmasking;
 use crate::serve::federations::UpdateRow;
-use kiln::federated::secure::{FixedPoint, unmask_sum};
+use kiln::federated::secure::{FixedPoint, ring_values, unmask_sum};
 use kiln::federated::{Aggregation, ClientModel, FlatWeights};
 use kiln::model::SavedModel;
 use kiln::{KilnError, Result};
@@ -51,14 +51,6 @@ pub fn masked_inputs(
         unmasking: unmasking.clone(),
         total_weight,
     })
-}
-
-/// A masked update's ring elements.
-pub fn ring_values(bytes: &[u8]) -> Vec<u64> {
-    bytes
-        .chunks_exact(8)
-        .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-        .collect()
 }
 
 /// The client models to aggregate and the settings to aggregate them with. A masked round
