@@ -916,3 +916,115 @@ fn a_server_that_never_answers_costs_the_run_at_most_the_finish_timeout() {
         "tracked {tracked_time:?} vs untracked {plain_time:?}"
     );
 }
+
+/// A small CSV a federation client trains on: 4 features around its class (0..4), class last.
+fn federation_client_csv(path: &Path, seed: u64) {
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+    let mut next = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) as f64 / (1u64 << 31) as f64
+    };
+    let rows: String = (0..120)
+        .map(|_| {
+            let label = (next() * 4.0) as u32 % 4;
+            let features: Vec<String> = (0..4)
+                .map(|_| format!("{:.3}", label as f64 + next() * 0.5))
+                .collect();
+            format!("{},{label}\n", features.join(","))
+        })
+        .collect();
+    std::fs::write(path, rows).expect("client CSV");
+}
+
+#[test]
+fn a_federation_is_one_mlflow_run_with_a_step_per_round() {
+    let server = Mlflow::start();
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let kiln_serve = serve(&scratch.path().join("data"), &server.url);
+    let client = reqwest::blocking::Client::new();
+    let created: Value = client
+        .post(format!("{}/v1/federations", kiln_serve.url))
+        .json(&json!({
+            "config": {"name": "fed-tracked", "model": {"hidden": [8]},
+                       "training": {"num_passes": 1, "batch_size": 16},
+                       "data": {"split": [0.9, 0.1, 0.0]}},
+            "rounds": 2, "clientsPerRound": 2, "inputShape": [4], "numOutputs": 4
+        }))
+        .send()
+        .expect("create")
+        .json()
+        .expect("JSON");
+    let id = created["id"].as_str().expect("federation id").to_string();
+    let clients: Vec<Child> = (0..2)
+        .map(|i| {
+            let csv = scratch.path().join(format!("client-{i}.csv"));
+            federation_client_csv(&csv, i);
+            Command::new(KILN)
+                .args([
+                    "federate",
+                    "join",
+                    &kiln_serve.url,
+                    "--federation",
+                    &id,
+                    "--data",
+                ])
+                .arg(&csv)
+                .arg("--store")
+                .arg(scratch.path().join(format!("store-{i}")))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("kiln federate join")
+        })
+        .collect();
+    for mut c in clients {
+        assert!(c.wait().expect("client").success());
+    }
+    let experiment = server.get(
+        "experiments/get-by-name",
+        &[("experiment_name", "fed-tracked")],
+    );
+    let experiment_id = experiment["experiment"]["experiment_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The run ends a moment after the last round (logging does not hold the round up).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let run_id = loop {
+        let found: Value = client
+            .post(format!("{}/api/2.0/mlflow/runs/search", server.url))
+            .json(&json!({
+                "experiment_ids": [experiment_id],
+                "filter": format!("tags.`kiln.federation_id` = '{id}'"),
+            }))
+            .send()
+            .expect("search")
+            .json()
+            .expect("JSON");
+        let runs = found["runs"].as_array().cloned().unwrap_or_default();
+        assert!(runs.len() <= 1, "{found}");
+        if let Some(run) = runs.first()
+            && run["info"]["status"] == "FINISHED"
+        {
+            break run["info"]["run_id"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "no finished run: {found}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        server.history(&run_id, "participants"),
+        vec![(1, 2.0), (2, 2.0)]
+    );
+    assert_eq!(server.history(&run_id, "clients_val_loss").len(), 2);
+    let params = data(&server.run(&run_id), "params");
+    assert_eq!(
+        params.get("federation.rounds").map(String::as_str),
+        Some("2")
+    );
+    assert_eq!(
+        params.get("federation.aggregation").map(String::as_str),
+        Some("fedavg")
+    );
+}

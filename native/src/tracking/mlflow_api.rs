@@ -232,6 +232,17 @@ impl MlflowApi {
             .map(|_| ())
     }
 
+    /// Deletes a run (it moves to MLflow's trash).
+    pub fn delete_run(&self, run_id: &str, timeout: Duration) -> Result<(), ApiError> {
+        self.post(
+            "runs/delete",
+            &json!({ "run_id": run_id }),
+            &format!("deleting run {run_id}"),
+            timeout,
+        )
+        .map(|_| ())
+    }
+
     /// Sets the run's status (`RUNNING`, `FINISHED`, `FAILED`, `KILLED`) and end time.
     pub fn set_status(
         &self,

@@ -9,6 +9,7 @@ mod params;
 mod run_end;
 mod s3_artifacts;
 
+pub use mlflow_api::{MlflowApi, TimedPoint};
 pub use mlflow_settings::{MlflowSettings, RUN_ID_FILE, finish_timeout};
 pub use mlflow_tracker::{Artifact, MlflowTracker, RunEnd, TrackerReport};
 pub use params::flatten_config;

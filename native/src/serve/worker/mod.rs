@@ -2,6 +2,7 @@
 //! train`), the recorder that writes what they report, heartbeats, and this worker's identity.
 
 pub mod claim_loop;
+mod federation_tracking;
 pub mod heartbeat;
 mod identity;
 pub mod listener;

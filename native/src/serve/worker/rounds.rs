@@ -3,6 +3,7 @@
 //! and storing the final model — exactly once per round, on whichever server gets there first,
 //! and again after a crash (a server's hold on a round it aggregates runs out).
 
+use super::federation_tracking;
 use super::round_inputs::{RoundInputs, client_models, masked_inputs};
 use super::secure_rounds::{self, Progress};
 use crate::serve::federations::{
@@ -55,6 +56,8 @@ pub async fn end(
         .map_err(registry_error)?;
     if ended {
         publish(ctx, id, "status", json!({"status": status, "error": why})).await;
+        let (ctx, id) = (ctx.clone(), id.to_string());
+        tokio::spawn(async move { federation_tracking::end_run(&ctx, &id, status).await });
     }
     Ok(ended)
 }
@@ -278,6 +281,10 @@ async fn close(ctx: &RunnerContext, row: &FederationRow, plan: &FederationPlan) 
         return Ok(());
     }
     announce_closed(ctx, row, &round, result.as_deref()).await;
+    let (ctx, id, plan, finished) = (ctx.clone(), row.id.clone(), plan.clone(), result.is_some());
+    tokio::spawn(async move {
+        federation_tracking::log_round(&ctx, &id, &plan, &round, finished).await;
+    });
     Ok(())
 }
 
