@@ -76,7 +76,7 @@ test-python:
 
 ## A fleet of `kiln serve` workers on a real PostgreSQL (a throwaway cluster the tests start) and
 ## a real S3 server (moto, in .venv-fleet) or file:// store: fail-over, drain, database faults.
-test-fleet:
+test-fleet: pkg
 	./scripts/setup-fleet.sh
 	./scripts/setup-mlflow.sh
 	$(CARGO) build -p kiln-native

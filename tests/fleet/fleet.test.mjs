@@ -10,13 +10,25 @@ import assert from "node:assert/strict";
 import { existsSync, mkdirSync, renameSync, writeFileSync, rmSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { randomUUID } from "node:crypto";
-import { tempDir, startServer, stopServer, killServers } from "../js/helpers.mjs";
+import { spawn } from "node:child_process";
+import { tempDir, startServer, stopServer, killServers, installPackage, kilnBin } from "../js/helpers.mjs";
 import { api, waitFor, readEvents, twoClassCsv, DETERMINISTIC, burnpackTensorData } from "../js/server-api.mjs";
-import { startPostgres, startMoto, startMlflow, startRelay } from "./services.mjs";
+import { startPostgres, startMoto, startMlflow, startRelay, freePort } from "./services.mjs";
 
 let pg;
 let moto;
-const DATABASES = ["scale", "failover", "pgrestart", "once", "files", "s3outage", "leases", "tracked", "s3artifacts"];
+const DATABASES = [
+  "scale",
+  "failover",
+  "pgrestart",
+  "once",
+  "files",
+  "s3outage",
+  "leases",
+  "tracked",
+  "s3artifacts",
+  "federation",
+];
 
 before(async () => {
   pg = await startPostgres(DATABASES);
@@ -34,10 +46,10 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const FAST = { training: { num_passes: 2, batch_size: 32 } };
 
 /** Workers on database `db` and object store `objects`. */
-function worker(db, objects, { lease = 6, labels = [], dataDir, extra = [], env = moto.env } = {}) {
+function worker(db, objects, { lease = 6, labels = [], dataDir, extra = [], env = moto.env, addr } = {}) {
   const args = ["--database", pg.url(db), "--objects", objects, "--lease-secs", String(lease), ...extra];
   for (const l of labels) args.push("--label", l);
-  return startServer(args, dataDir ?? tempDir("kiln-worker-"), env);
+  return startServer(args, dataDir ?? tempDir("kiln-worker-"), env, addr);
 }
 
 /**
@@ -642,3 +654,94 @@ test("an MLflow server whose artifact root is an S3 bucket: the worker uploads t
     await mlflow.stop();
   }
 });
+
+test("a secure federation on two servers (PostgreSQL, S3): clients on either, one server killed -9 and restarted; every round closed once", {
+  timeout: 300_000,
+}, async () => {
+  const { Kiln } = await installPackage();
+  const objects = "s3://kiln-fleet/federation";
+  const addrB = `127.0.0.1:${await freePort()}`;
+  const a = await worker("federation", objects);
+  let b = await worker("federation", objects, { addr: addrB });
+  const rows = twoClassCsv(180).trim().split("\n");
+  const header = rows[0];
+  const part = (k) => `${[header, ...rows.slice(1).filter((_, i) => i % 3 === k)].join("\n")}\n`;
+  const config = {
+    name: "fleet-federation",
+    model: { hidden: [8] },
+    training: {
+      num_passes: 1,
+      batch_size: 16,
+      weight_optimization: { optimization_method: "sgd", learning_rate: 0.05 },
+    },
+    data: { header: true, split: [0.9, 0.1, 0.0] },
+  };
+  const created = await api(a, "/v1/federations", {
+    method: "POST",
+    body: {
+      config,
+      rounds: 4,
+      clientsPerRound: 3,
+      inputShape: [header.split(",").length - 1],
+      numOutputs: 2,
+      aggregation: { clipNorm: 10 },
+      secureAggregation: true,
+      securePhaseSecs: 20,
+    },
+  });
+  assert.equal(created.status, 202, created.text);
+  const federation = created.json.id;
+  const kiln = await Kiln.create({ backend: "cpu" });
+  const onA = await kiln.joinFederation(a.url, { federation, data: { csv: part(0) }, pollMs: 50 });
+  const onB = await kiln.joinFederation(b.url, { federation, data: { csv: part(1) }, pollMs: 50 });
+  const nativeCsv = join(tempDir("kiln-fed-native-"), "part.csv");
+  writeFileSync(nativeCsv, part(2));
+  const native = spawn(
+    kilnBin,
+    ["federate", "join", b.url, "--federation", federation, "--data", nativeCsv, "--header"],
+    {
+      stdio: ["ignore", "ignore", "pipe"],
+    },
+  );
+  let nativeErr = "";
+  native.stderr.on("data", (d) => {
+    nativeErr += d;
+  });
+  // Server B dies after the first round; B's clients retry until it is back.
+  for (let tries = 0; (await api(a, `/v1/federations/${federation}`)).json.round < 1; tries++) {
+    assert.ok(tries < 600, "round 0 did not close");
+    await sleep(100);
+  }
+  b.child.kill("SIGKILL");
+  await b.exited;
+  await sleep(1000);
+  b = await worker("federation", objects, { addr: addrB });
+  const [resultA, resultB] = await Promise.all([onA.waitForCompletion(), onB.waitForCompletion()]);
+  assert.equal(await new Promise((r) => native.on("exit", r)), 0, nativeErr);
+  assert.equal(resultA.modelId, resultB.modelId);
+  for (const server of [a, b]) {
+    const view = await api(server, `/v1/federations/${federation}`);
+    assert.equal(view.json.status, "completed", view.text);
+    assert.deepEqual(
+      view.json.history.map((r) => r.round),
+      [0, 1, 2, 3],
+      "every round closed exactly once",
+    );
+  }
+  const events = await readEventsOf(a, federation);
+  const closed = events.filter((e) => e.event === "roundClosed").map((e) => e.data.round);
+  assert.deepEqual(closed, [0, 1, 2, 3], JSON.stringify(closed));
+});
+
+/** A federation's events (its stream ends with the final status). */
+async function readEventsOf(server, federation) {
+  const response = await fetch(`${server.url}/v1/federations/${federation}/events`);
+  const text = await response.text();
+  const events = [];
+  for (const block of text.split("\n\n")) {
+    const event = block.match(/^event: (.*)$/m)?.[1];
+    const data = block.match(/^data: (.*)$/m)?.[1];
+    if (event && data) events.push({ event, data: JSON.parse(data) });
+  }
+  return events;
+}

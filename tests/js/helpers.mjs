@@ -80,9 +80,12 @@ export function killServers() {
 }
 process.on("exit", killServers);
 
-/** Starts `kiln serve` on a free loopback port (extra environment in `env`); resolves once it prints its URL. */
-export function startServer(args = [], dataDir = tempDir("kiln-serve-"), env = {}) {
-  const child = spawn(kilnBin, ["serve", "--addr", "127.0.0.1:0", "--data-dir", dataDir, ...args], {
+/**
+ * Starts `kiln serve` on a free loopback port, or on `addr` (extra environment in `env`);
+ * resolves once it prints its URL.
+ */
+export function startServer(args = [], dataDir = tempDir("kiln-serve-"), env = {}, addr = "127.0.0.1:0") {
+  const child = spawn(kilnBin, ["serve", "--addr", addr, "--data-dir", dataDir, ...args], {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, XDG_RUNTIME_DIR: tmpdir(), ...env },
   });
