@@ -272,6 +272,24 @@ impl Registry {
     /// Records a member's update to the open round `round`, unless the round has moved on or
     /// is being aggregated; true if it was recorded (false: it is stale, or a duplicate).
     pub async fn insert_update(&self, id: &str, round: i64, update: &UpdateRow) -> Outcome<bool> {
+        let mut tx = self.pool().begin().await?;
+        // PostgreSQL: the federation's row is share-locked until the update is in, so a server
+        // claiming the round waits for it (and aggregates it), or — having claimed first — is
+        // seen here and the update is refused. SQLite runs one writer at a time anyway.
+        if self.dialect() == super::registry::Dialect::Postgres {
+            let open = sqlx::query(
+                "SELECT 1 FROM federations
+                 WHERE id = $1 AND round = $2 AND status = 'running' AND closing_until IS NULL
+                 FOR SHARE",
+            )
+            .bind(id)
+            .bind(round)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if open.is_none() {
+                return Ok(false);
+            }
+        }
         let done = sqlx::query(
             "INSERT INTO federation_updates
                  (federation_id, round, participant, examples, metrics, bytes, received_at)
@@ -288,8 +306,9 @@ impl Registry {
         .bind(&update.metrics)
         .bind(update.bytes)
         .bind(update.received_at)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
