@@ -5,7 +5,7 @@ export XDG_RUNTIME_DIR ?= /tmp
 # One shared target dir and one test profile for everything.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: size setup train test test-docs docs test-rust test-release test-js test-web test-python test-fleet test-demo lint fmt bench bench-fleet check-cuda pkg demo types
+.PHONY: size setup train test test-docs docs test-rust test-release test-js test-web test-python test-fleet test-demo lint fmt bench bench-fleet bench-fed check-cuda pkg demo types
 
 setup:
 	./scripts/setup.sh
@@ -140,6 +140,12 @@ fmt:
 ## Benchmarks: Kiln vs PyTorch / JAX / scikit-learn (see BENCHMARKS.md).
 bench:
 	./bench/run.sh
+
+## Federated rounds on loopback: round time, server CPU and bytes per client for 1-64 clients,
+## with and without secure aggregation (BENCHMARKS.md).
+bench-fed:
+	$(CARGO) build --release -p kiln-native --no-default-features
+	node bench/fed.mjs
 
 ## The fleet: jobs/minute with 1 and 2 workers on one PostgreSQL, kill -9 fail-over time,
 ## SQLite vs PostgreSQL latency (BENCHMARKS.md).

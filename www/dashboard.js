@@ -1,53 +1,12 @@
 // The dashboard `kiln serve` serves at `/`: the job list, each job's page (`/jobs/<id>`, its
-// trackingUrl) with live progress and curves, final metrics and confusion matrix, and the models
-// with download. Charts, results and the event-stream reader are the demo page's and the npm
+// trackingUrl) with live progress and curves, final metrics and confusion matrix, the
+// federations (each one's page at `/federations/<id>`), and the models with download. Charts, results and the event-stream reader are the demo page's and the npm
 // package's own modules. The token, when the server needs one, is asked once per tab.
 import { LineChart } from "/ui/chart.js";
 import { confusionHtml, escapeHtml, formatLocalTime, formatSeconds, groupThousands, metricsHtml } from "/ui/results.js";
 import { serverEvents } from "/ui/sse.js";
-
-const $ = (id) => document.getElementById(id);
-const TOKEN_KEY = "kiln-token";
-let asking = null;
-
-/** Asks for the token (once at a time) and keeps it for this tab. */
-function askToken() {
-  asking ??= new Promise((resolve) => {
-    const dialog = $("token-dialog");
-    dialog.addEventListener(
-      "close",
-      () => {
-        sessionStorage.setItem(TOKEN_KEY, $("token").value.trim());
-        asking = null;
-        resolve();
-      },
-      { once: true },
-    );
-    dialog.showModal();
-  });
-  return asking;
-}
-
-/** fetch with the token; a 401 asks for it and tries again. */
-async function api(path, init = {}) {
-  for (;;) {
-    const token = sessionStorage.getItem(TOKEN_KEY);
-    const headers = { ...(init.headers ?? {}) };
-    if (token) headers.authorization = `Bearer ${token}`;
-    const response = await fetch(path, { ...init, headers });
-    if (response.status === 401) {
-      await askToken();
-      continue;
-    }
-    if (!response.ok) {
-      const problem = await response.json().catch(() => ({}));
-      throw new Error(problem.detail ?? `HTTP ${response.status}`);
-    }
-    return response;
-  }
-}
-
-const json = async (path) => (await api(path)).json();
+import { $, api, json } from "/ui/dashboard-api.js";
+import { federationRows, showFederation } from "/ui/federation-view.js";
 
 async function showServer() {
   const health = await (await fetch("/v1/health")).json();
@@ -99,6 +58,7 @@ async function refreshLists() {
       )
       .join("") ||
     `<tr><td colspan="5" class="muted">No jobs yet: POST /v1/jobs (see the book's "The server" chapter).</td></tr>`;
+  $("federations").tBodies[0].innerHTML = await federationRows();
   const models = (await json("/v1/models")).sort((a, b) => b.createdUnixMs - a.createdUnixMs);
   $("models").tBodies[0].innerHTML =
     models
@@ -201,7 +161,12 @@ showServer().catch((e) => {
   $("server").dataset.kind = "error";
 });
 const match = location.pathname.match(/^\/jobs\/([^/]+)$/);
-if (match) {
+const federation = location.pathname.match(/^\/federations\/([^/]+)$/);
+if (federation) {
+  showFederation(decodeURIComponent(federation[1])).catch((e) => {
+    $("fed-text").textContent = e.message;
+  });
+} else if (match) {
   showJob(decodeURIComponent(match[1])).catch((e) => {
     $("progress-text").textContent = e.message;
   });

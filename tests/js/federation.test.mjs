@@ -415,3 +415,87 @@ test("secure aggregation from the package: Node clients and a native client; the
     assert.ok(Math.abs(secure.probs[i] - plain.probs[i]) < 1e-3, `${i}: ${secure.probs[i]} vs ${plain.probs[i]}`);
   }
 });
+
+test("the dashboard's federation page: rounds, participants, validation curve, bytes in and out", {
+  timeout: 300_000,
+}, async () => {
+  const { train, test: testRows } = digitsByClass();
+  const tokenFile = join(work, "dash-fed-tokens");
+  writeFileSync(tokenFile, "dash-fed\n");
+  const server = await startServer(["--token-file", tokenFile]);
+  const token = "dash-fed";
+  const upload = await api(server, "/v1/datasets?header=false", {
+    method: "POST",
+    token,
+    body: `${testRows.join("\n")}\n`,
+    type: "text/csv",
+  });
+  assert.equal(upload.status, 201, upload.text);
+  const created = await api(server, "/v1/federations", {
+    method: "POST",
+    token,
+    body: {
+      config: CONFIG,
+      rounds: 3,
+      clientsPerRound: 2,
+      inputShape: [64],
+      numOutputs: 10,
+      validationDataset: upload.json.id,
+    },
+  });
+  assert.equal(created.status, 202, created.text);
+  const fed = created.json.id;
+  const tokenCopy = join(work, "dash-fed-token");
+  writeFileSync(tokenCopy, `${token}\n`);
+  const clients = [0, 1].map((k) => {
+    const file = join(work, `dash-client-${k}.csv`);
+    writeFileSync(file, `${train.flatMap((rows) => rows.filter((_, i) => i % 2 === k)).join("\n")}\n`);
+    const child = spawn(
+      kilnBin,
+      ["federate", "join", server.url, "--federation", fed, "--data", file, "--token-file", tokenCopy],
+      { stdio: ["ignore", "ignore", "pipe"] },
+    );
+    return new Promise((resolve) => child.on("exit", resolve));
+  });
+  assert.deepEqual(await Promise.all(clients), [0, 0]);
+
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  await page.goto(`${server.url}/`);
+  await page.waitForSelector("#token-dialog[open]");
+  await page.fill("#token", token);
+  await page.click("#token-ok");
+  const row = page.locator(`tr[data-federation="${fed}"]`);
+  await row.waitFor();
+  // biome-ignore lint/performance/useDomNodeTextContent: Playwright's Locator.innerText (rendered text)
+  assert.match(await row.innerText(), /completed.*3\/3.*fedavg/is);
+  await page.click(`tr[data-federation="${fed}"] a`);
+  await page.waitForSelector('#fed-rounds tbody tr[data-round="2"]');
+  await page.waitForFunction(() => document.querySelector("#fed-status").textContent === "completed");
+  const shown = await page.evaluate(() => ({
+    rounds: [...document.querySelectorAll("#fed-rounds tbody tr")].map((tr) =>
+      [...tr.cells].map((c) => c.textContent.trim()),
+    ),
+    accuracyPoints: Number(document.querySelector("#fed-accuracy").dataset.points),
+    participantPoints: Number(document.querySelector("#fed-participants").dataset.points),
+    text: document.querySelector("#fed-text").textContent,
+    bar: document.querySelector("#fed-bar").getAttribute("aria-valuenow"),
+  }));
+  assert.equal(shown.rounds.length, 3, JSON.stringify(shown));
+  for (const [round, participants, , bytesIn, bytesOut, metrics] of shown.rounds) {
+    assert.equal(participants, "2", round);
+    assert.match(bytesIn, /^[1-9][\d,]* KB$/);
+    assert.match(bytesOut, /^[1-9][\d,]* KB$/);
+    assert.match(metrics, /val_accuracy/);
+  }
+  // Global (val_*) and clients' accuracy, each round.
+  assert.equal(shown.accuracyPoints, 6, JSON.stringify(shown));
+  assert.equal(shown.participantPoints, 3);
+  assert.equal(shown.bar, "100");
+  assert.match(shown.text, /round 3\/3/);
+  assert.deepEqual(errors, []);
+  await context.close();
+  assert.equal((await stopServer(server)).code, 0);
+});

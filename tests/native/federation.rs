@@ -368,6 +368,53 @@ fn the_protocol_refuses_outsiders_duplicates_stale_rounds_and_garbage() {
             .unwrap()
             .contains("aggregation.trim: 0.1 of a round of 4 clients")
     );
+    // Standardisation from the validation dataset: every client applies the same statistics.
+    let (_, test_rows) = digits_rows();
+    let csv: String = test_rows.iter().map(|(_, r)| format!("{r}\n")).collect();
+    let dataset: Value = client
+        .post(server.url("/v1/datasets?header=false"))
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let standardised: Value = client
+        .post(server.url("/v1/federations"))
+        .json(&json!({
+            "rounds": 1, "clientsPerRound": 2, "inputShape": [64], "numOutputs": 10,
+            "config": {"data": {"normalize": true}},
+            "validationDataset": dataset["id"],
+        }))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let first = fetch_model(
+        &server,
+        &format!(
+            "/v1/federations/{}/model",
+            standardised["id"].as_str().unwrap()
+        ),
+    );
+    let stats = first
+        .header
+        .normalization
+        .expect("the validation dataset's statistics");
+    let column: Vec<f64> = test_rows
+        .iter()
+        .map(|(_, r)| r.split(',').nth(10).unwrap().parse::<f64>().unwrap())
+        .collect();
+    let mean = column.iter().sum::<f64>() / column.len() as f64;
+    assert!(
+        (f64::from(stats.mean[10]) - mean).abs() < 1e-4,
+        "{} vs {mean}",
+        stats.mean[10]
+    );
+    assert!(
+        !first.header.config.data.normalize,
+        "clients never standardise on their own"
+    );
     // FedProx: μ must be positive; the clients' config carries it as training.proximal_mu.
     let fedprox = |mu: f64| {
         client

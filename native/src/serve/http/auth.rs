@@ -126,6 +126,7 @@ pub async fn require_token(
         || path == "/"
         || path.starts_with("/ui/")
         || (path.starts_with("/jobs/") && !path[6..].contains('/'))
+        || (path.starts_with("/federations/") && !path[13..].contains('/'))
         || request.method() == "OPTIONS";
     if gate.tokens.required() && !open {
         let given = request

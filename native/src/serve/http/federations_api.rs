@@ -277,6 +277,25 @@ async fn first_model(
     Ok(model)
 }
 
+/// The feature statistics of the validation dataset: the standardisation every client applies.
+async fn validation_statistics(
+    state: &AppState,
+    body: &CreateFederation,
+    config: &kiln::Config,
+) -> Result<kiln::data::Normalization, ApiError> {
+    let dataset = body.validation_dataset.as_deref();
+    let Some((path, row)) = rounds::validation_file(&state.runner, dataset).await? else {
+        return Err(ApiError::bad_input("validationDataset: none given"));
+    };
+    let config = config.clone();
+    let stats = blocking(move || {
+        let loaded = crate::serve::datasets::load(&path, &row, &config)?;
+        Ok(kiln::data::Normalization::fit(&loaded.samples))
+    })
+    .await?;
+    Ok(stats)
+}
+
 /// Creates a federation: its plan, its first global model; it waits for its first client.
 #[utoipa::path(post, path = "/v1/federations", request_body = CreateFederation,
     responses((status = 202, body = FederationView), (status = 400, body = crate::serve::problem::Problem, content_type = "application/problem+json")))]
@@ -301,6 +320,9 @@ pub async fn create(
     let secure_aggregation =
         crate::serve::secure_api::settings(&body, &aggregation, clients_per_round, min_clients)?;
     let mut config = aggregation.client_config(parse_config(body.config.clone(), None)?);
+    // Standardisation must agree across clients: with `data.normalize`, its statistics come
+    // from the validation dataset (or the initModel's); a client never standardises alone.
+    let standardise = config.data.normalize && body.init_model.is_none();
     config.data.normalize = false;
     if let Some(dataset) = &body.validation_dataset
         && state.registry.dataset(dataset).await?.is_none()
@@ -313,7 +335,10 @@ pub async fn create(
     let uuid = uuid::Uuid::new_v4();
     let id = format!("fed-{uuid}");
     let model_id = uuid::Uuid::new_v4().to_string();
-    let model = first_model(&state, &body, &config, &model_id).await?;
+    let mut model = first_model(&state, &body, &config, &model_id).await?;
+    if standardise && body.validation_dataset.is_some() {
+        model.header.normalization = Some(validation_statistics(&state, &body, &config).await?);
+    }
     state
         .runner
         .objects

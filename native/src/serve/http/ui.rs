@@ -1,4 +1,4 @@
-//! The dashboard: a page at `/` and `/jobs/{id}` (a job's trackingUrl) built from the demo
+//! The dashboard: a page at `/`, `/jobs/{id}` (a job's trackingUrl) and `/federations/{id}`, built from the demo
 //! page's style, chart and results modules and the npm package's event-stream reader, embedded
 //! in the binary. The page holds no data: it calls the API, with the token it asks for.
 
@@ -16,6 +16,16 @@ const FILES: &[(&str, &str, &str)] = &[
         "dashboard.js",
         "text/javascript",
         include_str!("../../../../www/dashboard.js"),
+    ),
+    (
+        "dashboard-api.js",
+        "text/javascript",
+        include_str!("../../../../www/dashboard-api.js"),
+    ),
+    (
+        "federation-view.js",
+        "text/javascript",
+        include_str!("../../../../www/federation-view.js"),
     ),
     (
         "chart.js",
@@ -59,7 +69,7 @@ fn with_headers(content_type: &'static str, body: &'static str) -> Response {
     response
 }
 
-/// `GET /` and `GET /jobs/{id}`: the dashboard page.
+/// `GET /`, `GET /jobs/{id}` and `GET /federations/{id}`: the dashboard page.
 pub async fn page() -> Response {
     with_headers("text/html; charset=utf-8", PAGE)
 }

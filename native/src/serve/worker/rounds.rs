@@ -389,7 +389,7 @@ async fn aggregate_round(
         r => objects.get(&moments_key(&row.id, r)).await?,
     };
     let settings = plan.aggregation.clone();
-    let validation = validation_file(ctx, plan).await?;
+    let validation = validation_file(ctx, plan.validation_dataset.as_deref()).await?;
     let id = row.id.clone();
     let round = row.round;
     let (next, moments, validation_metrics) = tokio::task::spawn_blocking(move || {
@@ -457,12 +457,12 @@ async fn round_objects(
     Ok((global, clients))
 }
 
-/// The validation dataset's file and row, when the plan names one.
-async fn validation_file(
+/// The validation dataset's file and row, when there is one.
+pub async fn validation_file(
     ctx: &RunnerContext,
-    plan: &FederationPlan,
+    dataset: Option<&str>,
 ) -> Result<Option<(std::path::PathBuf, crate::serve::registry::DatasetRow)>> {
-    let Some(id) = &plan.validation_dataset else {
+    let Some(id) = dataset else {
         return Ok(None);
     };
     let row = ctx
