@@ -21,7 +21,7 @@ const env = { ...process.env, XDG_RUNTIME_DIR: tmpdir(), RAYON_NUM_THREADS: "1" 
 const CONFIG = {
   name: "fed-bench",
   model: { hidden: [8] },
-  training: { num_passes: 1, batch_size: 32, weight_optimization: { optimization_method: "sgd", learning_rate: 0.05 } },
+  training: { num_passes: 1, batch_size: 16, weight_optimization: { optimization_method: "sgd", learning_rate: 0.05 } },
   data: { split: [0.9, 0.1, 0.0] },
 };
 const TICKS = 100; // Linux clock ticks per second (/proc/<pid>/stat)
@@ -119,13 +119,17 @@ async function federation(n, secure) {
   const clients = files.map((file) => {
     const child = spawn(kiln, ["federate", "join", server.url, "--federation", fed.id, "--data", file], {
       env,
-      stdio: ["ignore", "ignore", "ignore"],
+      stdio: ["ignore", "ignore", "pipe"],
     });
     children.add(child);
-    return new Promise((resolve) => child.on("exit", resolve));
+    let err = "";
+    child.stderr.on("data", (d) => {
+      err += d;
+    });
+    return new Promise((resolve) => child.on("exit", (code) => resolve({ code, err })));
   });
-  const codes = await Promise.all(clients);
-  if (codes.some((c) => c !== 0)) throw new Error(`a client failed (exit codes ${codes})`);
+  const failed = (await Promise.all(clients)).find((c) => c.code !== 0);
+  if (failed) throw new Error(`a client failed (exit ${failed.code}): ${failed.err.slice(-400)}`);
   const view = await json(`${server.url}/v1/federations/${fed.id}`);
   const cpu = cpuSeconds(server.child.pid) - cpuBefore;
   const closed = view.history.map((r) => r.closedAt);
