@@ -76,7 +76,10 @@ async function json(url, init) {
 
 /** The digits as `n` CSV files (row i to client i mod n). */
 function shares(n, dir) {
-  const rows = gunzipSync(readFileSync(join(repo, "crate/data/digits.csv.gz"))).toString().trim().split("\n");
+  const rows = gunzipSync(readFileSync(join(repo, "crate/data/digits.csv.gz")))
+    .toString()
+    .trim()
+    .split("\n");
   return Array.from({ length: n }, (_, k) => {
     const file = join(dir, `client-${k}.csv`);
     writeFileSync(file, `${rows.filter((_, i) => i % n === k).join("\n")}\n`);
@@ -152,7 +155,9 @@ async function federation(n, secure) {
 console.log(
   `kiln federated rounds on loopback: ${ROUNDS} rounds per run, MLP 64→8→10, one local epoch on 1/N of the digits`,
 );
-console.log("| clients | aggregation | round (median, ms) | server CPU per round (s) | sent per client per round | received per client per round |");
+console.log(
+  "| clients | aggregation | round (median, ms) | server CPU per round (s) | sent per client per round | received per client per round |",
+);
 console.log("|---:|---|---:|---:|---:|---:|");
 for (const n of CLIENTS) {
   for (const secure of n >= 2 ? [false, true] : [false]) {
