@@ -4,6 +4,7 @@
 // browsers (WebGPU or CPU wasm, optionally inside a Web Worker) and in Node 20 (CPU wasm).
 import { defaultStore, isModelId } from "./store.js";
 import { eventsUntil } from "./relayed-job.js";
+import { jobStore, keepCheckpoints } from "./job-store.js";
 
 const isNode = typeof process !== "undefined" && process.versions?.node != null && typeof window === "undefined";
 const BACKENDS = ["auto", "webgpu", "cpu"];
@@ -566,10 +567,56 @@ export class Kiln {
   /**
    * Starts training and returns the job at once. A bad config or bad data fails the job (as in
    * worker and remote mode): `status()` is "failed" and `waitForTraining()` rejects with the
-   * Error naming the field.
+   * Error naming the field. `{ resumable: true }` (CPU backend) keeps the job's latest
+   * checkpoint (IndexedDB in browsers), so `kiln.resume(job.id)` continues it after a reload.
    */
-  train(config, data) {
-    return this.#train(config, data, undefined);
+  train(config, data, options = {}) {
+    if (options === null || typeof options !== "object") throw new TypeError("train's options must be an object");
+    if (!options.resumable) return this.#train(config, data, undefined);
+    const jobId = `trainingjob-${crypto.randomUUID()}`;
+    return this.#kept(config, data, jobId, undefined);
+  }
+
+  /**
+   * Continues a resumable job (`train(config, data, { resumable: true })`) from its latest
+   * checkpoint — after a page reload, say — under the same id. `data` must be the data it was
+   * started with (a job on a built-in or URL source needs none). With `deterministic: true` it
+   * ends with the weights of an uninterrupted run.
+   */
+  async resume(jobId, data) {
+    if (typeof jobId !== "string") throw new TypeError("resume takes a job id (trainingjob-…)");
+    const record = await (await jobStore()).get(jobId);
+    if (!record) {
+      throw new Error(
+        `no resumable job ${jobId} here: it completed, was cancelled, was never started with { resumable: true }, or ran in another browser profile`,
+      );
+    }
+    return this.#kept(record.config, data, jobId, record.checkpoint);
+  }
+
+  /** The resumable jobs kept here: `[{ jobId, name, epochsDone, savedAt }]`. */
+  async resumableJobs() {
+    return (await (await jobStore()).list()).map(({ jobId, config, epochsDone, savedAt }) => ({
+      jobId,
+      name: typeof config === "object" && config !== null ? config.name : undefined,
+      epochsDone,
+      savedAt,
+    }));
+  }
+
+  /** A job whose checkpoints are kept until it completes or is cancelled. */
+  #kept(config, data, jobId, resumeFrom) {
+    const keeper = keepCheckpoints(jobId, config);
+    const job = this.#train(config, data, jobId, { onCheckpoint: keeper.listener, resumeFrom });
+    job.waitForTraining().then(
+      () => keeper.settled(),
+      () => {
+        // A failed job keeps its checkpoint (resume may succeed with the right data); a
+        // cancelled one does not.
+        if (job.status() === "cancelled") keeper.settled();
+      },
+    );
+    return job;
   }
 
   /** @internal Starts a job under an id handed out by the worker proxy. */
@@ -577,10 +624,10 @@ export class Kiln {
     return this.#train(config, data, jobId);
   }
 
-  #train(config, data, jobId) {
+  #train(config, data, jobId, extras = {}) {
     const runtime = this.#runtime;
     try {
-      return this.#start(config, data, jobId);
+      return this.#start(config, data, jobId, extras);
     } catch (error) {
       if (error instanceof Error) error.status = "failed";
       const id = jobId ?? `trainingjob-${crypto.randomUUID()}`;
@@ -588,7 +635,7 @@ export class Kiln {
     }
   }
 
-  #start(config, data, jobId) {
+  #start(config, data, jobId, { onCheckpoint, resumeFrom } = {}) {
     const runtime = this.#runtime;
     const init = typeof config === "object" && config !== null ? config.model?.init_from : undefined;
     let weights;
@@ -606,7 +653,7 @@ export class Kiln {
         this.#live().then((inner) =>
           runtime.call(() => {
             if (d !== undefined) provideDigits(runtime, d);
-            return inner.train(config, data, id, w);
+            return inner.train(config, data, id, w, onCheckpoint, resumeFrom);
           }),
         ),
       );
@@ -615,7 +662,7 @@ export class Kiln {
     runtime.restartIfCrashed();
     if (this.#generation === runtime.generation) {
       return new TrainingJob(
-        runtime.call(() => this.#inner.train(config, data, jobId)),
+        runtime.call(() => this.#inner.train(config, data, jobId, undefined, onCheckpoint, resumeFrom)),
         runtime,
       );
     }
@@ -623,7 +670,9 @@ export class Kiln {
     // Kiln is open on the new instance.
     runtime.call(() => runtime.WasmKiln.validateConfig(config));
     const id = jobId ?? `trainingjob-${crypto.randomUUID()}`;
-    const start = this.#live().then((inner) => runtime.call(() => inner.train(config, data, id)));
+    const start = this.#live().then((inner) =>
+      runtime.call(() => inner.train(config, data, id, undefined, onCheckpoint, resumeFrom)),
+    );
     return new TrainingJob(new DeferredJob(id, start), runtime);
   }
 

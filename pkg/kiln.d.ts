@@ -152,7 +152,11 @@ export class Kiln {
   static connect(url: string | URL, options?: ConnectOptions): Promise<Kiln>;
   readonly backend: BackendInfo;
   /** Returns the job at once (in every mode). A bad config or bad data fails it: `status()` is "failed" and `waitForTraining()` rejects with an Error naming the field. */
-  train(config?: TrainConfig | string, data?: TrainData): TrainingJob;
+  train(config?: TrainConfig | string, data?: TrainData, options?: { resumable?: boolean }): TrainingJob;
+  /** Continues a `{ resumable: true }` job from its latest checkpoint (local CPU Kilns). */
+  resume?(jobId: string, data?: TrainData): Promise<TrainingJob>;
+  /** The resumable jobs kept in this browser (IndexedDB) or process. */
+  resumableJobs?(): Promise<{ jobId: string; name?: string; epochsDone: number; savedAt: number }[]>;
   /** Resolves if the config is valid; rejects with the validator's Error (field path, value, allowed). */
   validateConfig(config?: TrainConfig | string): Promise<void>;
   /** Bytes of wasm linear memory of the module running the jobs (the worker's, in worker mode). */

@@ -84,7 +84,10 @@ export class WorkerKiln {
   }
 
   /** Starts training in the worker; returns the job at once. Config errors reject waitForTraining. */
-  train(config, data) {
+  train(config, data, options = {}) {
+    if (options?.resumable) {
+      throw new Error("resumable jobs run in a local Kiln (Kiln.create without worker: true) for now");
+    }
     const jobId = `trainingjob-${crypto.randomUUID()}`;
     const started = this.#call("train", { config, data, jobId });
     const job = new RelayedTrainingJob(jobId, () => this.#call("cancel", { jobId }), started);

@@ -684,3 +684,83 @@ test("a PyTorch model fetched by URL predicts as in PyTorch on CPU and WebGPU (1
     );
   }
 });
+
+test("a resumable job survives a page reload: kiln.resume continues it from IndexedDB and ends with the uninterrupted run's weights", {
+  timeout: 600_000,
+}, async () => {
+  const config = {
+    name: "resumable",
+    deterministic: true,
+    seed: 11,
+    model: { hidden: [128, 128] },
+    training: { num_passes: 40, batch_size: 32 },
+    checkpoint: { every_epochs: 1 },
+  };
+  const rows = Array.from({ length: 8 }, (_, r) => Array.from({ length: 64 }, (_, i) => (r * 5 + i * 3) % 17));
+  const predictAfter = (page, start) =>
+    page.evaluate(
+      async ({ config, rows, start }) => {
+        const { Kiln } = window.kilnModule;
+        const kiln = await Kiln.create({ backend: "cpu" });
+        const job = start === "fresh" ? kiln.train(config) : await kiln.resume(start);
+        let startEpoch;
+        const seen = (async () => {
+          for await (const event of job.events()) if (event.event === "started") startEpoch ??= event.start_epoch;
+        })();
+        const info = await job.waitForTraining();
+        await seen;
+        const model = await kiln.preloadedModel(info.modelId);
+        const probs = [];
+        for (const row of rows) probs.push([...(await model.predict(new Float32Array(row)))]);
+        return { probs, id: job.id, startEpoch, left: (await kiln.resumableJobs()).map((j) => j.jobId) };
+      },
+      { config, rows, start },
+    );
+  // The uninterrupted run.
+  const plain = await browser.newContext();
+  const { page: plainPage } = await openPage(plain);
+  const uninterrupted = await predictAfter(plainPage, "fresh");
+  await plain.close();
+
+  // The same job, resumable, interrupted by a reload once a few epochs are kept.
+  const context = await browser.newContext();
+  const { page, errors } = await openPage(context);
+  const started = await page.evaluate(async (config) => {
+    const { Kiln } = window.kilnModule;
+    const kiln = await Kiln.create({ backend: "cpu" });
+    const job = kiln.train(config, undefined, { resumable: true });
+    for (;;) {
+      const kept = (await kiln.resumableJobs()).find((j) => j.jobId === job.id);
+      if (kept && kept.epochsDone >= 3) return { id: job.id, kept: kept.epochsDone, status: job.status() };
+      if (["completed", "failed"].includes(job.status())) return { id: job.id, status: job.status() };
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }, config);
+  assert.equal(started.status, "processing", JSON.stringify(started));
+  await page.reload();
+  await page.waitForFunction(() => window.kilnModule !== undefined, null, { timeout: 60_000 });
+  const resumed = await predictAfter(page, started.id);
+  assert.equal(resumed.id, started.id);
+  assert.equal(uninterrupted.startEpoch, 1);
+  assert.ok(resumed.startEpoch > started.kept, `resumed at epoch ${resumed.startEpoch}, kept ${started.kept}`);
+  assert.ok(!resumed.left.includes(started.id), "a completed job's checkpoint is removed");
+  for (let r = 0; r < rows.length; r++) {
+    for (let c = 0; c < 10; c++) {
+      assert.equal(resumed.probs[r][c], uninterrupted.probs[r][c], `row ${r} class ${c}`);
+    }
+  }
+  // A job id with nothing kept is an Error naming it; WebGPU refuses resumable jobs.
+  const refused = await page.evaluate(async () => {
+    const { Kiln } = window.kilnModule;
+    const kiln = await Kiln.create({ backend: "cpu" });
+    const missing = await kiln.resume("trainingjob-nothing").catch((e) => e.message);
+    const gpu = await Kiln.create({ backend: "webgpu" });
+    const job = gpu.train({ training: { num_passes: 1 } }, undefined, { resumable: true });
+    const onGpu = await job.waitForTraining().catch((e) => e.message);
+    return { missing, onGpu };
+  });
+  assert.match(refused.missing, /no resumable job trainingjob-nothing/);
+  assert.match(refused.onGpu, /resumable jobs need the CPU backend/);
+  assert.deepEqual(errors, []);
+  await context.close();
+});

@@ -169,15 +169,32 @@ impl Kiln {
     /// bad data; training failures reject `waitForTraining()`. `job_id` (optional) must look
     /// like `trainingjob-…`; the worker proxy uses it to hand out ids at once. `init_weights`
     /// (optional) are `model.init_from`'s safetensors bytes, fetched or handed over by the
-    /// package.
+    /// package. `on_checkpoint(bytes, epochsDone)` (optional, CPU backend only) receives every
+    /// checkpoint as a resume point; `resume_from` (optional) is such a point to continue from.
     pub fn train(
         &self,
         config: JsValue,
         data: JsValue,
         job_id: Option<String>,
         init_weights: Option<js_sys::Uint8Array>,
+        on_checkpoint: Option<js_sys::Function>,
+        resume_from: Option<js_sys::Uint8Array>,
     ) -> Result<TrainingJob, JsValue> {
         let config = config_from_js(&config).map_err(js_error)?;
+        if (on_checkpoint.is_some() || resume_from.is_some()) && self.shared.backend.kind != "cpu" {
+            return Err(js_error(KilnError::InvalidArgument(
+                "resumable jobs need the CPU backend: WebGPU cannot hand over the optimiser's \
+                 state without blocking the page"
+                    .into(),
+            )));
+        }
+        let resume = match resume_from {
+            Some(bytes) => {
+                Some(crate::train::ResumePoint::from_bytes(&bytes.to_vec()).map_err(js_error)?)
+            }
+            None => None,
+        };
+        let mut sink = on_checkpoint.map(super::checkpoints::JsCheckpoints::new);
         let builder = match init_weights {
             Some(bytes) => crate::model::ConfigModel::with_init_weights(bytes.to_vec()),
             None => crate::model::ConfigModel::default(),
@@ -203,6 +220,9 @@ impl Kiln {
         };
         let kiln = self.shared.clone();
         spawn_local(async move {
+            // One turn of the event loop first: listeners the page attaches right after
+            // `train` returns (or once a deferred start resolves) hear the `started` event.
+            next_tick().await;
             panic::take_injected();
             let mut on_event = |event: &crate::train::TrainEvent| shared.emit(event);
             let yield_fn: &crate::train::YieldFn = &next_tick;
@@ -214,8 +234,10 @@ impl Kiln {
                         splits: &splits,
                         builder: &builder,
                         device: kiln.device.clone(),
-                        checkpoints: None,
-                        resume: None,
+                        checkpoints: sink
+                            .as_mut()
+                            .map(|s| s as &mut dyn crate::train::CheckpointSink),
+                        resume,
                         yield_now: Some(yield_fn),
                     },
                     backend: kiln.backend.kind.clone(),

@@ -1,6 +1,7 @@
 //! The JavaScript API (wasm-bindgen): `Kiln`, `TrainingJob` and `Model`. This folder is the
 //! only place that knows about JS; everything it calls is the target-agnostic engine.
 
+mod checkpoints;
 mod convert;
 mod device;
 mod federation;
