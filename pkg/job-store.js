@@ -2,15 +2,10 @@
 // true })`), kept so `kiln.resume(jobId)` can continue a job after a page reload: IndexedDB in
 // browsers (database `kiln-jobs`), this process's memory elsewhere.
 
+import { openTable, readTable, writeTable } from "./idb.js";
+
 const DATABASE = "kiln-jobs";
 const TABLE = "jobs";
-
-function request(req) {
-  return new Promise((resolve, reject) => {
-    req.onsuccess = () => resolve(req.result);
-    req.onerror = () => reject(req.error ?? new Error("IndexedDB request failed"));
-  });
-}
 
 /** Job records (`{ jobId, config, epochsDone, savedAt, checkpoint }`) in IndexedDB. */
 class IndexedDbJobs {
@@ -19,30 +14,19 @@ class IndexedDbJobs {
     this.#db = db;
   }
   static async open() {
-    const open = indexedDB.open(DATABASE, 1);
-    open.onupgradeneeded = () => open.result.createObjectStore(TABLE);
-    return new IndexedDbJobs(await request(open));
-  }
-  async #write(action) {
-    const tx = this.#db.transaction(TABLE, "readwrite");
-    action(tx.objectStore(TABLE));
-    await new Promise((resolve, reject) => {
-      tx.oncomplete = resolve;
-      tx.onerror = () => reject(tx.error ?? new Error("IndexedDB write failed"));
-      tx.onabort = () => reject(tx.error ?? new Error("IndexedDB write aborted (quota?)"));
-    });
+    return new IndexedDbJobs(await openTable(DATABASE, TABLE));
   }
   async get(jobId) {
-    return request(this.#db.transaction(TABLE, "readonly").objectStore(TABLE).get(jobId));
+    return readTable(this.#db, TABLE, (store) => store.get(jobId));
   }
   async put(record) {
-    await this.#write((store) => store.put(record, record.jobId));
+    await writeTable(this.#db, TABLE, (store) => store.put(record, record.jobId));
   }
   async delete(jobId) {
-    await this.#write((store) => store.delete(jobId));
+    await writeTable(this.#db, TABLE, (store) => store.delete(jobId));
   }
   async list() {
-    return request(this.#db.transaction(TABLE, "readonly").objectStore(TABLE).getAll());
+    return readTable(this.#db, TABLE, (store) => store.getAll());
   }
 }
 

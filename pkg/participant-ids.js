@@ -3,15 +3,10 @@
 // IndexedDB in browsers (database `kiln-federations`), in a JSON file in Node when a
 // `stateFile` is given, else for this process only.
 
+import { openTable, readTable, writeTable } from "./idb.js";
+
 const DATABASE = "kiln-federations";
 const TABLE = "participants";
-
-function request(req) {
-  return new Promise((resolve, reject) => {
-    req.onsuccess = () => resolve(req.result);
-    req.onerror = () => reject(req.error ?? new Error("IndexedDB request failed"));
-  });
-}
 
 /** Participant ids by `server + federation`, in IndexedDB. */
 class IndexedDbIds {
@@ -20,21 +15,13 @@ class IndexedDbIds {
     this.#db = db;
   }
   static async open() {
-    const open = indexedDB.open(DATABASE, 1);
-    open.onupgradeneeded = () => open.result.createObjectStore(TABLE);
-    return new IndexedDbIds(await request(open));
+    return new IndexedDbIds(await openTable(DATABASE, TABLE));
   }
   async get(key) {
-    return request(this.#db.transaction(TABLE, "readonly").objectStore(TABLE).get(key));
+    return readTable(this.#db, TABLE, (store) => store.get(key));
   }
   async set(key, participant) {
-    const tx = this.#db.transaction(TABLE, "readwrite");
-    tx.objectStore(TABLE).put(participant, key);
-    await new Promise((resolve, reject) => {
-      tx.oncomplete = resolve;
-      tx.onerror = () => reject(tx.error ?? new Error("IndexedDB write failed"));
-      tx.onabort = () => reject(tx.error ?? new Error("IndexedDB write aborted (quota?)"));
-    });
+    await writeTable(this.#db, TABLE, (store) => store.put(participant, key));
   }
 }
 

@@ -3,6 +3,8 @@
 // object with async get(id) → Uint8Array | undefined, put(id, bytes), list() → string[] and
 // delete(id) → boolean.
 
+import { openTable, readTable, writeTable } from "./idb.js";
+
 const MODEL_ID = /^[A-Za-z0-9_-]{1,128}$/;
 
 /**
@@ -41,13 +43,6 @@ export class MemoryStore {
   }
 }
 
-function request(req) {
-  return new Promise((resolve, reject) => {
-    req.onsuccess = () => resolve(req.result);
-    req.onerror = () => reject(req.error ?? new Error("IndexedDB request failed"));
-  });
-}
-
 /** Models in the browser's IndexedDB (database `kiln`, object store `models`). */
 export class IndexedDbStore {
   #db;
@@ -57,44 +52,28 @@ export class IndexedDbStore {
 
   /** Opens (and creates on first use) the database. */
   static async open(name = "kiln") {
-    const open = indexedDB.open(name, 1);
-    open.onupgradeneeded = () => open.result.createObjectStore("models");
-    return new IndexedDbStore(await request(open));
-  }
-
-  #store(mode) {
-    return this.#db.transaction("models", mode).objectStore("models");
+    return new IndexedDbStore(await openTable(name, "models"));
   }
 
   async get(id) {
-    const value = await request(this.#store("readonly").get(assertModelId(id)));
+    const value = await readTable(this.#db, "models", (store) => store.get(assertModelId(id)));
     return value === undefined ? undefined : new Uint8Array(value);
   }
 
   async put(id, bytes) {
     assertModelId(id);
-    const tx = this.#db.transaction("models", "readwrite");
-    tx.objectStore("models").put(new Uint8Array(bytes), id);
-    await new Promise((resolve, reject) => {
-      tx.oncomplete = resolve;
-      tx.onerror = () => reject(tx.error ?? new Error("IndexedDB write failed"));
-      tx.onabort = () => reject(tx.error ?? new Error("IndexedDB write aborted (quota?)"));
-    });
+    await writeTable(this.#db, "models", (store) => store.put(new Uint8Array(bytes), id));
   }
 
   async list() {
-    return (await request(this.#store("readonly").getAllKeys())).map(String).filter(isModelId).sort();
+    const keys = await readTable(this.#db, "models", (store) => store.getAllKeys());
+    return keys.map(String).filter(isModelId).sort();
   }
 
   async delete(id) {
     assertModelId(id);
-    const existed = (await request(this.#store("readonly").count(id))) > 0;
-    const tx = this.#db.transaction("models", "readwrite");
-    tx.objectStore("models").delete(id);
-    await new Promise((resolve, reject) => {
-      tx.oncomplete = resolve;
-      tx.onerror = () => reject(tx.error);
-    });
+    const existed = (await readTable(this.#db, "models", (store) => store.count(id))) > 0;
+    await writeTable(this.#db, "models", (store) => store.delete(id));
     return existed;
   }
 }

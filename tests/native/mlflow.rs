@@ -982,17 +982,25 @@ fn a_federation_is_one_mlflow_run_with_a_step_per_round() {
     for mut c in clients {
         assert!(c.wait().expect("client").success());
     }
-    let experiment = server.get(
-        "experiments/get-by-name",
-        &[("experiment_name", "fed-tracked")],
-    );
-    let experiment_id = experiment["experiment"]["experiment_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    // The run ends a moment after the last round (logging does not hold the round up).
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // The run ends a moment after the last round (logging does not hold the round up, and
+    // the experiment itself is made when the first round is logged).
+    let deadline = Instant::now() + Duration::from_secs(90);
     let run_id = loop {
+        let experiment: Value = client
+            .get(format!(
+                "{}/api/2.0/mlflow/experiments/get-by-name",
+                server.url
+            ))
+            .query(&[("experiment_name", "fed-tracked")])
+            .send()
+            .expect("experiment")
+            .json()
+            .expect("JSON");
+        let Some(experiment_id) = experiment["experiment"]["experiment_id"].as_str() else {
+            assert!(Instant::now() < deadline, "no experiment: {experiment}");
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
+        };
         let found: Value = client
             .post(format!("{}/api/2.0/mlflow/runs/search", server.url))
             .json(&json!({

@@ -405,24 +405,13 @@ impl Registry {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Opens round `round` again after a timeout without enough updates: the members that sent
-    /// nothing are dropped (and returned), those that did keep their updates.
     /// Opens round `round` again from scratch (a securely aggregated round whose steps failed:
     /// its masked updates cannot be used with another try's masks): every member and update
     /// of the round is removed. Returns the members it had.
     pub async fn restart_round(&self, id: &str, round: i64, now: i64) -> Outcome<Vec<String>> {
         let members = self.members(id, round).await?;
         let mut tx = self.pool().begin().await?;
-        let opened = sqlx::query(
-            "UPDATE federations SET round_tries = round_tries + 1, round_opened_at = $3
-             WHERE id = $1 AND round = $2 AND status = 'running' AND closing_until IS NULL",
-        )
-        .bind(id)
-        .bind(round)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        if opened.rows_affected() == 0 {
+        if !Self::open_again(&mut tx, id, round, now).await? {
             return Ok(Vec::new());
         }
         for table in ["federation_members", "federation_updates"] {
@@ -438,6 +427,28 @@ impl Registry {
         Ok(members)
     }
 
+    /// Counts another try of round `round` and restarts its clock, unless the round has moved
+    /// on, ended or is being aggregated; true if it did.
+    async fn open_again(
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        id: &str,
+        round: i64,
+        now: i64,
+    ) -> Outcome<bool> {
+        let opened = sqlx::query(
+            "UPDATE federations SET round_tries = round_tries + 1, round_opened_at = $3
+             WHERE id = $1 AND round = $2 AND status = 'running' AND closing_until IS NULL",
+        )
+        .bind(id)
+        .bind(round)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        Ok(opened.rows_affected() > 0)
+    }
+
+    /// Opens round `round` again after a timeout without enough updates: the members that sent
+    /// nothing are dropped (and returned), those that did keep their updates.
     pub async fn reopen_round(&self, id: &str, round: i64, now: i64) -> Outcome<Vec<String>> {
         let dropped: Vec<String> = sqlx::query(
             "SELECT participant FROM federation_members m
@@ -454,16 +465,7 @@ impl Registry {
         .map(|r| r.try_get::<String, _>(0))
         .collect::<Outcome<_>>()?;
         let mut tx = self.pool().begin().await?;
-        let opened = sqlx::query(
-            "UPDATE federations SET round_tries = round_tries + 1, round_opened_at = $3
-             WHERE id = $1 AND round = $2 AND status = 'running' AND closing_until IS NULL",
-        )
-        .bind(id)
-        .bind(round)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        if opened.rows_affected() == 0 {
+        if !Self::open_again(&mut tx, id, round, now).await? {
             return Ok(Vec::new());
         }
         for participant in &dropped {

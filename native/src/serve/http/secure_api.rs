@@ -6,7 +6,7 @@ use crate::serve::federations::{FederationPlan, FederationRow, FederationStatus,
 use crate::serve::federations_api::CreateFederation;
 use crate::serve::problem::ApiError;
 use crate::serve::rounds::{self, plan_of};
-use crate::serve::secure_rounds::{self, Advertised, Fixed, Roster};
+use crate::serve::secure_rounds::{self, Advertised, Roster};
 use crate::serve::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
@@ -202,10 +202,8 @@ pub async fn roster(
 ) -> Result<Json<Value>, ApiError> {
     let (row, plan, settings) = open_round(&state, &id, round).await?;
     advance(&state, &row, &plan, &settings).await;
-    let folder = secure_rounds::folder(&row);
-    let roster: Option<Roster> =
-        secure_rounds::read(&state.runner, &format!("{folder}/roster.json")).await?;
-    Ok(Json(match roster {
+    let fixed = secure_rounds::fixings(&state.runner, &secure_rounds::folder(&row)).await?;
+    Ok(Json(match fixed.roster {
         Some(r) => json!({"ready": true, "try": row.round_tries, "threshold": r.threshold,
                           "members": r.members, "context": r.context}),
         None => json!({"ready": false, "try": row.round_tries}),
@@ -229,11 +227,10 @@ pub async fn shares(
     let body: Body = parse(body)?;
     let (row, _, _) = open_round(&state, &id, round).await?;
     let folder = secure_rounds::folder(&row);
-    let roster: Roster = secure_rounds::read(&state.runner, &format!("{folder}/roster.json"))
-        .await?
-        .ok_or_else(|| {
-            ApiError::conflict(format!("the roster of round {round} is not fixed yet"))
-        })?;
+    let fixed = secure_rounds::fixings(&state.runner, &folder).await?;
+    let roster = fixed.roster.ok_or_else(|| {
+        ApiError::conflict(format!("the roster of round {round} is not fixed yet"))
+    })?;
     let me = index_in(&roster, &body.participant)?;
     let mut to: Vec<u8> = body.shares.iter().map(|s| s.to).collect();
     to.sort_unstable();
@@ -252,13 +249,7 @@ pub async fn shares(
             "shares: one sealed share from this client to every other member of the roster",
         ));
     }
-    if state
-        .runner
-        .objects
-        .get(&format!("{folder}/sharers.json"))
-        .await?
-        .is_some()
-    {
+    if fixed.sharers.is_some() {
         return Err(ApiError::conflict(format!(
             "the shares of round {round} are already relayed"
         )));
@@ -290,11 +281,8 @@ pub async fn inbox(
     let (row, plan, settings) = open_round(&state, &id, round).await?;
     advance(&state, &row, &plan, &settings).await;
     let folder = secure_rounds::folder(&row);
-    let roster: Option<Roster> =
-        secure_rounds::read(&state.runner, &format!("{folder}/roster.json")).await?;
-    let sharers: Option<Fixed> =
-        secure_rounds::read(&state.runner, &format!("{folder}/sharers.json")).await?;
-    let (Some(roster), Some(sharers)) = (roster, sharers) else {
+    let fixed = secure_rounds::fixings(&state.runner, &folder).await?;
+    let (Some(roster), Some(sharers)) = (fixed.roster, fixed.sharers) else {
         return Ok(Json(json!({"ready": false, "try": row.round_tries})));
     };
     let me = index_in(&roster, &query.participant)?;
@@ -313,10 +301,8 @@ pub async fn survivors(
 ) -> Result<Json<Value>, ApiError> {
     let (row, plan, settings) = open_round(&state, &id, round).await?;
     advance(&state, &row, &plan, &settings).await;
-    let folder = secure_rounds::folder(&row);
-    let fixed: Option<Fixed> =
-        secure_rounds::read(&state.runner, &format!("{folder}/survivors.json")).await?;
-    Ok(Json(match fixed {
+    let fixed = secure_rounds::fixings(&state.runner, &secure_rounds::folder(&row)).await?;
+    Ok(Json(match fixed.survivors {
         Some(f) => json!({"ready": true, "try": row.round_tries, "survivors": f.indices}),
         None => json!({"ready": false, "try": row.round_tries}),
     }))
@@ -338,11 +324,8 @@ pub async fn reveal(
     let body: Body = parse(body)?;
     let (row, _, _) = open_round(&state, &id, round).await?;
     let folder = secure_rounds::folder(&row);
-    let roster: Option<Roster> =
-        secure_rounds::read(&state.runner, &format!("{folder}/roster.json")).await?;
-    let survivors: Option<Fixed> =
-        secure_rounds::read(&state.runner, &format!("{folder}/survivors.json")).await?;
-    let (Some(roster), Some(survivors)) = (roster, survivors) else {
+    let fixed = secure_rounds::fixings(&state.runner, &folder).await?;
+    let (Some(roster), Some(survivors)) = (fixed.roster, fixed.survivors) else {
         return Err(ApiError::conflict(format!(
             "the survivors of round {round} are not fixed yet"
         )));
@@ -381,12 +364,8 @@ pub async fn check_masked(
     participant: &str,
     body: &Bytes,
 ) -> Result<(), ApiError> {
-    let folder = secure_rounds::folder(row);
-    let roster: Option<Roster> =
-        secure_rounds::read(&state.runner, &format!("{folder}/roster.json")).await?;
-    let sharers: Option<Fixed> =
-        secure_rounds::read(&state.runner, &format!("{folder}/sharers.json")).await?;
-    let (Some(roster), Some(sharers)) = (roster, sharers) else {
+    let fixed = secure_rounds::fixings(&state.runner, &secure_rounds::folder(row)).await?;
+    let (Some(roster), Some(sharers)) = (fixed.roster, fixed.sharers) else {
         return Err(ApiError::conflict(
             "a masked update comes after the shares are relayed (GET …/secure/inbox)",
         ));

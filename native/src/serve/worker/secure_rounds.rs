@@ -106,6 +106,26 @@ async fn fix<T: Serialize + serde::de::DeserializeOwned>(
         .ok_or_else(|| KilnError::Internal(format!("{key} vanished")))
 }
 
+/// The sets fixed so far in a round's try folder.
+#[derive(Debug, Clone, Default)]
+pub struct Fixings {
+    /// The roster, once fixed.
+    pub roster: Option<Roster>,
+    /// The clients whose shares went out, once fixed.
+    pub sharers: Option<Fixed>,
+    /// The survivors, once fixed.
+    pub survivors: Option<Fixed>,
+}
+
+/// What is fixed in `folder`.
+pub async fn fixings(ctx: &RunnerContext, folder: &str) -> Result<Fixings> {
+    Ok(Fixings {
+        roster: read(ctx, &format!("{folder}/roster.json")).await?,
+        sharers: read(ctx, &format!("{folder}/sharers.json")).await?,
+        survivors: read(ctx, &format!("{folder}/survivors.json")).await?,
+    })
+}
+
 /// The participants with an object under `folder/kind/`.
 async fn posted(ctx: &RunnerContext, folder: &str, kind: &str) -> Result<Vec<String>> {
     Ok(ctx
