@@ -44,7 +44,7 @@ pub fn provide_digits_for(kiln: &Kiln, config: &JsValue) {
     );
     if first {
         let error: js_sys::Error = kiln
-            .train(config.clone(), JsValue::UNDEFINED, None, None)
+            .train(config.clone(), JsValue::UNDEFINED, None, None, None, None)
             .err()
             .expect("training on digits that were not handed over is refused")
             .dyn_into()
@@ -82,7 +82,7 @@ pub async fn trains_predicts_and_reports(backend: &str) -> JsValue {
     .unwrap();
     provide_digits_for(&kiln, &config);
     let job = kiln
-        .train(config, JsValue::UNDEFINED, None, None)
+        .train(config, JsValue::UNDEFINED, None, None, None, None)
         .expect("job starts");
     assert!(job.id().starts_with("trainingjob-"));
     assert_eq!(job.status(), "queued");
@@ -134,7 +134,7 @@ pub async fn a_bad_config_is_an_error_naming_the_field() {
         "a bad config fetches nothing: train throws its error"
     );
     let error = kiln
-        .train(config.clone(), JsValue::UNDEFINED, None, None)
+        .train(config.clone(), JsValue::UNDEFINED, None, None, None, None)
         .err()
         .expect("rejected");
     let error: js_sys::Error = error.dyn_into().expect("a real Error");
