@@ -11,7 +11,15 @@ import { existsSync, mkdirSync, renameSync, writeFileSync, rmSync, readFileSync 
 import { join } from "node:path";
 import { randomUUID } from "node:crypto";
 import { spawn } from "node:child_process";
-import { tempDir, startServer, stopServer, killServers, installPackage, kilnBin } from "../js/helpers.mjs";
+import {
+  tempDir,
+  startServer,
+  stopServer,
+  killServers,
+  installPackage,
+  packageEntryUrl,
+  kilnBin,
+} from "../js/helpers.mjs";
 import { api, waitFor, readEvents, twoClassCsv, DETERMINISTIC, burnpackTensorData } from "../js/server-api.mjs";
 import { startPostgres, startMoto, startMlflow, startRelay, freePort } from "./services.mjs";
 
@@ -658,7 +666,7 @@ test("an MLflow server whose artifact root is an S3 bucket: the worker uploads t
 test("a secure federation on two servers (PostgreSQL, S3): clients on either, one server killed -9 and restarted; every round closed once", {
   timeout: 300_000,
 }, async () => {
-  const { Kiln } = await installPackage();
+  await installPackage();
   const objects = "s3://kiln-fleet/federation";
   const addrB = `127.0.0.1:${await freePort()}`;
   const a = await worker("federation", objects);
@@ -691,22 +699,23 @@ test("a secure federation on two servers (PostgreSQL, S3): clients on either, on
   });
   assert.equal(created.status, 202, created.text);
   const federation = created.json.id;
-  const kiln = await Kiln.create({ backend: "cpu" });
-  const onA = await kiln.joinFederation(a.url, { federation, data: { csv: part(0) }, pollMs: 50 });
-  const onB = await kiln.joinFederation(b.url, { federation, data: { csv: part(1) }, pollMs: 50 });
+  // Two npm-package clients (each in its own Node process, one per server) and a native one.
+  const packageClient = (url, csv) => {
+    const dir = tempDir("kiln-fed-js-");
+    writeFileSync(join(dir, "part.csv"), csv);
+    const script = join(import.meta.dirname, "../js/federation-client.mjs");
+    const args = [script, packageEntryUrl(), url, federation, "", join(dir, "part.csv"), join(dir, "state.json")];
+    return exitOf(spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] }));
+  };
+  const onA = packageClient(a.url, part(0));
+  const onB = packageClient(b.url, part(1));
   const nativeCsv = join(tempDir("kiln-fed-native-"), "part.csv");
   writeFileSync(nativeCsv, part(2));
-  const native = spawn(
-    kilnBin,
-    ["federate", "join", b.url, "--federation", federation, "--data", nativeCsv, "--header"],
-    {
-      stdio: ["ignore", "ignore", "pipe"],
-    },
+  const native = exitOf(
+    spawn(kilnBin, ["federate", "join", b.url, "--federation", federation, "--data", nativeCsv, "--header"], {
+      stdio: ["ignore", "pipe", "pipe"],
+    }),
   );
-  let nativeErr = "";
-  native.stderr.on("data", (d) => {
-    nativeErr += d;
-  });
   // Server B dies after the first round; B's clients retry until it is back.
   for (let tries = 0; (await api(a, `/v1/federations/${federation}`)).json.round < 1; tries++) {
     assert.ok(tries < 600, "round 0 did not close");
@@ -716,9 +725,11 @@ test("a secure federation on two servers (PostgreSQL, S3): clients on either, on
   await b.exited;
   await sleep(1000);
   b = await worker("federation", objects, { addr: addrB });
-  const [resultA, resultB] = await Promise.all([onA.waitForCompletion(), onB.waitForCompletion()]);
-  assert.equal(await new Promise((r) => native.on("exit", r)), 0, nativeErr);
-  assert.equal(resultA.modelId, resultB.modelId);
+  const [clientA, clientB, nativeClient] = await Promise.all([onA, onB, native]);
+  for (const client of [clientA, clientB, nativeClient]) assert.equal(client.code, 0, client.err + client.out);
+  const done = (client) => JSON.parse(client.out.trim().split("\n").at(-1));
+  assert.equal(done(clientA).type, "done");
+  assert.equal(done(clientA).modelId, done(clientB).modelId);
   for (const server of [a, b]) {
     const view = await api(server, `/v1/federations/${federation}`);
     assert.equal(view.json.status, "completed", view.text);
@@ -732,6 +743,19 @@ test("a secure federation on two servers (PostgreSQL, S3): clients on either, on
   const closed = events.filter((e) => e.event === "roundClosed").map((e) => e.data.round);
   assert.deepEqual(closed, [0, 1, 2, 3], JSON.stringify(closed));
 });
+
+/** A child process's exit code and output, once it exits (listened for from its start). */
+function exitOf(child) {
+  let out = "";
+  let err = "";
+  child.stdout?.on("data", (d) => {
+    out += d;
+  });
+  child.stderr?.on("data", (d) => {
+    err += d;
+  });
+  return new Promise((resolve) => child.on("exit", (code) => resolve({ code, out, err })));
+}
 
 /** A federation's events (its stream ends with the final status). */
 async function readEventsOf(server, federation) {
