@@ -712,7 +712,14 @@ test("a resumable job survives a page reload: kiln.resume continues it from Inde
         const model = await kiln.preloadedModel(info.modelId);
         const probs = [];
         for (const row of rows) probs.push([...(await model.predict(new Float32Array(row)))]);
-        return { probs, id: job.id, startEpoch, left: (await kiln.resumableJobs()).map((j) => j.jobId) };
+        // The completed job's checkpoint goes once its last write is done.
+        let left = [];
+        for (let i = 0; i < 100; i++) {
+          left = (await kiln.resumableJobs()).map((j) => j.jobId);
+          if (!left.includes(job.id)) break;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        return { probs, id: job.id, startEpoch, left };
       },
       { config, rows, start },
     );
