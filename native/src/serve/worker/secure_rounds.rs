@@ -142,6 +142,37 @@ fn expired(since: i64, settings: &SecureSettings, now: i64) -> bool {
     now - since >= settings.phase_secs.saturating_mul(1000)
 }
 
+/// Where a step stands: the clients of the step before (`previous`, fixed at `since`) that
+/// answered it close it when all did, or once it has waited `phase_secs` with the threshold.
+enum Step {
+    /// Some have not answered and there is time left.
+    Waiting,
+    /// Time is up with this many answers, fewer than the threshold.
+    Short(usize),
+    /// The step is closed with these clients.
+    Done(Vec<u8>),
+}
+
+fn step(
+    answered: Vec<u8>,
+    previous: &[u8],
+    since: i64,
+    settings: &SecureSettings,
+    now: i64,
+) -> Step {
+    let answered: Vec<u8> = answered
+        .into_iter()
+        .filter(|i| previous.contains(i))
+        .collect();
+    if answered.len() < previous.len() && !expired(since, settings, now) {
+        Step::Waiting
+    } else if answered.len() < settings.threshold {
+        Step::Short(answered.len())
+    } else {
+        Step::Done(answered)
+    }
+}
+
 /// Moves the round's steps on as far as they can go now, and says where it stands.
 pub async fn advance(
     ctx: &RunnerContext,
@@ -167,18 +198,19 @@ pub async fn advance(
         Some(fixed) => fixed,
         None => {
             let sent = posted(ctx, &folder, "shares").await?;
-            let indices = indices_of(&roster.members, &sent);
-            if indices.len() < roster.members.len() && !expired(roster.fixed_at, settings, now) {
-                return Ok(Progress::Pending);
-            }
-            if indices.len() < t {
-                return Ok(Progress::Failed(format!(
-                    "only {} of the roster's {} clients sent their shares; secure aggregation \
-                     needs {t}",
-                    indices.len(),
-                    roster.members.len()
-                )));
-            }
+            let all: Vec<u8> = roster.members.iter().map(|m| m.index).collect();
+            let answered = indices_of(&roster.members, &sent);
+            let indices = match step(answered, &all, roster.fixed_at, settings, now) {
+                Step::Waiting => return Ok(Progress::Pending),
+                Step::Short(n) => {
+                    return Ok(Progress::Failed(format!(
+                        "only {n} of the roster's {} clients sent their shares; secure \
+                         aggregation needs {t}",
+                        roster.members.len()
+                    )));
+                }
+                Step::Done(indices) => indices,
+            };
             let fixed_at = now;
             fix(ctx, &sharers_key, Fixed { indices, fixed_at }).await?
         }
@@ -196,19 +228,16 @@ pub async fn advance(
                 .into_iter()
                 .map(|u| u.participant)
                 .collect();
-            let indices: Vec<u8> = indices_of(&roster.members, &sent)
-                .into_iter()
-                .filter(|i| sharers.indices.contains(i))
-                .collect();
-            if indices.len() < sharers.indices.len() && !expired(sharers.fixed_at, settings, now) {
-                return Ok(Progress::Pending);
-            }
-            if indices.len() < t {
-                return Ok(Progress::Failed(format!(
-                    "only {} clients sent masked updates; secure aggregation needs {t}",
-                    indices.len()
-                )));
-            }
+            let answered = indices_of(&roster.members, &sent);
+            let indices = match step(answered, &sharers.indices, sharers.fixed_at, settings, now) {
+                Step::Waiting => return Ok(Progress::Pending),
+                Step::Short(n) => {
+                    return Ok(Progress::Failed(format!(
+                        "only {n} clients sent masked updates; secure aggregation needs {t}"
+                    )));
+                }
+                Step::Done(indices) => indices,
+            };
             fix(
                 ctx,
                 &survivors_key,
@@ -220,21 +249,36 @@ pub async fn advance(
             .await?
         }
     };
-    let revealers = indices_of(&roster.members, &posted(ctx, &folder, "reveals").await?);
-    let revealers: Vec<u8> = revealers
-        .into_iter()
-        .filter(|i| survivors.indices.contains(i))
-        .collect();
-    if revealers.len() < survivors.indices.len() && !expired(survivors.fixed_at, settings, now) {
-        return Ok(Progress::Pending);
-    }
-    if revealers.len() < t {
-        return Ok(Progress::Failed(format!(
-            "only {} of the {} survivors revealed their shares; secure aggregation needs {t}",
-            revealers.len(),
-            survivors.indices.len()
-        )));
-    }
+    let answered = indices_of(&roster.members, &posted(ctx, &folder, "reveals").await?);
+    let revealers = match step(
+        answered,
+        &survivors.indices,
+        survivors.fixed_at,
+        settings,
+        now,
+    ) {
+        Step::Waiting => return Ok(Progress::Pending),
+        Step::Short(n) => {
+            return Ok(Progress::Failed(format!(
+                "only {n} of the {} survivors revealed their shares; secure aggregation needs {t}",
+                survivors.indices.len()
+            )));
+        }
+        Step::Done(indices) => indices,
+    };
+    let unmasking = unmasking(ctx, &folder, roster, &sharers, survivors, &revealers).await?;
+    Ok(Progress::Ready(Box::new(unmasking)))
+}
+
+/// What the round is unmasked with, once every step is done: the revealers' shares read.
+async fn unmasking(
+    ctx: &RunnerContext,
+    folder: &str,
+    roster: Roster,
+    sharers: &Fixed,
+    survivors: Fixed,
+    revealers: &[u8],
+) -> Result<Unmasking> {
     let mut revealed = Vec::new();
     for member in roster
         .members
@@ -250,12 +294,12 @@ pub async fn advance(
         .filter(|m| sharers.indices.contains(&m.index))
         .cloned()
         .collect();
-    Ok(Progress::Ready(Box::new(Unmasking {
+    Ok(Unmasking {
         roster,
         sharers,
         survivors: survivors.indices,
         revealed,
-    })))
+    })
 }
 
 /// The roster, fixing it when every place of the round advertised keys, or at the round's
